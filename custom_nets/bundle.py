@@ -1,0 +1,137 @@
+"""Helpers that bundle configs call at parse time.
+
+The configs in ``bundles/<name>/configs`` compute ``bundle_root`` with :func:`bundle_root` so that every path a bundle
+writes (checkpoints, logs, demo data, evaluation CSVs) lands inside the bundle folder whatever the current working
+directory is. MONAI's own convention (``"bundle_root": "."``) means the current directory, which scatters outputs when a
+user runs ``python -m monai.bundle run --config_file bundles/x/configs/train.json`` from the repository root.
+MONAI Label and users can still override it (``--bundle_root DIR``).
+"""
+
+from __future__ import annotations
+
+import ast
+import inspect
+import logging
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+import torch
+
+__all__ = ["bundle_root", "default_device", "config_file_from_argv", "amp_enabled", "log_to_file", "channel_output_transform"]
+
+logger = logging.getLogger(__name__)
+
+
+def _as_paths(value: object) -> list[str]:
+    """Turn a ``config_file`` value (a path, a list of paths, or the string form of a list) into a list of paths."""
+    if isinstance(value, (str, os.PathLike)):
+        text = str(value).strip()
+        if text.startswith("[") or text.startswith("("):
+            try:
+                parsed = ast.literal_eval(text)
+            except (ValueError, SyntaxError):
+                return [text]
+            return [str(p) for p in parsed]
+        return [text]
+    if isinstance(value, Sequence):
+        return [str(p) for p in value]
+    return []
+
+
+def _root_of_config(config_path: str) -> Path:
+    """Return the bundle folder of a config file: the parent of ``configs/``, or the config's own folder."""
+    folder = Path(config_path).expanduser().resolve().parent
+    return folder.parent if folder.name == "configs" else folder
+
+
+def config_file_from_argv(argv: Sequence[str] | None = None) -> str | None:
+    """Return the first config file named on a ``python -m monai.bundle ... --config_file X`` command line."""
+    argv = list(sys.argv if argv is None else argv)
+    for i, arg in enumerate(argv):
+        if arg == "--config_file" and i + 1 < len(argv):
+            paths = _as_paths(argv[i + 1])
+            return paths[0] if paths else None
+        if arg.startswith("--config_file="):
+            paths = _as_paths(arg.split("=", 1)[1])
+            return paths[0] if paths else None
+    return None
+
+
+def _config_file_from_stack() -> str | None:
+    """Find the config being parsed by looking at MONAI's callers (ConfigWorkflow, verify_net_in_out, ckpt_export)."""
+    frame = inspect.currentframe()
+    try:
+        while frame is not None:
+            local = frame.f_locals
+            owner = local.get("self")
+            root = getattr(owner, "config_root_path", None)
+            if root is not None and type(owner).__module__.startswith("monai.bundle"):
+                return str(Path(root) / "_.json")
+            for name in ("config_file_", "config_file"):
+                if frame.f_globals.get("__name__", "").startswith("monai.bundle") and local.get(name):
+                    paths = _as_paths(local[name])
+                    if paths:
+                        return paths[0]
+            frame = frame.f_back
+    finally:
+        del frame
+    return None
+
+
+def bundle_root(default: str | os.PathLike | None = None) -> str:
+    """Return the absolute path of the bundle whose config is being parsed.
+
+    Looked up in order: the config file MONAI is parsing (found on the call stack of ``ConfigWorkflow``,
+    ``verify_net_in_out`` or ``ckpt_export``), the ``--config_file`` argument on the command line, ``default``, and
+    finally the current directory (MONAI's model-zoo convention), with a warning.
+    """
+    config_file = _config_file_from_stack() or config_file_from_argv()
+    if config_file:
+        return str(_root_of_config(config_file))
+    if default is not None:
+        return str(Path(default).expanduser().resolve())
+    logger.warning("could not tell which bundle is being parsed; using the current directory as bundle_root")
+    return str(Path.cwd())
+
+
+def default_device() -> torch.device:
+    """CUDA when present, else CPU."""
+    return torch.device("cuda:0" if torch.cuda.is_available() else "cpu")
+
+
+def amp_enabled(device: torch.device | str) -> bool:
+    """Automatic mixed precision only where it pays and is supported for these nets: on CUDA."""
+    return torch.device(device).type == "cuda"
+
+
+def log_to_file(path: str | os.PathLike, level: int = logging.INFO) -> str:
+    """Also write the log of this run (MONAI's, ignite's and ours) to ``path``; returns the path.
+
+    Called from a bundle's ``initialize`` so that the training log lands next to its checkpoints. Adding the same
+    file twice is a no-op.
+    """
+    path = Path(path).expanduser().resolve()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    root = logging.getLogger()
+    if not any(isinstance(h, logging.FileHandler) and Path(h.baseFilename) == path for h in root.handlers):
+        handler = logging.FileHandler(path)
+        handler.setLevel(level)
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+        root.addHandler(handler)
+        if root.level > level or root.level == logging.NOTSET:
+            root.setLevel(level)
+    return str(path)
+
+
+def channel_output_transform(channel: int, keys: Sequence[str] = ("pred", "label")):
+    """An ignite ``output_transform`` that keeps one channel of each decollated item, for per-region metrics.
+
+    ``MeanDice(output_transform=channel_output_transform(2))`` is the Dice of the third channel (ET for BraTS).
+    """
+
+    def transform(output):
+        return tuple([item[key][channel : channel + 1] for item in output] for key in keys)
+
+    return transform

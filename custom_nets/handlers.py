@@ -1,0 +1,151 @@
+"""Ignite handlers the bundles need beyond MONAI's.
+
+- :class:`ResumableCheckpoint`: saves the whole training state to one fixed file after every epoch (atomically) and
+  resumes from it when training starts again, so an interrupted run picks up where it stopped.
+- :class:`RegionMetricsWriter`: writes the per-case values that MONAI's metric handlers already computed
+  (``engine.state.metric_details``) as one CSV with named regions, plus a mean row, and logs the means.
+"""
+
+from __future__ import annotations
+
+import csv
+import logging
+import math
+import os
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+from ignite.engine import Engine, Events
+from monai.handlers import CheckpointLoader
+
+from custom_nets.data.naming import case_names_from_batch
+
+__all__ = ["ResumableCheckpoint", "RegionMetricsWriter"]
+
+logger = logging.getLogger(__name__)
+
+class ResumableCheckpoint:
+    """Save ``save_dict`` to ``save_dir/filename`` after every epoch; load it when the trainer starts, if present.
+
+    The file is written to a temporary name and renamed, so an interruption never leaves a truncated checkpoint.
+    Loading is done by MONAI's :class:`~monai.handlers.CheckpointLoader` (``weights_only`` loading), so the trainer
+    continues from the saved epoch with the saved optimizer, scheduler and AMP scaler states.
+
+    Args:
+        save_dir: folder of the checkpoint (created if missing).
+        save_dict: objects with ``state_dict``/``load_state_dict``, e.g. ``{"model": net, "optimizer": opt,
+            "trainer": trainer}``.
+        resume: whether to load an existing checkpoint at start.
+        filename: checkpoint file name.
+        map_location: device for loading.
+        enabled: ``False`` turns the handler off (multi-GPU: only rank 0 saves).
+    """
+
+    def __init__(
+        self,
+        save_dir: str | os.PathLike,
+        save_dict: Mapping[str, Any],
+        resume: bool = True,
+        filename: str = "checkpoint_last.pt",
+        map_location: Any = None,
+        enabled: bool = True,
+    ) -> None:
+        self.path = Path(save_dir) / filename
+        self.save_dict = {k: v for k, v in save_dict.items() if v is not None}
+        self.resume = resume
+        self.map_location = map_location
+        self.enabled = enabled
+
+    def attach(self, engine: Engine) -> None:
+        if self.resume and self.path.is_file():
+            logger.info(f"resuming training from {self.path}")
+            CheckpointLoader(load_path=str(self.path), load_dict=dict(self.save_dict), map_location=self.map_location).attach(
+                engine
+            )
+        if self.enabled:
+            engine.add_event_handler(Events.EPOCH_COMPLETED, self.save)
+
+    def save(self, engine: Engine) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        state = {}
+        for key, obj in self.save_dict.items():
+            module = getattr(obj, "module", obj) if isinstance(obj, torch.nn.parallel.DistributedDataParallel) else obj
+            state[key] = module.state_dict()
+        tmp = self.path.with_name(f".{self.path.name}.tmp")
+        torch.save(state, tmp)
+        os.replace(tmp, self.path)
+
+
+class RegionMetricsWriter:
+    """Write per-case, per-region metrics to ``output_dir/filename`` (CSV) and log their means.
+
+    It reads the details MONAI's metric handlers store in ``engine.state.metric_details`` (one ``(cases, regions)``
+    array per metric, for handlers created with ``save_details=True``) and the case names of every batch.
+
+    Args:
+        output_dir: folder of the CSV (created if missing).
+        metric_names: the names under which the metric handlers were registered, e.g. ``["dice", "hd95"]``.
+        region_names: one name per channel, e.g. ``["TC", "WT", "ET"]``.
+        filename: the CSV name.
+        batch_transform: maps ``engine.state.batch`` to the case names; by default read from the image metadata.
+    """
+
+    def __init__(
+        self,
+        output_dir: str | os.PathLike,
+        metric_names: Sequence[str],
+        region_names: Sequence[str],
+        filename: str = "metrics.csv",
+        batch_transform: Callable[[Any], list[str]] = case_names_from_batch,
+    ) -> None:
+        self.output_path = Path(output_dir) / filename
+        self.metric_names = list(metric_names)
+        self.region_names = list(region_names)
+        self.batch_transform = batch_transform
+        self._cases: list[str] = []
+
+    def attach(self, engine: Engine) -> None:
+        engine.add_event_handler(Events.EPOCH_STARTED, lambda _: self._cases.clear())
+        engine.add_event_handler(Events.ITERATION_COMPLETED, self._collect_cases)
+        engine.add_event_handler(Events.EPOCH_COMPLETED, self.write)
+
+    def _collect_cases(self, engine: Engine) -> None:
+        self._cases.extend(self.batch_transform(engine.state.batch))
+
+    def columns(self) -> list[str]:
+        return [f"{metric}_{region}" for metric in self.metric_names for region in self.region_names]
+
+    def write(self, engine: Engine) -> None:
+        details = engine.state.metric_details
+        rows = [[] for _ in self._cases]
+        for metric in self.metric_names:
+            if metric not in details:
+                raise KeyError(f"metric '{metric}' has no details; create its handler with save_details=True")
+            values = torch.as_tensor(details[metric]).float().reshape(len(self._cases), -1).cpu()
+            if values.shape[1] != len(self.region_names):
+                raise ValueError(f"metric '{metric}' has {values.shape[1]} channels, expected {len(self.region_names)}")
+            for row, case_values in zip(rows, values.tolist()):
+                row.extend(case_values)
+        means = [_nanmean([row[i] for row in rows]) for i in range(len(self.columns()))]
+        self.output_path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = self.output_path.with_name(f".{self.output_path.name}.tmp")
+        with open(tmp, "w", newline="") as f:
+            writer = csv.writer(f)
+            writer.writerow(["case", *self.columns()])
+            for case, row in zip(self._cases, rows):
+                writer.writerow([case, *(_fmt(v) for v in row)])
+            writer.writerow(["mean", *(_fmt(v) for v in means)])
+        os.replace(tmp, self.output_path)
+        summary = ", ".join(f"{name}={_fmt(v)}" for name, v in zip(self.columns(), means))
+        logger.info(f"{len(self._cases)} cases; mean {summary}; per-case values in {self.output_path}")
+
+
+def _nanmean(values: Sequence[float]) -> float:
+    finite = [v for v in values if not math.isnan(v) and not math.isinf(v)]
+    return sum(finite) / len(finite) if finite else float("nan")
+
+
+def _fmt(value: float) -> str:
+    return "nan" if math.isnan(value) else f"{value:.4f}"

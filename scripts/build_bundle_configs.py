@@ -1,0 +1,121 @@
+#!/usr/bin/env python
+"""Generate the config files of every bundle from its task template.
+
+Bundles that share a task (the three 3D BraTS bundles, ...) differ only in their network and a few numbers, so their
+configs are generated from one template (``scripts/bundle_templates/``) and the registry below instead of being
+copied by hand. The generated JSON is committed, so each bundle folder works on its own.
+
+    python scripts/build_bundle_configs.py          # rewrite the generated files
+    python scripts/build_bundle_configs.py --check  # exit 1 if any committed file differs from the template
+"""
+
+from __future__ import annotations
+
+import argparse
+import difflib
+import json
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from bundle_templates import brats3d  # noqa: E402
+
+REPO = Path(__file__).resolve().parent.parent
+LOGGING_CONF = Path(__file__).resolve().parent / "bundle_templates" / "logging.conf"
+BRATS_3D_PAPER = (
+    "Utilizing Attention, Linked Blocks, and Pyramid Pooling to Propel Brain Tumor Segmentation in 3D "
+    "(the reference for the AR-UNet 3D, LinkNet 3D and PSPNet 3D architectures)."
+)
+BRATS_DATA = (
+    "Menze B. H. et al. The Multimodal Brain Tumor Image Segmentation Benchmark (BRATS). IEEE TMI 34(10), 2015. "
+    "https://doi.org/10.1109/TMI.2014.2377694"
+)
+
+BUNDLES: dict[str, dict] = {
+    "arunet3d": {
+        "template": brats3d,
+        "title": "AR-UNet 3D brain tumour segmentation",
+        "version": "0.1.0",
+        "changelog": {"0.1.0": "first version: 4-modality BraTS regions, gated skips concatenated with decoder features"},
+        "description": "Attention residual U-Net (AR-UNet 3D): pre-activation residual blocks, stride-2 convolution "
+        "downsampling, trilinear upsampling and additive attention gates on the skip connections, segmenting the "
+        "tumour core, whole tumour and enhancing tumour from FLAIR, T1, T1ce and T2 MRI. No pretrained weights ship.",
+        "references": [
+            BRATS_3D_PAPER,
+            "Oktay O. et al. Attention U-Net: Learning Where to Look for the Pancreas. MIDL 2018. arXiv:1804.03999",
+            "He K. et al. Identity Mappings in Deep Residual Networks. ECCV 2016. arXiv:1603.05027",
+            BRATS_DATA,
+        ],
+        "network_def": {
+            "_target_": "custom_nets.nets.arunet.ARUNet",
+            "spatial_dims": 3,
+            "in_channels": 4,
+            "out_channels": 3,
+            "channels": [16, 32, 64, 128],
+            "deep_supervision": False,
+        },
+        "size_divisor": [8, 8, 8],
+        "roi_size": [64, 64, 64],
+        "learning_rate": 1e-3,
+        "batch_size": 1,
+    },
+}
+
+
+# The versions the bundles were generated and tested with (metadata's *_version fields). Fixed here rather than read
+# from the environment so that the generated files do not depend on the machine that regenerates them.
+VERSIONS = {
+    "monai": "1.6.1",
+    "torch": "2.13.0",
+    "numpy": "2.4.6",
+    "custom_nets": "0.1.0",
+    "nibabel": "5.4.2",
+    "ignite": "0.5.5",
+    "tensorboard": "2.21.0",
+    "itk": "5.4.7",
+}
+
+
+def render(config: dict) -> str:
+    return json.dumps(config, indent=4) + "\n"
+
+
+def generated_files(names: list[str] | None = None) -> dict[Path, str]:
+    """Every generated file's path and text."""
+    files = {}
+    for name, bundle in BUNDLES.items():
+        if names and name not in names:
+            continue
+        for filename, config in bundle["template"].bundle_configs(bundle, VERSIONS).items():
+            files[REPO / "bundles" / name / "configs" / filename] = render(config)
+        files[REPO / "bundles" / name / "configs" / "logging.conf"] = LOGGING_CONF.read_text()
+    return files
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("bundles", nargs="*", help="bundle names (default: all)")
+    parser.add_argument("--check", action="store_true", help="only compare; exit 1 when a file is out of date")
+    args = parser.parse_args(argv)
+    stale = []
+    for path, text in generated_files(args.bundles).items():
+        current = path.read_text() if path.exists() else ""
+        if current == text:
+            continue
+        stale.append(path)
+        if args.check:
+            diff = difflib.unified_diff(current.splitlines(), text.splitlines(), str(path), "generated", lineterm="")
+            print("\n".join(list(diff)[:40]))
+        else:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(text)
+            print(f"wrote {path.relative_to(REPO)}")
+    if args.check and stale:
+        print(f"{len(stale)} generated config file(s) out of date; run python scripts/build_bundle_configs.py")
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

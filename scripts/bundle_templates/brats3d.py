@@ -1,0 +1,521 @@
+"""Config template of the 3D BraTS task (4 MR modalities in, TC/WT/ET sigmoid regions out).
+
+Every 3D BraTS bundle (arunet3d, linknet3d, pspnet3d) is generated from this one template by
+``scripts/build_bundle_configs.py``, so their pipelines cannot drift apart; each generated bundle folder is still
+complete on its own. Edit this file, not the generated JSON, and run ``python scripts/build_bundle_configs.py``.
+"""
+
+from __future__ import annotations
+
+from copy import deepcopy
+from typing import Any
+
+REGIONS = ("TC", "WT", "ET")
+MODALITIES = ("FLAIR", "T1", "T1ce", "T2")
+
+IMPORTS = [
+    "$import os",
+    "$import torch",
+    "$import monai",
+    "$import custom_nets.bundle",
+    "$import custom_nets.data.brats",
+    "$import custom_nets.data.naming",
+    "$from monai.handlers import from_engine",
+]
+
+COMMON: dict[str, Any] = {
+    "imports": IMPORTS,
+    "bundle_root": "$custom_nets.bundle.bundle_root()",
+    "ckpt_dir": "$os.path.join(@bundle_root, 'models')",
+    "log_dir": "$os.path.join(@bundle_root, 'runs')",
+    "dataset_dir": "demo",
+    "demo_dir": "$os.path.join(@bundle_root, 'demo_data')",
+    "device": "$custom_nets.bundle.default_device()",
+    "amp": "$custom_nets.bundle.amp_enabled(@device)",
+    "et_label": 4,
+}
+
+
+def _load_transforms(keys: list[str]) -> list[dict]:
+    """Reading and orienting: a case's four modality files become one 4-channel image in RAS orientation."""
+    transforms: list[dict] = [
+        {"_target_": "LoadImaged", "keys": keys, "image_only": True},
+        {"_target_": "EnsureChannelFirstd", "keys": keys},
+        {"_target_": "EnsureTyped", "keys": keys},
+    ]
+    if "label" in keys:
+        transforms += [
+            {"_target_": "MapLabelValued", "keys": "label", "orig_labels": [3], "target_labels": [4]},
+            {"_target_": "ConvertToMultiChannelBasedOnBratsClassesd", "keys": "label", "et_label": 4},
+        ]
+    transforms += [
+        {"_target_": "Orientationd", "keys": keys, "axcodes": "RAS"},
+        {"_target_": "NormalizeIntensityd", "keys": "image", "nonzero": True, "channel_wise": True},
+    ]
+    return transforms
+
+
+def _region_metrics(prefix: str, hd95: bool) -> dict:
+    """Per-region Dice (and HD95) handlers named ``<prefix>_dice_tc`` ... computed by MONAI's metric handlers."""
+    metrics = {}
+    for index, region in enumerate(REGIONS):
+        transform = f"$custom_nets.bundle.channel_output_transform({index})"
+        metrics[f"{prefix}_dice_{region.lower()}"] = {
+            "_target_": "MeanDice",
+            "include_background": True,
+            "output_transform": transform,
+        }
+        if hd95:
+            metrics[f"{prefix}_hd95_{region.lower()}"] = {
+                "_target_": "HausdorffDistance",
+                "include_background": True,
+                "percentile": 95,
+                "output_transform": transform,
+            }
+    return metrics
+
+
+def _postprocessing(invert: bool) -> list[dict]:
+    steps: list[dict] = [{"_target_": "Activationsd", "keys": "pred", "sigmoid": True}]
+    if invert:
+        steps.append(
+            {
+                "_target_": "Invertd",
+                "keys": "pred",
+                "transform": "@preprocessing",
+                "orig_keys": "image",
+                "nearest_interp": False,
+                "to_tensor": True,
+            }
+        )
+    steps.append({"_target_": "AsDiscreted", "keys": "pred", "threshold": 0.5})
+    return steps
+
+
+def _network(network_def: dict) -> dict:
+    return {"network_def": deepcopy(network_def), "network": "$@network_def.to(@device)"}
+
+
+def _sliding_window(overlap: float) -> dict:
+    return {
+        "_target_": "SlidingWindowInferer",
+        "roi_size": "@roi_size",
+        "sw_batch_size": "@sw_batch_size",
+        "overlap": overlap,
+        "mode": "gaussian",
+    }
+
+
+def train_config(network_def: dict, roi_size: list[int], learning_rate: float, batch_size: int) -> dict:
+    """``configs/train.json``: training with validation every ``val_interval`` epochs, best and last checkpoints."""
+    keys = ["image", "label"]
+    return {
+        **deepcopy(COMMON),
+        "epochs": 100,
+        "val_interval": 5,
+        "learning_rate": learning_rate,
+        "batch_size": batch_size,
+        "num_samples": 2,
+        "roi_size": roi_size,
+        "sw_batch_size": 2,
+        "num_workers": 2,
+        "cache_rate": 1.0,
+        "val_fraction": 0.2,
+        "num_folds": None,
+        "fold": 0,
+        "seed": 0,
+        "resume": True,
+        "datalist": "$custom_nets.data.brats.brats_datalist(@dataset_dir, demo_dir=@demo_dir, role='all')",
+        "split": "$custom_nets.data.brats.split_cases(@datalist, val_fraction=@val_fraction, seed=@seed, "
+        "num_folds=@num_folds, fold=@fold)",
+        "train_datalist": "$@split[0]",
+        "val_datalist": "$@split[1]",
+        **_network(network_def),
+        "loss": {
+            "_target_": "custom_nets.losses.StackedDeepSupervisionLoss",
+            "loss": {"_target_": "DiceFocalLoss", "sigmoid": True, "smooth_nr": 1e-5, "smooth_dr": 1e-5},
+        },
+        "optimizer": {
+            "_target_": "torch.optim.AdamW",
+            "params": "$@network.parameters()",
+            "lr": "@learning_rate",
+            "weight_decay": 1e-5,
+        },
+        "lr_scheduler": {"_target_": "torch.optim.lr_scheduler.CosineAnnealingLR", "optimizer": "@optimizer", "T_max": "@epochs"},
+        "train": {
+            "deterministic_transforms": _load_transforms(keys),
+            "random_transforms": [
+                {"_target_": "SpatialPadd", "keys": keys, "spatial_size": "@roi_size"},
+                {
+                    "_target_": "RandCropByPosNegLabeld",
+                    "keys": keys,
+                    "label_key": "label",
+                    "spatial_size": "@roi_size",
+                    "pos": 2,
+                    "neg": 1,
+                    "num_samples": "@num_samples",
+                },
+                {"_target_": "RandFlipd", "keys": keys, "prob": 0.5, "spatial_axis": 0},
+                {"_target_": "RandFlipd", "keys": keys, "prob": 0.5, "spatial_axis": 1},
+                {"_target_": "RandFlipd", "keys": keys, "prob": 0.5, "spatial_axis": 2},
+                {"_target_": "RandScaleIntensityd", "keys": "image", "factors": 0.1, "prob": 1.0},
+                {"_target_": "RandShiftIntensityd", "keys": "image", "offsets": 0.1, "prob": 1.0},
+            ],
+            "preprocessing": {
+                "_target_": "Compose",
+                "transforms": "$@train#deterministic_transforms + @train#random_transforms",
+            },
+            "dataset": {
+                "_target_": "CacheDataset",
+                "data": "@train_datalist",
+                "transform": "@train#preprocessing",
+                "cache_rate": "@cache_rate",
+                "num_workers": "@num_workers",
+                "progress": False,
+            },
+            "dataloader": {
+                "_target_": "DataLoader",
+                "dataset": "@train#dataset",
+                "batch_size": "@batch_size",
+                "shuffle": True,
+                "num_workers": "@num_workers",
+            },
+            "inferer": {"_target_": "SimpleInferer"},
+            "handlers": [
+                {
+                    "_target_": "custom_nets.handlers.ResumableCheckpoint",
+                    "save_dir": "@ckpt_dir",
+                    "save_dict": {
+                        "model": "@network",
+                        "optimizer": "@optimizer",
+                        "lr_scheduler": "@lr_scheduler",
+                        "trainer": "@train#trainer",
+                    },
+                    "resume": "@resume",
+                    "map_location": "@device",
+                },
+                {"_target_": "LrScheduleHandler", "lr_scheduler": "@lr_scheduler", "print_lr": False},
+                {
+                    "_target_": "ValidationHandler",
+                    "validator": "@validate#evaluator",
+                    "epoch_level": True,
+                    "interval": "@val_interval",
+                },
+                {
+                    "_target_": "StatsHandler",
+                    "tag_name": "train_loss",
+                    "output_transform": "$from_engine(['loss'], first=True)",
+                },
+                {
+                    "_target_": "TensorBoardStatsHandler",
+                    "log_dir": "@log_dir",
+                    "tag_name": "train_loss",
+                    "output_transform": "$from_engine(['loss'], first=True)",
+                },
+            ],
+            "trainer": {
+                "_target_": "SupervisedTrainer",
+                "max_epochs": "@epochs",
+                "device": "@device",
+                "train_data_loader": "@train#dataloader",
+                "network": "@network",
+                "loss_function": "@loss",
+                "optimizer": "@optimizer",
+                "inferer": "@train#inferer",
+                "train_handlers": "@train#handlers",
+                "amp": "@amp",
+            },
+        },
+        "validate": {
+            "preprocessing": {"_target_": "Compose", "transforms": "@train#deterministic_transforms"},
+            "dataset": {
+                "_target_": "CacheDataset",
+                "data": "@val_datalist",
+                "transform": "@validate#preprocessing",
+                "cache_rate": "@cache_rate",
+                "num_workers": "@num_workers",
+                "progress": False,
+            },
+            "dataloader": {
+                "_target_": "DataLoader",
+                "dataset": "@validate#dataset",
+                "batch_size": 1,
+                "shuffle": False,
+                "num_workers": "@num_workers",
+            },
+            "inferer": _sliding_window(overlap=0.25),
+            "postprocessing": {"_target_": "Compose", "transforms": _postprocessing(invert=False)},
+            "key_metric": {
+                "val_mean_dice": {
+                    "_target_": "MeanDice",
+                    "include_background": True,
+                    "output_transform": "$from_engine(['pred', 'label'])",
+                }
+            },
+            "additional_metrics": _region_metrics("val", hd95=False),
+            "handlers": [
+                {"_target_": "StatsHandler", "iteration_log": False},
+                {"_target_": "TensorBoardStatsHandler", "log_dir": "@log_dir", "iteration_log": False},
+                {
+                    "_target_": "TensorBoardImageHandler",
+                    "log_dir": "@log_dir",
+                    "batch_transform": "$from_engine(['image', 'label'])",
+                    "output_transform": "$from_engine(['pred'])",
+                    "max_channels": 3,
+                    "frame_dim": -1,
+                    "interval": 1,
+                    "epoch_level": True,
+                },
+                {
+                    "_target_": "CheckpointSaver",
+                    "save_dir": "@ckpt_dir",
+                    "save_dict": {"model": "@network"},
+                    "save_key_metric": True,
+                    "key_metric_filename": "model.pt",
+                },
+            ],
+            "evaluator": {
+                "_target_": "SupervisedEvaluator",
+                "device": "@device",
+                "val_data_loader": "@validate#dataloader",
+                "network": "@network",
+                "inferer": "@validate#inferer",
+                "postprocessing": "@validate#postprocessing",
+                "key_val_metric": "@validate#key_metric",
+                "additional_metrics": "@validate#additional_metrics",
+                "val_handlers": "@validate#handlers",
+                "amp": "@amp",
+            },
+        },
+        "initialize": [
+            "$monai.utils.set_determinism(seed=@seed)",
+            "$custom_nets.bundle.log_to_file(os.path.join(@log_dir, 'train.log'))",
+        ],
+        "run": ["$@train#trainer.run()"],
+        "training": ["$@train#trainer.run()"],
+    }
+
+
+def _inference_body(keys: list[str], role: str, invert: bool) -> dict:
+    return {
+        "datalist": f"$custom_nets.data.brats.brats_datalist(@dataset_dir, demo_dir=@demo_dir, role='{role}')",
+        "preprocessing": {"_target_": "Compose", "transforms": _load_transforms(keys)},
+        "dataset": {"_target_": "Dataset", "data": "@datalist", "transform": "@preprocessing"},
+        "dataloader": {
+            "_target_": "DataLoader",
+            "dataset": "@dataset",
+            "batch_size": 1,
+            "shuffle": False,
+            "num_workers": "@num_workers",
+        },
+        "inferer": _sliding_window(overlap=0.5),
+        "postprocessing": {"_target_": "Compose", "transforms": _postprocessing(invert=invert)},
+    }
+
+
+def inference_config(network_def: dict, roi_size: list[int]) -> dict:
+    """``configs/inference.json``: every case of ``dataset_dir`` to one BraTS label map in ``output_dir``."""
+    config = {
+        **deepcopy(COMMON),
+        "output_dir": "$os.path.join(@bundle_root, 'eval')",
+        "roi_size": roi_size,
+        "sw_batch_size": 2,
+        "num_workers": 2,
+        **_network(network_def),
+        **_inference_body(["image"], role="infer", invert=True),
+        "handlers": [
+            {"_target_": "CheckpointLoader", "load_path": "$os.path.join(@ckpt_dir, 'model.pt')", "load_dict": {"model": "@network"}, "map_location": "@device"},
+            {"_target_": "StatsHandler", "iteration_log": False},
+        ],
+        "evaluator": {
+            "_target_": "SupervisedEvaluator",
+            "device": "@device",
+            "val_data_loader": "@dataloader",
+            "network": "@network",
+            "inferer": "@inferer",
+            "postprocessing": "@postprocessing",
+            "val_handlers": "@handlers",
+            "amp": "@amp",
+        },
+        "initialize": ["$monai.utils.set_determinism(seed=0)"],
+        "run": ["$@evaluator.run()"],
+    }
+    config["postprocessing"]["transforms"] += [
+        {"_target_": "custom_nets.transforms.RegionsToBratsLabelsd", "keys": "pred", "et_label": "@et_label"},
+        {
+            "_target_": "SaveImaged",
+            "keys": "pred",
+            "output_dir": "@output_dir",
+            "output_postfix": "seg",
+            "output_dtype": "$torch.uint8",
+            "output_name_formatter": "$custom_nets.data.naming.case_output_name",
+            "separate_folder": False,
+            "resample": False,
+            "print_log": False,
+        },
+    ]
+    return config
+
+
+def evaluate_config(network_def: dict, roi_size: list[int]) -> dict:
+    """``configs/evaluate.json``: per-case, per-region Dice and HD95 of the trained model on ``dataset_dir``."""
+    keys = ["image", "label"]
+    return {
+        **deepcopy(COMMON),
+        "output_dir": "$os.path.join(@bundle_root, 'eval')",
+        "roi_size": roi_size,
+        "sw_batch_size": 2,
+        "num_workers": 2,
+        **_network(network_def),
+        **_inference_body(keys, role="all", invert=False),
+        "metrics": {
+            "mean_dice": {
+                "_target_": "MeanDice",
+                "include_background": True,
+                "output_transform": "$from_engine(['pred', 'label'])",
+            },
+            "dice": {
+                "_target_": "MeanDice",
+                "include_background": True,
+                "reduction": "none",
+                "output_transform": "$from_engine(['pred', 'label'])",
+            },
+            "hd95": {
+                "_target_": "HausdorffDistance",
+                "include_background": True,
+                "percentile": 95,
+                "reduction": "none",
+                "output_transform": "$from_engine(['pred', 'label'])",
+            },
+        },
+        "handlers": [
+            {"_target_": "CheckpointLoader", "load_path": "$os.path.join(@ckpt_dir, 'model.pt')", "load_dict": {"model": "@network"}, "map_location": "@device"},
+            {"_target_": "StatsHandler", "iteration_log": False},
+            {
+                "_target_": "custom_nets.handlers.RegionMetricsWriter",
+                "output_dir": "@output_dir",
+                "metric_names": ["dice", "hd95"],
+                "region_names": list(REGIONS),
+            },
+        ],
+        "evaluator": {
+            "_target_": "SupervisedEvaluator",
+            "device": "@device",
+            "val_data_loader": "@dataloader",
+            "network": "@network",
+            "inferer": "@inferer",
+            "postprocessing": "@postprocessing",
+            "key_val_metric": {"mean_dice": "@metrics#mean_dice"},
+            "additional_metrics": {"dice": "@metrics#dice", "hd95": "@metrics#hd95"},
+            "val_handlers": "@handlers",
+            "amp": "@amp",
+        },
+        "initialize": ["$monai.utils.set_determinism(seed=0)"],
+        "run": ["$@evaluator.run()"],
+    }
+
+
+def multi_gpu_train_config() -> dict:
+    """``configs/multi_gpu_train.json``: DDP overrides layered on ``train.json`` (launch with torchrun)."""
+    return {
+        "imports": IMPORTS + ["$import torch.distributed as dist"],
+        "device": "$torch.device(f\"cuda:{os.environ['LOCAL_RANK']}\") if torch.cuda.is_available() else torch.device('cpu')",
+        "network": {
+            "_target_": "torch.nn.parallel.DistributedDataParallel",
+            "module": "$@network_def.to(@device)",
+            "device_ids": "$[@device] if torch.cuda.is_available() else None",
+        },
+        "train#sampler": {"_target_": "DistributedSampler", "dataset": "@train#dataset", "even_divisible": True, "shuffle": True},
+        "train#dataloader#sampler": "@train#sampler",
+        "train#dataloader#shuffle": False,
+        "train#trainer#train_handlers": "$@train#handlers[: -2 if dist.get_rank() > 0 else None]",
+        "train#handlers#0#enabled": "$dist.get_rank() == 0",
+        "validate#sampler": {"_target_": "DistributedSampler", "dataset": "@validate#dataset", "even_divisible": False, "shuffle": False},
+        "validate#dataloader#sampler": "@validate#sampler",
+        "validate#evaluator#val_handlers": "$@validate#handlers if dist.get_rank() == 0 else None",
+        "initialize": [
+            "$import torch.distributed as dist",
+            "$dist.is_initialized() or dist.init_process_group(backend='nccl' if torch.cuda.is_available() else 'gloo')",
+            "$torch.cuda.set_device(@device) if torch.cuda.is_available() else None",
+            "$monai.utils.set_determinism(seed=@seed)",
+            "$custom_nets.bundle.log_to_file(os.path.join(@log_dir, 'train.log')) if dist.get_rank() == 0 else None",
+        ],
+        "run": ["$@train#trainer.run()"],
+        "training": ["$@train#trainer.run()"],
+        "finalize": ["$dist.is_initialized() and dist.destroy_process_group()"],
+    }
+
+
+def metadata(bundle: dict, versions: dict[str, str]) -> dict:
+    """``configs/metadata.json`` following the MONAI bundle specification, from a bundle's registry entry."""
+    input_shape = [f"{d}*n" for d in bundle["size_divisor"]] if bundle.get("size_divisor") else ["*", "*", "*"]
+    return {
+        "schema": SCHEMA_URL,
+        "version": bundle["version"],
+        "changelog": bundle["changelog"],
+        "monai_version": versions["monai"],
+        "pytorch_version": versions["torch"],
+        "numpy_version": versions["numpy"],
+        "required_packages_version": {"custom-nets": versions["custom_nets"], "nibabel": versions["nibabel"],
+                                      "pytorch-ignite": versions["ignite"]},
+        "optional_packages_version": {"tensorboard": versions["tensorboard"], "itk": versions["itk"]},
+        "name": bundle["title"],
+        "task": "Brain tumour sub-region segmentation (TC, WT, ET) from multi-parametric MRI (BraTS)",
+        "description": bundle["description"],
+        "authors": "custom_nets contributors",
+        "copyright": "Copyright (c) custom_nets contributors",
+        "data_source": "BraTS 2020/2021/2023 (https://www.synapse.org/brats), or the synthetic demo data generated by "
+        "custom_nets.data.brats.generate_brats_demo",
+        "data_type": "nibabel",
+        "image_classes": "4 channels: FLAIR, T1, T1ce, T2, each normalised to zero mean and unit variance over "
+        "non-zero (brain) voxels",
+        "label_classes": "BraTS labels: 1 necrotic/non-enhancing core, 2 oedema, 4 enhancing tumour (3 in BraTS 2023); "
+        "converted to 3 overlapping regions TC (1+4), WT (1+2+4), ET (4) for training",
+        "pred_classes": "3 sigmoid channels TC, WT, ET; inference writes one BraTS label map per case",
+        "eval_metrics": {},
+        "intended_use": "Research and education only; not for clinical or diagnostic use. No pretrained weights ship "
+        "with this bundle: train it on your data first.",
+        "references": bundle["references"],
+        "network_data_format": {
+            "inputs": {
+                "image": {
+                    "type": "image",
+                    "format": "magnitude",
+                    "modality": "MR",
+                    "num_channels": 4,
+                    "spatial_shape": input_shape,
+                    "dtype": "float32",
+                    "value_range": [],
+                    "is_patch_data": True,
+                    "channel_def": {str(i): m for i, m in enumerate(MODALITIES)},
+                }
+            },
+            "outputs": {
+                "pred": {
+                    "type": "image",
+                    "format": "classes",
+                    "num_channels": 3,
+                    "spatial_shape": input_shape,
+                    "dtype": "float32",
+                    "value_range": [0, 1],
+                    "is_patch_data": True,
+                    "channel_def": {"0": "tumour core (TC)", "1": "whole tumour (WT)", "2": "enhancing tumour (ET)"},
+                }
+            },
+        },
+    }
+
+
+SCHEMA_URL = "https://github.com/Project-MONAI/MONAI-extra-test-data/releases/download/0.8.1/meta_schema_20220324.json"
+
+
+def bundle_configs(bundle: dict, versions: dict[str, str]) -> dict[str, dict]:
+    """All generated config files of one 3D BraTS bundle, by file name."""
+    net, roi = bundle["network_def"], bundle["roi_size"]
+    return {
+        "metadata.json": metadata(bundle, versions),
+        "train.json": train_config(net, roi, bundle["learning_rate"], bundle["batch_size"]),
+        "inference.json": inference_config(net, roi),
+        "evaluate.json": evaluate_config(net, roi),
+        "multi_gpu_train.json": multi_gpu_train_config(),
+    }
