@@ -19,7 +19,15 @@ from pathlib import Path
 
 import torch
 
-__all__ = ["bundle_root", "default_device", "config_file_from_argv", "amp_enabled", "log_to_file", "channel_output_transform"]
+__all__ = [
+    "amp_enabled",
+    "bundle_root",
+    "channel_output_transform",
+    "config_file_from_argv",
+    "default_device",
+    "log_to_file",
+    "quiet_library_warnings",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -66,9 +74,8 @@ def _config_file_from_stack() -> str | None:
         while frame is not None:
             local = frame.f_locals
             owner = local.get("self")
-            root = getattr(owner, "config_root_path", None)
-            if root is not None and type(owner).__module__.startswith("monai.bundle"):
-                return str(Path(root) / "_.json")
+            if type(owner).__name__ == "ConfigWorkflow" or isinstance(owner, _config_workflow_type()):
+                return str(Path(owner.config_root_path) / "_.json")
             for name in ("config_file_", "config_file"):
                 if frame.f_globals.get("__name__", "").startswith("monai.bundle") and local.get(name):
                     paths = _as_paths(local[name])
@@ -78,6 +85,12 @@ def _config_file_from_stack() -> str | None:
     finally:
         del frame
     return None
+
+
+def _config_workflow_type() -> type:
+    from monai.bundle import ConfigWorkflow
+
+    return ConfigWorkflow
 
 
 def bundle_root(default: str | os.PathLike | None = None) -> str:
@@ -135,3 +148,26 @@ def channel_output_transform(channel: int, keys: Sequence[str] = ("pred", "label
         return tuple([item[key][channel : channel + 1] for item in output] for key in keys)
 
     return transform
+
+
+_NOISY_WARNINGS = (
+    # raised once per LoadImage construction on machines without NVIDIA's nvImageCodec; harmless
+    r"NvImgCodecPydicomReader",
+    # MONAI-internal deprecations a bundle user cannot act on
+    r".*has been deprecated since version",
+    r".*Current default value of argument",
+    # per-case notes of MONAI's surface-distance metrics; the metrics CSV shows these cases as nan
+    r"the (prediction|ground truth) of class \d+ is all 0",
+)
+
+
+def quiet_library_warnings() -> None:
+    """Silence library warnings that repeat on every case or epoch and that a bundle user cannot act on.
+
+    Called from a bundle's ``initialize``; it leaves every other warning (and all errors) visible.
+    """
+    import warnings
+
+    for pattern in _NOISY_WARNINGS:
+        warnings.filterwarnings("ignore", message=pattern)
+    logging.getLogger("monai.data.nvimgcodec_pydicom_plugin").setLevel(logging.ERROR)

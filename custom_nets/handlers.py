@@ -2,6 +2,7 @@
 
 - :class:`ResumableCheckpoint`: saves the whole training state to one fixed file after every epoch (atomically) and
   resumes from it when training starts again, so an interrupted run picks up where it stopped.
+- :class:`CaseProgressLogger`: one log line per finished case of an inference or evaluation run, with an ETA.
 - :class:`RegionMetricsWriter`: writes the per-case values that MONAI's metric handlers already computed
   (``engine.state.metric_details``) as one CSV with named regions, plus a mean row, and logs the means.
 """
@@ -12,6 +13,7 @@ import csv
 import logging
 import math
 import os
+import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -22,9 +24,38 @@ from monai.handlers import CheckpointLoader
 
 from custom_nets.data.naming import case_names_from_batch
 
-__all__ = ["ResumableCheckpoint", "RegionMetricsWriter"]
+__all__ = ["CaseProgressLogger", "ResumableCheckpoint", "RegionMetricsWriter"]
 
 logger = logging.getLogger(__name__)
+
+class CaseProgressLogger:
+    """Log ``[i/n] <case> (s) ETA hh:mm:ss`` after every batch of an evaluator, so long inference shows progress.
+
+    Args:
+        batch_transform: maps ``engine.state.batch`` to the case names; by default read from the image metadata.
+    """
+
+    def __init__(self, batch_transform: Callable[[Any], list[str]] = case_names_from_batch) -> None:
+        self.batch_transform = batch_transform
+        self._start = 0.0
+        self._last = 0.0
+
+    def attach(self, engine: Engine) -> None:
+        engine.add_event_handler(Events.EPOCH_STARTED, self._started)
+        engine.add_event_handler(Events.ITERATION_COMPLETED, self._log)
+
+    def _started(self, engine: Engine) -> None:
+        self._start = self._last = time.perf_counter()
+
+    def _log(self, engine: Engine) -> None:
+        now = time.perf_counter()
+        done, total = engine.state.iteration - (engine.state.epoch - 1) * engine.state.epoch_length, engine.state.epoch_length
+        remaining = (now - self._start) / max(done, 1) * (total - done) if total else 0.0
+        names = ", ".join(self.batch_transform(engine.state.batch))
+        eta = time.strftime("%H:%M:%S", time.gmtime(remaining))
+        logger.info(f"[{done}/{total}] {names} ({now - self._last:.1f} s) ETA {eta}")
+        self._last = now
+
 
 class ResumableCheckpoint:
     """Save ``save_dict`` to ``save_dir/filename`` after every epoch; load it when the trainer starts, if present.
@@ -35,8 +66,9 @@ class ResumableCheckpoint:
 
     Args:
         save_dir: folder of the checkpoint (created if missing).
-        save_dict: objects with ``state_dict``/``load_state_dict``, e.g. ``{"model": net, "optimizer": opt,
-            "trainer": trainer}``.
+        save_dict: objects with ``state_dict``/``load_state_dict``, e.g. ``{"model": net, "optimizer": opt}``; the
+            engine the handler is attached to is added as ``"trainer"`` (so that the epoch count is restored, and
+            configs need not reference the trainer from its own handler list).
         resume: whether to load an existing checkpoint at start.
         filename: checkpoint file name.
         map_location: device for loading.
@@ -59,6 +91,7 @@ class ResumableCheckpoint:
         self.enabled = enabled
 
     def attach(self, engine: Engine) -> None:
+        self.save_dict.setdefault("trainer", engine)
         if self.resume and self.path.is_file():
             logger.info(f"resuming training from {self.path}")
             CheckpointLoader(load_path=str(self.path), load_dict=dict(self.save_dict), map_location=self.map_location).attach(

@@ -1,5 +1,5 @@
 #!/usr/bin/env python
-"""Generate the config files of every bundle from its task template.
+"""Generate the config files (and the LICENSE copy) of every bundle from its task template.
 
 Bundles that share a task (the three 3D BraTS bundles, ...) differ only in their network and a few numbers, so their
 configs are generated from one template (``scripts/bundle_templates/``) and the registry below instead of being
@@ -90,6 +90,7 @@ def generated_files(names: list[str] | None = None) -> dict[Path, str]:
         for filename, config in bundle["template"].bundle_configs(bundle, VERSIONS).items():
             files[REPO / "bundles" / name / "configs" / filename] = render(config)
         files[REPO / "bundles" / name / "configs" / "logging.conf"] = LOGGING_CONF.read_text()
+        files[REPO / "bundles" / name / "LICENSE"] = (REPO / "LICENSE").read_text()
     return files
 
 

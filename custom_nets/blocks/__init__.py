@@ -1,0 +1,19 @@
+"""Building blocks shared by the networks, generic over ``spatial_dims``."""
+
+from .attention import AttentionGate
+from .pyramid_pooling import PyramidPooling
+from .residual import PreActResidualBlock
+from .resnet import ResNetBasicBlock, ResNetBottleneckBlock, ResNetEncoder, get_resnet_block
+from .sampling import Downsample, Upsample
+
+__all__ = [
+    "AttentionGate",
+    "Downsample",
+    "PreActResidualBlock",
+    "PyramidPooling",
+    "ResNetBasicBlock",
+    "ResNetBottleneckBlock",
+    "ResNetEncoder",
+    "Upsample",
+    "get_resnet_block",
+]

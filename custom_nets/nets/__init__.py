@@ -1,0 +1,7 @@
+"""Segmentation networks, each generic over ``spatial_dims`` (2 or 3) and TorchScript-scriptable."""
+
+from .arunet import ARUNet
+from .linknet import LinkNet
+from .pspnet import PSPNet
+
+__all__ = ["ARUNet", "LinkNet", "PSPNet"]

@@ -17,9 +17,7 @@ IMPORTS = [
     "$import os",
     "$import torch",
     "$import monai",
-    "$import custom_nets.bundle",
-    "$import custom_nets.data.brats",
-    "$import custom_nets.data.naming",
+    "$import custom_nets",
     "$from monai.handlers import from_engine",
 ]
 
@@ -39,7 +37,7 @@ COMMON: dict[str, Any] = {
 def _load_transforms(keys: list[str]) -> list[dict]:
     """Reading and orienting: a case's four modality files become one 4-channel image in RAS orientation."""
     transforms: list[dict] = [
-        {"_target_": "LoadImaged", "keys": keys, "image_only": True},
+        {"_target_": "LoadImaged", "keys": keys, "reader": "NibabelReader", "image_only": True},
         {"_target_": "EnsureChannelFirstd", "keys": keys},
         {"_target_": "EnsureTyped", "keys": keys},
     ]
@@ -49,7 +47,7 @@ def _load_transforms(keys: list[str]) -> list[dict]:
             {"_target_": "ConvertToMultiChannelBasedOnBratsClassesd", "keys": "label", "et_label": 4},
         ]
     transforms += [
-        {"_target_": "Orientationd", "keys": keys, "axcodes": "RAS"},
+        {"_target_": "Orientationd", "keys": keys, "axcodes": "RAS", "labels": None},
         {"_target_": "NormalizeIntensityd", "keys": "image", "nonzero": True, "channel_wise": True},
     ]
     return transforms
@@ -189,7 +187,6 @@ def train_config(network_def: dict, roi_size: list[int], learning_rate: float, b
                         "model": "@network",
                         "optimizer": "@optimizer",
                         "lr_scheduler": "@lr_scheduler",
-                        "trainer": "@train#trainer",
                     },
                     "resume": "@resume",
                     "map_location": "@device",
@@ -288,6 +285,7 @@ def train_config(network_def: dict, roi_size: list[int], learning_rate: float, b
             },
         },
         "initialize": [
+            "$custom_nets.bundle.quiet_library_warnings()",
             "$monai.utils.set_determinism(seed=@seed)",
             "$custom_nets.bundle.log_to_file(os.path.join(@log_dir, 'train.log'))",
         ],
@@ -324,8 +322,13 @@ def inference_config(network_def: dict, roi_size: list[int]) -> dict:
         **_network(network_def),
         **_inference_body(["image"], role="infer", invert=True),
         "handlers": [
-            {"_target_": "CheckpointLoader", "load_path": "$os.path.join(@ckpt_dir, 'model.pt')", "load_dict": {"model": "@network"}, "map_location": "@device"},
-            {"_target_": "StatsHandler", "iteration_log": False},
+            {
+                "_target_": "CheckpointLoader",
+                "load_path": "$os.path.join(@ckpt_dir, 'model.pt')",
+                "load_dict": {"model": "@network"},
+                "map_location": "@device",
+            },
+            {"_target_": "custom_nets.handlers.CaseProgressLogger"},
         ],
         "evaluator": {
             "_target_": "SupervisedEvaluator",
@@ -337,7 +340,7 @@ def inference_config(network_def: dict, roi_size: list[int]) -> dict:
             "val_handlers": "@handlers",
             "amp": "@amp",
         },
-        "initialize": ["$monai.utils.set_determinism(seed=0)"],
+        "initialize": ["$custom_nets.bundle.quiet_library_warnings()", "$monai.utils.set_determinism(seed=0)"],
         "run": ["$@evaluator.run()"],
     }
     config["postprocessing"]["transforms"] += [
@@ -389,8 +392,13 @@ def evaluate_config(network_def: dict, roi_size: list[int]) -> dict:
             },
         },
         "handlers": [
-            {"_target_": "CheckpointLoader", "load_path": "$os.path.join(@ckpt_dir, 'model.pt')", "load_dict": {"model": "@network"}, "map_location": "@device"},
-            {"_target_": "StatsHandler", "iteration_log": False},
+            {
+                "_target_": "CheckpointLoader",
+                "load_path": "$os.path.join(@ckpt_dir, 'model.pt')",
+                "load_dict": {"model": "@network"},
+                "map_location": "@device",
+            },
+            {"_target_": "custom_nets.handlers.CaseProgressLogger"},
             {
                 "_target_": "custom_nets.handlers.RegionMetricsWriter",
                 "output_dir": "@output_dir",
@@ -410,7 +418,7 @@ def evaluate_config(network_def: dict, roi_size: list[int]) -> dict:
             "val_handlers": "@handlers",
             "amp": "@amp",
         },
-        "initialize": ["$monai.utils.set_determinism(seed=0)"],
+        "initialize": ["$custom_nets.bundle.quiet_library_warnings()", "$monai.utils.set_determinism(seed=0)"],
         "run": ["$@evaluator.run()"],
     }
 
@@ -437,6 +445,7 @@ def multi_gpu_train_config() -> dict:
             "$import torch.distributed as dist",
             "$dist.is_initialized() or dist.init_process_group(backend='nccl' if torch.cuda.is_available() else 'gloo')",
             "$torch.cuda.set_device(@device) if torch.cuda.is_available() else None",
+            "$custom_nets.bundle.quiet_library_warnings()",
             "$monai.utils.set_determinism(seed=@seed)",
             "$custom_nets.bundle.log_to_file(os.path.join(@log_dir, 'train.log')) if dist.get_rank() == 0 else None",
         ],
@@ -456,9 +465,14 @@ def metadata(bundle: dict, versions: dict[str, str]) -> dict:
         "monai_version": versions["monai"],
         "pytorch_version": versions["torch"],
         "numpy_version": versions["numpy"],
-        "required_packages_version": {"custom-nets": versions["custom_nets"], "nibabel": versions["nibabel"],
-                                      "pytorch-ignite": versions["ignite"]},
-        "optional_packages_version": {"tensorboard": versions["tensorboard"], "itk": versions["itk"]},
+        # MONAI 1.6 reads "required_packages_version" (it renames the specification's older
+        # "optional_packages_version"); tensorboard and itk are used but not needed to run the bundle.
+        "required_packages_version": {
+            "custom-nets": versions["custom_nets"],
+            "nibabel": versions["nibabel"],
+            "pytorch-ignite": versions["ignite"],
+            "tensorboard": versions["tensorboard"],
+        },
         "name": bundle["title"],
         "task": "Brain tumour sub-region segmentation (TC, WT, ET) from multi-parametric MRI (BraTS)",
         "description": bundle["description"],

@@ -1,4 +1,4 @@
-"""Transforms the bundles need that MONAI lacks.
+"""BraTS label transforms.
 
 MONAI already converts BraTS labels to TC/WT/ET channels (``ConvertToMultiChannelBasedOnBratsClassesd``); the
 inverse, from thresholded region channels back to one BraTS label map, is written here.
@@ -14,7 +14,7 @@ from monai.data import MetaTensor
 from monai.transforms import MapTransform, Transform
 from monai.utils.type_conversion import convert_to_dst_type
 
-__all__ = ["RegionsToBratsLabels", "RegionsToBratsLabelsd", "SelectFinalOutputd"]
+__all__ = ["RegionsToBratsLabels", "RegionsToBratsLabelsd"]
 
 
 class RegionsToBratsLabels(Transform):
@@ -57,24 +57,4 @@ class RegionsToBratsLabelsd(MapTransform):
         d = dict(data)
         for key in self.key_iterator(d):
             d[key] = self.converter(d[key])
-        return d
-
-
-class SelectFinalOutputd(MapTransform):
-    """Keep only the final output of a deeply supervised prediction.
-
-    Deeply supervised nets in :mod:`custom_nets.nets` return, in training mode, one stacked tensor
-    ``(heads, C, *spatial)`` per sample (index 0 is the final output). Metrics and images need ``(C, *spatial)``;
-    a prediction that already has ``reference_ndim`` dimensions passes unchanged.
-    """
-
-    def __init__(self, keys: KeysCollection, reference_ndim: int, allow_missing_keys: bool = False) -> None:
-        super().__init__(keys, allow_missing_keys)
-        self.reference_ndim = reference_ndim
-
-    def __call__(self, data: Mapping[Hashable, torch.Tensor]) -> dict[Hashable, torch.Tensor]:
-        d = dict(data)
-        for key in self.key_iterator(d):
-            if d[key].ndim == self.reference_ndim + 1:
-                d[key] = d[key][0]
         return d

@@ -1,0 +1,123 @@
+"""Pre-activation residual block (norm-act-conv, norm-act-conv, + shortcut), optionally depthwise-separable.
+
+Reference: He et al., "Identity Mappings in Deep Residual Networks", ECCV 2016 (arXiv 1603.05027): the normalisation
+and the activation come *before* each convolution ("full pre-activation", Fig. 4e), so the shortcut path is a pure
+identity whenever the width does not change. The depthwise-separable variant follows Chollet, "Xception", CVPR 2017
+(arXiv 1610.02357): a depthwise ``k x k`` conv (``groups = channels``) followed by a pointwise ``1 x 1`` conv.
+
+What is reused from MONAI
+-------------------------
+MONAI's ``Convolution`` applies its norm/activation *after* the convolution (ADN ordering), and its ``ResidualUnit``
+is post-activation, so neither gives the pre-activation ordering. The block is therefore assembled from
+``get_norm_layer``/``get_act_layer`` and conv-only ``Convolution`` layers (which provide the 'same' padding for any
+``spatial_dims``, ``groups`` for the depthwise conv, and the bias switch).
+
+Shapes: ``(B, in_channels, *S)`` -> ``(B, out_channels, *S)`` (stride 1 everywhere).
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn as nn
+from monai.networks.blocks import Convolution
+from monai.networks.layers.utils import get_act_layer, get_norm_layer
+
+__all__ = ["PreActResidualBlock"]
+
+DEFAULT_ACT: tuple = ("relu", {"inplace": True})
+
+
+def _norm(norm: str | tuple | None, spatial_dims: int, channels: int) -> nn.Module:
+    """A MONAI norm layer for ``channels`` features, or ``nn.Identity`` when ``norm`` is ``None``/``""``."""
+    if norm is None or norm == "":
+        return nn.Identity()
+    return get_norm_layer(name=norm, spatial_dims=spatial_dims, channels=channels)
+
+
+def _conv(
+    spatial_dims: int, in_channels: int, out_channels: int, kernel_size: int, bias: bool, separable: bool
+) -> nn.Module:
+    """A stride-1 'same' conv; with ``separable`` a depthwise ``k``-conv (groups=in) then a pointwise 1x1 conv."""
+    if not separable or kernel_size == 1:
+        return Convolution(
+            spatial_dims, in_channels, out_channels, kernel_size=kernel_size, bias=bias, conv_only=True
+        )
+    return nn.Sequential(
+        Convolution(
+            spatial_dims, in_channels, in_channels, kernel_size=kernel_size, groups=in_channels, bias=False,
+            conv_only=True,
+        ),
+        Convolution(spatial_dims, in_channels, out_channels, kernel_size=1, bias=bias, conv_only=True),
+    )  # fmt: skip
+
+
+class PreActResidualBlock(nn.Module):
+    """Full pre-activation residual block: ``y = shortcut(x) + conv2(drop(act(norm2(conv1(act(norm1(x)))))))``.
+
+    The shortcut is the identity when ``in_channels == out_channels`` and a 1x1 conv followed by a norm otherwise.
+    Output: ``(B, out_channels, *S)`` for an input ``(B, in_channels, *S)``.
+
+    Args:
+        spatial_dims: 1, 2 or 3.
+        in_channels: input channels.
+        out_channels: output channels.
+        kernel_size: kernel of both convolutions (odd; 3 by default).
+        norm: MONAI norm name/tuple (``"batch"``, ``"instance"``, ``("group", {"num_groups": 8})``, ...) or ``None``.
+        act: MONAI activation name/tuple.
+        dropout: dropout probability applied between the two convolutions (0 disables it).
+        separable: use depthwise-separable convolutions (depthwise ``k``-conv with ``groups = in`` then a pointwise
+            1x1 conv) instead of dense ``k``-convs; far fewer parameters.
+    """
+
+    def __init__(
+        self,
+        spatial_dims: int,
+        in_channels: int,
+        out_channels: int,
+        kernel_size: int = 3,
+        norm: str | tuple | None = "batch",
+        act: str | tuple = DEFAULT_ACT,
+        dropout: float = 0.0,
+        separable: bool = False,
+    ) -> None:
+        super().__init__()
+        if in_channels <= 0 or out_channels <= 0:
+            raise ValueError(f"channel counts must be positive, got in={in_channels}, out={out_channels}.")
+        if kernel_size < 1 or kernel_size % 2 == 0:
+            raise ValueError(f"kernel_size must be a positive odd number, got {kernel_size}.")
+        if not 0.0 <= dropout < 1.0:
+            raise ValueError(f"dropout must be in [0, 1), got {dropout}.")
+        has_norm = not (norm is None or norm == "")
+
+        self.norm1 = _norm(norm, spatial_dims, in_channels)
+        self.act1 = get_act_layer(name=act)
+        if not has_norm and hasattr(self.act1, "inplace"):
+            # without a norm the activation would act on ``x`` itself, which the shortcut still needs
+            self.act1.inplace = False
+        # conv1 is followed by norm2, which makes a bias redundant
+        self.conv1 = _conv(spatial_dims, in_channels, out_channels, kernel_size, not has_norm, separable)
+        self.norm2 = _norm(norm, spatial_dims, out_channels)
+        self.act2 = get_act_layer(name=act)
+        self.dropout = nn.Dropout(dropout) if dropout > 0 else nn.Identity()
+        self.conv2 = _conv(spatial_dims, out_channels, out_channels, kernel_size, True, separable)
+
+        self.shortcut: nn.Module
+        if in_channels == out_channels:
+            self.shortcut = nn.Identity()
+        else:
+            self.shortcut = nn.Sequential(
+                Convolution(
+                    spatial_dims, in_channels, out_channels, kernel_size=1, bias=not has_norm, conv_only=True
+                ),
+                _norm(norm, spatial_dims, out_channels),
+            )
+        self.spatial_dims = spatial_dims
+        self.in_channels = in_channels
+        self.out_channels = out_channels
+        self.separable = separable
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """``(B, in_channels, *S)`` -> ``(B, out_channels, *S)``."""
+        h = self.conv1(self.act1(self.norm1(x)))
+        h = self.conv2(self.dropout(self.act2(self.norm2(h))))
+        return h + self.shortcut(x)

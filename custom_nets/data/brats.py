@@ -1,0 +1,858 @@
+"""BraTS-layout datasets: synthetic demo cases, case discovery, train/validation splits and bundle datalists.
+
+Layout (BraTS 2020/2021, and the synthetic demo)::
+
+    dataset_dir/
+        <case>/<case>_flair.nii.gz  <case>_t1.nii.gz  <case>_t1ce.nii.gz  <case>_t2.nii.gz  <case>_seg.nii.gz
+
+BraTS 2023 names ``<case>-t2f`` (FLAIR), ``-t1n`` (T1), ``-t1c`` (T1ce), ``-t2w`` (T2) and ``-seg`` are read too, and
+``.nii`` works wherever ``.nii.gz`` does. Labels follow BraTS: 1 necrotic / non-enhancing core, 2 oedema,
+4 enhancing tumour (3 in BraTS 2023).
+
+Public API:
+
+- :func:`generate_brats_demo` writes deterministic synthetic cases in that layout.
+- :func:`find_brats_cases` reads any such folder into a datalist of ``{"case", "image", "label"}`` dicts.
+- :func:`split_cases` splits a datalist into training and validation cases (fraction or k-fold).
+- :func:`brats_datalist` is what the bundle configs call: ``"demo"`` means the generated demo data.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import secrets
+import shutil
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import nibabel as nib
+import numpy as np
+
+from .errors import DatasetError
+
+__all__ = [
+    "MODALITIES",
+    "LABELS",
+    "generate_brats_demo",
+    "find_brats_cases",
+    "split_cases",
+    "brats_datalist",
+]
+
+logger = logging.getLogger(__name__)
+
+MODALITIES = ("flair", "t1", "t1ce", "t2")
+"""Image channels, in the order of the ``"image"`` list of every datalist entry."""
+
+LABELS = {0: "background", 1: "necrotic / non-enhancing tumour core", 2: "peritumoral oedema", 4: "enhancing tumour"}
+"""BraTS 2020/2021 label values (BraTS 2023 uses 3 for enhancing tumour)."""
+
+# BraTS 2023 file-name codes of the four modalities and the segmentation.
+_BRATS2023_CODES = {"flair": "t2f", "t1": "t1n", "t1ce": "t1c", "t2": "t2w", "seg": "seg"}
+_NIFTI_EXTENSIONS = (".nii.gz", ".nii")
+
+# ----------------------------------------------------------------------------------------------------------------------
+# Synthetic demo data
+# ----------------------------------------------------------------------------------------------------------------------
+
+DEMO_CASE_PREFIX = "DEMO_"
+_DEMO_MARKER = "dataset.json"
+_DEMO_README = "README.txt"
+_DEMO_GENERATOR_VERSION = 1
+_PARTIAL_PREFIX = ".partial-"
+_STALE_PARTIAL_SECONDS = 3600.0
+_MIN_SIZE = 16
+
+# Tissue classes of the generator: rows of _CONTRAST.
+_BACKGROUND, _WHITE_MATTER, _GREY_MATTER, _CSF, _NECROSIS, _ENHANCING, _OEDEMA = range(7)
+
+# Mean intensity of each tissue class (rows, as above) in each modality (columns: flair, t1, t1ce, t2).
+# Oedema is bright on FLAIR and T2, the enhancing rim bright on T1ce, necrosis dark on T1 and T1ce, CSF bright on T2.
+_CONTRAST = np.array(
+    [
+        [0.0, 0.0, 0.0, 0.0],
+        [330.0, 620.0, 630.0, 280.0],
+        [430.0, 450.0, 470.0, 430.0],
+        [110.0, 170.0, 180.0, 880.0],
+        [420.0, 190.0, 220.0, 820.0],
+        [600.0, 430.0, 960.0, 560.0],
+        [820.0, 390.0, 410.0, 740.0],
+    ],
+    dtype=np.float32,
+)
+
+# Shape parameters. Radii are fractions of the brain's semi-axes (tumour) or of the region's own radii (sub-regions).
+_BRAIN_FRACTION = (0.38, 0.42, 0.38)  # brain semi-axes as fractions of the volume size (x, y, z)
+_BRAIN_ROUGHNESS = 0.04
+_CORTEX_DEPTH = 0.86  # normalised brain radius beyond which the cortex (grey matter) starts
+_TUMOUR_ROUGHNESS = 0.22
+_NOISE_CLIP = 2.5  # smooth noise fields are unit RMS, clipped to +-_NOISE_CLIP
+_RIM_VOXELS = 2  # enhancing rim: at least this thick around the necrosis
+_OEDEMA_VOXELS = 3  # oedema: at least this thick around the tumour core
+_TUMOUR_LIMIT = 0.84  # the dilated core stays inside this normalised brain radius (below the rough brain surface)
+
+
+def _demo_case_name(index: int) -> str:
+    return f"{DEMO_CASE_PREFIX}{index:03d}"
+
+
+def _demo_affine(shape: Sequence[int]) -> np.ndarray:
+    """Voxel-to-world affine of the demo cases, ``(4, 4)`` float64.
+
+    1 mm isotropic, LPS-like axes (``diag(-1, -1, 1)``, as in BraTS files) and a nonzero origin, so that reorienting
+    to RAS and writing back is a real geometry round trip. The volume centre sits at world (-5, 17, 12) mm.
+    """
+    affine = np.diag([-1.0, -1.0, 1.0, 1.0])
+    centre = (np.asarray(shape, dtype=np.float64) - 1.0) / 2.0
+    affine[:3, 3] = np.array([-5.0, 17.0, 12.0]) - affine[:3, :3] @ centre
+    return affine
+
+
+def _axis_coords(box: Sequence[slice]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Voxel coordinates (float64, 1-D) of the three axes of ``box``, a tuple of three slices with explicit bounds."""
+    return tuple(np.arange(s.start, s.stop, dtype=np.float64) for s in box)  # type: ignore[return-value]
+
+
+def _smooth_noise(
+    rng: np.random.Generator,
+    coords: Sequence[np.ndarray],
+    wavelength: tuple[float, float],
+    n_waves: int = 6,
+) -> np.ndarray:
+    """A smooth random field: a sum of plane waves with random directions, phases and wavelengths.
+
+    Args:
+        rng: source of the random wave parameters (drawn before, and independently of, the grid).
+        coords: 1-D voxel coordinates ``(x, y, z)`` of the grid to evaluate on; absolute coordinates, so a field drawn
+            with the same parameters agrees between a sub-box and the full volume.
+        wavelength: ``(shortest, longest)`` wavelength in voxels.
+        n_waves: number of plane waves.
+
+    Returns:
+        float32 array of shape ``(len(x), len(y), len(z))``, about unit RMS, clipped to ``[-2.5, 2.5]``.
+    """
+    direction = rng.normal(size=(n_waves, 3))
+    direction /= np.linalg.norm(direction, axis=1, keepdims=True) + 1e-12
+    wavenumber = 2.0 * np.pi / rng.uniform(wavelength[0], wavelength[1], size=n_waves)
+    phase = rng.uniform(0.0, 2.0 * np.pi, size=n_waves)
+    x, y, z = coords
+    field = np.zeros((len(x), len(y), len(z)), dtype=np.float32)
+    for k in range(n_waves):
+        kx, ky, kz = direction[k] * wavenumber[k]
+        arg_x = (kx * x + phase[k]).astype(np.float32)
+        arg_y = (ky * y).astype(np.float32)
+        arg_z = (kz * z).astype(np.float32)
+        field += np.cos(arg_x[:, None, None] + arg_y[None, :, None] + arg_z[None, None, :])
+    field *= np.float32(math.sqrt(2.0 / n_waves))
+    return np.clip(field, -_NOISE_CLIP, _NOISE_CLIP, out=field)
+
+
+def _ellipsoid_radius(coords: Sequence[np.ndarray], centre: np.ndarray, radii: np.ndarray) -> np.ndarray:
+    """Normalised ellipsoidal radius ``sqrt(sum_i ((p_i - centre_i) / radii_i)^2)`` on the grid of ``coords``.
+
+    Returns float32 of shape ``(len(x), len(y), len(z))``; values below 1 are inside the ellipsoid.
+    """
+    sx, sy, sz = (((c - c0) / r) ** 2 for c, c0, r in zip(coords, centre, radii))
+    r2 = sx.astype(np.float32)[:, None, None] + sy.astype(np.float32)[None, :, None] + sz.astype(np.float32)[None, None, :]
+    return np.sqrt(r2, out=r2)
+
+
+def _irregular_blob(
+    rng: np.random.Generator,
+    coords: Sequence[np.ndarray],
+    centre: np.ndarray,
+    radii: np.ndarray,
+    roughness: float,
+) -> np.ndarray:
+    """Boolean mask of an ellipsoid whose surface is perturbed by low-frequency noise.
+
+    Inside where ``radius < 1 + roughness * noise``, with noise wavelengths of 1.2 to 3 mean radii, so the blob is
+    lobulated rather than spiky. Never extends beyond ``radii * (1 + 2.5 * roughness)``. Shape like ``coords``.
+    """
+    mean_radius = float(np.mean(radii))
+    noise = _smooth_noise(rng, coords, (1.2 * mean_radius, 3.0 * mean_radius), n_waves=5)
+    return _ellipsoid_radius(coords, centre, radii) < 1.0 + roughness * noise
+
+
+def _dilate(mask: np.ndarray, iterations: int) -> np.ndarray:
+    """Binary dilation with the 6-connected cross, ``iterations`` times (no wrap-around at the array borders)."""
+    out = mask.copy()
+    for _ in range(iterations):
+        grown = out.copy()
+        grown[1:] |= out[:-1]
+        grown[:-1] |= out[1:]
+        grown[:, 1:] |= out[:, :-1]
+        grown[:, :-1] |= out[:, 1:]
+        grown[:, :, 1:] |= out[:, :, :-1]
+        grown[:, :, :-1] |= out[:, :, 1:]
+        out = grown
+    return out
+
+
+def _blur(volume: np.ndarray) -> np.ndarray:
+    """Separable ``[1, 2, 1] / 4`` smoothing along each axis (zero padding), float32, same shape: partial volume."""
+    out = volume
+    for axis in range(3):
+        src = np.moveaxis(out, axis, 0)
+        res = 0.5 * src
+        res[1:] += 0.25 * src[:-1]
+        res[:-1] += 0.25 * src[1:]
+        out = np.moveaxis(res, 0, axis)
+    return np.ascontiguousarray(out, dtype=np.float32)
+
+
+def _brain(rng: np.random.Generator, shape: tuple[int, int, int]) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Brain-like ellipsoid with a rough surface.
+
+    Returns:
+        ``(depth, centre, semi_axes, tissue)``: ``depth`` float32 ``shape``, the normalised brain radius (below 1 is
+        brain, above the cortex depth is cortex); ``centre`` and ``semi_axes`` (3,) float64 in voxels; ``tissue`` int8
+        ``shape`` with white matter, grey matter (cortex) and CSF (two ventricles) classes.
+    """
+    size = np.asarray(shape, dtype=np.float64)
+    centre = (size - 1.0) / 2.0 + rng.uniform(-0.02, 0.02, size=3) * size
+    semi_axes = size * np.asarray(_BRAIN_FRACTION) * rng.uniform(0.95, 1.03, size=3)
+    coords = _axis_coords(tuple(slice(0, n) for n in shape))
+    surface = _smooth_noise(rng, coords, (0.8 * semi_axes.min(), 2.0 * semi_axes.max()), n_waves=6)
+    depth = _ellipsoid_radius(coords, centre, semi_axes) / (1.0 + _BRAIN_ROUGHNESS * surface)
+    cortex = _smooth_noise(rng, coords, (4.0, 12.0), n_waves=6)
+
+    tissue = np.full(shape, _WHITE_MATTER, dtype=np.int8)
+    tissue[depth > _CORTEX_DEPTH + 0.025 * cortex] = _GREY_MATTER
+    for side in (-1.0, 1.0):
+        v_centre = centre + semi_axes * np.array([0.14 * side, -0.05, 0.12]) + rng.normal(0.0, 0.5, size=3)
+        v_radii = np.maximum(semi_axes * np.array([0.07, 0.30, 0.13]) * rng.uniform(0.85, 1.15, size=3), 1.0)
+        tissue[_irregular_blob(rng, coords, v_centre, v_radii, 0.2)] = _CSF
+    tissue[depth >= 1.0] = _BACKGROUND
+    return depth, centre, semi_axes, tissue
+
+
+def _tumour_box(centre: np.ndarray, extent: np.ndarray, shape: Sequence[int]) -> tuple[slice, slice, slice]:
+    """Slices of the box ``centre +- extent`` (voxels), clipped to the volume."""
+    lo = np.maximum(np.floor(centre - extent).astype(int), 0)
+    hi = np.minimum(np.ceil(centre + extent).astype(int) + 1, np.asarray(shape))
+    return tuple(slice(int(a), int(b)) for a, b in zip(lo, hi))  # type: ignore[return-value]
+
+
+def _tumour(
+    rng: np.random.Generator,
+    depth: np.ndarray,
+    brain_centre: np.ndarray,
+    brain_axes: np.ndarray,
+    scale: float,
+) -> tuple[tuple[slice, slice, slice], np.ndarray, np.ndarray, np.ndarray] | None:
+    """One attempt at a nested tumour: necrosis inside an enhancing rim (the core) inside oedema.
+
+    The core plus its oedema margin is placed entirely inside the brain; the oedema itself may reach the brain surface
+    and is cut there. Construction guarantees the nesting: core = blob | dilate(necrosis, 2), whole tumour =
+    (blob | dilate(core, 3)) & brain.
+
+    Args:
+        rng: random source.
+        depth: normalised brain radius (float32, volume shape); brain where ``< 1``.
+        brain_centre, brain_axes: brain ellipsoid centre and semi-axes, (3,) voxels.
+        scale: whole-tumour semi-axes as a fraction of the brain's.
+
+    Returns:
+        ``(box, whole, core, necrosis)`` with boolean masks of the box's shape, or ``None`` if the draw failed the
+        containment check (the caller draws again).
+    """
+    wt_radii = scale * brain_axes * rng.uniform(0.85, 1.15, size=3)
+    core_radii = wt_radii * rng.uniform(0.5, 0.68) * rng.uniform(0.9, 1.1, size=3)
+    nec_radii = np.maximum(core_radii * rng.uniform(0.4, 0.6), 0.75)
+    growth = 1.0 + _NOISE_CLIP * _TUMOUR_ROUGHNESS
+
+    # Position: uniform in the ball of normalised brain coordinates that keeps the dilated core inside the brain.
+    core_reach = float(np.max(core_radii * growth / brain_axes))
+    margin = (_OEDEMA_VOXELS + 1.0) / float(brain_axes.min())
+    room = max(_TUMOUR_LIMIT - core_reach - margin, 0.0)
+    direction = rng.normal(size=3)
+    direction /= np.linalg.norm(direction) + 1e-12
+    centre = brain_centre + brain_axes * direction * room * rng.uniform() ** (1.0 / 3.0)
+
+    extent = np.maximum(wt_radii * growth, core_radii * growth + _OEDEMA_VOXELS) + _RIM_VOXELS + 2.0
+    box = _tumour_box(centre, extent, depth.shape)
+    coords = _axis_coords(box)
+    brain = depth[box] < 1.0
+
+    necrosis = _irregular_blob(rng, coords, centre, nec_radii, _TUMOUR_ROUGHNESS)
+    necrosis[tuple(int(round(c - s.start)) for c, s in zip(centre, box))] = True
+    core = _irregular_blob(rng, coords, centre, core_radii, _TUMOUR_ROUGHNESS) | _dilate(necrosis, _RIM_VOXELS)
+    core_margin = _dilate(core, _OEDEMA_VOXELS)
+    whole = (_irregular_blob(rng, coords, centre, wt_radii, _TUMOUR_ROUGHNESS) | core_margin) & brain
+
+    inside = depth[box] < _TUMOUR_LIMIT + 0.5 * (1.0 - _TUMOUR_LIMIT)
+    touches_box_edge = any(
+        np.take(core_margin, idx, axis=a).any() for a in range(3) for idx in (0, -1)
+    )
+    if (core_margin & ~inside).any() or touches_box_edge:
+        return None
+    return box, whole, core, necrosis
+
+
+def _demo_case(seed: int, index: int, shape: tuple[int, int, int]) -> tuple[list[np.ndarray], np.ndarray]:
+    """Voxel data of one synthetic case.
+
+    Deterministic in ``(seed, index, shape)``: the random stream depends on the seed and the case index only, so case
+    ``DEMO_003`` is the same whatever the number of cases generated.
+
+    Returns:
+        ``(images, seg)``: four float32 arrays of ``shape`` in :data:`MODALITIES` order (0 outside the brain,
+        >= 1 inside) and the uint8 label map of ``shape`` (0, 1 necrosis, 2 oedema, 4 enhancing).
+    """
+    rng = np.random.default_rng(np.random.SeedSequence([int(seed), int(index), 0x62726174]))
+    depth, brain_centre, brain_axes, tissue = _brain(rng, shape)
+
+    scale = rng.uniform(0.28, 0.42)
+    for _ in range(20):
+        result = _tumour(rng, depth, brain_centre, brain_axes, scale)
+        if result is not None:
+            break
+        scale *= 0.9
+    else:  # pragma: no cover - the placement rule makes this unreachable for shapes >= _MIN_SIZE
+        raise RuntimeError(f"could not place a tumour inside the brain of demo case {index} (shape {shape})")
+    box, whole, core, necrosis = result
+
+    seg = np.zeros(shape, dtype=np.uint8)
+    seg_box = seg[box]
+    seg_box[whole] = 2
+    seg_box[core] = 4
+    seg_box[necrosis] = 1
+    tissue_box = tissue[box]
+    tissue_box[whole] = _OEDEMA
+    tissue_box[core] = _ENHANCING
+    tissue_box[necrosis] = _NECROSIS
+
+    images = _render(rng, tissue, depth < 1.0)
+    return images, seg
+
+
+def _render(rng: np.random.Generator, tissue: np.ndarray, brain: np.ndarray) -> list[np.ndarray]:
+    """MR-like intensities of a tissue-class map, one float32 volume per modality.
+
+    Per modality: the class means of :data:`_CONTRAST` (jittered per case by +-7 %) with a shared +-6 % tissue
+    texture, a partial-volume blur, a smooth multiplicative bias field (about +-15 %) and Gaussian noise; then
+    exactly 0 outside ``brain`` and at least 1 inside it.
+    """
+    shape = tissue.shape
+    coords = _axis_coords(tuple(slice(0, n) for n in shape))
+    contrast = _CONTRAST * rng.uniform(0.93, 1.07, size=_CONTRAST.shape).astype(np.float32)
+    texture = 1.0 + 0.06 * _smooth_noise(rng, coords, (3.0, 10.0), n_waves=12)
+    longest = float(max(shape))
+    images = []
+    for m in range(len(MODALITIES)):
+        clean = _blur(contrast[tissue, m] * texture)
+        bias = np.exp(0.08 * _smooth_noise(rng, coords, (1.5 * longest, 4.0 * longest), n_waves=3))
+        sigma = np.float32(rng.uniform(12.0, 25.0))
+        noisy = clean * bias + sigma * rng.standard_normal(shape, dtype=np.float32)
+        images.append(np.where(brain, np.maximum(noisy, np.float32(1.0)), np.float32(0.0)).astype(np.float32))
+    return images
+
+
+def _save_nifti(array: np.ndarray, affine: np.ndarray, path: Path) -> None:
+    """Write ``array`` with ``affine`` as both qform and sform (scanner space, mm), keeping its dtype."""
+    image = nib.Nifti1Image(array, affine)
+    image.header.set_xyzt_units("mm", "sec")
+    image.header["descrip"] = b"custom_nets synthetic BraTS demo"
+    image.set_qform(affine, code=1)
+    image.set_sform(affine, code=1)
+    nib.save(image, str(path))
+
+
+def _demo_file_names(case: str) -> list[str]:
+    return [f"{case}_{m}.nii.gz" for m in (*MODALITIES, "seg")]
+
+
+def _case_is_complete(case_dir: Path) -> bool:
+    """True if ``case_dir`` holds all five files of a demo case, none of them empty."""
+    for name in _demo_file_names(case_dir.name):
+        try:
+            if (case_dir / name).stat().st_size == 0:
+                return False
+        except OSError:
+            return False
+    return True
+
+
+def _demo_parameters(num_cases: int, shape: tuple[int, int, int], seed: int) -> dict[str, Any]:
+    return {"generator_version": _DEMO_GENERATOR_VERSION, "num_cases": num_cases, "shape": list(shape), "seed": seed}
+
+
+def _demo_marker(parameters: dict[str, Any]) -> dict[str, Any]:
+    """Contents of ``dataset.json``: what the folder is, how it was made, and what the files hold."""
+    return {
+        "name": "custom_nets synthetic BraTS demo",
+        "description": "SYNTHETIC demo data made by custom_nets.data.brats.generate_brats_demo: not real MRI, not "
+        "patient data. It exercises BraTS pipelines; it says nothing about a model's accuracy on real scans.",
+        "synthetic": True,
+        "generator": "custom_nets.data.brats.generate_brats_demo",
+        **parameters,
+        "spacing_mm": [1.0, 1.0, 1.0],
+        "modalities": list(MODALITIES),
+        "labels": {str(k): v for k, v in LABELS.items()},
+        "cases": [_demo_case_name(i) for i in range(parameters["num_cases"])],
+    }
+
+
+_README_TEXT = """SYNTHETIC BraTS-layout demo data (not real MRI, not patient data)
+
+Generated by custom_nets.data.brats.generate_brats_demo (scripts/make_demo_data.py); parameters in dataset.json.
+Each case folder holds <case>_{flair,t1,t1ce,t2}.nii.gz (float32, 0 outside the brain) and <case>_seg.nii.gz
+(uint8 BraTS labels: 1 necrosis, 2 oedema, 4 enhancing tumour), 1 mm voxels.
+A brain-like ellipsoid (white matter, cortex, ventricles) holds one irregular tumour: oedema around a core made of an
+enhancing rim around necrosis, each region with its own contrast per modality, plus a smooth bias field and noise.
+It exists to exercise the pipeline end to end; scores on it say nothing about real data.
+Delete this folder to regenerate it.
+"""
+
+
+def _partial_path(out_dir: Path, stem: str) -> Path:
+    """A fresh hidden temporary name in ``out_dir`` (unique per process and call; tagged for stale clean-up)."""
+    return out_dir / f"{_PARTIAL_PREFIX}{stem}-{os.getpid()}-{secrets.token_hex(4)}"
+
+
+def _write_text_atomic(path: Path, text: str) -> None:
+    """Write ``text`` to ``path`` through a temporary file and a rename, so readers never see a partial file."""
+    tmp = _partial_path(path.parent, path.name)
+    try:
+        with open(tmp, "x", encoding="utf-8") as f:
+            f.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def _read_marker(out_dir: Path) -> dict[str, Any] | None:
+    """The parsed ``dataset.json`` of a demo folder, or ``None`` if there is none; DatasetError if unreadable."""
+    path = out_dir / _DEMO_MARKER
+    if not path.exists():
+        return None
+    try:
+        marker = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as err:
+        raise DatasetError(
+            f"demo marker {path} cannot be read ({err}); expected the JSON written by generate_brats_demo. "
+            "Delete the folder or pass overwrite=True to regenerate it.",
+            path,
+        ) from err
+    if not isinstance(marker, dict) or not marker.get("synthetic"):
+        raise DatasetError(
+            f"{path} is not a custom_nets demo marker; expected generate_brats_demo's dataset.json. Refusing to "
+            "write demo data into a folder that may hold other data: choose an empty or new folder.",
+            path,
+        )
+    return marker
+
+
+def _remove_stale_partials(out_dir: Path) -> None:
+    """Delete temporary folders left by interrupted generations (older than an hour, so never a running one)."""
+    now = time.time()
+    for entry in out_dir.iterdir():
+        if not entry.name.startswith(_PARTIAL_PREFIX):
+            continue
+        try:
+            if now - entry.stat().st_mtime > _STALE_PARTIAL_SECONDS:
+                shutil.rmtree(entry) if entry.is_dir() else entry.unlink()
+        except OSError:
+            pass
+
+
+def _write_demo_case(out_dir: Path, case: str, seed: int, index: int, shape: tuple[int, int, int]) -> None:
+    """Generate one case into a hidden temporary folder of ``out_dir``, then rename it into place.
+
+    If the case appears meanwhile (another process generating the same folder), the identical copy just made is
+    dropped.
+    """
+    images, seg = _demo_case(seed, index, shape)
+    affine = _demo_affine(shape)
+    tmp = _partial_path(out_dir, case)
+    tmp.mkdir()
+    try:
+        names = _demo_file_names(case)
+        for name, array in zip(names, [*images, seg]):
+            _save_nifti(array, affine, tmp / name)
+        try:
+            os.rename(tmp, out_dir / case)
+        except OSError:
+            if not _case_is_complete(out_dir / case):
+                raise
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _check_demo_arguments(num_cases: int, shape: Sequence[int], seed: int) -> tuple[int, int, int]:
+    """Validate the generator's arguments; returns the shape as a tuple of three ints."""
+    if isinstance(num_cases, bool) or int(num_cases) != num_cases or num_cases < 1:
+        raise ValueError(f"num_cases must be a positive integer, got {num_cases!r}")
+    shape = tuple(int(n) for n in shape)
+    if len(shape) != 3 or min(shape) < _MIN_SIZE:
+        raise ValueError(f"shape must be three sizes of at least {_MIN_SIZE} voxels, got {shape!r}")
+    if isinstance(seed, bool) or int(seed) != seed or seed < 0:
+        raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
+    return shape  # type: ignore[return-value]
+
+
+def _prepare_demo_dir(out_dir: Path, parameters: dict[str, Any], overwrite: bool) -> bool:
+    """Make ``out_dir`` ready for generation; returns True if it already holds the complete requested dataset.
+
+    Without ``overwrite``, demo data made with other parameters, or demo-named case folders without a marker, are an
+    error (nothing is deleted). With ``overwrite``, the previous demo cases and marker are removed; other content of
+    the folder is never touched.
+    """
+    if out_dir.exists() and not out_dir.is_dir():
+        raise DatasetError(f"demo data folder {out_dir} exists but is not a folder; expected a folder (or nothing).", out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    _remove_stale_partials(out_dir)
+    marker = _read_marker(out_dir)
+    demo_folders = sorted(p for p in out_dir.iterdir() if p.is_dir() and p.name.startswith(DEMO_CASE_PREFIX))
+
+    if overwrite:
+        (out_dir / _DEMO_MARKER).unlink(missing_ok=True)
+        marker = None
+        for folder in demo_folders:
+            shutil.rmtree(folder)
+    elif marker is not None:
+        previous = {key: marker.get(key) for key in parameters}
+        if previous != parameters:
+            raise DatasetError(
+                f"demo data folder {out_dir} holds demo data generated with {previous} (see {out_dir / _DEMO_MARKER}), "
+                f"not the requested {parameters}. Pass overwrite=True (--overwrite) to regenerate it, or choose "
+                "another folder.",
+                out_dir,
+            )
+        cases = [_demo_case_name(i) for i in range(parameters["num_cases"])]
+        if all(_case_is_complete(out_dir / case) for case in cases):
+            return True
+    elif demo_folders:
+        raise DatasetError(
+            f"demo data folder {out_dir} contains case folders ({demo_folders[0].name}, ...) but no {_DEMO_MARKER} "
+            "marker, so it cannot tell how they were made; expected a folder written by generate_brats_demo. Pass "
+            "overwrite=True (--overwrite) to regenerate them, or choose another folder.",
+            out_dir,
+        )
+    if marker is None:
+        _write_text_atomic(out_dir / _DEMO_MARKER, json.dumps(_demo_marker(parameters), indent=2) + "\n")
+        _write_text_atomic(out_dir / _DEMO_README, _README_TEXT)
+    return False
+
+
+def generate_brats_demo(
+    out_dir: str | os.PathLike,
+    num_cases: int = 8,
+    shape: Sequence[int] = (96, 96, 64),
+    seed: int = 0,
+    overwrite: bool = False,
+) -> Path:
+    """Generate (or reuse) synthetic BraTS-layout cases: ``out_dir/DEMO_000/DEMO_000_{flair,t1,t1ce,t2,seg}.nii.gz``.
+
+    Every case is a brain-like ellipsoid (white matter, a cortex rim, two CSF ventricles) on an exactly zero
+    background, holding one irregular tumour at a random position and size: oedema (label 2) around a tumour core made
+    of an enhancing rim (label 4) around necrosis (label 1); all three labels are always present. Each region has its
+    own contrast in each modality (oedema bright on FLAIR and T2, the rim bright on T1ce, necrosis dark on T1 and T1ce),
+    plus tissue texture, a partial-volume blur, a smooth multiplicative bias field and Gaussian noise.
+
+    Images are float32 of ``shape`` (roughly 0..1000 in the brain, exactly 0 outside it, so nonzero normalisation
+    works), the segmentation uint8; all files of a case share one affine: 1 mm voxels, ``diag(-1, -1, 1)`` axes and a
+    nonzero origin.
+
+    Deterministic: the same ``seed`` and ``shape`` give the same voxel data (case ``i`` depends on ``(seed, i, shape)``
+    only). Each case is written into a hidden temporary folder and renamed into place, so an interrupted run never
+    leaves a half-written case, and a rerun completes what is missing. ``dataset.json`` (parameters, labels, case list)
+    and ``README.txt`` mark the folder as synthetic demo data.
+
+    Args:
+        out_dir: folder to write into (created if needed).
+        num_cases: number of cases, named ``DEMO_000`` ... .
+        shape: volume size ``(x, y, z)`` in voxels, each at least 16.
+        seed: random seed.
+        overwrite: regenerate even if the folder already holds demo data; previous ``DEMO_*`` case folders are deleted
+            (nothing else in the folder is touched).
+
+    Returns:
+        ``out_dir`` as a :class:`~pathlib.Path`.
+
+    Raises:
+        ValueError: invalid ``num_cases``, ``shape`` or ``seed``.
+        DatasetError: ``out_dir`` is a file, or (without ``overwrite``) holds demo data made with other parameters or
+            ``DEMO_*`` folders without a marker.
+    """
+    shape = _check_demo_arguments(num_cases, shape, seed)
+    out_dir = Path(out_dir).expanduser()
+    parameters = _demo_parameters(int(num_cases), shape, int(seed))
+    if _prepare_demo_dir(out_dir, parameters, overwrite):
+        logger.debug("reusing the demo data in %s", out_dir)
+        return out_dir
+
+    start = time.perf_counter()
+    for index in range(int(num_cases)):
+        case = _demo_case_name(index)
+        if not overwrite and _case_is_complete(out_dir / case):
+            continue
+        if (out_dir / case).exists():
+            shutil.rmtree(out_dir / case)
+        _write_demo_case(out_dir, case, int(seed), index, shape)
+    logger.info("generated %d synthetic BraTS demo cases in %s (%.1f s)", num_cases, out_dir, time.perf_counter() - start)
+    return out_dir
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# Reading BraTS-layout folders
+# ----------------------------------------------------------------------------------------------------------------------
+
+
+def _is_hidden(name: str) -> bool:
+    return name.startswith(".") or name.startswith("__")
+
+
+def _is_nifti(name: str) -> bool:
+    return name.lower().endswith(_NIFTI_EXTENSIONS)
+
+
+def _candidate_names(case: str, modality: str) -> list[str]:
+    """Exact file names accepted for ``modality`` (or ``"seg"``) of ``case``, in order of preference."""
+    code = _BRATS2023_CODES[modality]
+    return [f"{case}{sep}{tag}{ext}" for sep, tag in (("_", modality), ("-", code)) for ext in _NIFTI_EXTENSIONS]
+
+
+def _match_file(case: str, modality: str, files: Sequence[str]) -> tuple[list[str], list[str]]:
+    """Files of a case folder that are the ``modality`` image (or ``"seg"``).
+
+    Exact names (``<case>_<modality>`` or the BraTS 2023 ``<case>-<code>``, ``.nii.gz`` or ``.nii``, any letter case)
+    win; otherwise any file ending in ``_<modality>.nii[.gz]`` or ``-<code>.nii[.gz]`` (for folders renamed after
+    their files). Returns ``(matches, names looked for)``; more than one match is ambiguous.
+    """
+    wanted = _candidate_names(case, modality)
+    lower = {name.lower(): name for name in files}
+    exact = [lower[w.lower()] for w in wanted if w.lower() in lower]
+    if exact:
+        return exact, wanted
+    suffixes = tuple(name[len(case):].lower() for name in wanted)
+    return sorted(name for name in files if name.lower().endswith(suffixes)), wanted
+
+
+def _check_file(path: Path) -> str | None:
+    """A problem with a NIfTI file that would make loading it fail (empty, not gzip), or ``None`` if it looks fine."""
+    try:
+        size = path.stat().st_size
+        if size == 0:
+            return f"file {path} is empty (0 bytes); expected a NIfTI image (re-copy or re-extract it)"
+        if path.name.lower().endswith(".gz"):
+            with open(path, "rb") as f:
+                if f.read(2) != b"\x1f\x8b":
+                    return f"file {path} is not gzip-compressed although it ends in .gz; expected a .nii.gz file"
+        elif size < 348:
+            return f"file {path} is {size} bytes, shorter than a NIfTI header (348 bytes); expected a NIfTI image"
+    except OSError as err:
+        return f"file {path} cannot be read ({err}); expected a readable NIfTI image"
+    return None
+
+
+def _read_case(case_dir: Path, files: Sequence[str], require_label: bool) -> tuple[dict[str, Any] | None, list[str]]:
+    """Datalist entry of one case folder, or ``(None, problems)`` describing every missing, ambiguous or bad file."""
+    case = case_dir.name
+    problems: list[str] = []
+    found: dict[str, Path] = {}
+    for modality in (*MODALITIES, "seg"):
+        matches, wanted = _match_file(case, modality, files)
+        if len(matches) > 1:
+            problems.append(
+                f"case folder {case_dir} has more than one {modality} file ({', '.join(matches)}); expected exactly one"
+            )
+        elif matches:
+            found[modality] = case_dir / matches[0]
+        elif modality != "seg" or require_label:
+            what = "segmentation (seg)" if modality == "seg" else f"{modality} image"
+            hint = " (pass require_label=False, or role 'infer', for unlabelled cases)" if modality == "seg" else ""
+            problems.append(
+                f"case folder {case_dir} is missing the {what}: looked for {', '.join(wanted)}{hint}; "
+                f"found {', '.join(sorted(files)) or 'no NIfTI files'}"
+            )
+    for path in found.values():
+        problem = _check_file(path)
+        if problem:
+            problems.append(problem)
+    if problems:
+        return None, problems
+    entry: dict[str, Any] = {"case": case, "image": [os.path.abspath(found[m]) for m in MODALITIES]}
+    if "seg" in found:
+        entry["label"] = os.path.abspath(found["seg"])
+    return entry, []
+
+
+def _expected_layout(dataset_dir: Path) -> str:
+    return (
+        f"expected one folder per case, {dataset_dir}{os.sep}<case>{os.sep}<case>_{{flair,t1,t1ce,t2,seg}}.nii.gz "
+        "(BraTS 2023: <case>-{t2f,t1n,t1c,t2w,seg}.nii.gz)"
+    )
+
+
+def find_brats_cases(dataset_dir: str | os.PathLike, require_label: bool = True) -> list[dict[str, Any]]:
+    """Read a BraTS-layout folder (the demo data, or real BraTS 2020/2021/2023) into a datalist.
+
+    One sub-folder per case, holding ``<case>_{flair,t1,t1ce,t2,seg}.nii.gz`` (BraTS 2023: ``<case>-{t2f,t1n,t1c,t2w,
+    seg}``; ``.nii`` works too; if no file carries the folder's exact name, a single file ending in the modality
+    suffix is accepted). Hidden entries and plain files (e.g. BraTS 2020's ``name_mapping.csv``) are ignored; folders
+    without any NIfTI file are skipped with a warning. Every problem in every case is reported at once.
+
+    Args:
+        dataset_dir: the dataset folder.
+        require_label: every case must have a segmentation; if False, cases without one have no ``"label"`` key.
+
+    Returns:
+        Entries sorted by case name: ``{"case": name, "image": [flair, t1, t1ce, t2] (absolute paths, str),
+        "label": seg path (str)}``.
+
+    Raises:
+        DatasetError: the folder does not exist or is not a folder; it has no case folders; a case misses a modality
+            (or its segmentation when ``require_label``), has two candidates for one, or a file is empty or not a
+            valid NIfTI container. The message names the folder or file, what is missing, and the names looked for.
+    """
+    root = Path(dataset_dir).expanduser()
+    if not root.exists():
+        raise DatasetError(f"dataset folder {root} does not exist; {_expected_layout(root)}", root)
+    if not root.is_dir():
+        raise DatasetError(f"dataset path {root} is not a folder; {_expected_layout(root)}", root)
+
+    entries: list[dict[str, Any]] = []
+    problems: list[str] = []
+    case_dirs = sorted((p for p in root.iterdir() if p.is_dir() and not _is_hidden(p.name)), key=lambda p: p.name)
+    for case_dir in case_dirs:
+        files = sorted(p.name for p in case_dir.iterdir() if p.is_file() and not _is_hidden(p.name) and _is_nifti(p.name))
+        if not files:
+            logger.warning("skipping %s: it holds no NIfTI (.nii / .nii.gz) files", case_dir)
+            continue
+        entry, case_problems = _read_case(case_dir, files, require_label)
+        problems += case_problems
+        if entry is not None:
+            entries.append(entry)
+
+    if problems:
+        shown = "\n  - ".join(problems[:20])
+        more = f"\n  ... and {len(problems) - 20} more" if len(problems) > 20 else ""
+        raise DatasetError(f"dataset folder {root} has {len(problems)} problem(s):\n  - {shown}{more}", root)
+    if not entries:
+        loose = [p.name for p in root.iterdir() if p.is_file() and _is_nifti(p.name)]
+        hint = (
+            f"; it holds NIfTI files directly ({loose[0]}, ...): point dataset_dir at the folder that contains the case "
+            "folders" if loose else ""
+        )
+        raise DatasetError(f"dataset folder {root} contains no case folders with NIfTI files{hint}; {_expected_layout(root)}", root)
+    return entries
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# Splits and bundle datalists
+# ----------------------------------------------------------------------------------------------------------------------
+
+
+def split_cases(
+    cases: Sequence[dict[str, Any]],
+    val_fraction: float = 0.2,
+    seed: int = 0,
+    num_folds: int | None = None,
+    fold: int = 0,
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """Split a datalist into training and validation cases, deterministically.
+
+    The cases are ordered by ``"case"`` name (so the input order does not matter), shuffled with ``seed``, then either
+    the first ``round(val_fraction * n)`` go to validation (at least 1, at most ``n - 1``), or, with ``num_folds``,
+    the shuffled cases are cut into ``num_folds`` near-equal folds and fold ``fold`` is the validation set (over all
+    folds, every case is validated exactly once). Both lists keep the case-name order.
+
+    Args:
+        cases: datalist entries (dicts with a ``"case"`` key, as from :func:`find_brats_cases`).
+        val_fraction: share of validation cases, in ``(0, 1)``; ignored when ``num_folds`` is given.
+        seed: shuffle seed.
+        num_folds: number of cross-validation folds (``2 <= num_folds <= n``), or ``None`` for a fraction split.
+        fold: validation fold index, ``0 <= fold < num_folds``.
+
+    Returns:
+        ``(train, val)``: disjoint, both non-empty, together all cases.
+
+    Raises:
+        DatasetError: fewer than 2 cases.
+        ValueError: ``val_fraction``, ``num_folds`` or ``fold`` out of range.
+    """
+    n = len(cases)
+    if n < 2:
+        names = [c.get("case", c.get("image")) for c in cases]
+        raise DatasetError(
+            f"cannot split {n} case(s) {names} into training and validation; expected at least 2 cases in the dataset"
+        )
+    order = sorted(range(n), key=lambda i: str(cases[i].get("case", cases[i].get("image"))))
+    shuffled = [order[i] for i in np.random.default_rng(int(seed)).permutation(n)]
+    if num_folds is None:
+        if not 0.0 < float(val_fraction) < 1.0:
+            raise ValueError(f"val_fraction must be between 0 and 1 (exclusive), got {val_fraction!r}")
+        n_val = min(max(int(round(float(val_fraction) * n)), 1), n - 1)
+        val_idx = set(shuffled[:n_val])
+    else:
+        num_folds = int(num_folds)
+        if not 2 <= num_folds <= n:
+            raise ValueError(f"num_folds must be between 2 and the number of cases ({n}), got {num_folds}")
+        if not 0 <= int(fold) < num_folds:
+            raise ValueError(f"fold must be between 0 and num_folds - 1 ({num_folds - 1}), got {fold!r}")
+        val_idx = set(np.array_split(np.asarray(shuffled), num_folds)[int(fold)].tolist())
+    train = [dict(cases[i]) for i in order if i not in val_idx]
+    val = [dict(cases[i]) for i in order if i in val_idx]
+    return train, val
+
+
+_ROLES = ("train", "val", "all", "infer")
+
+
+def _is_demo(dataset_dir: str | os.PathLike | None) -> bool:
+    """True for ``None``, an empty string or ``"demo"`` (any letter case): use the generated demo data."""
+    if dataset_dir is None:
+        return True
+    return isinstance(dataset_dir, str) and dataset_dir.strip().lower() in ("", "demo")
+
+
+def brats_datalist(
+    dataset_dir: str | os.PathLike | None,
+    demo_dir: str | os.PathLike | None,
+    role: str = "train",
+    **split_kwargs: Any,
+) -> list[dict[str, Any]]:
+    """The datalist a bundle config asks for.
+
+    ``dataset_dir`` ``"demo"`` (any letter case), ``""`` or ``None`` means the synthetic demo data: generated into
+    ``demo_dir`` on first use (default parameters) and reused afterwards. Any other value is a real dataset folder;
+    its errors propagate, it never falls back to demo data.
+
+    Args:
+        dataset_dir: BraTS-layout folder, or ``"demo"``.
+        demo_dir: where the demo data lives (needed only for the demo).
+        role: ``"train"`` / ``"val"``: that side of :func:`split_cases` (labelled cases); ``"all"``: every labelled
+            case; ``"infer"``: every case, labelled or not (no ``"label"`` key when there is no segmentation).
+        **split_kwargs: passed to :func:`split_cases` for ``"train"`` / ``"val"`` (``val_fraction``, ``seed``,
+            ``num_folds``, ``fold``); ignored otherwise.
+
+    Returns:
+        Datalist entries ``{"case", "image": [flair, t1, t1ce, t2], "label"}``.
+
+    Raises:
+        DatasetError: the dataset is missing or malformed (see :func:`find_brats_cases`).
+        ValueError: unknown ``role``, or the demo is asked for without a ``demo_dir``.
+    """
+    if role not in _ROLES:
+        raise ValueError(f"role must be one of {', '.join(_ROLES)}, got {role!r}")
+    if _is_demo(dataset_dir):
+        if demo_dir is None or not str(demo_dir).strip():
+            raise ValueError("dataset_dir is 'demo' but no demo_dir was given to hold the generated demo data")
+        folder = generate_brats_demo(demo_dir)
+        logger.info("dataset_dir is %r: using the synthetic demo data in %s", dataset_dir, folder)
+    else:
+        folder = Path(dataset_dir).expanduser()  # type: ignore[arg-type]
+    cases = find_brats_cases(folder, require_label=role != "infer")
+    if role in ("all", "infer"):
+        return cases
+    train, val = split_cases(cases, **split_kwargs)
+    return train if role == "train" else val

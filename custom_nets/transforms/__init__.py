@@ -1,0 +1,6 @@
+"""Transforms the bundles need that MONAI lacks."""
+
+from .brats import RegionsToBratsLabels, RegionsToBratsLabelsd
+from .outputs import SelectFinalOutputd
+
+__all__ = ["RegionsToBratsLabels", "RegionsToBratsLabelsd", "SelectFinalOutputd"]

@@ -1,0 +1,33 @@
+"""Shared fixtures: the repository paths and a way to run ``python -m monai.bundle`` as a user would."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+BUNDLES = REPO / "bundles"
+
+
+def bundle_names() -> list[str]:
+    return sorted(p.name for p in BUNDLES.iterdir() if (p / "configs" / "metadata.json").is_file())
+
+
+def run_bundle(args: list[str], cwd: Path, timeout: float = 900) -> subprocess.CompletedProcess:
+    """Run ``python -m monai.bundle <args>`` in a subprocess from ``cwd``; fail the test with its output on error."""
+    env = dict(os.environ, PYTHONWARNINGS="ignore", OMP_NUM_THREADS=os.environ.get("OMP_NUM_THREADS", "1"))
+    result = subprocess.run(
+        [sys.executable, "-m", "monai.bundle", *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout
+    )
+    if result.returncode != 0:
+        pytest.fail(f"monai.bundle {' '.join(args)} failed ({result.returncode}):\n{result.stdout[-4000:]}\n{result.stderr[-6000:]}")
+    return result
+
+
+@pytest.fixture(scope="session")
+def repo() -> Path:
+    return REPO

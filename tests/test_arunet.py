@@ -1,0 +1,186 @@
+"""Tests of the AR-UNet (attention residual U-Net) and its blocks: shapes, gradients, input checks, TorchScript."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from custom_nets.blocks.attention import AttentionGate
+from custom_nets.blocks.residual import PreActResidualBlock
+from custom_nets.blocks.sampling import Downsample, Upsample
+from custom_nets.nets.arunet import ARUNet
+
+SMALL = (4, 8, 16, 32)  # four levels: sizes must be divisible by 8
+
+
+def _size(spatial_dims: int) -> tuple[int, ...]:
+    return (32,) * 3 if spatial_dims == 3 else (64,) * 2
+
+
+@pytest.mark.parametrize("spatial_dims", [2, 3])
+@pytest.mark.parametrize("deep_supervision", [False, True])
+def test_output_shapes(spatial_dims: int, deep_supervision: bool) -> None:
+    torch.manual_seed(0)
+    net = ARUNet(spatial_dims, in_channels=2, out_channels=3, channels=SMALL, deep_supervision=deep_supervision)
+    size = _size(spatial_dims)
+    x = torch.randn(2, 2, *size)
+    net.train()
+    out = net(x)
+    if deep_supervision:
+        # final output + one head per intermediate decoder level (len(channels) - 2), all at the input size
+        assert out.shape == (2, 1 + len(SMALL) - 2, 3, *size)
+    else:
+        assert out.shape == (2, 3, *size)
+    net.eval()
+    with torch.no_grad():
+        out_eval = net(x)
+    assert out_eval.shape == (2, 3, *size)
+    if deep_supervision:
+        # in training mode index 0 is the final output (compare with the eval output after freezing batch norm stats)
+        with torch.no_grad():
+            net.train()
+            for m in net.modules():
+                if isinstance(m, torch.nn.modules.batchnorm._BatchNorm):
+                    m.eval()
+            stacked = net(x)
+        torch.testing.assert_close(stacked[:, 0], out_eval)
+
+
+def test_two_levels_and_options() -> None:
+    net = ARUNet(2, 1, 2, channels=(4, 8), deep_supervision=True, separable=True, dropout=0.1, norm="instance")
+    x = torch.randn(1, 1, 6, 10)
+    assert net(x).shape == (1, 1, 2, 6, 10)  # no intermediate decoder level: only the final head
+    assert net.eval()(x).shape == (1, 2, 6, 10)
+    group = ARUNet(3, 1, 2, channels=(8, 16, 32), norm=("group", {"num_groups": 4}))
+    assert group(torch.randn(1, 1, 8, 8, 12)).shape == (1, 2, 8, 8, 12)
+
+
+@pytest.mark.parametrize("deep_supervision", [False, True])
+def test_gradients_reach_every_parameter(deep_supervision: bool) -> None:
+    torch.manual_seed(0)
+    net = ARUNet(3, in_channels=2, out_channels=2, channels=SMALL, deep_supervision=deep_supervision).train()
+    x = torch.randn(2, 2, 16, 16, 16)
+    net(x).square().mean().backward()
+    names_without_grad = [n for n, p in net.named_parameters() if p.grad is None]
+    assert not names_without_grad, names_without_grad
+    zero = [n for n, p in net.named_parameters() if not bool(p.grad.abs().sum() > 0)]
+    assert len(zero) < len(list(net.parameters())) // 10, zero  # essentially every parameter gets a gradient
+
+
+@pytest.mark.parametrize("spatial_dims,bad", [(3, (30, 32, 32)), (2, (64, 36))])
+def test_indivisible_size_raises(spatial_dims: int, bad: tuple[int, ...]) -> None:
+    net = ARUNet(spatial_dims, 1, 2, channels=SMALL)
+    with pytest.raises(ValueError, match="divisible"):
+        net(torch.randn(1, 1, *bad))
+
+
+def test_wrong_input_dims_raise() -> None:
+    net3 = ARUNet(3, 1, 2, channels=SMALL)
+    with pytest.raises(ValueError, match="5-D"):
+        net3(torch.randn(1, 1, 32, 32))
+    net2 = ARUNet(2, 1, 2, channels=SMALL)
+    with pytest.raises(ValueError, match="4-D"):
+        net2(torch.randn(1, 1, 16, 16, 16))
+
+
+def test_bad_constructor_arguments() -> None:
+    with pytest.raises(ValueError):
+        ARUNet(3, 1, 2, channels=(16,))
+    with pytest.raises(ValueError):
+        ARUNet(3, 1, 2, channels=(16, 0, 32))
+    with pytest.raises(ValueError):
+        ARUNet(4, 1, 2)
+    with pytest.raises(ValueError):
+        ARUNet(3, 1, 2, dropout=1.0)
+
+
+@pytest.mark.parametrize("spatial_dims", [2, 3])
+def test_attention_gate_coefficients(spatial_dims: int) -> None:
+    torch.manual_seed(0)
+    gate = AttentionGate(spatial_dims, skip_channels=6, gating_channels=10, inter_channels=3)
+    skip = torch.randn(2, 6, *(8,) * spatial_dims)
+    gating = torch.randn(2, 10, *(4,) * spatial_dims)  # half resolution
+    alpha = gate.coefficients(skip, gating)
+    assert alpha.shape == (2, 1, *(8,) * spatial_dims)
+    assert bool((alpha > 0).all()) and bool((alpha < 1).all())
+    out = gate(skip, gating)
+    assert out.shape == skip.shape
+    torch.testing.assert_close(out, skip * alpha)
+    # gating at the skip's own resolution and at an arbitrary coarser one also work
+    assert gate(skip, torch.randn(2, 10, *(8,) * spatial_dims)).shape == skip.shape
+    assert gate(skip, torch.randn(2, 10, *(3,) * spatial_dims)).shape == skip.shape
+
+
+def test_attention_gate_own_norms_and_widths() -> None:
+    gate = AttentionGate(3, skip_channels=12, gating_channels=20, inter_channels=5, norm=("group", {"num_groups": 5}))
+    assert gate.w_x.conv.in_channels == 12 and gate.w_x.conv.out_channels == 5
+    assert gate.w_g.conv.in_channels == 20 and gate.w_g.conv.out_channels == 5
+    assert gate.psi.conv.in_channels == 5 and gate.psi.conv.out_channels == 1
+    norms = [m for m in gate.modules() if isinstance(m, torch.nn.GroupNorm)]
+    assert len(norms) == 3 and len({id(m) for m in norms}) == 3  # one norm per projection, none shared
+    alpha = gate.coefficients(torch.randn(1, 12, 4, 4, 4), torch.randn(1, 20, 2, 2, 2))
+    assert alpha.shape == (1, 1, 4, 4, 4)
+
+
+@pytest.mark.parametrize("separable", [False, True])
+def test_preact_residual_block(separable: bool) -> None:
+    block = PreActResidualBlock(3, 4, 8, separable=separable)
+    x = torch.randn(2, 4, 6, 6, 6)
+    assert block(x).shape == (2, 8, 6, 6, 6)
+    assert not isinstance(block.shortcut, torch.nn.Identity)  # projection shortcut for in != out
+    same = PreActResidualBlock(2, 8, 8, separable=separable, norm=None)
+    assert isinstance(same.shortcut, torch.nn.Identity)
+    y = torch.randn(1, 8, 5, 7)
+    y_copy = y.clone()
+    assert same(y).shape == (1, 8, 5, 7)
+    torch.testing.assert_close(y, y_copy)  # no in-place activation on the input, even without a norm
+    if separable:
+        depthwise = [m for m in block.modules() if isinstance(m, torch.nn.Conv3d) and m.groups > 1]
+        assert {m.groups for m in depthwise} == {4, 8}
+        dense = PreActResidualBlock(3, 4, 8, separable=False)
+        assert sum(p.numel() for p in block.parameters()) < sum(p.numel() for p in dense.parameters())
+
+
+def test_sampling_blocks() -> None:
+    down = Downsample(3, 4, 8)
+    assert down(torch.randn(1, 4, 8, 6, 10)).shape == (1, 8, 4, 3, 5)
+    up = Upsample(2, 8, 4)
+    x = torch.randn(1, 8, 5, 7)
+    y = up(x)
+    assert y.shape == (1, 4, 10, 14)
+    # equal to "bilinear x2 interpolation (align_corners=False), then the 1x1 conv"
+    conv = up.preconv
+    expected = conv(F.interpolate(x, scale_factor=2, mode="bilinear", align_corners=False))
+    torch.testing.assert_close(y, expected, atol=1e-5, rtol=1e-5)
+    assert Upsample(3, 4, 4)(torch.randn(1, 4, 2, 2, 2)).shape == (1, 4, 4, 4, 4)
+
+
+@pytest.mark.parametrize("spatial_dims", [2, 3])
+def test_torchscript_matches_eager(spatial_dims: int) -> None:
+    torch.manual_seed(0)
+    net = ARUNet(spatial_dims, in_channels=2, out_channels=3, channels=SMALL, deep_supervision=True)
+    size = (16,) * 3 if spatial_dims == 3 else (32,) * 2
+    x = torch.randn(1, 2, *size)
+    net.eval()
+    scripted = torch.jit.script(net)
+    with torch.no_grad():
+        torch.testing.assert_close(scripted(x), net(x), atol=1e-5, rtol=1e-5)
+    # training mode scripts too and returns the stacked deep-supervision tensor
+    net.train()
+    scripted_train = torch.jit.script(net)
+    assert scripted_train(x).shape == (1, 1 + len(SMALL) - 2, 3, *size)
+    with pytest.raises(Exception, match="divisible"):
+        scripted(torch.randn(1, 2, *(s + 2 for s in size)))
+
+
+def test_parameter_count_at_reference_widths() -> None:
+    net = ARUNet(3, in_channels=1, out_channels=4, channels=(64, 128, 256, 512))
+    n = sum(p.numel() for p in net.parameters())
+    print(f"ARUNet parameters at the reference widths (64, 128, 256, 512), in 1, out 4, 3D: {n:,}")
+    assert 20_000_000 < n < 60_000_000
+    assert f"{n:,}" in ARUNet.__doc__  # the docstring states the exact count
+    default = ARUNet()
+    n_default = sum(p.numel() for p in default.parameters())
+    print(f"ARUNet parameters at the default widths (16, 32, 64, 128), in 4, out 3, 3D: {n_default:,}")
+    assert f"{n_default:,}" in ARUNet.__doc__
