@@ -60,6 +60,59 @@ BUNDLES: dict[str, dict] = {
         "learning_rate": 1e-3,
         "batch_size": 1,
     },
+    "linknet3d": {
+        "template": brats3d,
+        "title": "LinkNet 3D brain tumour segmentation",
+        "version": "0.1.0",
+        "changelog": {"0.1.0": "first version: 4-modality BraTS regions, residual links restored, 3D throughout"},
+        "description": "LinkNet 3D: a ResNet-18-style 3D encoder whose stage outputs are added to the matching "
+        "decoder blocks (1x1 reduce, x2 transposed-convolution upsampling, 1x1 expand), segmenting the tumour core, "
+        "whole tumour and enhancing tumour from FLAIR, T1, T1ce and T2 MRI. No pretrained weights ship.",
+        "references": [
+            BRATS_3D_PAPER,
+            "Chaurasia A., Culurciello E. LinkNet: Exploiting Encoder Representations for Efficient Semantic "
+            "Segmentation. VCIP 2017. arXiv:1707.03718",
+            BRATS_DATA,
+        ],
+        "network_def": {
+            "_target_": "custom_nets.nets.linknet.LinkNet",
+            "spatial_dims": 3,
+            "in_channels": 4,
+            "out_channels": 3,
+            "channels": [32, 64, 128, 256],
+        },
+        "size_divisor": [32, 32, 32],
+        "roi_size": [64, 64, 64],
+        "learning_rate": 1e-3,
+        "batch_size": 1,
+    },
+    "pspnet3d": {
+        "template": brats3d,
+        "title": "PSPNet 3D brain tumour segmentation",
+        "version": "0.1.0",
+        "changelog": {"0.1.0": "first version: 4-modality BraTS regions, dilated 3D ResNet-50-style encoder, pyramid pooling"},
+        "description": "PSPNet 3D: a dilated ResNet-50-style 3D bottleneck encoder (output stride 8) followed by a "
+        "pyramid pooling module (bins 1, 2, 3, 6), a fusion convolution and a classifier upsampled to the input size, "
+        "segmenting the tumour core, whole tumour and enhancing tumour from FLAIR, T1, T1ce and T2 MRI. No "
+        "pretrained weights ship.",
+        "references": [
+            BRATS_3D_PAPER,
+            "Zhao H., Shi J., Qi X., Wang X., Jia J. Pyramid Scene Parsing Network. CVPR 2017. arXiv:1612.01105",
+            BRATS_DATA,
+        ],
+        "network_def": {
+            "_target_": "custom_nets.nets.pspnet.PSPNet",
+            "spatial_dims": 3,
+            "in_channels": 4,
+            "out_channels": 3,
+            "channels": [16, 32, 64, 128],
+            "layers": [3, 4, 6, 3],
+        },
+        "size_divisor": [8, 8, 8],
+        "roi_size": [64, 64, 64],
+        "learning_rate": 1e-3,
+        "batch_size": 1,
+    },
 }
 
 

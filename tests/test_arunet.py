@@ -184,3 +184,107 @@ def test_parameter_count_at_reference_widths() -> None:
     n_default = sum(p.numel() for p in default.parameters())
     print(f"ARUNet parameters at the default widths (16, 32, 64, 128), in 4, out 3, 3D: {n_default:,}")
     assert f"{n_default:,}" in ARUNet.__doc__
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# Max-pool down-sampling and the LGG AttentionResUNet
+# ----------------------------------------------------------------------------------------------------------------------
+
+
+def _n_params(net: torch.nn.Module) -> int:
+    return sum(p.numel() for p in net.parameters())
+
+
+def test_downsample_default_is_the_strided_conv() -> None:
+    conv = ARUNet(3, 1, 2, channels=SMALL)
+    explicit = ARUNet(3, 1, 2, channels=SMALL, downsample="conv")
+    assert _n_params(conv) == _n_params(explicit)
+    assert isinstance(conv.encoder[1][0], Downsample)
+    assert list(conv.state_dict()) == list(explicit.state_dict())  # same checkpoint keys as before the option
+    with pytest.raises(ValueError, match="downsample"):
+        ARUNet(3, 1, 2, channels=SMALL, downsample="avgpool")
+
+
+@pytest.mark.parametrize("spatial_dims", [2, 3])
+def test_maxpool_variant_shapes(spatial_dims: int) -> None:
+    from custom_nets.nets.arunet import MaxPoolDownsample
+
+    torch.manual_seed(0)
+    net = ARUNet(spatial_dims, 2, 3, channels=SMALL, downsample="maxpool", deep_supervision=True)
+    assert all(isinstance(level[0], MaxPoolDownsample) for level in net.encoder[1:])
+    size = (16,) * 3 if spatial_dims == 3 else (32, 24)
+    x = torch.randn(2, 2, *size)
+    assert net.train()(x).shape == (2, 1 + len(SMALL) - 2, 3, *size)
+    assert net.eval()(x).shape == (2, 3, *size)
+    # the encoder halves every size at each level and reaches each width
+    h = x
+    for i, level in enumerate(net.encoder):
+        h = level(h)
+        assert h.shape[1] == SMALL[i] and tuple(h.shape[2:]) == tuple(s // 2**i for s in size)
+    down = MaxPoolDownsample(spatial_dims, 4, 6)
+    y = torch.randn(1, 4, *(6,) * spatial_dims)
+    assert down(y).shape == (1, 6, *(3,) * spatial_dims)
+    # fewer parameters than the stride-2 3x3 conv (1x1 conv after the pooling)
+    assert _n_params(net) < _n_params(ARUNet(spatial_dims, 2, 3, channels=SMALL, deep_supervision=True))
+
+
+def test_maxpool_variant_gradients() -> None:
+    torch.manual_seed(0)
+    net = ARUNet(2, 2, 2, channels=SMALL, downsample="maxpool").train()
+    net(torch.randn(2, 2, 32, 32)).square().mean().backward()
+    assert not [n for n, p in net.named_parameters() if p.grad is None]
+    zero = [n for n, p in net.named_parameters() if not bool(p.grad.abs().sum() > 0)]
+    assert len(zero) < len(list(net.parameters())) // 10, zero
+
+
+@pytest.mark.parametrize("spatial_dims", [2, 3])
+def test_maxpool_variant_torchscript(spatial_dims: int) -> None:
+    torch.manual_seed(0)
+    net = ARUNet(spatial_dims, 2, 3, channels=SMALL, downsample="maxpool", deep_supervision=True).eval()
+    size = (16,) * 3 if spatial_dims == 3 else (32,) * 2
+    x = torch.randn(1, 2, *size)
+    scripted = torch.jit.script(net)
+    with torch.no_grad():
+        torch.testing.assert_close(scripted(x), net(x), atol=1e-5, rtol=1e-5)
+
+
+def test_attention_resunet_defaults_and_shapes() -> None:
+    from custom_nets.blocks.attention import AttentionGate as Gate
+    from custom_nets.nets.arunet import MaxPoolDownsample
+    from custom_nets.nets.attention_resunet import AttentionResUNet
+
+    torch.manual_seed(0)
+    net = AttentionResUNet()
+    assert isinstance(net, ARUNet)
+    assert (net.spatial_dims, net.in_channels, net.out_channels) == (2, 3, 1)
+    assert net.channels == (16, 32, 64, 128, 256) and net.size_divisor == 16
+    assert net.downsample == "maxpool" and isinstance(net.encoder[1][0], MaxPoolDownsample)
+    # reuses ARUNet's blocks: no other residual block or gate type
+    assert sum(isinstance(m, Gate) for m in net.modules()) == 4
+    assert sum(isinstance(m, PreActResidualBlock) for m in net.modules()) == 9
+    n = _n_params(net)
+    print(f"AttentionResUNet parameters at its defaults: {n:,}")
+    assert f"{n:,}" in AttentionResUNet.__doc__
+    x = torch.randn(2, 3, 64, 48)
+    net.eval()
+    with torch.no_grad():
+        assert net(x).shape == (2, 1, 64, 48)
+    with pytest.raises(ValueError, match="divisible by 16"):
+        net(torch.randn(1, 3, 64, 40))
+    scripted = torch.jit.script(net)
+    with torch.no_grad():
+        torch.testing.assert_close(scripted(x), net(x), atol=1e-5, rtol=1e-5)
+
+
+def test_attention_resunet_separable() -> None:
+    from custom_nets.nets.attention_resunet import AttentionResUNet
+
+    torch.manual_seed(0)
+    net = AttentionResUNet(separable=True, channels=(4, 8, 16)).train()
+    assert any(isinstance(m, torch.nn.Conv2d) and m.groups > 1 for m in net.modules())
+    out = net(torch.randn(2, 3, 32, 32))
+    assert out.shape == (2, 1, 32, 32)
+    out.mean().backward()
+    n_sep = _n_params(AttentionResUNet(separable=True))
+    assert f"{n_sep:,}" in AttentionResUNet.__doc__
+    assert n_sep < _n_params(AttentionResUNet())

@@ -143,7 +143,7 @@ def test_region_contrasts(demo_cases):
         flair, t1, t1ce, t2 = (images[m].astype(np.float64) for m in MODALITIES)
         assert flair[seg == 2].mean() > 1.4 * flair[normal].mean()  # oedema bright on FLAIR
         assert t2[seg == 2].mean() > t2[normal].mean()  # and on T2
-        assert t1ce[seg == 4].mean() > 2.0 * t1ce[seg == 1].mean()  # enhancing rim vs necrosis on T1ce
+        assert t1ce[seg == 4].mean() > 1.3 * t1ce[seg == 1].mean()  # enhancing rim vs necrosis on T1ce
         assert t1ce[seg == 4].mean() > t1ce[normal].mean()
         assert t1[seg == 1].mean() < t1[normal].mean()  # necrosis dark on T1
         assert 300.0 < np.percentile(t1[brain], 50) < 1000.0 and t1.max() < 1500.0
@@ -163,7 +163,7 @@ def test_exactly_zero_outside_the_brain(demo_cases):
 
 def test_reuse_and_overwrite(tmp_path, monkeypatch):
     out = generate_brats_demo(tmp_path / "d", num_cases=2, shape=SMALL)
-    stamp = (out / "DEMO_000" / "DEMO_000_t1.nii.gz").stat().st_mtime_ns
+    before = load_case(out / "DEMO_000")[1].tobytes()
 
     def fail(*args, **kwargs):
         raise AssertionError("a complete data set must be reused, not regenerated")
@@ -176,7 +176,7 @@ def test_reuse_and_overwrite(tmp_path, monkeypatch):
     generate_brats_demo(out, num_cases=1, shape=SMALL, seed=1, overwrite=True)
     assert sorted(p.name for p in out.iterdir() if p.is_dir()) == ["DEMO_000"]
     assert json.loads((out / "dataset.json").read_text())["seed"] == 1
-    assert (out / "DEMO_000" / "DEMO_000_t1.nii.gz").stat().st_mtime_ns != stamp or True
+    assert load_case(out / "DEMO_000")[1].tobytes() != before
 
 
 def test_interrupted_generation_leaves_no_partial_case(tmp_path, monkeypatch):
@@ -212,7 +212,7 @@ def test_generator_refuses_unknown_folders_and_bad_arguments(tmp_path):
     with pytest.raises(ValueError):
         generate_brats_demo(tmp_path / "x", num_cases=0)
     with pytest.raises(ValueError):
-        generate_brats_demo(tmp_path / "x", shape=(8, 8, 8))
+        generate_brats_demo(tmp_path / "x", shape=(16, 16, 16))
 
 
 def test_make_demo_data_script(tmp_path, capsys):
@@ -247,7 +247,7 @@ def test_missing_or_empty_dataset_folder(tmp_path):
     missing = tmp_path / "nope"
     with pytest.raises(DatasetError, match="does not exist") as err:
         find_brats_cases(missing)
-    assert str(missing) in str(err.value) and "_flair.nii.gz" in str(err.value)
+    assert str(missing) in str(err.value) and "<case>_{flair,t1,t1ce,t2,seg}.nii.gz" in str(err.value)
     (tmp_path / "file.txt").write_text("x")
     with pytest.raises(DatasetError, match="not a folder") as err:
         find_brats_cases(tmp_path / "file.txt")
@@ -305,7 +305,8 @@ def test_brats2023_and_uncompressed_names(tmp_path):
     make_case(tmp_path, "BraTS2021_00002", ext=".nii")
     cases = find_brats_cases(tmp_path)
     assert [c["case"] for c in cases] == ["BraTS-GLI-00001-000", "BraTS2021_00002"]
-    assert [Path(p).name.split("-")[-1] for p in cases[0]["image"]] == ["t2f.nii.gz", "t1n.nii.gz", "t1c.nii.gz", "t2w.nii.gz"]
+    suffixes = [Path(p).name.split("-")[-1] for p in cases[0]["image"]]
+    assert suffixes == ["t2f.nii.gz", "t1n.nii.gz", "t1c.nii.gz", "t2w.nii.gz"]  # flair, t1, t1ce, t2
     assert cases[0]["label"].endswith("-seg.nii.gz")
     assert [Path(p).name for p in cases[1]["image"]] == [f"BraTS2021_00002_{m}.nii" for m in MODALITIES]
 
@@ -340,7 +341,9 @@ def test_single_case_folder_given_as_dataset(tmp_path):
 
 
 def fake_cases(n: int) -> list[dict]:
-    return [{"case": f"c{i:02d}", "image": [f"c{i:02d}_{m}" for m in MODALITIES], "label": f"c{i:02d}_seg"} for i in range(n)]
+    return [
+        {"case": f"c{i:02d}", "image": [f"c{i:02d}_{m}" for m in MODALITIES], "label": f"c{i:02d}_seg"} for i in range(n)
+    ]
 
 
 def names(cases: list[dict]) -> list[str]:

@@ -66,7 +66,7 @@ _DEMO_README = "README.txt"
 _DEMO_GENERATOR_VERSION = 1
 _PARTIAL_PREFIX = ".partial-"
 _STALE_PARTIAL_SECONDS = 3600.0
-_MIN_SIZE = 16
+_MIN_SIZE = 24
 
 # Tissue classes of the generator: rows of _CONTRAST.
 _BACKGROUND, _WHITE_MATTER, _GREY_MATTER, _CSF, _NECROSIS, _ENHANCING, _OEDEMA = range(7)
@@ -264,7 +264,7 @@ def _tumour(
     """
     wt_radii = scale * brain_axes * rng.uniform(0.85, 1.15, size=3)
     core_radii = wt_radii * rng.uniform(0.5, 0.68) * rng.uniform(0.9, 1.1, size=3)
-    nec_radii = np.maximum(core_radii * rng.uniform(0.4, 0.6), 0.75)
+    nec_radii = np.maximum(core_radii * rng.uniform(0.5, 0.7), 0.75)
     growth = 1.0 + _NOISE_CLIP * _TUMOUR_ROUGHNESS
 
     # Position: uniform in the ball of normalised brain coordinates that keeps the dilated core inside the brain.
@@ -287,9 +287,7 @@ def _tumour(
     whole = (_irregular_blob(rng, coords, centre, wt_radii, _TUMOUR_ROUGHNESS) | core_margin) & brain
 
     inside = depth[box] < _TUMOUR_LIMIT + 0.5 * (1.0 - _TUMOUR_LIMIT)
-    touches_box_edge = any(
-        np.take(core_margin, idx, axis=a).any() for a in range(3) for idx in (0, -1)
-    )
+    touches_box_edge = any(np.take(core_margin, i, axis=a).any() for a in range(3) for i in (0, -1))
     if (core_margin & ~inside).any() or touches_box_edge:
         return None
     return box, whole, core, necrosis
@@ -457,8 +455,12 @@ def _remove_stale_partials(out_dir: Path) -> None:
         if not entry.name.startswith(_PARTIAL_PREFIX):
             continue
         try:
-            if now - entry.stat().st_mtime > _STALE_PARTIAL_SECONDS:
-                shutil.rmtree(entry) if entry.is_dir() else entry.unlink()
+            if now - entry.stat().st_mtime <= _STALE_PARTIAL_SECONDS:
+                continue
+            if entry.is_dir():
+                shutil.rmtree(entry)
+            else:
+                entry.unlink()
         except OSError:
             pass
 
@@ -507,7 +509,9 @@ def _prepare_demo_dir(out_dir: Path, parameters: dict[str, Any], overwrite: bool
     the folder is never touched.
     """
     if out_dir.exists() and not out_dir.is_dir():
-        raise DatasetError(f"demo data folder {out_dir} exists but is not a folder; expected a folder (or nothing).", out_dir)
+        raise DatasetError(
+            f"demo data folder {out_dir} exists but is not a folder; expected a folder (or nothing).", out_dir
+        )
     out_dir.mkdir(parents=True, exist_ok=True)
     _remove_stale_partials(out_dir)
     marker = _read_marker(out_dir)
@@ -570,7 +574,7 @@ def generate_brats_demo(
     Args:
         out_dir: folder to write into (created if needed).
         num_cases: number of cases, named ``DEMO_000`` ... .
-        shape: volume size ``(x, y, z)`` in voxels, each at least 16.
+        shape: volume size ``(x, y, z)`` in voxels, each at least 24.
         seed: random seed.
         overwrite: regenerate even if the folder already holds demo data; previous ``DEMO_*`` case folders are deleted
             (nothing else in the folder is touched).
@@ -743,7 +747,9 @@ def find_brats_cases(dataset_dir: str | os.PathLike, require_label: bool = True)
             f"; it holds NIfTI files directly ({loose[0]}, ...): point dataset_dir at the folder that contains the case "
             "folders" if loose else ""
         )
-        raise DatasetError(f"dataset folder {root} contains no case folders with NIfTI files{hint}; {_expected_layout(root)}", root)
+        raise DatasetError(
+            f"dataset folder {root} contains no case folders with NIfTI files{hint}; {_expected_layout(root)}", root
+        )
     return entries
 
 

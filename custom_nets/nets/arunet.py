@@ -11,9 +11,13 @@ References:
 Architecture (``L = len(channels)`` levels, widths ``c_0 .. c_{L-1}``):
 
 * encoder level 0: 3x3 conv ``in_channels -> c_0``, then a pre-activation residual block ``c_0 -> c_0``;
-* encoder level ``i >= 1``: stride-2 3x3 conv ``c_{i-1} -> c_i`` (:class:`~custom_nets.blocks.sampling.Downsample`
-  without norm/activation: the following pre-activation block starts with norm + act), then a residual block
-  ``c_i -> c_i``. Level ``L - 1`` is the bottleneck (stride ``2 ** (L - 1)``);
+* encoder level ``i >= 1``: a x2 down-sampling step ``c_{i-1} -> c_i``, then a residual block ``c_i -> c_i``. Level
+  ``L - 1`` is the bottleneck (stride ``2 ** (L - 1)``). The down-sampling step (argument ``downsample``) is either
+  ``"conv"`` (default): a stride-2 3x3 conv (:class:`~custom_nets.blocks.sampling.Downsample` without
+  norm/activation: the following pre-activation block starts with norm + act), or ``"maxpool"``
+  (:class:`MaxPoolDownsample`): 2x2(x2) max-pooling followed by a 1x1 conv to the next width, the classic U-Net
+  encoder (Ronneberger et al. 2015) used by the LGG attention residual U-Net
+  (:class:`~custom_nets.nets.attention_resunet.AttentionResUNet`);
 * decoder level ``i = L-2 .. 0`` (:class:`ARUNetDecoderBlock`), with ``d`` the output of the coarser level ``i + 1``:
   ``up = Upsample(d)`` (x2 bi/trilinear + 1x1 conv ``c_{i+1} -> c_i``); ``gated = AttentionGate(skip_i, gating=d)``
   (intermediate width ``c_i // 2``; the gating signal is the coarser features *before* up-sampling);
@@ -37,6 +41,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 from monai.networks.blocks import Convolution
+from monai.networks.layers.factories import Pool
 from monai.networks.layers.utils import get_act_layer, get_norm_layer
 
 from custom_nets.blocks.attention import AttentionGate
@@ -44,10 +49,37 @@ from custom_nets.blocks.residual import PreActResidualBlock
 from custom_nets.blocks.sampling import Downsample, Upsample
 from custom_nets.nets.utils import check_channels, check_input_size
 
-__all__ = ["ARUNet", "ARUNetDecoderBlock"]
+__all__ = ["ARUNet", "ARUNetDecoderBlock", "MaxPoolDownsample", "DOWNSAMPLE_MODES"]
 
 DEFAULT_ACT: tuple = ("relu", {"inplace": True})
 _LINEAR_MODE = {1: "linear", 2: "bilinear", 3: "trilinear"}
+DOWNSAMPLE_MODES = ("conv", "maxpool")
+"""Accepted values of ``ARUNet(downsample=...)``."""
+
+
+class MaxPoolDownsample(nn.Sequential):
+    """x2 max-pooling, then a 1x1 conv to the next width: ``(B, in_channels, *S)`` -> ``(B, out_channels, *S / 2)``.
+
+    The U-Net encoder step (Ronneberger et al., MICCAI 2015, arXiv 1505.04597) with the width change done by a
+    pointwise conv: the pooling already aggregates each 2x2(x2) neighbourhood and the pre-activation residual block that
+    follows has two 3x3 convs, so a 3x3 kernel here would mostly add parameters (9x more than the 1x1 conv) without
+    a new kind of context. The conv has a bias and no norm/activation, because the following pre-activation block
+    starts with norm + act (as after the stride-2 conv of ``downsample="conv"``). Sizes are floored (``n -> n // 2``);
+    the networks check divisibility first, so this never drops a voxel there.
+
+    Args:
+        spatial_dims: 1, 2 or 3.
+        in_channels: input channels.
+        out_channels: output channels.
+    """
+
+    def __init__(self, spatial_dims: int, in_channels: int, out_channels: int) -> None:
+        if in_channels <= 0 or out_channels <= 0:
+            raise ValueError(f"channel counts must be positive, got in={in_channels}, out={out_channels}.")
+        super().__init__(
+            Pool[Pool.MAX, spatial_dims](kernel_size=2, stride=2),
+            Convolution(spatial_dims, in_channels, out_channels, kernel_size=1, bias=True, conv_only=True),
+        )
 
 
 class ARUNetDecoderBlock(nn.Module):
@@ -146,6 +178,9 @@ class ARUNet(nn.Module):
         dropout: dropout probability inside every residual block (between its two convs).
         deep_supervision: add 1x1 heads on the intermediate decoder levels, returned (stacked) in training mode.
         separable: depthwise-separable 3x3 convs in the residual blocks.
+        downsample: encoder down-sampling step, ``"conv"`` (stride-2 3x3 conv; default, the AR-UNet 3D layout) or
+            ``"maxpool"`` (x2 max-pooling then a 1x1 conv, :class:`MaxPoolDownsample`; fewer parameters). The parameter
+            counts above are for ``"conv"``.
     """
 
     def __init__(
@@ -159,6 +194,7 @@ class ARUNet(nn.Module):
         dropout: float = 0.0,
         deep_supervision: bool = False,
         separable: bool = False,
+        downsample: str = "conv",
     ) -> None:
         super().__init__()
         if spatial_dims not in _LINEAR_MODE:
@@ -169,6 +205,8 @@ class ARUNet(nn.Module):
             )
         if not 0.0 <= dropout < 1.0:
             raise ValueError(f"ARUNet dropout must be in [0, 1), got {dropout}.")
+        if downsample not in DOWNSAMPLE_MODES:
+            raise ValueError(f"ARUNet downsample must be one of {', '.join(DOWNSAMPLE_MODES)}, got {downsample!r}.")
         channels = check_channels(channels, min_levels=2, net_name="ARUNet")
         n_levels = len(channels)
 
@@ -184,12 +222,12 @@ class ARUNet(nn.Module):
             )
         ]
         for i in range(1, n_levels):
-            encoder.append(
-                nn.Sequential(
-                    Downsample(spatial_dims, channels[i - 1], channels[i], norm=None, act=None),
-                    res_block(channels[i], channels[i]),
-                )
-            )
+            down: nn.Module
+            if downsample == "maxpool":
+                down = MaxPoolDownsample(spatial_dims, channels[i - 1], channels[i])
+            else:
+                down = Downsample(spatial_dims, channels[i - 1], channels[i], norm=None, act=None)
+            encoder.append(nn.Sequential(down, res_block(channels[i], channels[i])))
         self.encoder = nn.ModuleList(encoder)
 
         # deepest first: decoder[j] produces level L - 2 - j
@@ -215,6 +253,7 @@ class ARUNet(nn.Module):
         self.out_channels = out_channels
         self.channels = channels
         self.deep_supervision = deep_supervision
+        self.downsample = downsample
         self.size_divisor = 2 ** (n_levels - 1)
         self.interp_mode: str = _LINEAR_MODE[spatial_dims]
 

@@ -12,6 +12,8 @@ from typing import Any
 
 REGIONS = ("TC", "WT", "ET")
 MODALITIES = ("FLAIR", "T1", "T1ce", "T2")
+# file-name suffixes of each input channel: BraTS 2018-2021 names first, then BraTS 2023 names
+CHANNEL_SUFFIXES = (("flair", "t2f"), ("t1", "t1n"), ("t1ce", "t1c"), ("t2", "t2w"))
 
 IMPORTS = [
     "$import os",
@@ -131,7 +133,7 @@ def train_config(network_def: dict, roi_size: list[int], learning_rate: float, b
         **_network(network_def),
         "loss": {
             "_target_": "custom_nets.losses.StackedDeepSupervisionLoss",
-            "loss": {"_target_": "DiceFocalLoss", "sigmoid": True, "smooth_nr": 1e-5, "smooth_dr": 1e-5},
+            "loss": {"_target_": "DiceFocalLoss", "sigmoid": True, "batch": True, "smooth_nr": 1e-5, "smooth_dr": 1e-5},
         },
         "optimizer": {
             "_target_": "torch.optim.AdamW",
@@ -486,6 +488,10 @@ def metadata(bundle: dict, versions: dict[str, str]) -> dict:
         "label_classes": "BraTS labels: 1 necrotic/non-enhancing core, 2 oedema, 4 enhancing tumour (3 in BraTS 2023); "
         "converted to 3 overlapping regions TC (1+4), WT (1+2+4), ET (4) for training",
         "pred_classes": "3 sigmoid channels TC, WT, ET; inference writes one BraTS label map per case",
+        # custom_nets extensions (ignored by MONAI): how batch inference groups a case's files into the input
+        # channels, and what the values of the saved label map mean
+        "input_channel_suffixes": {str(i): list(s) for i, s in enumerate(CHANNEL_SUFFIXES)},
+        "label_values": {"1": "necrotic / non-enhancing tumour core", "2": "peritumoral oedema", "4": "enhancing tumour"},
         "eval_metrics": {},
         "intended_use": "Research and education only; not for clinical or diagnostic use. No pretrained weights ship "
         "with this bundle: train it on your data first.",

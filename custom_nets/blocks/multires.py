@@ -1,0 +1,212 @@
+"""MultiResUNet building blocks: the MultiRes block and the residual path ("ResPath") on the skip connections.
+
+Reference: Ibtehaz & Rahman, "MultiResUNet: Rethinking the U-Net architecture for multimodal biomedical image
+segmentation", Neural Networks 121, 2020 (arXiv 1902.04049), Sec. 3 and Fig. 3-5; used as the backbone of DRRMSAN
+(:mod:`custom_nets.nets.drrmsan`).
+
+MultiRes block (:class:`MultiResBlock`), for a "U-Net width" ``U``: with ``W = alpha * U`` (``alpha = 1.67``), three
+*chained* 3x3 convolutions with ``int(0.167 W)``, ``int(0.333 W)`` and ``int(0.5 W)`` filters (each conv + norm + act;
+the second and third see the previous conv's output, so together they have the receptive fields of a 3x3, a 5x5 and a
+7x7 conv) are concatenated, normalised and added to a 1x1-conv + norm shortcut of the block's input (projected to the
+concatenation width); then an activation and a final norm. The output widths for ``U = 32, 64, 128, 256, 512`` are
+51, 105, 212, 426 and 853 (:func:`multires_widths`).
+
+ResPath (:class:`ResPath`): ``length`` residual steps on an encoder skip before it reaches the decoder, each step
+``norm(act(conv3x3_norm_act(x) + conv1x1_norm(x)))`` (:class:`ResPathStep`); the first step projects the MultiRes
+block width to ``U``, the following steps keep ``U``. MultiResUNet uses lengths 4, 3, 2, 1 from the shallowest skip to
+the deepest, so that the skips crossing the largest semantic gap get the most processing.
+
+Both blocks are generic over ``spatial_dims`` (1, 2 or 3; 3x3 means 3x3x3 in 3D). The shipped project residual block
+(:class:`~custom_nets.blocks.residual.PreActResidualBlock`) is pre-activation with a two-conv body, which matches
+neither layout, so it is not reused here.
+
+Shapes: ``MultiResBlock``: ``(B, in_channels, *S)`` -> ``(B, out_channels, *S)`` with
+``out_channels = sum(multires_widths(U, alpha))``; ``ResPath``: ``(B, in_channels, *S)`` -> ``(B, out_channels, *S)``.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn as nn
+from monai.networks.blocks import Convolution
+from monai.networks.layers.utils import get_act_layer, get_norm_layer
+
+__all__ = ["MultiResBlock", "ResPath", "ResPathStep", "multires_widths"]
+
+DEFAULT_ACT: tuple = ("relu", {"inplace": True})
+
+
+def multires_widths(base_channels: int, alpha: float = 1.67) -> tuple[int, int, int]:
+    """Filters of the three chained convs of a MultiRes block: ``int(0.167 W), int(0.333 W), int(0.5 W)``, ``W = alpha U``.
+
+    ``multires_widths(32) == (8, 17, 26)`` (total 51); totals for ``U = 64, 128, 256, 512``: 105, 212, 426, 853.
+
+    Raises:
+        ValueError: a width would be zero (``U`` too small for ``alpha``).
+    """
+    w = alpha * base_channels
+    widths = (int(w * 0.167), int(w * 0.333), int(w * 0.5))
+    if min(widths) < 1:
+        raise ValueError(
+            f"MultiRes block base_channels={base_channels} with alpha={alpha} gives conv widths {widths}; every width "
+            "must be at least 1 (use base_channels >= 4 with alpha 1.67)."
+        )
+    return widths
+
+
+def _has_norm(norm: str | tuple | None) -> bool:
+    return not (norm is None or norm == "")
+
+
+def _norm(norm: str | tuple | None, spatial_dims: int, channels: int) -> nn.Module:
+    """A MONAI norm layer, or ``nn.Identity`` when ``norm`` is ``None``/``""``."""
+    if not _has_norm(norm):
+        return nn.Identity()
+    return get_norm_layer(name=norm, spatial_dims=spatial_dims, channels=channels)
+
+
+def _conv_norm(
+    spatial_dims: int,
+    in_channels: int,
+    out_channels: int,
+    kernel_size: int,
+    norm: str | tuple | None,
+    act: str | tuple | None,
+) -> Convolution:
+    """'Same' stride-1 conv, then norm, then act (MONAI ``Convolution``, ADN order "NA"); no bias in front of a norm."""
+    has_norm = _has_norm(norm)
+    return Convolution(
+        spatial_dims,
+        in_channels,
+        out_channels,
+        kernel_size=kernel_size,
+        adn_ordering="NA",
+        act=act,
+        norm=norm if has_norm else None,
+        bias=not has_norm,
+        conv_only=not has_norm and act is None,
+    )
+
+
+class MultiResBlock(nn.Module):
+    """MultiRes block (Ibtehaz & Rahman 2020): three chained 3x3 convs, concatenated, plus a 1x1 shortcut.
+
+    ``y = norm_out(act(norm_cat(cat(a, b, c)) + shortcut(x)))`` with ``a = conv_1(x)``, ``b = conv_2(a)``,
+    ``c = conv_3(b)`` (each conv + norm + act) and ``shortcut`` a 1x1 conv + norm to the concatenation width.
+
+    Args:
+        spatial_dims: 1, 2 or 3.
+        in_channels: input channels.
+        base_channels: the U-Net width ``U`` this block replaces; the widths follow :func:`multires_widths`.
+        alpha: width multiplier (1.67 in the paper, matching the parameter count of a U-Net of width ``U``).
+        kernel_size: kernel of the three chained convs.
+        norm: MONAI norm name/tuple, or ``None``.
+        act: MONAI activation name/tuple.
+
+    Attributes:
+        widths: filters of the three convs.
+        out_channels: ``sum(widths)``.
+
+    Shapes: ``(B, in_channels, *S)`` -> ``(B, out_channels, *S)``.
+    """
+
+    def __init__(
+        self,
+        spatial_dims: int,
+        in_channels: int,
+        base_channels: int,
+        alpha: float = 1.67,
+        kernel_size: int = 3,
+        norm: str | tuple | None = "batch",
+        act: str | tuple = DEFAULT_ACT,
+    ) -> None:
+        super().__init__()
+        if in_channels <= 0:
+            raise ValueError(f"in_channels must be positive, got {in_channels}.")
+        widths = multires_widths(base_channels, alpha)
+        out_channels = sum(widths)
+        self.conv1 = _conv_norm(spatial_dims, in_channels, widths[0], kernel_size, norm, act)
+        self.conv2 = _conv_norm(spatial_dims, widths[0], widths[1], kernel_size, norm, act)
+        self.conv3 = _conv_norm(spatial_dims, widths[1], widths[2], kernel_size, norm, act)
+        self.shortcut = _conv_norm(spatial_dims, in_channels, out_channels, 1, norm, None)
+        self.norm_cat = _norm(norm, spatial_dims, out_channels)
+        self.act = get_act_layer(name=act)
+        self.norm_out = _norm(norm, spatial_dims, out_channels)
+        self.spatial_dims = spatial_dims
+        self.in_channels = in_channels
+        self.base_channels = base_channels
+        self.widths = widths
+        self.out_channels = out_channels
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """``(B, in_channels, *S)`` -> ``(B, out_channels, *S)``."""
+        a = self.conv1(x)
+        b = self.conv2(a)
+        c = self.conv3(b)
+        y = self.norm_cat(torch.cat([a, b, c], dim=1)) + self.shortcut(x)
+        return self.norm_out(self.act(y))
+
+
+class ResPathStep(nn.Module):
+    """One residual step of a ResPath: ``norm(act(conv3x3_norm_act(x) + conv1x1_norm(x)))``.
+
+    Shapes: ``(B, in_channels, *S)`` -> ``(B, out_channels, *S)``.
+    """
+
+    def __init__(
+        self,
+        spatial_dims: int,
+        in_channels: int,
+        out_channels: int,
+        kernel_size: int = 3,
+        norm: str | tuple | None = "batch",
+        act: str | tuple = DEFAULT_ACT,
+    ) -> None:
+        super().__init__()
+        if in_channels <= 0 or out_channels <= 0:
+            raise ValueError(f"channel counts must be positive, got in={in_channels}, out={out_channels}.")
+        self.conv = _conv_norm(spatial_dims, in_channels, out_channels, kernel_size, norm, act)
+        self.shortcut = _conv_norm(spatial_dims, in_channels, out_channels, 1, norm, None)
+        self.act = get_act_layer(name=act)
+        self.norm = _norm(norm, spatial_dims, out_channels)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """``(B, in_channels, *S)`` -> ``(B, out_channels, *S)``."""
+        return self.norm(self.act(self.conv(x) + self.shortcut(x)))
+
+
+class ResPath(nn.Sequential):
+    """ResPath (Ibtehaz & Rahman 2020): ``length`` :class:`ResPathStep` s, the first one ``in -> out``, then ``out -> out``.
+
+    Args:
+        spatial_dims: 1, 2 or 3.
+        in_channels: channels of the encoder skip (the MultiRes block width).
+        out_channels: channels handed to the decoder (``U`` in MultiResUNet).
+        length: number of residual steps (4, 3, 2, 1 from the shallowest skip in MultiResUNet), at least 1.
+        kernel_size: kernel of the convs of each step.
+        norm: MONAI norm name/tuple, or ``None``.
+        act: MONAI activation name/tuple.
+
+    Shapes: ``(B, in_channels, *S)`` -> ``(B, out_channels, *S)``.
+    """
+
+    def __init__(
+        self,
+        spatial_dims: int,
+        in_channels: int,
+        out_channels: int,
+        length: int,
+        kernel_size: int = 3,
+        norm: str | tuple | None = "batch",
+        act: str | tuple = DEFAULT_ACT,
+    ) -> None:
+        if length < 1:
+            raise ValueError(f"ResPath length must be at least 1, got {length}.")
+        steps = [
+            ResPathStep(spatial_dims, in_channels if i == 0 else out_channels, out_channels, kernel_size, norm, act)
+            for i in range(length)
+        ]
+        super().__init__(*steps)
+        self.in_channels = in_channels
+        self.out_channels = out_channels
+        self.length = length

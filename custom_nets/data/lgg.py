@@ -1,0 +1,841 @@
+"""LGG MRI slice datasets: synthetic demo patients, slice discovery, patient-level splits, class weights.
+
+Layout (Kaggle "lgg-mri-segmentation", folder ``kaggle_3m``; Buda et al., Computers in Biology and Medicine 2019)::
+
+    dataset_dir/
+        <patient>/<patient>_<n>.tif        256x256x3 uint8: pre-contrast, FLAIR, post-contrast (as R, G, B)
+        <patient>/<patient>_<n>_mask.tif   256x256 uint8 tumour mask, 0 or 255
+
+with patient folders such as ``TCGA_CS_4941_19960909`` and slice numbers ``n = 1, 2, ...`` (not zero-padded, so they
+are sorted numerically here). Plain files next to the patient folders (``data.csv``, ``README.md``) are ignored. Many
+slices have an all-zero mask (no tumour on that slice).
+
+Public API:
+
+- :func:`generate_lgg_demo` writes deterministic synthetic patients in that layout.
+- :func:`find_lgg_slices` reads such a folder into a datalist of ``{"patient", "slice", "image", "label"}`` dicts.
+- :func:`split_by_patient` splits a datalist by patient (never slices of one patient on both sides).
+- :func:`lgg_datalist` is what the bundle configs call: ``"demo"`` means the generated demo data.
+- :func:`foreground_fraction` and :func:`positive_class_weight` give the tumour-pixel fraction of a set of masks and
+  the matching positive-class weight ``(1 - f) / f`` for a weighted cross-entropy (``BCEWithLogitsLoss(pos_weight)``,
+  see :func:`custom_nets.losses.segmentation.segmentation_loss`).
+
+Recommended MONAI transform chain
+---------------------------------
+MONAI reads the slices as they are; nothing custom is needed (verified in ``tests/test_lgg.py``)::
+
+    LoadImaged(keys=["image", "label"], reader="PILReader", image_only=True)
+    EnsureChannelFirstd(keys=["image", "label"])            # image (3, W, H), label (1, W, H)
+    ScaleIntensityRanged(keys="image", a_min=0, a_max=255, b_min=0.0, b_max=1.0, clip=True)   # float32 in [0, 1]
+    AsDiscreted(keys="label", threshold=0.5)                # {0, 1} float32, for 0/255 and 0/1 masks alike
+
+For inference use ``keys="image"`` only. Give ``reader="PILReader"`` explicitly: MONAI's automatic choice by file
+extension does not give ``.tif`` to the PIL reader (it falls to ITK if installed, which happens to load the same
+arrays, but PIL is the dependency-free, predictable choice).
+
+*Orientation.* ``PILReader`` swaps the first two axes by default (``reverse_indexing=True``, the ITK/NIfTI "x first"
+convention), so in memory a slice is ``(C, W, H)``: the transpose of ``numpy.asarray(PIL.Image.open(path))``, for
+images and masks alike (so they stay aligned; the LGG slices are square, so the shapes do not even change). MONAI's
+``PILWriter`` swaps them back by default, so predictions saved with::
+
+    SaveImaged(keys="pred", writer="PILWriter", output_ext=".tif", output_dtype=np.uint8, scale=255,
+               resample=False, output_postfix="mask", separate_folder=False)
+
+(after ``AsDiscreted(keys="pred", threshold=0.5)`` on the sigmoid) have the original orientation of the input
+``.tif``, as 0/255 masks like the dataset's own. Do not mix conventions: loading with ``reverse_indexing=False`` gives
+``(C, H, W)`` but then ``PILWriter`` (whose ``write`` swaps axes unless told otherwise, an option ``SaveImaged`` does
+not expose) writes transposed masks.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import re
+import secrets
+import shutil
+import time
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from PIL import Image
+
+from .errors import DatasetError
+
+__all__ = [
+    "CHANNELS",
+    "generate_lgg_demo",
+    "find_lgg_slices",
+    "split_by_patient",
+    "lgg_datalist",
+    "foreground_fraction",
+    "positive_class_weight",
+]
+
+logger = logging.getLogger(__name__)
+
+CHANNELS = ("pre-contrast", "flair", "post-contrast")
+"""The three MR sequences stored as the R, G, B channels of every LGG slice, in that order."""
+
+_TIFF_EXTENSIONS = (".tif", ".tiff")
+_TIFF_MAGIC = (b"II*\x00", b"MM\x00*")
+# "<prefix>_<n>.tif" or "<prefix>_<n>_mask.tif" (also .tiff, any letter case); the prefix is the patient name
+_SLICE_RE = re.compile(r"^(?P<prefix>.+)_(?P<n>\d+)(?P<mask>_mask)?\.tiff?$", re.IGNORECASE)
+
+# ----------------------------------------------------------------------------------------------------------------------
+# Synthetic demo data
+# ----------------------------------------------------------------------------------------------------------------------
+
+DEMO_PATIENT_PREFIX = "DEMO_LGG_"
+_DEMO_MARKER = "dataset.json"
+_DEMO_README = "README.txt"
+_DEMO_GENERATOR_VERSION = 1
+_GENERATOR = "custom_nets.data.lgg.generate_lgg_demo"
+_PARTIAL_PREFIX = ".partial-"
+_STALE_PARTIAL_SECONDS = 3600.0
+_MIN_SIZE = 32
+_MIN_SLICES = 2
+
+# Mean intensity (0..255) of each tissue class (rows) in each channel (columns: pre-contrast, FLAIR, post-contrast).
+# Lower-grade gliomas are bright on FLAIR, slightly dark on pre-contrast T1 and mostly non-enhancing.
+_WHITE_MATTER, _GREY_MATTER, _CSF, _LESION = range(4)
+_CONTRAST = np.array(
+    [
+        [150.0, 92.0, 140.0],
+        [112.0, 118.0, 112.0],
+        [45.0, 40.0, 50.0],
+        [96.0, 215.0, 128.0],
+    ],
+    dtype=np.float32,
+)
+
+
+def _demo_patient_name(index: int) -> str:
+    return f"{DEMO_PATIENT_PREFIX}{index:03d}"
+
+
+def _image_name(patient: str, n: int) -> str:
+    return f"{patient}_{n}.tif"
+
+
+def _mask_name(patient: str, n: int) -> str:
+    return f"{patient}_{n}_mask.tif"
+
+
+class _WaveField:
+    """A smooth random 3-D field (a sum of plane waves) evaluated one slice at a time; about unit RMS."""
+
+    def __init__(self, rng: np.random.Generator, wavelength: tuple[float, float], n_waves: int = 6) -> None:
+        direction = rng.normal(size=(n_waves, 3))
+        direction /= np.linalg.norm(direction, axis=1, keepdims=True) + 1e-12
+        self.k = direction * (2.0 * np.pi / rng.uniform(wavelength[0], wavelength[1], size=n_waves))[:, None]
+        self.phase = rng.uniform(0.0, 2.0 * np.pi, size=n_waves)
+        self.scale = math.sqrt(2.0 / n_waves)
+
+    def __call__(self, yy: np.ndarray, xx: np.ndarray, z: float) -> np.ndarray:
+        """The field on the grid ``(yy, xx)`` (2-D, pixels) at depth ``z`` (pixels), float32 of the grid's shape."""
+        out = np.zeros(yy.shape, dtype=np.float32)
+        for (ky, kx, kz), phase in zip(self.k, self.phase):
+            out += np.cos(ky * yy + kx * xx + (kz * z + phase)).astype(np.float32)
+        return out * np.float32(self.scale)
+
+
+def _angular_profile(rng: np.random.Generator, roughness: float, n_harmonics: int = 4) -> np.ndarray:
+    """Random ``(n_harmonics, 3)`` rows ``(order, amplitude, phase)`` of a radius perturbation ``sum a cos(k t + p)``."""
+    orders = np.arange(2, 2 + n_harmonics, dtype=np.float64)
+    amplitudes = roughness * rng.uniform(0.3, 1.0, size=n_harmonics) / orders
+    phases = rng.uniform(0.0, 2.0 * np.pi, size=n_harmonics)
+    return np.stack([orders, amplitudes, phases], axis=1)
+
+
+def _blob_depth(
+    yy: np.ndarray, xx: np.ndarray, centre: tuple[float, float], radii: tuple[float, float], profile: np.ndarray
+) -> np.ndarray:
+    """Signed distance-like depth (pixels) inside an ellipse with a lobulated outline: positive inside, 0 on the edge.
+
+    ``depth = r_mean * (1 + sum_k a_k cos(k theta + p_k) - rho)`` with ``rho`` the normalised elliptical radius.
+    """
+    dy = (yy - centre[0]) / radii[0]
+    dx = (xx - centre[1]) / radii[1]
+    rho = np.sqrt(dy * dy + dx * dx)
+    theta = np.arctan2(dy, dx)
+    outline = np.ones_like(rho)
+    for order, amplitude, phase in profile:
+        outline += amplitude * np.cos(order * theta + phase)
+    return (0.5 * (radii[0] + radii[1]) * (outline - rho)).astype(np.float32)
+
+
+def _demo_patient(seed: int, index: int, n_slices: int, size: int) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Pixel data of one synthetic patient: ``n_slices`` pairs ``(image (size, size, 3) uint8, mask (size, size) uint8)``.
+
+    Deterministic in ``(seed, index, n_slices, size)``; the random stream depends on ``(seed, index)`` only.
+
+    The patient is a stack of axial slices through a brain-like ellipsoid (white matter, a cortex rim, two ventricles,
+    textured, noisy, exactly 0 outside the head) that narrows towards the first and last slice. A lobulated lesion
+    spans a contiguous block of about half of the slices in the middle of the stack, largest at its centre; it is bright
+    on FLAIR (channel 1), darker on pre-contrast and faintly enhancing on post-contrast. Masks are 255 on the lesion,
+    0 elsewhere (all 0 on the slices without lesion).
+    """
+    rng = np.random.default_rng(np.random.SeedSequence([int(seed), int(index), 0x4C4747]))
+    yy, xx = np.meshgrid(np.arange(size, dtype=np.float32), np.arange(size, dtype=np.float32), indexing="ij")
+    slice_step = size / 32.0  # pixels between slices: the stack is about as deep as the brain is wide
+    mid = (n_slices - 1) / 2.0
+
+    brain_centre = ((size - 1) / 2.0 + rng.uniform(-0.03, 0.03) * size, (size - 1) / 2.0 + rng.uniform(-0.03, 0.03) * size)
+    brain_radii = (size * rng.uniform(0.38, 0.43), size * rng.uniform(0.31, 0.36))
+    brain_profile = _angular_profile(rng, 0.06)
+    cortex_field = _WaveField(rng, (4.0, 14.0))
+    texture_field = _WaveField(rng, (3.0, 10.0))
+    bias_fields = [_WaveField(rng, (1.5 * size, 4.0 * size), n_waves=3) for _ in CHANNELS]
+    contrast = _CONTRAST * rng.uniform(0.93, 1.07, size=_CONTRAST.shape).astype(np.float32)
+    noise_sigma = rng.uniform(3.0, 6.0, size=len(CHANNELS)).astype(np.float32)
+
+    # lesion: a contiguous block of about half the slices, centred within the middle of the stack
+    n_lesion = min(max(int(round(n_slices * rng.uniform(0.42, 0.58))), 1), n_slices)
+    slack = n_slices - n_lesion
+    first = min(max(slack // 2 + int(rng.integers(-1, 2)), 0), slack)
+    lesion_radius = size * rng.uniform(0.08, 0.14)
+    angle = rng.uniform(0.0, 2.0 * np.pi)
+    offset = rng.uniform(0.15, 0.45)
+    lesion_centre = (
+        brain_centre[0] + offset * brain_radii[0] * math.sin(angle),
+        brain_centre[1] + offset * brain_radii[1] * math.cos(angle),
+    )
+    lesion_profile = _angular_profile(rng, 0.35)
+    lesion_drift = rng.normal(0.0, 0.6, size=2)  # pixels per slice
+
+    slices = []
+    for k in range(n_slices):
+        z = (k - mid) / (mid + 1.0)  # in (-1, 1): position in the stack
+        shrink = math.sqrt(max(1.0 - 0.85 * z * z, 0.05))
+        radii = (brain_radii[0] * shrink, brain_radii[1] * shrink)
+        depth = _blob_depth(yy, xx, brain_centre, radii, brain_profile)
+        brain = depth > 0.0
+        rel_depth = depth / np.float32(0.5 * (radii[0] + radii[1]))  # 0 at the surface, about 1 at the centre
+
+        tissue = np.full((size, size), _WHITE_MATTER, dtype=np.int8)
+        tissue[rel_depth < 0.16 + 0.04 * cortex_field(yy, xx, k * slice_step)] = _GREY_MATTER
+        for side in (-1.0, 1.0):
+            v_centre = (brain_centre[0] - 0.05 * radii[0], brain_centre[1] + side * 0.16 * radii[1])
+            v_radii = (max(0.28 * radii[0] * (1.0 - abs(z)), 0.5), max(0.07 * radii[1], 0.5))
+            tissue[_blob_depth(yy, xx, v_centre, v_radii, brain_profile) > 0.0] = _CSF
+
+        lesion = np.zeros((size, size), dtype=np.float32)  # partial-volume lesion fraction in [0, 1]
+        if first <= k < first + n_lesion:
+            t = (k - first + 0.5) / n_lesion * 2.0 - 1.0  # in (-1, 1) across the lesion's slices
+            r = max(lesion_radius * math.sqrt(1.0 - t * t), 2.5)
+            centre = (lesion_centre[0] + lesion_drift[0] * (k - first), lesion_centre[1] + lesion_drift[1] * (k - first))
+            lesion_depth = _blob_depth(yy, xx, centre, (r, r * 1.15), lesion_profile)
+            lesion = np.clip(lesion_depth / 1.5 + 0.5, 0.0, 1.0) * (rel_depth > 0.08)
+        mask = (lesion >= 0.5).astype(np.uint8) * np.uint8(255)
+
+        texture = 1.0 + 0.05 * texture_field(yy, xx, k * slice_step)
+        image = np.zeros((size, size, len(CHANNELS)), dtype=np.uint8)
+        for c in range(len(CHANNELS)):
+            healthy = contrast[tissue, c]
+            clean = (healthy + lesion * (contrast[_LESION, c] - healthy)) * texture
+            bias = np.exp(0.08 * bias_fields[c](yy, xx, k * slice_step))
+            noisy = clean * bias + noise_sigma[c] * rng.standard_normal((size, size), dtype=np.float32)
+            image[..., c] = np.where(brain, np.clip(np.rint(noisy), 1.0, 255.0), 0.0).astype(np.uint8)
+        slices.append((image, mask))
+    return slices
+
+
+def _write_tiff(array: np.ndarray, path: Path) -> None:
+    """Write a uint8 ``(H, W, 3)`` image (RGB) or ``(H, W)`` mask (8-bit greyscale) as an uncompressed TIFF."""
+    mode = "RGB" if array.ndim == 3 else "L"
+    Image.fromarray(np.ascontiguousarray(array), mode=mode).save(path, format="TIFF")
+
+
+def _patient_is_complete(patient_dir: Path, n_slices: int) -> bool:
+    """True if ``patient_dir`` holds every image and mask of a demo patient with ``n_slices`` slices, none empty."""
+    patient = patient_dir.name
+    for n in range(1, n_slices + 1):
+        for name in (_image_name(patient, n), _mask_name(patient, n)):
+            try:
+                if (patient_dir / name).stat().st_size == 0:
+                    return False
+            except OSError:
+                return False
+    return True
+
+
+def _demo_parameters(num_patients: int, slices_per_patient: int, size: int, seed: int) -> dict[str, Any]:
+    return {
+        "generator_version": _DEMO_GENERATOR_VERSION,
+        "num_patients": num_patients,
+        "slices_per_patient": slices_per_patient,
+        "size": size,
+        "seed": seed,
+    }
+
+
+def _demo_marker(parameters: dict[str, Any]) -> dict[str, Any]:
+    """Contents of ``dataset.json``: what the folder is, how it was made, and what the files hold."""
+    return {
+        "name": "custom_nets synthetic LGG slice demo",
+        "description": "SYNTHETIC demo data made by custom_nets.data.lgg.generate_lgg_demo: not real MRI, not patient "
+        "data. It exercises LGG (kaggle_3m layout) pipelines; it says nothing about a model's accuracy on real scans.",
+        "synthetic": True,
+        "generator": _GENERATOR,
+        **parameters,
+        "channels": list(CHANNELS),
+        "mask_values": {"0": "background", "255": "tumour"},
+        "patients": [_demo_patient_name(i) for i in range(parameters["num_patients"])],
+    }
+
+
+_README_TEXT = """SYNTHETIC LGG-slice demo data (not real MRI, not patient data)
+
+Generated by custom_nets.data.lgg.generate_lgg_demo; parameters in dataset.json.
+Layout as Kaggle lgg-mri-segmentation/kaggle_3m: one folder per patient holding <patient>_<n>.tif (uint8 HxWx3:
+pre-contrast, FLAIR, post-contrast) and <patient>_<n>_mask.tif (uint8 HxW, 0 background, 255 tumour).
+Each patient is a stack of slices through a brain-like ellipsoid; about half of the slices show a lobulated lesion,
+brightest on FLAIR; the other slices have empty masks, as in the real data.
+It exists to exercise the pipeline end to end; scores on it say nothing about real data.
+Delete this folder to regenerate it.
+"""
+
+
+def _partial_path(out_dir: Path, stem: str) -> Path:
+    """A fresh hidden temporary name in ``out_dir`` (unique per process and call; tagged for stale clean-up)."""
+    return out_dir / f"{_PARTIAL_PREFIX}{stem}-{os.getpid()}-{secrets.token_hex(4)}"
+
+
+def _write_text_atomic(path: Path, text: str) -> None:
+    """Write ``text`` to ``path`` through a temporary file and a rename, so readers never see a partial file."""
+    tmp = _partial_path(path.parent, path.name)
+    try:
+        with open(tmp, "x", encoding="utf-8") as f:
+            f.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def _remove_stale_partials(out_dir: Path) -> None:
+    """Delete temporary entries left by interrupted generations (older than an hour, so never a running one)."""
+    now = time.time()
+    for entry in out_dir.iterdir():
+        if not entry.name.startswith(_PARTIAL_PREFIX):
+            continue
+        try:
+            if now - entry.stat().st_mtime > _STALE_PARTIAL_SECONDS:
+                shutil.rmtree(entry) if entry.is_dir() else entry.unlink()
+        except OSError:
+            pass
+
+
+def _read_marker(out_dir: Path) -> dict[str, Any] | None:
+    """The parsed ``dataset.json`` of a demo folder, ``None`` if there is none; DatasetError if it is not ours."""
+    path = out_dir / _DEMO_MARKER
+    if not path.exists():
+        return None
+    try:
+        marker = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as err:
+        raise DatasetError(
+            f"demo marker {path} cannot be read ({err}); expected the JSON written by generate_lgg_demo. Delete the "
+            "folder or pass overwrite=True to regenerate it.",
+            path,
+        ) from err
+    if not isinstance(marker, dict) or not marker.get("synthetic") or marker.get("generator") != _GENERATOR:
+        raise DatasetError(
+            f"{path} is not a custom_nets LGG demo marker; expected generate_lgg_demo's dataset.json. Refusing to "
+            "write demo data into a folder that may hold other data: choose an empty or new folder.",
+            path,
+        )
+    return marker
+
+
+def _prepare_demo_dir(out_dir: Path, parameters: dict[str, Any], overwrite: bool) -> bool:
+    """Make ``out_dir`` ready for generation; returns True if it already holds the complete requested dataset.
+
+    Without ``overwrite``, demo data made with other parameters, or demo-named patient folders without a marker, are
+    an error (nothing is deleted). With ``overwrite``, previous demo patients and the marker are removed; other
+    content of the folder is never touched.
+    """
+    if out_dir.exists() and not out_dir.is_dir():
+        raise DatasetError(f"demo data folder {out_dir} exists but is not a folder; expected a folder (or nothing).", out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    _remove_stale_partials(out_dir)
+    demo_folders = sorted(p for p in out_dir.iterdir() if p.is_dir() and p.name.startswith(DEMO_PATIENT_PREFIX))
+    if overwrite:
+        (out_dir / _DEMO_MARKER).unlink(missing_ok=True)
+        for folder in demo_folders:
+            shutil.rmtree(folder)
+        marker = None
+    else:
+        marker = _read_marker(out_dir)
+        if marker is not None:
+            previous = {key: marker.get(key) for key in parameters}
+            if previous != parameters:
+                raise DatasetError(
+                    f"demo data folder {out_dir} holds LGG demo data generated with {previous} (see "
+                    f"{out_dir / _DEMO_MARKER}), not the requested {parameters}. Pass overwrite=True to regenerate "
+                    "it, or choose another folder.",
+                    out_dir,
+                )
+            names = [_demo_patient_name(i) for i in range(parameters["num_patients"])]
+            if all(_patient_is_complete(out_dir / name, parameters["slices_per_patient"]) for name in names):
+                return True
+        elif demo_folders:
+            raise DatasetError(
+                f"demo data folder {out_dir} contains patient folders ({demo_folders[0].name}, ...) but no "
+                f"{_DEMO_MARKER} marker, so it cannot tell how they were made; expected a folder written by "
+                "generate_lgg_demo. Pass overwrite=True to regenerate them, or choose another folder.",
+                out_dir,
+            )
+    if marker is None:
+        _write_text_atomic(out_dir / _DEMO_MARKER, json.dumps(_demo_marker(parameters), indent=2) + "\n")
+        _write_text_atomic(out_dir / _DEMO_README, _README_TEXT)
+    return False
+
+
+def _write_demo_patient(out_dir: Path, patient: str, slices: Sequence[tuple[np.ndarray, np.ndarray]]) -> None:
+    """Write one patient into a hidden temporary folder of ``out_dir``, then rename it into place.
+
+    If the patient appears meanwhile (another process generating the same folder), the identical copy just made is
+    dropped.
+    """
+    tmp = _partial_path(out_dir, patient)
+    tmp.mkdir()
+    try:
+        for n, (image, mask) in enumerate(slices, start=1):
+            _write_tiff(image, tmp / _image_name(patient, n))
+            _write_tiff(mask, tmp / _mask_name(patient, n))
+        try:
+            os.rename(tmp, out_dir / patient)
+        except OSError:
+            if not _patient_is_complete(out_dir / patient, len(slices)):
+                raise
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _check_positive_int(name: str, value: Any, minimum: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
+        raise ValueError(f"{name} must be an integer of at least {minimum}, got {value!r}")
+    return int(value)
+
+
+def generate_lgg_demo(
+    out_dir: str | os.PathLike,
+    num_patients: int = 6,
+    slices_per_patient: int = 12,
+    size: int = 128,
+    seed: int = 0,
+    overwrite: bool = False,
+) -> Path:
+    """Generate (or reuse) synthetic patients in the LGG ``kaggle_3m`` layout.
+
+    Writes ``out_dir/DEMO_LGG_000/DEMO_LGG_000_<n>.tif`` (uint8 ``(size, size, 3)`` RGB: pre-contrast, FLAIR,
+    post-contrast) and ``DEMO_LGG_000_<n>_mask.tif`` (uint8 ``(size, size)`` greyscale, 0 or 255) for
+    ``n = 1 .. slices_per_patient``, plus ``dataset.json`` (parameters) and ``README.txt`` marking the folder as
+    synthetic. Each patient is a stack of slices through a textured, noisy brain-like ellipsoid on a black background,
+    every channel with its own tissue contrasts; a lobulated lesion, brightest on FLAIR, spans a contiguous block of
+    about half of the slices (its mask marks it), the other slices have empty masks, as in the real data.
+
+    Deterministic: the same arguments give the same pixels (patient ``i`` depends on ``(seed, i)`` and the sizes only).
+    Each patient is written into a hidden temporary folder and renamed into place, so an interrupted run never leaves
+    a half-written patient and a rerun completes what is missing; a complete folder made with the same parameters is
+    reused as it is.
+
+    Args:
+        out_dir: folder to write into (created if needed).
+        num_patients: number of patients, named ``DEMO_LGG_000`` ... .
+        slices_per_patient: slices per patient (at least 2).
+        size: slice height and width in pixels (at least 32; 128 by default, the real slices are 256).
+        seed: random seed (non-negative).
+        overwrite: regenerate even if the folder already holds demo data; previous ``DEMO_LGG_*`` patient folders are
+            deleted (nothing else in the folder is touched).
+
+    Returns:
+        ``out_dir`` as a :class:`~pathlib.Path`.
+
+    Raises:
+        ValueError: invalid ``num_patients``, ``slices_per_patient``, ``size`` or ``seed``.
+        DatasetError: ``out_dir`` is a file, or (without ``overwrite``) holds demo data made with other parameters,
+            ``DEMO_LGG_*`` folders without a marker, or a ``dataset.json`` that is not an LGG demo marker.
+    """
+    num_patients = _check_positive_int("num_patients", num_patients, 1)
+    slices_per_patient = _check_positive_int("slices_per_patient", slices_per_patient, _MIN_SLICES)
+    size = _check_positive_int("size", size, _MIN_SIZE)
+    seed = _check_positive_int("seed", seed, 0)
+    out_dir = Path(out_dir).expanduser()
+    parameters = _demo_parameters(num_patients, slices_per_patient, size, seed)
+    if _prepare_demo_dir(out_dir, parameters, overwrite):
+        logger.debug("reusing the LGG demo data in %s", out_dir)
+        return out_dir
+
+    start = time.perf_counter()
+    for index in range(num_patients):
+        patient = _demo_patient_name(index)
+        if not overwrite and _patient_is_complete(out_dir / patient, slices_per_patient):
+            continue
+        if (out_dir / patient).exists():
+            shutil.rmtree(out_dir / patient)
+        _write_demo_patient(out_dir, patient, _demo_patient(seed, index, slices_per_patient, size))
+    logger.info(
+        "generated %d synthetic LGG demo patients in %s (%.1f s)", num_patients, out_dir, time.perf_counter() - start
+    )
+    return out_dir
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# Reading LGG-layout folders
+# ----------------------------------------------------------------------------------------------------------------------
+
+
+def _is_hidden(name: str) -> bool:
+    return name.startswith(".") or name.startswith("__")
+
+
+def _is_tiff(name: str) -> bool:
+    return name.lower().endswith(_TIFF_EXTENSIONS)
+
+
+def _check_tiff(path: Path) -> str | None:
+    """A problem that would make reading a TIFF file fail (empty, not a TIFF), or ``None`` if it looks fine."""
+    try:
+        if path.stat().st_size == 0:
+            return f"file {path} is empty (0 bytes); expected a TIFF slice (re-copy or re-extract it)"
+        with open(path, "rb") as f:
+            head = f.read(4)
+    except OSError as err:
+        return f"file {path} cannot be read ({err}); expected a readable TIFF slice"
+    if head not in _TIFF_MAGIC:
+        return f"file {path} is not a TIFF file (its first bytes are {head!r}); expected a .tif slice"
+    return None
+
+
+def _expected_layout(dataset_dir: Path) -> str:
+    return (
+        f"expected one folder per patient, {dataset_dir}{os.sep}<patient>{os.sep}<patient>_<n>.tif with "
+        "<patient>_<n>_mask.tif (the Kaggle lgg-mri-segmentation kaggle_3m layout)"
+    )
+
+
+def _read_patient(
+    patient_dir: Path, files: Sequence[str], require_mask: bool
+) -> tuple[list[dict[str, Any]], list[str]]:
+    """Entries of one patient folder sorted by slice number, and a description of every problem found in it."""
+    patient = patient_dir.name
+    problems: list[str] = []
+    images: dict[int, Path] = {}
+    masks: dict[int, Path] = {}
+    foreign: list[str] = []
+    for name in files:
+        match = _SLICE_RE.match(name)
+        if match is None:
+            problems.append(
+                f"file {patient_dir / name} is not named <patient>_<n>.tif or <patient>_<n>_mask.tif; rename or "
+                "remove it"
+            )
+            continue
+        if match["prefix"] != patient:
+            foreign.append(name)
+        n = int(match["n"])
+        target = masks if match["mask"] else images
+        if n in target:
+            kind = "mask" if match["mask"] else "image"
+            problems.append(
+                f"patient folder {patient_dir} has two {kind} files for slice {n} ({target[n].name}, {name}); "
+                "expected one"
+            )
+            continue
+        target[n] = patient_dir / name
+    if foreign:
+        logger.warning(
+            "patient folder %s holds files not named after it (%s, ...); they are read as slices of %s",
+            patient_dir, foreign[0], patient,
+        )  # fmt: skip
+    for n in sorted(set(masks) - set(images)):
+        problems.append(f"mask {masks[n]} has no image: expected {patient_dir / _image_name(patient, n)}")
+    if require_mask:
+        for n in sorted(set(images) - set(masks)):
+            problems.append(
+                f"image {images[n]} has no mask: expected {patient_dir / _mask_name(patient, n)} (use "
+                "require_mask=False, or role 'infer', for unlabelled slices)"
+            )
+    to_check = [images[n] for n in sorted(images)]
+    if require_mask:
+        to_check += [masks[n] for n in sorted(masks)]
+    for path in to_check:
+        problem = _check_tiff(path)
+        if problem:
+            problems.append(problem)
+    if problems:
+        return [], problems
+    entries = []
+    for n in sorted(images):
+        entry: dict[str, Any] = {"patient": patient, "slice": n, "image": os.path.abspath(images[n])}
+        if require_mask:
+            entry["label"] = os.path.abspath(masks[n])
+        entries.append(entry)
+    return entries, []
+
+
+def find_lgg_slices(dataset_dir: str | os.PathLike, require_mask: bool = True) -> list[dict[str, Any]]:
+    """Read an LGG-layout folder (the demo data or Kaggle's ``kaggle_3m``) into a slice datalist.
+
+    One sub-folder per patient holding ``<patient>_<n>.tif`` images and ``<patient>_<n>_mask.tif`` masks (``.tiff``
+    and any letter case work too). Hidden entries and plain files next to the patient folders (``data.csv``,
+    ``README.md``, the demo's ``dataset.json``) are ignored; folders without any TIFF file are skipped with a warning.
+    Every problem in every patient folder is reported at once.
+
+    Args:
+        dataset_dir: the dataset folder.
+        require_mask: every image must have its mask (training, validation); if False (inference) masks are not
+            required and the entries have no ``"label"`` key. A mask without its image is an error either way.
+
+    Returns:
+        Entries ``{"patient": folder name, "slice": n (int), "image": path, "label": mask path}`` (absolute paths,
+        str) sorted by patient, then numerically by slice number (2 before 10).
+
+    Raises:
+        DatasetError: the folder does not exist or is not a folder; it has no patient folders with TIFF files; an image
+            has no mask (with ``require_mask``), a mask has no image, a slice number appears twice, a TIFF file has an
+            unexpected name, is empty (0 bytes) or is not a TIFF. The message names the folder or file and the
+            expected names.
+    """
+    root = Path(dataset_dir).expanduser()
+    if not root.exists():
+        raise DatasetError(f"dataset folder {root} does not exist; {_expected_layout(root)}", root)
+    if not root.is_dir():
+        raise DatasetError(f"dataset path {root} is not a folder; {_expected_layout(root)}", root)
+
+    entries: list[dict[str, Any]] = []
+    problems: list[str] = []
+    patient_dirs = sorted((p for p in root.iterdir() if p.is_dir() and not _is_hidden(p.name)), key=lambda p: p.name)
+    for patient_dir in patient_dirs:
+        files = sorted(p.name for p in patient_dir.iterdir() if p.is_file() and not _is_hidden(p.name) and _is_tiff(p.name))
+        if not files:
+            logger.warning("skipping %s: it holds no .tif files", patient_dir)
+            continue
+        patient_entries, patient_problems = _read_patient(patient_dir, files, require_mask)
+        entries += patient_entries
+        problems += patient_problems
+
+    if problems:
+        shown = "\n  - ".join(problems[:20])
+        more = f"\n  ... and {len(problems) - 20} more" if len(problems) > 20 else ""
+        raise DatasetError(f"dataset folder {root} has {len(problems)} problem(s):\n  - {shown}{more}", root)
+    if not entries:
+        hint = ""
+        loose = [p.name for p in root.iterdir() if p.is_file() and _is_tiff(p.name)]
+        nested = [
+            p for p in patient_dirs if any(q.is_dir() and any(_is_tiff(f.name) for f in q.iterdir()) for q in p.iterdir())
+        ]
+        if loose:
+            hint = f"; it holds .tif files directly ({loose[0]}, ...): point dataset_dir at the folder above it"
+        elif nested:
+            hint = f"; its sub-folder {nested[0]} holds patient folders: point dataset_dir at it"
+        raise DatasetError(f"dataset folder {root} contains no patient folders with .tif slices{hint}; {_expected_layout(root)}", root)
+    return entries
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# Patient-level splits and bundle datalists
+# ----------------------------------------------------------------------------------------------------------------------
+
+
+def split_by_patient(
+    items: Sequence[Mapping[str, Any]],
+    val_fraction: float = 0.2,
+    seed: int = 0,
+    num_folds: int | None = None,
+    fold: int = 0,
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """Split a slice datalist into training and validation slices by PATIENT, deterministically.
+
+    Slices of one patient are strongly correlated, so a slice-level split would leak: here every patient's slices
+    land in exactly one of the two lists. The patients are ordered by name (so the input order does not matter),
+    shuffled with ``seed``, then either the first ``round(val_fraction * n)`` patients go to validation (at least 1,
+    at most ``n - 1``), or, with ``num_folds``, the shuffled patients are cut into ``num_folds`` near-equal folds and
+    fold ``fold`` is the validation set (over all folds, every patient is validated exactly once). Both lists keep
+    the order of ``items``.
+
+    Args:
+        items: datalist entries with a ``"patient"`` key (as from :func:`find_lgg_slices`).
+        val_fraction: share of validation patients, in ``(0, 1)``; ignored when ``num_folds`` is given.
+        seed: shuffle seed.
+        num_folds: number of cross-validation folds (``2 <= num_folds <= number of patients``), or ``None``.
+        fold: validation fold index, ``0 <= fold < num_folds``.
+
+    Returns:
+        ``(train, val)``: copies of the entries, disjoint in patients, both non-empty, together all entries.
+
+    Raises:
+        DatasetError: fewer than 2 patients.
+        ValueError: an entry has no ``"patient"`` key; ``val_fraction``, ``num_folds`` or ``fold`` out of range.
+    """
+    for item in items:
+        if "patient" not in item:
+            raise ValueError(f"datalist entry {dict(item)} has no 'patient' key; expected entries of find_lgg_slices")
+    patients = sorted({str(item["patient"]) for item in items})
+    n = len(patients)
+    if n < 2:
+        raise DatasetError(
+            f"cannot split {len(items)} slice(s) of {n} patient(s) {patients} by patient into training and validation; "
+            "expected slices of at least 2 patients"
+        )
+    shuffled = [patients[i] for i in np.random.default_rng(int(seed)).permutation(n)]
+    if num_folds is None:
+        if not 0.0 < float(val_fraction) < 1.0:
+            raise ValueError(f"val_fraction must be between 0 and 1 (exclusive), got {val_fraction!r}")
+        n_val = min(max(int(round(float(val_fraction) * n)), 1), n - 1)
+        val_patients = set(shuffled[:n_val])
+    else:
+        if isinstance(num_folds, bool) or int(num_folds) != num_folds or not 2 <= int(num_folds) <= n:
+            raise ValueError(f"num_folds must be an integer between 2 and the number of patients ({n}), got {num_folds!r}")
+        num_folds = int(num_folds)
+        if isinstance(fold, bool) or int(fold) != fold or not 0 <= int(fold) < num_folds:
+            raise ValueError(f"fold must be an integer between 0 and num_folds - 1 ({num_folds - 1}), got {fold!r}")
+        val_patients = set(np.array_split(np.asarray(shuffled, dtype=object), num_folds)[int(fold)].tolist())
+    train = [dict(item) for item in items if str(item["patient"]) not in val_patients]
+    val = [dict(item) for item in items if str(item["patient"]) in val_patients]
+    return train, val
+
+
+_ROLES = ("train", "val", "all", "infer")
+
+
+def _is_demo(dataset_dir: str | os.PathLike | None) -> bool:
+    """True for ``None``, an empty string or ``"demo"`` (any letter case): use the generated demo data."""
+    if dataset_dir is None:
+        return True
+    return isinstance(dataset_dir, str) and dataset_dir.strip().lower() in ("", "demo")
+
+
+def lgg_datalist(
+    dataset_dir: str | os.PathLike | None,
+    demo_dir: str | os.PathLike | None,
+    role: str = "train",
+    **split_kwargs: Any,
+) -> list[dict[str, Any]]:
+    """The slice datalist a bundle config asks for.
+
+    ``dataset_dir`` ``"demo"`` (any letter case), ``""`` or ``None`` means the synthetic demo data: generated into
+    ``demo_dir`` on first use (default parameters of :func:`generate_lgg_demo`) and reused afterwards. Any other value
+    is a real dataset folder; its errors propagate, it never falls back to the demo data.
+
+    Args:
+        dataset_dir: LGG-layout folder (e.g. ``.../lgg-mri-segmentation/kaggle_3m``), or ``"demo"``.
+        demo_dir: where the demo data lives (needed only for the demo).
+        role: ``"train"`` / ``"val"``: that side of :func:`split_by_patient` (labelled slices); ``"all"``: every
+            labelled slice; ``"infer"``: every image, masks not required, no ``"label"`` key.
+        **split_kwargs: passed to :func:`split_by_patient` for ``"train"`` / ``"val"`` (``val_fraction``, ``seed``,
+            ``num_folds``, ``fold``); ignored otherwise.
+
+    Returns:
+        Entries ``{"patient", "slice", "image", "label"}`` (no ``"label"`` for ``"infer"``).
+
+    Raises:
+        DatasetError: the dataset is missing or malformed (see :func:`find_lgg_slices`), or has fewer than 2 patients
+            for a split.
+        ValueError: unknown ``role``, or the demo is asked for without a ``demo_dir``.
+    """
+    if role not in _ROLES:
+        raise ValueError(f"role must be one of {', '.join(_ROLES)}, got {role!r}")
+    if _is_demo(dataset_dir):
+        if demo_dir is None or not str(demo_dir).strip():
+            raise ValueError("dataset_dir is 'demo' but no demo_dir was given to hold the generated demo data")
+        folder = generate_lgg_demo(demo_dir)
+        logger.info("dataset_dir is %r: using the synthetic LGG demo data in %s", dataset_dir, folder)
+    else:
+        folder = Path(dataset_dir).expanduser()  # type: ignore[arg-type]
+    items = find_lgg_slices(folder, require_mask=role != "infer")
+    if role in ("all", "infer"):
+        return items
+    train, val = split_by_patient(items, **split_kwargs)
+    return train if role == "train" else val
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# Class balance
+# ----------------------------------------------------------------------------------------------------------------------
+
+
+def _read_mask(path: str | os.PathLike) -> np.ndarray:
+    """A mask as a boolean ``(H, W)`` array: ``> 127`` for 0..255 masks, ``> 0`` for 0/1 (or boolean) masks.
+
+    Multi-channel masks count a pixel as tumour if any channel does.
+    """
+    try:
+        with Image.open(path) as image:
+            array = np.asarray(image)
+    except (OSError, ValueError) as err:
+        raise DatasetError(f"mask {path} cannot be read ({err}); expected a single-channel 0/255 mask image", path) from err
+    if array.ndim == 3:
+        array = array.max(axis=-1)
+    if array.dtype == bool:
+        return array
+    return array > (127 if array.max(initial=0) > 1 else 0)
+
+
+def foreground_fraction(items: Sequence[Mapping[str, Any]], label_key: str = "label") -> float:
+    """Fraction of tumour pixels over all masks of ``items`` (pixels counted, so every slice weighs by its size).
+
+    A pixel is tumour if its mask value is ``> 127`` (0/255 masks, as in the LGG data) or ``> 0`` in masks whose
+    values are only 0 and 1. Pass the *training* list, so that no validation information leaks into the weight.
+
+    Args:
+        items: datalist entries holding a mask path under ``label_key``.
+        label_key: key of the mask path.
+
+    Returns:
+        ``tumour pixels / all pixels``, in ``[0, 1]``.
+
+    Raises:
+        ValueError: ``items`` is empty or an entry has no ``label_key``.
+        DatasetError: a mask cannot be read (the message names it).
+    """
+    if len(items) == 0:
+        raise ValueError("foreground_fraction needs at least one datalist entry with a mask, got none")
+    positive = 0
+    total = 0
+    for item in items:
+        if label_key not in item:
+            raise ValueError(f"datalist entry {dict(item)} has no {label_key!r} key (a mask path)")
+        mask = _read_mask(item[label_key])
+        positive += int(np.count_nonzero(mask))
+        total += int(mask.size)
+    return positive / total if total else 0.0
+
+
+def positive_class_weight(items: Sequence[Mapping[str, Any]], label_key: str = "label") -> float:
+    """Weight of the tumour class for a weighted cross-entropy: ``(1 - f) / f``, ``f`` = :func:`foreground_fraction`.
+
+    The ratio of background to tumour pixels, so that both classes contribute equally to a weighted binary
+    cross-entropy: use it as ``BCEWithLogitsLoss(pos_weight=...)`` (single sigmoid output) or as the tumour entry of
+    ``CrossEntropyLoss(weight=[1, w])`` (two softmax outputs); ``segmentation_loss("wce", pos_weight=w)`` does
+    either. Compute it on the training slices only.
+
+    Raises:
+        DatasetError: no mask has any tumour pixel (the weight would be infinite), or every pixel is tumour (it would
+            be 0); the message names the number of masks and the first one.
+        ValueError / DatasetError: as :func:`foreground_fraction`.
+    """
+    fraction = foreground_fraction(items, label_key)
+    first = items[0][label_key]
+    if fraction <= 0.0:
+        raise DatasetError(
+            f"none of the {len(items)} masks ({first}, ...) has a tumour pixel (value > 127, or > 0 for 0/1 masks), "
+            "so the positive-class weight (1 - f) / f is infinite; expected a training set with at least one tumour "
+            "slice (check the masks, the split, or pass the training list rather than an empty-mask subset)",
+            first,
+        )
+    if fraction >= 1.0:
+        raise DatasetError(
+            f"every pixel of the {len(items)} masks ({first}, ...) is tumour, so the positive-class weight "
+            "(1 - f) / f is 0; expected masks with background (are the masks inverted?)",
+            first,
+        )
+    return (1.0 - fraction) / fraction
