@@ -1,5 +1,5 @@
 #!/usr/bin/env python
-"""Generate the config files (and the LICENSE copy) of every bundle from its task template.
+"""Generate the config files, model card and LICENSE copy of every bundle from its task template.
 
 Bundles that share a task (the three 3D BraTS bundles, ...) differ only in their network and a few numbers, so their
 configs are generated from one template (``scripts/bundle_templates/``) and the registry below instead of being
@@ -22,7 +22,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bundle_templates import brats3d  # noqa: E402
 
 REPO = Path(__file__).resolve().parent.parent
-LOGGING_CONF = Path(__file__).resolve().parent / "bundle_templates" / "logging.conf"
+CARD_TEMPLATES = Path(__file__).resolve().parent / "bundle_templates"
+LOGGING_CONF = CARD_TEMPLATES / "logging.conf"
 BRATS_3D_PAPER = (
     "Utilizing Attention, Linked Blocks, and Pyramid Pooling to Propel Brain Tumor Segmentation in 3D "
     "(the reference for the AR-UNet 3D, LinkNet 3D and PSPNet 3D architectures)."
@@ -35,7 +36,11 @@ BRATS_DATA = (
 BUNDLES: dict[str, dict] = {
     "arunet3d": {
         "template": brats3d,
-        "title": "AR-UNet 3D brain tumour segmentation",
+        "card_template": "brats3d_card.md",
+        "reference_widths": {"channels": [64, 128, 256, 512], "in_channels": 1, "out_channels": 4},
+        "title": "AR-UNet 3D: brain tumour sub-region segmentation (BraTS)",
+        "summary": "An attention residual U-Net for 3D segmentation of glioma sub-regions from multi-parametric MRI, "
+        'after "Utilizing Attention, Linked Blocks, and Pyramid Pooling to Propel Brain Tumor Segmentation in 3D".',
         "version": "0.1.0",
         "changelog": {"0.1.0": "first version: 4-modality BraTS regions, gated skips concatenated with decoder features"},
         "description": "Attention residual U-Net (AR-UNet 3D): pre-activation residual blocks, stride-2 convolution "
@@ -62,7 +67,12 @@ BUNDLES: dict[str, dict] = {
     },
     "linknet3d": {
         "template": brats3d,
-        "title": "LinkNet 3D brain tumour segmentation",
+        "card_template": "brats3d_card.md",
+        "reference_widths": {"channels": [64, 128, 256, 512], "in_channels": 1, "out_channels": 4},
+        "title": "LinkNet 3D: brain tumour sub-region segmentation (BraTS)",
+        "summary": "LinkNet, a ResNet-18 encoder linked to a light decoder by additions, for 3D segmentation of glioma "
+        'sub-regions from multi-parametric MRI, after "Utilizing Attention, Linked Blocks, and Pyramid Pooling to Propel '
+        'Brain Tumor Segmentation in 3D".',
         "version": "0.1.0",
         "changelog": {"0.1.0": "first version: 4-modality BraTS regions, residual links restored, 3D throughout"},
         "description": "LinkNet 3D: a ResNet-18-style 3D encoder whose stage outputs are added to the matching "
@@ -88,7 +98,12 @@ BUNDLES: dict[str, dict] = {
     },
     "pspnet3d": {
         "template": brats3d,
-        "title": "PSPNet 3D brain tumour segmentation",
+        "card_template": "brats3d_card.md",
+        "reference_widths": {"channels": [64, 128, 256, 512], "in_channels": 1, "out_channels": 4},
+        "title": "PSPNet 3D: brain tumour sub-region segmentation (BraTS)",
+        "summary": "PSPNet, a dilated ResNet-50 encoder with a pyramid pooling module, for 3D segmentation of glioma "
+        'sub-regions from multi-parametric MRI, after "Utilizing Attention, Linked Blocks, and Pyramid Pooling to '
+        'Propel Brain Tumor Segmentation in 3D".',
         "version": "0.1.0",
         "changelog": {"0.1.0": "first version: 4-modality BraTS regions, dilated 3D ResNet-50-style encoder, pyramid pooling"},
         "description": "PSPNet 3D: a dilated ResNet-50-style 3D bottleneck encoder (output stride 8) followed by a "
@@ -130,6 +145,32 @@ VERSIONS = {
 }
 
 
+def parameter_count(network_def: dict, **overrides) -> int:
+    """Parameters of ``network_def`` with ``overrides``, built on the meta device (no memory, no forward pass)."""
+    import torch
+    from monai.bundle import ConfigParser
+
+    with torch.device("meta"):
+        network = ConfigParser({"net": {**network_def, **overrides}}).get_parsed_content("net")
+    return sum(p.numel() for p in network.parameters())
+
+
+def render_card(name: str, bundle: dict) -> str:
+    """The model card: the task template with the bundle's network section and measured parameter counts."""
+    card = CARD_TEMPLATES / bundle["card_template"]
+    text = card.read_text().replace("@@NETWORK@@", (CARD_TEMPLATES / "cards" / f"{name}.md").read_text().strip())
+    values = {
+        "@@TITLE@@": bundle["title"],
+        "@@SUMMARY@@": bundle["summary"],
+        "@@NAME@@": name,
+        "@@PARAMS_DEFAULT@@": f"{parameter_count(bundle['network_def']):,}",
+        "@@PARAMS_REFERENCE@@": f"{parameter_count(bundle['network_def'], **bundle['reference_widths']):,}",
+    }
+    for marker, value in values.items():
+        text = text.replace(marker, value)
+    return text
+
+
 def render(config: dict) -> str:
     return json.dumps(config, indent=4) + "\n"
 
@@ -144,6 +185,7 @@ def generated_files(names: list[str] | None = None) -> dict[Path, str]:
             files[REPO / "bundles" / name / "configs" / filename] = render(config)
         files[REPO / "bundles" / name / "configs" / "logging.conf"] = LOGGING_CONF.read_text()
         files[REPO / "bundles" / name / "LICENSE"] = (REPO / "LICENSE").read_text()
+        files[REPO / "bundles" / name / "docs" / "README.md"] = render_card(name, bundle)
     return files
 
 

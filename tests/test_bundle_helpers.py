@@ -32,13 +32,15 @@ def test_bundle_root_from_config_workflow(tmp_path, monkeypatch):
 
     configs = tmp_path / "my bundle" / "configs"
     configs.mkdir(parents=True)
-    (configs / "c.json").write_text('{"imports": ["$import custom_nets"], "root": "$custom_nets.bundle.bundle_root()"}')
+    (configs / "c.json").write_text(
+        '{"imports": ["$import custom_nets"], "root": "$custom_nets.bundle.bundle_root()", "initialize": ["$@root"]}'
+    )
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
     monkeypatch.chdir(elsewhere)
     monkeypatch.setattr("sys.argv", ["python"])
     workflow = ConfigWorkflow(config_file=str(configs / "c.json"), workflow_type=None, logging_file=False, meta_file=None)
-    workflow.initialize()
+    workflow.initialize()  # resolves "root" while MONAI's workflow is on the call stack, as bundle runs do
     assert Path(workflow.parser.get_parsed_content("root")) == (tmp_path / "my bundle").resolve()
 
 

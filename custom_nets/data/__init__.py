@@ -1,6 +1,6 @@
 """Dataset layouts: demo-data generators, datalist builders and case naming."""
 
-from . import brats, naming
+from . import brats, lgg, naming
 from .errors import DatasetError
 
-__all__ = ["DatasetError", "brats", "naming"]
+__all__ = ["DatasetError", "brats", "lgg", "naming"]

@@ -145,7 +145,10 @@ class _WaveField:
 
 
 def _angular_profile(rng: np.random.Generator, roughness: float, n_harmonics: int = 4) -> np.ndarray:
-    """Random ``(n_harmonics, 3)`` rows ``(order, amplitude, phase)`` of a radius perturbation ``sum a cos(k t + p)``."""
+    """Random rows ``(order, amplitude, phase)``, shape ``(n_harmonics, 3)``, of a radius perturbation.
+
+    The outline of :func:`_blob_depth` is ``1 + sum_k amplitude_k cos(order_k theta + phase_k)``.
+    """
     orders = np.arange(2, 2 + n_harmonics, dtype=np.float64)
     amplitudes = roughness * rng.uniform(0.3, 1.0, size=n_harmonics) / orders
     phases = rng.uniform(0.0, 2.0 * np.pi, size=n_harmonics)
@@ -170,7 +173,9 @@ def _blob_depth(
 
 
 def _demo_patient(seed: int, index: int, n_slices: int, size: int) -> list[tuple[np.ndarray, np.ndarray]]:
-    """Pixel data of one synthetic patient: ``n_slices`` pairs ``(image (size, size, 3) uint8, mask (size, size) uint8)``.
+    """Pixel data of one synthetic patient: ``n_slices`` pairs ``(image, mask)``.
+
+    ``image`` is uint8 ``(size, size, 3)`` (pre-contrast, FLAIR, post-contrast), ``mask`` uint8 ``(size, size)``.
 
     Deterministic in ``(seed, index, n_slices, size)``; the random stream depends on ``(seed, index)`` only.
 
@@ -185,7 +190,8 @@ def _demo_patient(seed: int, index: int, n_slices: int, size: int) -> list[tuple
     slice_step = size / 32.0  # pixels between slices: the stack is about as deep as the brain is wide
     mid = (n_slices - 1) / 2.0
 
-    brain_centre = ((size - 1) / 2.0 + rng.uniform(-0.03, 0.03) * size, (size - 1) / 2.0 + rng.uniform(-0.03, 0.03) * size)
+    jitter = rng.uniform(-0.03, 0.03, size=2) * size
+    brain_centre = ((size - 1) / 2.0 + jitter[0], (size - 1) / 2.0 + jitter[1])
     brain_radii = (size * rng.uniform(0.38, 0.43), size * rng.uniform(0.31, 0.36))
     brain_profile = _angular_profile(rng, 0.06)
     cortex_field = _WaveField(rng, (4.0, 14.0))
@@ -228,7 +234,8 @@ def _demo_patient(seed: int, index: int, n_slices: int, size: int) -> list[tuple
         if first <= k < first + n_lesion:
             t = (k - first + 0.5) / n_lesion * 2.0 - 1.0  # in (-1, 1) across the lesion's slices
             r = max(lesion_radius * math.sqrt(1.0 - t * t), 2.5)
-            centre = (lesion_centre[0] + lesion_drift[0] * (k - first), lesion_centre[1] + lesion_drift[1] * (k - first))
+            shift = lesion_drift * (k - first)
+            centre = (lesion_centre[0] + shift[0], lesion_centre[1] + shift[1])
             lesion_depth = _blob_depth(yy, xx, centre, (r, r * 1.15), lesion_profile)
             lesion = np.clip(lesion_depth / 1.5 + 0.5, 0.0, 1.0) * (rel_depth > 0.08)
         mask = (lesion >= 0.5).astype(np.uint8) * np.uint8(255)
@@ -247,8 +254,8 @@ def _demo_patient(seed: int, index: int, n_slices: int, size: int) -> list[tuple
 
 def _write_tiff(array: np.ndarray, path: Path) -> None:
     """Write a uint8 ``(H, W, 3)`` image (RGB) or ``(H, W)`` mask (8-bit greyscale) as an uncompressed TIFF."""
-    mode = "RGB" if array.ndim == 3 else "L"
-    Image.fromarray(np.ascontiguousarray(array), mode=mode).save(path, format="TIFF")
+    # PIL infers the mode from the uint8 array: "RGB" for (H, W, 3), "L" for (H, W)
+    Image.fromarray(np.ascontiguousarray(array, dtype=np.uint8)).save(path, format="TIFF")
 
 
 def _patient_is_complete(patient_dir: Path, n_slices: int) -> bool:
@@ -361,7 +368,9 @@ def _prepare_demo_dir(out_dir: Path, parameters: dict[str, Any], overwrite: bool
     content of the folder is never touched.
     """
     if out_dir.exists() and not out_dir.is_dir():
-        raise DatasetError(f"demo data folder {out_dir} exists but is not a folder; expected a folder (or nothing).", out_dir)
+        raise DatasetError(
+            f"demo data folder {out_dir} exists but is not a folder; expected a folder (or nothing).", out_dir
+        )
     out_dir.mkdir(parents=True, exist_ok=True)
     _remove_stale_partials(out_dir)
     demo_folders = sorted(p for p in out_dir.iterdir() if p.is_dir() and p.name.startswith(DEMO_PATIENT_PREFIX))
@@ -501,6 +510,11 @@ def _is_tiff(name: str) -> bool:
     return name.lower().endswith(_TIFF_EXTENSIONS)
 
 
+def _holds_tiff(folder: Path) -> bool:
+    """True if ``folder`` directly holds a non-hidden ``.tif`` / ``.tiff`` file."""
+    return any(f.is_file() and not _is_hidden(f.name) and _is_tiff(f.name) for f in folder.iterdir())
+
+
 def _check_tiff(path: Path) -> str | None:
     """A problem that would make reading a TIFF file fail (empty, not a TIFF), or ``None`` if it looks fine."""
     try:
@@ -513,6 +527,12 @@ def _check_tiff(path: Path) -> str | None:
     if head not in _TIFF_MAGIC:
         return f"file {path} is not a TIFF file (its first bytes are {head!r}); expected a .tif slice"
     return None
+
+
+def _with_mask_suffix(image_name: str) -> str:
+    """``<prefix>_<n>.tif`` -> ``<prefix>_<n>_mask.tif`` (the extension kept as it is)."""
+    stem, dot, extension = image_name.rpartition(".")
+    return f"{stem}_mask{dot}{extension}"
 
 
 def _expected_layout(dataset_dir: Path) -> str:
@@ -557,11 +577,13 @@ def _read_patient(
             patient_dir, foreign[0], patient,
         )  # fmt: skip
     for n in sorted(set(masks) - set(images)):
-        problems.append(f"mask {masks[n]} has no image: expected {patient_dir / _image_name(patient, n)}")
+        image_name = re.sub(r"_mask(\.tiff?)$", r"\1", masks[n].name, flags=re.IGNORECASE)
+        problems.append(f"mask {masks[n]} has no image: expected {patient_dir / image_name}")
     if require_mask:
         for n in sorted(set(images) - set(masks)):
+            mask_path = images[n].with_name(_with_mask_suffix(images[n].name))
             problems.append(
-                f"image {images[n]} has no mask: expected {patient_dir / _mask_name(patient, n)} (use "
+                f"image {images[n]} has no mask: expected {mask_path} (use "
                 "require_mask=False, or role 'infer', for unlabelled slices)"
             )
     to_check = [images[n] for n in sorted(images)]
@@ -615,7 +637,9 @@ def find_lgg_slices(dataset_dir: str | os.PathLike, require_mask: bool = True) -
     problems: list[str] = []
     patient_dirs = sorted((p for p in root.iterdir() if p.is_dir() and not _is_hidden(p.name)), key=lambda p: p.name)
     for patient_dir in patient_dirs:
-        files = sorted(p.name for p in patient_dir.iterdir() if p.is_file() and not _is_hidden(p.name) and _is_tiff(p.name))
+        files = sorted(
+            p.name for p in patient_dir.iterdir() if p.is_file() and not _is_hidden(p.name) and _is_tiff(p.name)
+        )
         if not files:
             logger.warning("skipping %s: it holds no .tif files", patient_dir)
             continue
@@ -630,14 +654,14 @@ def find_lgg_slices(dataset_dir: str | os.PathLike, require_mask: bool = True) -
     if not entries:
         hint = ""
         loose = [p.name for p in root.iterdir() if p.is_file() and _is_tiff(p.name)]
-        nested = [
-            p for p in patient_dirs if any(q.is_dir() and any(_is_tiff(f.name) for f in q.iterdir()) for q in p.iterdir())
-        ]
+        nested = [p for p in patient_dirs if any(q.is_dir() and _holds_tiff(q) for q in p.iterdir())]
         if loose:
             hint = f"; it holds .tif files directly ({loose[0]}, ...): point dataset_dir at the folder above it"
         elif nested:
             hint = f"; its sub-folder {nested[0]} holds patient folders: point dataset_dir at it"
-        raise DatasetError(f"dataset folder {root} contains no patient folders with .tif slices{hint}; {_expected_layout(root)}", root)
+        raise DatasetError(
+            f"dataset folder {root} contains no patient folders with .tif slices{hint}; {_expected_layout(root)}", root
+        )
     return entries
 
 
@@ -694,7 +718,9 @@ def split_by_patient(
         val_patients = set(shuffled[:n_val])
     else:
         if isinstance(num_folds, bool) or int(num_folds) != num_folds or not 2 <= int(num_folds) <= n:
-            raise ValueError(f"num_folds must be an integer between 2 and the number of patients ({n}), got {num_folds!r}")
+            raise ValueError(
+                f"num_folds must be an integer between 2 and the number of patients ({n}), got {num_folds!r}"
+            )
         num_folds = int(num_folds)
         if isinstance(fold, bool) or int(fold) != fold or not 0 <= int(fold) < num_folds:
             raise ValueError(f"fold must be an integer between 0 and num_folds - 1 ({num_folds - 1}), got {fold!r}")
@@ -772,7 +798,9 @@ def _read_mask(path: str | os.PathLike) -> np.ndarray:
         with Image.open(path) as image:
             array = np.asarray(image)
     except (OSError, ValueError) as err:
-        raise DatasetError(f"mask {path} cannot be read ({err}); expected a single-channel 0/255 mask image", path) from err
+        raise DatasetError(
+            f"mask {path} cannot be read ({err}); expected a single-channel 0/255 mask image", path
+        ) from err
     if array.ndim == 3:
         array = array.max(axis=-1)
     if array.dtype == bool:

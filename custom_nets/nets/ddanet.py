@@ -155,9 +155,9 @@ class DDANet(nn.Module):
 
     Parameter counts (2D, batch norm, ``in_channels=3``, ``out_channels=1``):
 
-    * reference widths ``channels=(32, 64, 128, 256)``, ``decoder_channels=(128, 64, 32, 16)``: 6,776,016 (the paper's
-      model measures 6.8M);
-    * bundle default ``channels=(16, 32, 64, 128)``, ``decoder_channels=(64, 32, 16, 8)``: 1,699,720.
+    * reference widths = defaults, ``channels=(32, 64, 128, 256)``, ``decoder_channels=(128, 64, 32, 16)``:
+      6,831,918 (the reference model measures 6.8M);
+    * halved widths ``channels=(16, 32, 64, 128)``, ``decoder_channels=(64, 32, 16, 8)``: 1,711,836.
 
     Args:
         spatial_dims: 2 or 3 (1 also works).

@@ -246,9 +246,9 @@ class DRRMSAN(nn.Module):
 
     Parameter counts (2D, batch norm, ``in_channels=3``, ``out_channels=1``):
 
-    * reference width ``base_width=32`` (MultiRes widths 51/105/212/426/853): 8,175,290 (the MultiResUNet backbone
-      alone has about 7.3M);
-    * bundle default ``base_width=16``: 2,050,054.
+    * reference width ``base_width=32`` (MultiRes widths 51/105/212/426/853): 7,610,968 (MultiResUNet alone is about
+      7.3M; the image branches, attention gates and side heads add the rest);
+    * bundle default ``base_width=16`` (MultiRes widths 25/51/105/212/426): 1,898,478.
 
     Args:
         spatial_dims: 2 or 3 (1 also works).

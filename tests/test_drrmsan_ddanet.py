@@ -1,0 +1,319 @@
+"""Tests of DRRMSAN and DDANet, their blocks, the DDANet loss and the grayscale-target transform."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+from monai.data import MetaTensor
+from monai.networks.blocks import ChannelSELayer
+
+from custom_nets.blocks.multires import MultiResBlock, ResPath, multires_widths
+from custom_nets.blocks.se_residual import SEResidualBlock
+from custom_nets.losses.ddanet import DiceBCELoss, MaskAndReconstructionLoss
+from custom_nets.losses.deep_supervision import StackedDeepSupervisionLoss
+from custom_nets.nets.ddanet import DDANet
+from custom_nets.nets.drrmsan import DRRMSAN, MinPool, PooledImageInput
+from custom_nets.transforms.grayscale import AppendGrayscaled, RGBToGrayscale
+
+SMALL_DDA = {"channels": (4, 8, 16, 32), "decoder_channels": (16, 8, 4, 4)}
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    """Tiny nets on a shared 2-core machine: one intra-op thread is much faster than two competing ones."""
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)
+
+
+def _size(spatial_dims: int) -> tuple[int, ...]:
+    return (16,) * 3 if spatial_dims == 3 else (32, 48)
+
+
+def _freeze_bn(net: torch.nn.Module) -> None:
+    for m in net.modules():
+        if isinstance(m, torch.nn.modules.batchnorm._BatchNorm):
+            m.eval()
+
+
+def _count(net: torch.nn.Module) -> int:
+    return sum(p.numel() for p in net.parameters())
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# blocks
+# ----------------------------------------------------------------------------------------------------------------------
+
+
+def test_multires_widths_follow_the_167_rule() -> None:
+    totals = [sum(multires_widths(u)) for u in (32, 64, 128, 256, 512)]
+    assert totals == [51, 105, 212, 426, 853]
+    assert multires_widths(32) == (8, 17, 26)
+    with pytest.raises(ValueError, match="at least 1"):
+        multires_widths(2)
+
+
+@pytest.mark.parametrize("spatial_dims", [2, 3])
+def test_multires_block_and_respath(spatial_dims: int) -> None:
+    block = MultiResBlock(spatial_dims, 3, 8)
+    x = torch.randn(2, 3, *(6,) * spatial_dims)
+    y = block(x)
+    assert block.out_channels == sum(multires_widths(8)) and y.shape == (2, block.out_channels, *(6,) * spatial_dims)
+    path = ResPath(spatial_dims, block.out_channels, 8, length=3)
+    assert len(path) == 3 and path(y).shape == (2, 8, *(6,) * spatial_dims)
+    with pytest.raises(ValueError):
+        ResPath(spatial_dims, 4, 4, length=0)
+
+
+@pytest.mark.parametrize("spatial_dims", [2, 3])
+def test_se_residual_block(spatial_dims: int) -> None:
+    block = SEResidualBlock(spatial_dims, 5, 8)  # r=16 clipped to the width
+    assert isinstance(block.se, ChannelSELayer)
+    x = torch.randn(2, 5, *(6,) * spatial_dims)
+    y = block(x)
+    assert y.shape == (2, 8, *(6,) * spatial_dims)
+    assert bool((y >= 0).all())  # ends with a ReLU
+    wide = SEResidualBlock(2, 32, 32)
+    assert wide.se.fc[0].out_features == 2  # r = 16 at DDANet widths
+
+
+def test_min_pool_is_per_sample_with_the_right_stride() -> None:
+    torch.manual_seed(0)
+    x = torch.randn(3, 2, 8, 12)
+    for k in (2, 4):
+        out = MinPool(2, k)(x)
+        expected = x.reshape(3, 2, 8 // k, k, 12 // k, k).amin(dim=(3, 5))
+        assert out.shape == (3, 2, 8 // k, 12 // k)
+        torch.testing.assert_close(out, expected)
+        # each sample alone gives the same result: no reduction over the batch
+        torch.testing.assert_close(MinPool(2, k)(x[1:2]), out[1:2])
+    x3 = torch.randn(2, 1, 4, 4, 4)
+    torch.testing.assert_close(MinPool(3, 2)(x3), x3.reshape(2, 1, 2, 2, 2, 2, 2, 2).amin(dim=(3, 5, 7)))
+
+
+def test_pooled_image_input_branch_order_and_size() -> None:
+    torch.manual_seed(0)
+    branch = PooledImageInput(2, 3, 2, factor=4, norm=None, act=("relu", {}))
+    x = torch.rand(2, 3, 16, 16)
+    assert branch(x).shape == (2, 6, 4, 4)
+    # the min branch sees the per-sample minimum over each 4x4 window
+    seen = {}
+    branch.min_conv.register_forward_hook(lambda m, inp, out: seen.setdefault("min", inp[0]))
+    branch(x)
+    torch.testing.assert_close(seen["min"], x.reshape(2, 3, 4, 4, 4, 4).amin(dim=(3, 5)))
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# DRRMSAN
+# ----------------------------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("spatial_dims", [2, 3])
+def test_drrmsan_shapes_and_final_is_weighted_sum(spatial_dims: int) -> None:
+    torch.manual_seed(0)
+    weights = (0.1, 0.2, 0.3, 0.4)
+    net = DRRMSAN(spatial_dims, in_channels=2, out_channels=3, base_width=4, side_weights=weights)
+    size = _size(spatial_dims)
+    x = torch.randn(2, 2, *size)
+    out = net.train()(x)
+    assert out.shape == (2, 5, 3, *size)
+    expected = sum(w * out[:, k + 1] for k, w in enumerate(weights))
+    torch.testing.assert_close(out[:, 0], expected)
+    net.eval()
+    with torch.no_grad():
+        eval_out = net(x)
+    assert isinstance(eval_out, torch.Tensor) and eval_out.shape == (2, 3, *size)
+    with torch.no_grad():
+        net.train()
+        _freeze_bn(net)
+        torch.testing.assert_close(net(x)[:, 0], eval_out)
+
+
+def test_drrmsan_every_side_output_gets_gradient() -> None:
+    torch.manual_seed(0)
+    net = DRRMSAN(2, 3, 1, base_width=4).train()
+    x = torch.randn(2, 3, 32, 32)
+    for k in range(1, 5):
+        net.zero_grad(set_to_none=True)
+        net(x)[:, k].square().mean().backward()
+        side = net.decoder[k - 1].side
+        assert side.weight.grad is not None and bool(side.weight.grad.abs().sum() > 0), k
+        others = [net.decoder[j].side.weight.grad for j in range(4) if j != k - 1]
+        assert all(g is None or not bool(g.abs().sum() > 0) for g in others)  # each head is its own output
+    # BCE on all five outputs (the paper's training) reaches every parameter
+    net.zero_grad(set_to_none=True)
+    loss = StackedDeepSupervisionLoss(torch.nn.BCEWithLogitsLoss(), weights=[1.0] * 5)
+    target = (torch.rand(2, 1, 32, 32) > 0.5).float()
+    loss(net(x), target).backward()
+    missing = [n for n, p in net.named_parameters() if p.grad is None or not bool(p.grad.abs().sum() > 0)]
+    assert not missing, missing
+
+
+@pytest.mark.parametrize("spatial_dims", [2, 3])
+def test_drrmsan_torchscript_matches_eager(spatial_dims: int) -> None:
+    torch.manual_seed(0)
+    net = DRRMSAN(spatial_dims, 3, 2, base_width=4)
+    size = _size(spatial_dims)
+    x = torch.randn(2, 3, *size)
+    net.eval()
+    scripted = torch.jit.script(net)
+    with torch.no_grad():
+        torch.testing.assert_close(scripted(x), net(x), atol=1e-5, rtol=1e-5)
+    net.train()
+    assert torch.jit.script(net)(x).shape == (2, 5, 2, *size)
+    with pytest.raises(Exception, match="divisible by 16"):
+        scripted(torch.randn(1, 3, *(s + 8 for s in size)))
+
+
+def test_drrmsan_arguments() -> None:
+    with pytest.raises(ValueError, match="side_weights"):
+        DRRMSAN(side_weights=(0.5, 0.5))
+    with pytest.raises(ValueError, match="pooled_input_channels"):
+        DRRMSAN(base_width=4, pooled_input_channels=(1, 2))
+    with pytest.raises(ValueError, match="divisible by 16"):
+        DRRMSAN(base_width=4)(torch.randn(1, 3, 40, 32))
+    net = DRRMSAN(base_width=4, pooled_input_channels=(2, 3, 5))
+    assert [lvl.image_input.out_channels for lvl in net.encoder[:3]] == [6, 9, 15]
+    assert net.encoder[3].image_input is None  # the bottleneck has no image input
+    assert [lvl.image_input.factor for lvl in net.encoder[:3]] == [2, 4, 8]
+    assert [len(lvl.respath) for lvl in net.decoder] == [1, 2, 3, 4]  # deepest first
+
+
+def test_drrmsan_parameter_counts() -> None:
+    ref = DRRMSAN(base_width=32)
+    assert ref.encoder_widths == (51, 105, 212, 426, 853)
+    n_ref, n_default = _count(ref), _count(DRRMSAN())
+    print(f"DRRMSAN parameters: reference base_width=32: {n_ref:,}; default base_width=16: {n_default:,}")
+    assert n_ref == 7_610_968
+    assert n_default == 1_898_478
+    assert f"{n_ref:,}" in DRRMSAN.__doc__ and f"{n_default:,}" in DRRMSAN.__doc__
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# DDANet
+# ----------------------------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("spatial_dims", [2, 3])
+def test_ddanet_shapes(spatial_dims: int) -> None:
+    torch.manual_seed(0)
+    net = DDANet(spatial_dims, in_channels=3, out_channels=2, **SMALL_DDA)
+    size = _size(spatial_dims)
+    x = torch.randn(2, 3, *size)
+    out = net.train()(x)
+    assert out.shape == (2, 3, *size)  # [2 mask channels, 1 reconstruction channel]
+    net.eval()
+    with torch.no_grad():
+        eval_out = net(x)
+    assert isinstance(eval_out, torch.Tensor) and eval_out.shape == (2, 2, *size)
+    with torch.no_grad():
+        net.train()
+        _freeze_bn(net)
+        torch.testing.assert_close(net(x)[:, :2], eval_out)
+
+
+def test_ddanet_gradients_and_dual_decoder_attention() -> None:
+    torch.manual_seed(0)
+    net = DDANet(2, 3, 1, **SMALL_DDA).train()
+    x = torch.rand(2, 3, 32, 32)
+    # the mask loss alone reaches the reconstruction decoder, through the attention maps
+    net(x)[:, :1].square().mean().backward()
+    recon_grads = [p.grad for n, p in net.named_parameters() if ".recon_block." in n]
+    assert recon_grads and all(g is not None for g in recon_grads)
+    assert net.recon_head.weight.grad is None or not bool(net.recon_head.weight.grad.abs().sum() > 0)
+    net.zero_grad(set_to_none=True)
+    label = torch.cat([(torch.rand(2, 1, 32, 32) > 0.5).float(), RGBToGrayscale()(x[0]).expand(2, 1, 32, 32)], dim=1)
+    MaskAndReconstructionLoss()(net(x), label).backward()
+    assert all(p.grad is not None for p in net.parameters())
+    # at these tiny widths a squeeze-excitation layer has one hidden unit, which a ReLU may switch off
+    zero = [n for n, p in net.named_parameters() if not bool(p.grad.abs().sum() > 0) and ".se.fc." not in n]
+    assert not zero, zero
+
+
+@pytest.mark.parametrize("spatial_dims", [2, 3])
+def test_ddanet_torchscript_matches_eager(spatial_dims: int) -> None:
+    torch.manual_seed(0)
+    net = DDANet(spatial_dims, 3, 1, **SMALL_DDA)
+    size = _size(spatial_dims)
+    x = torch.randn(2, 3, *size)
+    net.eval()
+    scripted = torch.jit.script(net)
+    with torch.no_grad():
+        torch.testing.assert_close(scripted(x), net(x), atol=1e-5, rtol=1e-5)
+    net.train()
+    assert torch.jit.script(net)(x).shape == (2, 2, *size)
+    with pytest.raises(Exception, match="divisible by 16"):
+        scripted(torch.randn(1, 3, *(s + 4 for s in size)))
+
+
+def test_ddanet_arguments_and_parameter_count() -> None:
+    with pytest.raises(ValueError, match="decoder width"):
+        DDANet(channels=(4, 8), decoder_channels=(8,))
+    net = DDANet()  # defaults are the reference widths
+    assert net.channels == (32, 64, 128, 256) and net.decoder_channels == (128, 64, 32, 16)
+    n = _count(net)
+    print(f"DDANet parameters at the reference widths: {n:,} (reference model: 6.8M)")
+    assert abs(n - 6_800_000) <= 0.1 * 6_800_000
+    assert f"{n:,}" in DDANet.__doc__
+    two_levels = DDANet(2, 3, 1, channels=(4, 8), decoder_channels=(8, 4))
+    assert two_levels.size_divisor == 4 and two_levels.eval()(torch.randn(1, 3, 8, 12)).shape == (1, 1, 8, 12)
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# loss and grayscale target
+# ----------------------------------------------------------------------------------------------------------------------
+
+
+def test_mask_and_reconstruction_loss_splits_channels() -> None:
+    torch.manual_seed(0)
+    pred = torch.randn(2, 2, 8, 8)
+    mask = (torch.rand(2, 1, 8, 8) > 0.5).float()
+    gray = torch.rand(2, 1, 8, 8)
+    target = torch.cat([mask, gray], dim=1)
+    loss = MaskAndReconstructionLoss(recon_weight=0.5)
+    mask_part = DiceBCELoss()(pred[:, :1], mask)
+    recon_part = F.binary_cross_entropy_with_logits(pred[:, 1:], gray)
+    torch.testing.assert_close(loss(pred, target), mask_part + 0.5 * recon_part)
+    # mask-only predictions (DDANet in eval mode) against either target layout: mask loss only
+    torch.testing.assert_close(loss(pred[:, :1], target), mask_part)
+    torch.testing.assert_close(loss(pred[:, :1], mask), mask_part)
+    with pytest.raises(ValueError, match="AppendGrayscaled"):
+        loss(pred, mask)
+    with pytest.raises(ValueError, match="mask_channels=1"):
+        loss(torch.randn(2, 3, 8, 8), target)
+    # two mask channels
+    two = MaskAndReconstructionLoss(mask_loss=torch.nn.BCEWithLogitsLoss(), mask_channels=2)
+    pred3 = torch.randn(2, 3, 8, 8)
+    target3 = torch.cat([mask, 1 - mask, gray], dim=1)
+    expected = F.binary_cross_entropy_with_logits(pred3[:, :2], target3[:, :2]) + F.binary_cross_entropy_with_logits(
+        pred3[:, 2:], gray
+    )
+    torch.testing.assert_close(two(pred3, target3), expected)
+    # the default mask loss is Dice + BCE: check against the formula
+    p = torch.sigmoid(pred[:, :1])
+    dice = 1 - (2 * (p * mask).sum((2, 3)) + 1e-5) / (p.sum((2, 3)) + mask.sum((2, 3)) + 1e-5)
+    torch.testing.assert_close(mask_part, dice.mean() + F.binary_cross_entropy_with_logits(pred[:, :1], mask))
+
+
+def test_append_grayscaled_values() -> None:
+    image = torch.zeros(3, 2, 3)
+    image[0, 0, 0] = 1.0  # pure red
+    image[1, 0, 1] = 1.0  # pure green
+    image[2, 0, 2] = 1.0  # pure blue
+    image[:, 1, :] = 0.5  # mid gray
+    label = MetaTensor(torch.tensor([[[0, 1, 1], [0, 0, 1]]], dtype=torch.uint8), meta={"filename_or_obj": "m.png"})
+    out = AppendGrayscaled(keys="label")({"image": image, "label": label})
+    assert out["label"].shape == (2, 2, 3) and out["label"].dtype == torch.float32
+    torch.testing.assert_close(torch.as_tensor(out["label"][0]), torch.as_tensor(label[0]).float())
+    expected_gray = torch.tensor([[0.299, 0.587, 0.114], [0.5, 0.5, 0.5]])
+    torch.testing.assert_close(torch.as_tensor(out["label"][1]), expected_gray)
+    assert isinstance(out["label"], MetaTensor) and out["label"].meta["filename_or_obj"] == "m.png"
+    assert out["image"] is image
+    one_channel = AppendGrayscaled(keys="label")({"image": image[:1], "label": label.float()})
+    torch.testing.assert_close(torch.as_tensor(one_channel["label"][1]), image[0])
+    with pytest.raises(ValueError, match="spatial shape"):
+        AppendGrayscaled(keys="label")({"image": image, "label": torch.zeros(1, 4, 4)})
+    with pytest.raises(ValueError, match="3 \\(RGB\\) or 1"):
+        AppendGrayscaled(keys="label")({"image": torch.zeros(2, 2, 3), "label": label})

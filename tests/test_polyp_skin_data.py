@@ -1,0 +1,303 @@
+"""Tests of the Kvasir-SEG and ISIC 2017 layouts: demo generators, case discovery, errors, splits and the MONAI chain."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from monai.transforms import (
+    AsDiscreted,
+    Compose,
+    EnsureTyped,
+    Invertd,
+    LoadImaged,
+    Resized,
+    SaveImaged,
+    ScaleIntensityRanged,
+)
+from PIL import Image
+
+from custom_nets.data import polyp_skin as ps
+from custom_nets.data.errors import DatasetError
+from custom_nets.transforms.grayscale import AppendGrayscaled
+
+N_DEMO = 6
+
+
+@pytest.fixture(scope="module")
+def kvasir_demo(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return ps.generate_kvasir_demo(tmp_path_factory.mktemp("kvasir"), num_images=N_DEMO, seed=3)
+
+
+@pytest.fixture(scope="module")
+def isic_demo(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return ps.generate_isic_demo(tmp_path_factory.mktemp("isic"), num_images=N_DEMO, seed=3)
+
+
+def _write(path: Path, array: np.ndarray, **kwargs) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(array).save(path, **kwargs)
+    return path
+
+
+def _rgb(h: int = 20, w: int = 30) -> np.ndarray:
+    return np.random.default_rng(0).integers(0, 256, size=(h, w, 3), dtype=np.uint8)
+
+
+def _mask(h: int = 20, w: int = 30) -> np.ndarray:
+    m = np.zeros((h, w), dtype=np.uint8)
+    m[2:9, 4:20] = 255  # asymmetric: detects transposed or flipped loading
+    return m
+
+
+def _chain(size: tuple[int, int] | None) -> Compose:
+    """The loading chain documented in custom_nets.data.polyp_skin."""
+    resize = (
+        [
+            Resized(keys="image", spatial_size=size, mode="bilinear", anti_aliasing=True),
+            Resized(keys="label", spatial_size=size, mode="nearest-exact"),
+        ]
+        if size is not None
+        else []
+    )
+    return Compose(
+        [
+            LoadImaged(keys="image", reader="PILReader", reverse_indexing=False, converter=ps.pil_to_rgb,
+                       ensure_channel_first=True, image_only=True),
+            LoadImaged(keys="label", reader="PILReader", reverse_indexing=False, converter=ps.pil_to_luminance,
+                       ensure_channel_first=True, image_only=True),
+            ScaleIntensityRanged(keys="image", a_min=0, a_max=255, b_min=0, b_max=1, clip=True),
+            AsDiscreted(keys="label", threshold=128),
+            *resize,
+            EnsureTyped(keys=["image", "label"], dtype=torch.float32),
+        ]
+    )  # fmt: skip
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# demo data
+# ----------------------------------------------------------------------------------------------------------------------
+
+
+def test_kvasir_demo_layout_sizes_and_jpeg_masks(kvasir_demo: Path) -> None:
+    cases = ps.find_kvasir_cases(kvasir_demo)
+    assert [c["case"] for c in cases] == [f"DEMO_{i:03d}" for i in range(N_DEMO)]
+    marker = json.loads((kvasir_demo / "dataset.json").read_text())
+    assert marker["synthetic"] and marker["num_images"] == N_DEMO and marker["seed"] == 3
+    sizes = set()
+    for i, case in enumerate(cases):
+        image = Image.open(case["image"])
+        assert image.mode == "RGB" and 180 <= image.width <= 260 and 180 <= image.height <= 260
+        sizes.add(image.size)
+        mask = np.asarray(Image.open(case["label"]))
+        assert mask.shape == (image.height, image.width)
+        true_mask = ps._kvasir_demo_case(3, i)[1]
+        assert not set(np.unique(mask).tolist()) <= {0, 255}  # JPEG noise: not strictly binary
+        binary = mask > 127
+        iou = (binary & true_mask).sum() / (binary | true_mask).sum()
+        assert iou > 0.97 and 0.01 < true_mask.mean() < 0.5
+        rgb = np.asarray(image, dtype=np.float32)
+        assert rgb[..., 0].mean() > rgb[..., 2].mean() + 40  # reddish mucosa
+    assert len(sizes) > 1  # variable image sizes
+
+
+def test_isic_demo_layout_and_binary_masks(isic_demo: Path) -> None:
+    assert (isic_demo / "ISIC-2017_Training_Data").is_dir()
+    assert (isic_demo / "ISIC-2017_Training_Part1_GroundTruth").is_dir()
+    cases = ps.find_isic_cases(isic_demo)  # sub-folders found automatically
+    assert [c["case"] for c in cases] == [f"ISIC_DEMO{i:03d}" for i in range(N_DEMO)]
+    for case in cases:
+        assert case["label"].endswith(f"{case['case']}_segmentation.png")
+        mask = np.asarray(Image.open(case["label"]))
+        assert set(np.unique(mask).tolist()) == {0, 255}
+        rgb = np.asarray(Image.open(case["image"]), dtype=np.float32)
+        lesion, skin = rgb[mask > 0].mean(), rgb[mask == 0].mean()
+        assert lesion < skin - 30  # darker lesion on skin
+        assert rgb.shape[1] > rgb.shape[0]  # landscape, about 3:4
+
+
+def test_demo_is_deterministic_reused_and_guarded(tmp_path: Path) -> None:
+    a = ps.generate_kvasir_demo(tmp_path / "a", num_images=3, seed=7)
+    b = ps.generate_kvasir_demo(tmp_path / "b", num_images=3, seed=7)
+    for sub in ("images", "masks"):
+        for name in sorted(os.listdir(a / sub)):
+            assert (a / sub / name).read_bytes() == (b / sub / name).read_bytes()
+    other = ps.generate_kvasir_demo(tmp_path / "c", num_images=3, seed=8)
+    assert (other / "images" / "DEMO_000.jpg").read_bytes() != (a / "images" / "DEMO_000.jpg").read_bytes()
+    # reuse: nothing is rewritten; a missing file is completed
+    mtimes = {p: p.stat().st_mtime_ns for p in (a / "images").iterdir()}
+    (a / "masks" / "DEMO_001.jpg").unlink()
+    ps.generate_kvasir_demo(a, num_images=3, seed=7)
+    assert (a / "masks" / "DEMO_001.jpg").read_bytes() == (b / "masks" / "DEMO_001.jpg").read_bytes()
+    assert (a / "images" / "DEMO_000.jpg").stat().st_mtime_ns == mtimes[a / "images" / "DEMO_000.jpg"]
+    assert not [p for p in a.rglob(".partial-*")]  # no temporary files left
+    with pytest.raises(DatasetError, match="generated with"):
+        ps.generate_kvasir_demo(a, num_images=4, seed=7)
+    ps.generate_kvasir_demo(a, num_images=4, seed=7, overwrite=True)
+    assert len(ps.find_kvasir_cases(a)) == 4
+    # a folder with other data and no marker is never written into
+    _write(tmp_path / "real" / "images" / "x.jpg", _rgb())
+    with pytest.raises(DatasetError, match="marker"):
+        ps.generate_kvasir_demo(tmp_path / "real")
+    with pytest.raises(ValueError):
+        ps.generate_isic_demo(tmp_path / "d", num_images=0)
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# layouts and errors
+# ----------------------------------------------------------------------------------------------------------------------
+
+
+def test_kvasir_errors_name_the_path(tmp_path: Path) -> None:
+    with pytest.raises(DatasetError, match="does not exist") as err:
+        ps.find_kvasir_cases(tmp_path / "missing")
+    assert err.value.path == str(tmp_path / "missing")
+    (tmp_path / "k" / "images").mkdir(parents=True)
+    (tmp_path / "k" / "masks").mkdir()
+    with pytest.raises(DatasetError, match="contains no images"):
+        ps.find_kvasir_cases(tmp_path / "k")
+    _write(tmp_path / "k" / "images" / "a.jpg", _rgb())
+    _write(tmp_path / "k" / "images" / "b.jpg", _rgb())
+    _write(tmp_path / "k" / "masks" / "a.jpg", _mask())
+    with pytest.raises(DatasetError, match="b.jpg has no mask"):
+        ps.find_kvasir_cases(tmp_path / "k")
+    assert [("label" in c) for c in ps.find_kvasir_cases(tmp_path / "k", require_label=False)] == [True, False]
+    _write(tmp_path / "k" / "masks" / "b.jpg", _mask())
+    (tmp_path / "k" / "images" / "c.jpg").write_bytes(b"")
+    _write(tmp_path / "k" / "masks" / "c.jpg", _mask())
+    with pytest.raises(DatasetError, match=r"c\.jpg is empty \(0 bytes\)"):
+        ps.find_kvasir_cases(tmp_path / "k")
+    (tmp_path / "k" / "images" / "c.jpg").unlink()
+    _write(tmp_path / "k" / "images" / "a.png", _rgb())
+    with pytest.raises(DatasetError, match="same case name 'a'"):
+        ps.find_kvasir_cases(tmp_path / "k")
+    (tmp_path / "k" / "images" / "a.png").unlink()
+    cases = ps.find_kvasir_cases(tmp_path / "k")
+    assert [c["case"] for c in cases] == ["a", "b"]
+    assert all(os.path.isabs(c["image"]) and os.path.isabs(c["label"]) for c in cases)
+    shutil.rmtree(tmp_path / "k" / "masks")
+    with pytest.raises(DatasetError, match="mask folder .* does not exist"):
+        ps.find_kvasir_cases(tmp_path / "k")
+    assert len(ps.find_kvasir_cases(tmp_path / "k", require_label=False)) == 2
+
+
+def test_isic_one_folder_separate_folders_and_errors(tmp_path: Path) -> None:
+    one = tmp_path / "one"
+    for i in range(3):
+        _write(one / f"ISIC_000000{i}.jpg", _rgb())
+        _write(one / f"ISIC_000000{i}_segmentation.png", _mask())
+        _write(one / f"ISIC_000000{i}_superpixels.png", _rgb())  # challenge files that are neither image nor mask
+    cases = ps.find_isic_cases(one)
+    assert [c["case"] for c in cases] == ["ISIC_0000000", "ISIC_0000001", "ISIC_0000002"]
+    assert all(c["image"].endswith(".jpg") for c in cases)
+
+    images, masks = tmp_path / "imgs", tmp_path / "elsewhere" / "gt"
+    for i in range(2):
+        _write(images / f"ISIC_100000{i}.jpg", _rgb())
+        _write(masks / f"ISIC_100000{i}_segmentation.png", _mask())
+    assert len(ps.find_isic_cases(images, mask_dir=masks)) == 2
+    with pytest.raises(DatasetError, match="ISIC_1000000.jpg has no mask"):
+        ps.find_isic_cases(images)  # masks elsewhere and not passed
+    with pytest.raises(DatasetError, match="does not exist"):
+        ps.find_isic_cases(images, mask_dir=tmp_path / "nope")
+    assert len(ps.isic_datalist(str(images), None, role="all", mask_dir=str(masks))) == 2
+
+    (masks / "ISIC_1000001_segmentation.png").write_bytes(b"")
+    with pytest.raises(DatasetError, match="ISIC_1000001_segmentation.png is empty"):
+        ps.find_isic_cases(images, mask_dir=masks)
+    with pytest.raises(DatasetError, match="no ISIC_<id> images"):
+        ps.find_isic_cases(tmp_path / "elsewhere")
+    only_images = tmp_path / "noseg"
+    _write(only_images / "data" / "ISIC_0000009.jpg", _rgb())
+    with pytest.raises(DatasetError, match="no ISIC_<id>_segmentation.png masks"):
+        ps.find_isic_cases(only_images)
+    assert ps.find_isic_cases(only_images, require_label=False)[0].keys() == {"case", "image"}
+
+
+def test_datalists_roles_splits_and_no_fallback(tmp_path: Path) -> None:
+    kvasir_dir, isic_dir = tmp_path / "kvasir_demo", tmp_path / "isic_demo"
+    all_cases = ps.kvasir_datalist("demo", kvasir_dir, role="all")  # generated on first use, default parameters
+    assert len(all_cases) == 16 and (kvasir_dir / "dataset.json").is_file()
+    train = ps.kvasir_datalist("demo", kvasir_dir, role="train", val_fraction=0.25, seed=1)
+    val = ps.kvasir_datalist("demo", kvasir_dir, role="val", val_fraction=0.25, seed=1)
+    assert len(val) == 4 and {c["case"] for c in train} | {c["case"] for c in val} == {c["case"] for c in all_cases}
+    assert not {c["case"] for c in train} & {c["case"] for c in val}
+    assert val == ps.kvasir_datalist("demo", kvasir_dir, role="val", val_fraction=0.25, seed=1)  # deterministic
+    assert val != ps.kvasir_datalist("demo", kvasir_dir, role="val", val_fraction=0.25, seed=2)
+    folds = [ps.isic_datalist("demo", isic_dir, role="val", num_folds=5, fold=f, seed=0) for f in range(5)]
+    validated = sorted(c["case"] for fold in folds for c in fold)
+    assert validated == sorted(c["case"] for c in ps.isic_datalist("DEMO", isic_dir, role="all"))  # each case once
+    assert ps.isic_datalist(str(isic_dir), None, role="infer") == ps.isic_datalist("demo", isic_dir, role="all")
+    with pytest.raises(ValueError, match="demo_dir"):
+        ps.kvasir_datalist("demo", None)
+    with pytest.raises(ValueError, match="role"):
+        ps.kvasir_datalist("demo", kvasir_dir, role="test")
+    with pytest.raises(DatasetError, match="does not exist"):
+        ps.kvasir_datalist(str(tmp_path / "typo"), kvasir_dir)  # a real path never falls back to the demo
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# the MONAI loading chain
+# ----------------------------------------------------------------------------------------------------------------------
+
+
+def test_chain_shapes_values_and_orientation(tmp_path: Path) -> None:
+    h, w = 20, 30
+    image = _write(tmp_path / "img.png", np.dstack([_rgb(h, w), np.full((h, w), 255, np.uint8)]))  # RGBA
+    noisy = _mask(h, w)
+    noisy[noisy == 255] = 200  # a JPEG-like mask that is not 0/255
+    noisy[0, 0] = 127  # just below the threshold
+    mask = _write(tmp_path / "mask.png", np.dstack([noisy] * 3))  # an RGB mask, as in Kvasir-SEG
+    out = _chain(None)({"image": str(image), "label": str(mask)})
+    assert out["image"].shape == (3, h, w) and out["label"].shape == (1, h, w)  # (C, H, W), not MONAI's (C, W, H)
+    assert out["image"].dtype == torch.float32 and out["label"].dtype == torch.float32
+    assert 0.0 <= float(out["image"].min()) and float(out["image"].max()) <= 1.0
+    torch.testing.assert_close(out["image"].as_tensor(), torch.from_numpy(_rgb(h, w)).permute(2, 0, 1).float() / 255)
+    np.testing.assert_array_equal(out["label"][0].numpy(), (noisy > 127).astype(np.float32))
+    # MONAI's default PILReader swaps the axes: that is what reverse_indexing=False avoids
+    default = LoadImaged(keys="label", reader="PILReader", image_only=True, ensure_channel_first=True)({"label": str(mask)})
+    assert default["label"].shape[1:] == (w, h)
+
+    for size in (ps.KVASIR_SIZE, ps.ISIC_SIZE):
+        resized = _chain(size)({"image": str(image), "label": str(mask)})
+        assert resized["image"].shape == (3, *size) and resized["label"].shape == (1, *size)
+        assert set(torch.unique(resized["label"]).tolist()) == {0.0, 1.0}
+        with_gray = AppendGrayscaled(keys="label")(resized)
+        assert with_gray["label"].shape == (2, *size)
+
+
+def test_mask_saved_back_at_original_size_matches(kvasir_demo: Path, tmp_path: Path) -> None:
+    # a non-square case catches transposition
+    case = next(c for c in ps.find_kvasir_cases(kvasir_demo) if Image.open(c["label"]).size[0] != Image.open(c["label"]).size[1])
+    original = np.asarray(Image.open(case["label"]).convert("L")) > 127
+
+    def saver(folder: Path) -> SaveImaged:
+        return SaveImaged(
+            keys="pred", output_dir=str(folder), output_ext=".png", output_dtype=np.uint8, scale=255, resample=False,
+            separate_folder=False, writer="PILWriter", print_log=False,
+        ).set_options(write_kwargs={"reverse_indexing": False})  # fmt: skip
+
+    data = _chain(None)(dict(case))
+    data["pred"] = data["label"]
+    saver(tmp_path / "plain")(data)
+    (written,) = list((tmp_path / "plain").iterdir())
+    np.testing.assert_array_equal(np.asarray(Image.open(written)) > 127, original)
+
+    # through the resize to the network size and Invertd back to the original size
+    chain = _chain(ps.KVASIR_SIZE)
+    data = chain(dict(case))
+    assert data["label"].shape == (1, *ps.KVASIR_SIZE)
+    data["pred"] = data["label"].clone()
+    data = Invertd(keys="pred", transform=chain, orig_keys="image", nearest_interp=False)(data)
+    data["pred"] = (data["pred"] > 0.5).float()
+    assert data["pred"].shape == (1, *original.shape)
+    saver(tmp_path / "inverted")(data)
+    (written,) = list((tmp_path / "inverted").iterdir())
+    back = np.asarray(Image.open(written)) > 127
+    assert back.shape == original.shape
+    assert (back & original).sum() / (back | original).sum() > 0.95

@@ -1,0 +1,299 @@
+"""Tests of UNet 3+ (full-scale skips, deep supervision, CGM), FCT (convolutional attention, Wide-Focus) and the
+hybrid / CGM / deep-supervision losses: shapes, gradients, TorchScript, parameter counts, loss behaviour."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from custom_nets.blocks.conv_attention import ChannelLayerNorm, ConvAttention, FCTLayer, WideFocus
+from custom_nets.blocks.full_scale import SUPPRESSED_LOGIT, FullScaleSkip, gate_logits, suppress_absent
+from custom_nets.losses.deep_supervision import StackedDeepSupervisionLoss
+from custom_nets.losses.hybrid import (
+    DiceBCELoss,
+    HybridLoss,
+    IoULoss,
+    MultiScaleSSIMLoss,
+    UNet3PlusLoss,
+    ms_ssim,
+    presence_target,
+    segmentation_loss,
+)
+from custom_nets.nets.fct import FCT
+from custom_nets.nets.unet3plus import UNet3Plus
+
+U3_SMALL = (4, 8, 16, 32)  # four levels: sizes divisible by 8
+FCT_SMALL = (4, 8, 16, 32)  # four blocks: sizes divisible by 16
+
+
+def _n_params(net: torch.nn.Module) -> int:
+    return sum(p.numel() for p in net.parameters())
+
+
+def _freeze_norm_stats(net: torch.nn.Module) -> None:
+    for m in net.modules():
+        if isinstance(m, torch.nn.modules.batchnorm._BatchNorm):
+            m.eval()
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# UNet 3+
+# ----------------------------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("spatial_dims, size", [(2, (32, 24)), (3, (16, 16, 8))])
+@pytest.mark.parametrize("deep_supervision, cgm", [(False, False), (True, False), (True, True), (False, True)])
+def test_unet3plus_shapes(spatial_dims: int, size: tuple, deep_supervision: bool, cgm: bool) -> None:
+    torch.manual_seed(0)
+    net = UNet3Plus(spatial_dims, 2, 3, channels=U3_SMALL, deep_supervision=deep_supervision, cgm=cgm)
+    x = torch.randn(2, 2, *size)
+    out = net.train()(x)
+    n_heads = 1 + (len(U3_SMALL) - 1 if deep_supervision else 0) + (1 if cgm else 0)
+    assert out.shape == ((2, n_heads, 3, *size) if n_heads > 1 else (2, 3, *size))
+    if cgm:  # the presence head is constant over space
+        presence = out[:, -1]
+        assert torch.equal(presence, presence.flatten(2)[..., :1].reshape(2, 3, *([1] * spatial_dims)).expand_as(presence))
+    with torch.no_grad():
+        assert net.eval()(x).shape == (2, 3, *size)
+
+
+def test_unet3plus_training_index0_is_final_output() -> None:
+    torch.manual_seed(0)
+    net = UNet3Plus(2, 1, 2, channels=U3_SMALL, deep_supervision=True, cgm=False)
+    x = torch.randn(2, 1, 16, 16)
+    with torch.no_grad():
+        final = net.eval()(x)
+        net.train()
+        _freeze_norm_stats(net)
+        torch.testing.assert_close(net(x)[:, 0], final)
+
+
+def test_unet3plus_gradients_reach_every_parameter() -> None:
+    torch.manual_seed(0)
+    net = UNet3Plus(2, 1, 2, channels=U3_SMALL, deep_supervision=True, cgm=True, cgm_dropout=0.0)
+    x = torch.randn(2, 1, 16, 16)
+    target = (torch.rand(2, 2, 16, 16) > 0.5).float()
+    target[1, 1] = 0.0  # one absent organ
+    UNet3PlusLoss(cgm=True)(net.train()(x), target).backward()
+    missing = [n for n, p in net.named_parameters() if p.grad is None or not torch.isfinite(p.grad).all()]
+    assert not missing
+    assert all(float(p.grad.abs().sum()) > 0 for n, p in net.named_parameters() if n.startswith("cgm."))
+
+
+def test_cgm_presence_loss_alone_trains_only_the_cgm_path() -> None:
+    torch.manual_seed(0)
+    net = UNet3Plus(2, 1, 3, channels=U3_SMALL, cgm=True, cgm_dropout=0.0)
+    out = net.train()(torch.randn(2, 1, 16, 16))
+    target = torch.zeros(2, 3, 16, 16)
+    target[0, 0, 2:5, 2:5] = 1.0
+    presence = out[:, -1].flatten(2).mean(2)
+    loss = F.binary_cross_entropy_with_logits(presence, presence_target(target))
+    loss.backward()
+    assert float(net.cgm[0].conv.conv.weight.grad.abs().sum()) > 0
+    head_grad = net.head.conv.weight.grad  # the final head is not on the presence path
+    assert head_grad is None or float(head_grad.abs().sum()) == 0.0
+    torch.testing.assert_close(presence_target(target), torch.tensor([[1.0, 0.0, 0.0], [0.0, 0.0, 0.0]]))
+
+
+def test_cgm_suppression_gives_zero_probability_not_one_half() -> None:
+    torch.manual_seed(0)
+    net = UNet3Plus(2, 1, 2, channels=U3_SMALL, cgm=True)
+    with torch.no_grad():  # the CGM says "absent" for class 1, "present" for class 0
+        net.cgm[0].conv.conv.weight.zero_()
+        net.cgm[0].conv.conv.bias.copy_(torch.tensor([8.0, -8.0]))
+        net.head.conv.weight.zero_()
+        net.head.conv.bias.zero_()  # raw segmentation logits 0 everywhere (probability 0.5)
+        prob = torch.sigmoid(net.eval()(torch.randn(1, 1, 16, 16)))
+    assert float(prob[:, 1].max()) < 1e-6  # suppressed: ~0, not the 0.5 of "zeroed logits"
+    torch.testing.assert_close(prob[:, 0], torch.full_like(prob[:, 0], 0.5))
+    soft = UNet3Plus(2, 1, 2, channels=U3_SMALL, cgm=True, cgm_mode="soft")
+    soft.load_state_dict(net.state_dict())
+    with torch.no_grad():
+        prob_soft = torch.sigmoid(soft.eval()(torch.randn(1, 1, 16, 16)))
+    torch.testing.assert_close(prob_soft[:, 1], torch.full_like(prob_soft[:, 1], 0.5 * float(torch.sigmoid(torch.tensor(-8.0)))))
+
+
+def test_gating_functions() -> None:
+    seg = torch.tensor([[[-30.0, 0.0, 3.0, 40.0]], [[-30.0, 0.0, 3.0, 40.0]]]).reshape(2, 1, 4)
+    presence = torch.tensor([[-2.0], [50.0]])
+    gated = gate_logits(seg, presence)
+    expected = torch.sigmoid(seg) * torch.sigmoid(presence)[:, :, None]
+    assert torch.isfinite(gated).all()
+    torch.testing.assert_close(torch.sigmoid(gated), expected, atol=1e-6, rtol=1e-4)
+    hard = suppress_absent(seg, presence)
+    assert torch.equal(hard[0], torch.full_like(hard[0], SUPPRESSED_LOGIT)) and torch.equal(hard[1], seg[1])
+
+
+@pytest.mark.parametrize("cgm", [False, True])
+def test_unet3plus_torchscript(cgm: bool) -> None:
+    torch.manual_seed(0)
+    net = UNet3Plus(2, 1, 2, channels=U3_SMALL, cgm=cgm)
+    scripted = torch.jit.script(net)
+    x = torch.randn(1, 1, 16, 16)
+    assert scripted.train()(x).shape == net.train()(x).shape
+    with torch.no_grad():
+        torch.testing.assert_close(scripted.eval()(x), net.eval()(x))
+
+
+def test_unet3plus_reference_parameter_count() -> None:
+    with torch.device("meta"):
+        counts = {cin: _n_params(UNet3Plus(2, cin, 1, channels=(64, 128, 256, 512, 1024))) for cin in (1, 3)}
+        default = _n_params(UNet3Plus())
+    assert counts == {1: 26_981_957, 3: 26_983_109}  # documented in custom_nets/nets/unet3plus.py
+    for count in counts.values():
+        assert abs(count - 27.0e6) / 27.0e6 < 0.10  # paper: 27.0M
+    assert default == 1_703_199
+
+
+def test_unet3plus_input_checks_and_blocks() -> None:
+    net = UNet3Plus(2, 1, 2, channels=U3_SMALL)
+    with pytest.raises(ValueError, match="divisible by 8"):
+        net(torch.randn(1, 1, 20, 16))
+    with pytest.raises(ValueError, match="cgm_mode"):
+        UNet3Plus(2, cgm=True, cgm_mode="argmax")
+    down = FullScaleSkip(2, 3, 5, scale_shift=-2)
+    up = FullScaleSkip(2, 3, 5, scale_shift=1)
+    assert down(torch.randn(1, 3, 16, 16)).shape == (1, 5, 4, 4)
+    assert up(torch.randn(1, 3, 4, 4)).shape == (1, 5, 8, 8)
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# FCT
+# ----------------------------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("spatial_dims, size", [(2, (32, 48)), (3, (16, 16, 32))])
+@pytest.mark.parametrize("deep_supervision", [False, True])
+def test_fct_shapes(spatial_dims: int, size: tuple, deep_supervision: bool) -> None:
+    torch.manual_seed(0)
+    net = FCT(spatial_dims, 3, 2, channels=FCT_SMALL, num_heads=2, deep_supervision=deep_supervision)
+    x = torch.randn(2, 3, *size)
+    out = net.train()(x)
+    assert out.shape == ((2, 3, 2, *size) if deep_supervision else (2, 2, *size))
+    with torch.no_grad():
+        assert net.eval()(x).shape == (2, 2, *size)
+
+
+def test_fct_gradients_and_dropout_off_in_eval() -> None:
+    torch.manual_seed(0)
+    net = FCT(2, 1, 2, channels=FCT_SMALL, num_heads=(1, 2, 2, 4, 2, 2, 1))
+    x = torch.randn(2, 1, 32, 32)
+    out = net.train()(x)
+    out.sum().backward()
+    missing = [n for n, p in net.named_parameters() if p.grad is None]
+    assert not missing
+    with torch.no_grad():
+        net.eval()
+        torch.testing.assert_close(net(x), net(x))  # deterministic: no dropout at inference
+
+
+def test_fct_torchscript() -> None:
+    torch.manual_seed(0)
+    net = FCT(2, 1, 2, channels=FCT_SMALL)
+    scripted = torch.jit.script(net)
+    x = torch.randn(1, 1, 32, 32)
+    assert scripted.train()(x).shape == (1, 3, 2, 32, 32)
+    with torch.no_grad():
+        torch.testing.assert_close(scripted.eval()(x), net.eval()(x))
+
+
+def test_fct_parameter_counts_and_checks() -> None:
+    with torch.device("meta"):
+        reference = _n_params(FCT(2, 1, 3, channels=(32, 64, 128, 256, 512)))
+        default = _n_params(FCT())
+    assert (reference, default) == (26_935_721, 6_755_545)  # documented in custom_nets/nets/fct.py
+    with pytest.raises(ValueError, match="divisible by 16"):
+        FCT(2, 1, 2, channels=FCT_SMALL)(torch.randn(1, 1, 24, 32))
+    with pytest.raises(ValueError, match="heads"):
+        FCT(2, 1, 2, channels=(6, 12, 24), num_heads=4)
+
+
+def test_fct_blocks() -> None:
+    torch.manual_seed(0)
+    norm = ChannelLayerNorm(4)
+    x = torch.randn(2, 4, 5, 7)
+    expected = (x - x.mean(1, keepdim=True)) / torch.sqrt(x.var(1, unbiased=False, keepdim=True) + 1e-5)
+    torch.testing.assert_close(norm(x), expected, atol=1e-5, rtol=1e-4)
+    assert norm(torch.randn(1, 4, 3, 3, 3)).shape == (1, 4, 3, 3, 3)  # any size, any spatial_dims
+    assert _n_params(norm) == 8  # one weight and bias per channel, not per position
+    attention = ConvAttention(3, 8, num_heads=2)
+    assert attention.conv_k(torch.randn(1, 8, 6, 6, 6)).shape == (1, 8, 3, 3, 3)  # strided keys/values
+    assert attention(torch.randn(1, 8, 6, 6, 6)).shape == (1, 8, 6, 6, 6)
+    assert [b.dilation for b in WideFocus(2, 4).branches[0].modules() if isinstance(b, torch.nn.Conv2d)] == [(1, 1)]
+    assert FCTLayer(2, 8, 2)(torch.randn(1, 8, 6, 10)).shape == (1, 8, 6, 10)
+
+
+def test_fct_weighted_deep_supervision_loss() -> None:
+    torch.manual_seed(0)
+    base = DiceBCELoss()
+    loss = StackedDeepSupervisionLoss(base, weights=[0.57, 0.29, 0.14])  # full, 1/2, 1/4: full-res heaviest
+    out = torch.randn(2, 3, 2, 16, 16)
+    target = (torch.rand(2, 2, 16, 16) > 0.5).float()
+    expected = sum(w * base(out[:, k], target) for k, w in enumerate([0.57, 0.29, 0.14]))
+    torch.testing.assert_close(loss(out, target), expected)
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# Losses
+# ----------------------------------------------------------------------------------------------------------------------
+
+
+def test_ms_ssim_identical_is_one_and_loss_grows_with_noise() -> None:
+    torch.manual_seed(0)
+    target = (torch.rand(2, 3, 64, 64) > 0.6).float()
+    loss = MultiScaleSSIMLoss()
+    assert float(loss(target, target)) == pytest.approx(0.0, abs=1e-6)
+    torch.testing.assert_close(ms_ssim(target, target), torch.ones(2, 3))
+    values = [float(loss((target + s * torch.randn_like(target)).clamp(0, 1), target)) for s in (0.05, 0.2, 0.5)]
+    assert 0 < values[0] < values[1] < values[2] <= 1
+    volume = (torch.rand(1, 2, 24, 24, 12) > 0.5).float()  # 3D and a depth smaller than the window
+    assert float(loss(volume, volume)) == pytest.approx(0.0, abs=1e-6)
+    assert float(loss((volume + 0.3 * torch.randn_like(volume)).clamp(0, 1), volume)) > 0.05
+
+
+def test_ms_ssim_gradients_are_finite_for_anticorrelated_maps() -> None:
+    target = torch.zeros(1, 1, 32, 32)
+    target[..., 8:24, 8:24] = 1.0
+    logits = ((1 - target) * 12 - 6).requires_grad_(True)
+    value = MultiScaleSSIMLoss(sigmoid=True)(logits, target)
+    value.backward()
+    assert value.item() > 0.9 and torch.isfinite(logits.grad).all()
+
+
+def test_iou_hybrid_and_dice_bce() -> None:
+    torch.manual_seed(0)
+    target = (torch.rand(2, 3, 32, 32) > 0.5).float()
+    perfect = (target * 2 - 1) * 30.0
+    assert float(IoULoss()(perfect, target)) < 1e-4
+    assert float(HybridLoss()(perfect, target)) < 1e-3
+    logits = torch.randn(2, 3, 32, 32, requires_grad=True)
+    HybridLoss()(logits, target).backward()
+    assert torch.isfinite(logits.grad).all()
+    manual = 1 - (2 * (torch.sigmoid(logits) * target).sum((2, 3)) + 1e-5) / (
+        torch.sigmoid(logits).sum((2, 3)) + target.sum((2, 3)) + 1e-5
+    )
+    expected = manual.mean() + F.binary_cross_entropy_with_logits(logits, target)
+    torch.testing.assert_close(DiceBCELoss()(logits, target), expected)
+    assert isinstance(segmentation_loss("dice_bce"), DiceBCELoss) and isinstance(segmentation_loss(), HybridLoss)
+    with pytest.raises(ValueError, match="loss kind"):
+        segmentation_loss("dice_ce")
+
+
+def test_unet3plus_loss_splits_the_presence_head() -> None:
+    torch.manual_seed(0)
+    seg = DiceBCELoss()
+    target = torch.zeros(2, 2, 16, 16)
+    target[0, 0, 4:9, 4:9] = 1.0
+    heads = torch.randn(2, 3, 2, 16, 16)
+    presence = torch.tensor([[3.0, -3.0], [-1.0, 2.0]])
+    stacked = torch.cat([heads, presence[:, None, :, None, None].expand(2, 1, 2, 16, 16)], dim=1)
+    bce = F.binary_cross_entropy_with_logits(presence, torch.tensor([[1.0, 0.0], [0.0, 0.0]]))
+    expected = sum(seg(heads[:, k], target) for k in range(3)) + 0.5 * bce
+    torch.testing.assert_close(UNet3PlusLoss(seg, cgm=True, cgm_weight=0.5)(stacked, target), expected)
+    torch.testing.assert_close(UNet3PlusLoss(seg, cgm=False)(heads, target), sum(seg(heads[:, k], target) for k in range(3)))
+    torch.testing.assert_close(UNet3PlusLoss(seg)(heads[:, 0], target), seg(heads[:, 0], target))  # eval output
+    gated = UNet3PlusLoss(seg, cgm=True, gate_heads=True)(stacked, target)
+    assert torch.isfinite(gated)
+    with pytest.raises(ValueError, match="at least two"):
+        UNet3PlusLoss(seg, cgm=True)(heads[:, :1], target)
