@@ -5,6 +5,8 @@
 - :class:`CaseProgressLogger`: one log line per finished case of an inference or evaluation run, with an ETA.
 - :class:`RegionMetricsWriter`: writes the per-case values that MONAI's metric handlers already computed
   (``engine.state.metric_details``) as one CSV with named regions, plus a mean row, and logs the means.
+- :class:`GroupedOverlapMetricsWriter`: Dice, IoU, precision and recall per group of 2D slices (a patient, an image),
+  pooled over every slice of the group, empty ones included, written as one CSV with a mean row.
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ from monai.handlers import CheckpointLoader
 
 from custom_nets.data.naming import case_names_from_batch
 
-__all__ = ["CaseProgressLogger", "ResumableCheckpoint", "RegionMetricsWriter"]
+__all__ = ["CaseProgressLogger", "GroupedOverlapMetricsWriter", "RegionMetricsWriter", "ResumableCheckpoint"]
 
 logger = logging.getLogger(__name__)
 
@@ -182,3 +184,84 @@ def _nanmean(values: Sequence[float]) -> float:
 
 def _fmt(value: float) -> str:
     return "nan" if math.isnan(value) else f"{value:.4f}"
+
+
+class GroupedOverlapMetricsWriter:
+    """Dice, IoU, precision and recall per group (patient, image, case), pooled over all the group's slices.
+
+    Every batch adds its true positives, false positives and false negatives to its group's counts, per output
+    channel; at the end of the run the metrics of each group come from its pooled counts. Slices with empty masks
+    count like any other (a false positive on a tumour-free slice lowers the patient's Dice), and every group enters
+    the mean: where a ratio is 0/0 (nothing to find and nothing predicted) it is 1, a perfect result.
+
+    Args:
+        output_dir: folder of the CSV (created if missing).
+        group_key: the datalist key naming each item's group, e.g. ``"patient"`` or ``"case"``.
+        class_names: one name per output channel.
+        filename: the CSV name.
+    """
+
+    METRICS = ("dice", "iou", "precision", "recall")
+
+    def __init__(
+        self, output_dir: str | os.PathLike, group_key: str, class_names: Sequence[str], filename: str = "metrics.csv"
+    ) -> None:
+        self.output_path = Path(output_dir) / filename
+        self.group_key = group_key
+        self.class_names = list(class_names)
+        self._counts: dict[str, torch.Tensor] = {}
+        self._slices: dict[str, int] = {}
+
+    def attach(self, engine: Engine) -> None:
+        engine.add_event_handler(Events.EPOCH_STARTED, self._reset)
+        engine.add_event_handler(Events.ITERATION_COMPLETED, self._accumulate)
+        engine.add_event_handler(Events.EPOCH_COMPLETED, self.write)
+
+    def _reset(self, engine: Engine) -> None:
+        self._counts.clear()
+        self._slices.clear()
+
+    def _accumulate(self, engine: Engine) -> None:
+        for item in engine.state.output:
+            group = str(item[self.group_key])
+            pred = torch.as_tensor(item["pred"]).detach().bool().flatten(1)
+            label = torch.as_tensor(item["label"]).detach().bool().flatten(1)
+            counts = torch.stack([(pred & label).sum(1), (pred & ~label).sum(1), (~pred & label).sum(1)]).double().cpu()
+            self._counts[group] = self._counts.get(group, torch.zeros_like(counts)) + counts
+            self._slices[group] = self._slices.get(group, 0) + 1
+
+    @staticmethod
+    def scores(counts: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Metrics per channel from pooled ``(3, channels)`` counts of TP, FP, FN; 0/0 gives 1."""
+        tp, fp, fn = counts
+
+        def ratio(num: torch.Tensor, den: torch.Tensor) -> torch.Tensor:
+            return torch.where(den > 0, num / den.clamp(min=1), torch.ones_like(num))
+
+        return {
+            "dice": ratio(2 * tp, 2 * tp + fp + fn),
+            "iou": ratio(tp, tp + fp + fn),
+            "precision": ratio(tp, tp + fp),
+            "recall": ratio(tp, tp + fn),
+        }
+
+    def columns(self) -> list[str]:
+        return [f"{metric}_{name}" for name in self.class_names for metric in self.METRICS]
+
+    def write(self, engine: Engine) -> None:
+        rows = []
+        for group in sorted(self._counts):
+            scores = self.scores(self._counts[group])
+            rows.append([scores[m][c].item() for c in range(len(self.class_names)) for m in self.METRICS])
+        means = [sum(col) / len(col) for col in zip(*rows)] if rows else []
+        self.output_path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = self.output_path.with_name(f".{self.output_path.name}.tmp")
+        with open(tmp, "w", newline="") as f:
+            writer = csv.writer(f)
+            writer.writerow([self.group_key, "slices", *self.columns()])
+            for group, row in zip(sorted(self._counts), rows):
+                writer.writerow([group, self._slices[group], *(_fmt(v) for v in row)])
+            writer.writerow(["mean", sum(self._slices.values()), *(_fmt(v) for v in means)])
+        os.replace(tmp, self.output_path)
+        summary = ", ".join(f"{name}={_fmt(v)}" for name, v in zip(self.columns(), means))
+        logger.info(f"{len(rows)} {self.group_key}s; mean {summary}; per-{self.group_key} values in {self.output_path}")

@@ -19,7 +19,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from bundle_templates import brats3d  # noqa: E402
+from bundle_templates import brats3d, seg2d  # noqa: E402
 
 REPO = Path(__file__).resolve().parent.parent
 CARD_TEMPLATES = Path(__file__).resolve().parent / "bundle_templates"
@@ -28,6 +28,25 @@ BRATS_3D_PAPER = (
     "Utilizing Attention, Linked Blocks, and Pyramid Pooling to Propel Brain Tumor Segmentation in 3D "
     "(the reference for the AR-UNet 3D, LinkNet 3D and PSPNet 3D architectures)."
 )
+LGG_DATA = (
+    "Buda M., Saha A., Mazurowski M. A. Association of genomic subtypes of lower-grade gliomas with shape features "
+    "automatically extracted by a deep learning algorithm. Computers in Biology and Medicine 109, 2019. "
+    "https://doi.org/10.1016/j.compbiomed.2019.05.002"
+)
+ATTENTION_UNET = "Oktay O. et al. Attention U-Net: Learning Where to Look for the Pancreas. MIDL 2018. arXiv:1804.03999"
+UNET = (
+    "Ronneberger O., Fischer P., Brox T. U-Net: Convolutional Networks for Biomedical Image Segmentation. MICCAI 2015. "
+    "arXiv:1505.04597"
+)
+LGG_COMMON = {
+    "template": seg2d,
+    "task": seg2d.LGG,
+    "card_template": "lgg_card.md",
+    "version": "0.1.0",
+    "size_divisor": [16, 16],
+    "learning_rate": 1e-3,
+    "batch_size": 16,
+}
 BRATS_DATA = (
     "Menze B. H. et al. The Multimodal Brain Tumor Image Segmentation Benchmark (BRATS). IEEE TMI 34(10), 2015. "
     "https://doi.org/10.1109/TMI.2014.2377694"
@@ -128,6 +147,69 @@ BUNDLES: dict[str, dict] = {
         "learning_rate": 1e-3,
         "batch_size": 1,
     },
+    "attention_resunet2d": {
+        **LGG_COMMON,
+        "title": "Attention residual U-Net 2D: lower-grade glioma segmentation on MRI slices (LGG)",
+        "summary": "The reference model of the LGG comparison: a 2D attention residual U-Net (residual blocks, max-pool "
+        "encoder, attention gates driven by the coarser decoder level) segmenting tumour on FLAIR-based MRI slices.",
+        "changelog": {"0.1.0": "first version: pre-activation residual blocks, attention-gated skips, Dice + focal loss"},
+        "description": "2D attention residual U-Net on LGG brain MRI slices (pre-contrast, FLAIR, post-contrast as 3 "
+        "channels), one sigmoid tumour channel, Dice + focal loss by default (loss_name: dice, focal, dicefocal or "
+        "wce). Inference writes one mask per image, or one 3D label map per NIfTI volume segmented slice by slice. "
+        "No pretrained weights ship.",
+        "references": [LGG_DATA, ATTENTION_UNET, "He K. et al. Identity Mappings in Deep Residual Networks. ECCV 2016. arXiv:1603.05027"],
+        "network_def": {
+            "_target_": "custom_nets.nets.AttentionResUNet",
+            "spatial_dims": 2,
+            "in_channels": 3,
+            "out_channels": 1,
+            "channels": [16, 32, 64, 128, 256],
+        },
+        "reference_widths": {"channels": [64, 128, 256, 512, 1024]},
+        "loss_name": "dicefocal",
+    },
+    "unet2d": {
+        **LGG_COMMON,
+        "title": "U-Net 2D baseline: lower-grade glioma segmentation on MRI slices (LGG)",
+        "summary": "MONAI's U-Net as the baseline of the LGG comparison, trained with the same data, budget and "
+        "pipeline as the attention residual U-Net.",
+        "changelog": {"0.1.0": "first version: MONAI UNet, Dice loss"},
+        "description": "MONAI UNet (residual units) on LGG brain MRI slices, one sigmoid tumour channel, Dice loss by "
+        "default (loss_name: dice, focal, dicefocal or wce). No pretrained weights ship.",
+        "references": [LGG_DATA, UNET],
+        "network_def": {
+            "_target_": "monai.networks.nets.UNet",
+            "spatial_dims": 2,
+            "in_channels": 3,
+            "out_channels": 1,
+            "channels": [16, 32, 64, 128, 256],
+            "strides": [2, 2, 2, 2],
+            "num_res_units": 2,
+            "norm": "batch",
+        },
+        "reference_widths": {"channels": [64, 128, 256, 512, 1024]},
+        "loss_name": "dice",
+    },
+    "attention_unet2d": {
+        **LGG_COMMON,
+        "title": "Attention U-Net 2D baseline: lower-grade glioma segmentation on MRI slices (LGG)",
+        "summary": "MONAI's Attention U-Net as the second baseline of the LGG comparison, trained with the same data, "
+        "budget and pipeline as the attention residual U-Net.",
+        "changelog": {"0.1.0": "first version: MONAI AttentionUnet, Dice loss"},
+        "description": "MONAI AttentionUnet on LGG brain MRI slices, one sigmoid tumour channel, Dice loss by default "
+        "(loss_name: dice, focal, dicefocal or wce). No pretrained weights ship.",
+        "references": [LGG_DATA, ATTENTION_UNET],
+        "network_def": {
+            "_target_": "monai.networks.nets.AttentionUnet",
+            "spatial_dims": 2,
+            "in_channels": 3,
+            "out_channels": 1,
+            "channels": [16, 32, 64, 128, 256],
+            "strides": [2, 2, 2, 2],
+        },
+        "reference_widths": {"channels": [64, 128, 256, 512, 1024]},
+        "loss_name": "dice",
+    },
 }
 
 
@@ -142,6 +224,7 @@ VERSIONS = {
     "ignite": "0.5.5",
     "tensorboard": "2.21.0",
     "itk": "5.4.7",
+    "pillow": "13.0.0",
 }
 
 

@@ -51,7 +51,14 @@ def print_metrics(csv_path: Path) -> None:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--bundle", default="arunet3d", help="bundle folder name under bundles/")
-    parser.add_argument("--epochs", type=int, default=12, help="training epochs (default: 12)")
+    parser.add_argument("--epochs", type=int, default=16, help="training epochs (default: 16)")
+    parser.add_argument(
+        "--fast",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="48^3 training crops and a higher learning rate so the demo learns visibly in minutes on a CPU "
+        "(default; --no-fast keeps the bundle's own settings)",
+    )
     parser.add_argument("--output", type=Path, default=None, help="where label maps and metrics go")
     args = parser.parse_args(argv)
 
@@ -68,6 +75,7 @@ def main(argv: list[str] | None = None) -> int:
                 "--epochs", str(args.epochs),
                 "--val_interval", str(max(1, args.epochs // 3)),
                 "--resume", "False",
+                *(["--roi_size", "[48,48,48]", "--learning_rate", "3e-3"] if args.fast else []),
                 run_id="training",
             ),
         ),

@@ -1,4 +1,4 @@
-"""Tests of the Kvasir-SEG and ISIC 2017 layouts: demo generators, case discovery, errors, splits and the MONAI chain."""
+"""Tests of the Kvasir-SEG and ISIC 2017 layouts: demo generators, discovery, errors, splits and the MONAI chain."""
 
 from __future__ import annotations
 
@@ -43,6 +43,11 @@ def _write(path: Path, array: np.ndarray, **kwargs) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     Image.fromarray(array).save(path, **kwargs)
     return path
+
+
+def _read(path: str | Path, mode: str | None = None) -> np.ndarray:
+    with Image.open(path) as image:
+        return np.asarray(image if mode is None else image.convert(mode))
 
 
 def _rgb(h: int = 20, w: int = 30) -> np.ndarray:
@@ -91,17 +96,18 @@ def test_kvasir_demo_layout_sizes_and_jpeg_masks(kvasir_demo: Path) -> None:
     assert marker["synthetic"] and marker["num_images"] == N_DEMO and marker["seed"] == 3
     sizes = set()
     for i, case in enumerate(cases):
-        image = Image.open(case["image"])
-        assert image.mode == "RGB" and 180 <= image.width <= 260 and 180 <= image.height <= 260
-        sizes.add(image.size)
-        mask = np.asarray(Image.open(case["label"]))
-        assert mask.shape == (image.height, image.width)
+        rgb = _read(case["image"])
+        height, width, channels = rgb.shape
+        assert channels == 3 and 180 <= width <= 260 and 180 <= height <= 260
+        sizes.add((height, width))
+        mask = _read(case["label"])
+        assert mask.shape == (height, width)
         true_mask = ps._kvasir_demo_case(3, i)[1]
         assert not set(np.unique(mask).tolist()) <= {0, 255}  # JPEG noise: not strictly binary
         binary = mask > 127
         iou = (binary & true_mask).sum() / (binary | true_mask).sum()
         assert iou > 0.97 and 0.01 < true_mask.mean() < 0.5
-        rgb = np.asarray(image, dtype=np.float32)
+        rgb = rgb.astype(np.float32)
         assert rgb[..., 0].mean() > rgb[..., 2].mean() + 40  # reddish mucosa
     assert len(sizes) > 1  # variable image sizes
 
@@ -113,9 +119,9 @@ def test_isic_demo_layout_and_binary_masks(isic_demo: Path) -> None:
     assert [c["case"] for c in cases] == [f"ISIC_DEMO{i:03d}" for i in range(N_DEMO)]
     for case in cases:
         assert case["label"].endswith(f"{case['case']}_segmentation.png")
-        mask = np.asarray(Image.open(case["label"]))
+        mask = _read(case["label"])
         assert set(np.unique(mask).tolist()) == {0, 255}
-        rgb = np.asarray(Image.open(case["image"]), dtype=np.float32)
+        rgb = _read(case["image"]).astype(np.float32)
         lesion, skin = rgb[mask > 0].mean(), rgb[mask == 0].mean()
         assert lesion < skin - 30  # darker lesion on skin
         assert rgb.shape[1] > rgb.shape[0]  # landscape, about 3:4
@@ -260,7 +266,8 @@ def test_chain_shapes_values_and_orientation(tmp_path: Path) -> None:
     torch.testing.assert_close(out["image"].as_tensor(), torch.from_numpy(_rgb(h, w)).permute(2, 0, 1).float() / 255)
     np.testing.assert_array_equal(out["label"][0].numpy(), (noisy > 127).astype(np.float32))
     # MONAI's default PILReader swaps the axes: that is what reverse_indexing=False avoids
-    default = LoadImaged(keys="label", reader="PILReader", image_only=True, ensure_channel_first=True)({"label": str(mask)})
+    default_loader = LoadImaged(keys="label", reader="PILReader", image_only=True, ensure_channel_first=True)
+    default = default_loader({"label": str(mask)})
     assert default["label"].shape[1:] == (w, h)
 
     for size in (ps.KVASIR_SIZE, ps.ISIC_SIZE):
@@ -273,8 +280,8 @@ def test_chain_shapes_values_and_orientation(tmp_path: Path) -> None:
 
 def test_mask_saved_back_at_original_size_matches(kvasir_demo: Path, tmp_path: Path) -> None:
     # a non-square case catches transposition
-    case = next(c for c in ps.find_kvasir_cases(kvasir_demo) if Image.open(c["label"]).size[0] != Image.open(c["label"]).size[1])
-    original = np.asarray(Image.open(case["label"]).convert("L")) > 127
+    case = next(c for c in ps.find_kvasir_cases(kvasir_demo) if len(set(_read(c["label"]).shape)) == 2)
+    original = _read(case["label"], "L") > 127
 
     def saver(folder: Path) -> SaveImaged:
         return SaveImaged(
@@ -286,7 +293,7 @@ def test_mask_saved_back_at_original_size_matches(kvasir_demo: Path, tmp_path: P
     data["pred"] = data["label"]
     saver(tmp_path / "plain")(data)
     (written,) = list((tmp_path / "plain").iterdir())
-    np.testing.assert_array_equal(np.asarray(Image.open(written)) > 127, original)
+    np.testing.assert_array_equal(_read(written) > 127, original)
 
     # through the resize to the network size and Invertd back to the original size
     chain = _chain(ps.KVASIR_SIZE)
@@ -298,6 +305,6 @@ def test_mask_saved_back_at_original_size_matches(kvasir_demo: Path, tmp_path: P
     assert data["pred"].shape == (1, *original.shape)
     saver(tmp_path / "inverted")(data)
     (written,) = list((tmp_path / "inverted").iterdir())
-    back = np.asarray(Image.open(written)) > 127
+    back = _read(written) > 127
     assert back.shape == original.shape
     assert (back & original).sum() / (back | original).sum() > 0.95

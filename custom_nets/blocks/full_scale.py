@@ -231,7 +231,8 @@ def suppress_absent(
     """Hard CGM gating (the paper's inference rule): classes predicted absent get probability 0 everywhere.
 
     Where ``sigmoid(presence_logits[b, c]) < threshold`` the whole map ``seg_logits[b, c]`` is replaced by
-    ``fill_value`` (default :data:`SUPPRESSED_LOGIT`, so ``sigmoid`` of the result is 0, not 0.5); elsewhere the logits are unchanged.
+    ``fill_value`` (default :data:`SUPPRESSED_LOGIT`, so ``sigmoid`` of the result is 0, not 0.5); elsewhere the
+    logits are unchanged.
     Equivalent to multiplying ``sigmoid(seg_logits)`` by the binary presence decision. Not differentiable w.r.t. the
     presence logits: use it for inference, and :func:`gate_logits` where gradients are wanted.
 

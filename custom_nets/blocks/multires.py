@@ -37,7 +37,7 @@ DEFAULT_ACT: tuple = ("relu", {"inplace": True})
 
 
 def multires_widths(base_channels: int, alpha: float = 1.67) -> tuple[int, int, int]:
-    """Filters of the three chained convs of a MultiRes block: ``int(0.167 W), int(0.333 W), int(0.5 W)``, ``W = alpha U``.
+    """Filters of a MultiRes block's three chained convs: ``int(0.167 W), int(0.333 W), int(0.5 W)``, ``W = alpha U``.
 
     ``multires_widths(32) == (8, 17, 26)`` (total 51); totals for ``U = 64, 128, 256, 512``: 105, 212, 426, 853.
 
@@ -176,7 +176,7 @@ class ResPathStep(nn.Module):
 
 
 class ResPath(nn.Sequential):
-    """ResPath (Ibtehaz & Rahman 2020): ``length`` :class:`ResPathStep` s, the first one ``in -> out``, then ``out -> out``.
+    """ResPath (Ibtehaz & Rahman 2020): ``length`` :class:`ResPathStep` s, the first ``in -> out``, then ``out -> out``.
 
     Args:
         spatial_dims: 1, 2 or 3.

@@ -272,7 +272,7 @@ def _isic_layout(root: Path) -> str:
 
 
 def _isic_folders(root: Path, mask_dir: Path | None, require_label: bool) -> tuple[Path, Path | None]:
-    """The folder holding the ISIC images and the one holding the masks (``None``: no masks, allowed if not required)."""
+    """The ISIC image folder and the mask folder (``None``: no masks anywhere, an error if masks are required)."""
     if mask_dir is not None:
         _check_folder(mask_dir, "mask folder", _isic_layout(root))
         return root, mask_dir
@@ -297,7 +297,10 @@ def _isic_folders(root: Path, mask_dir: Path | None, require_label: bool) -> tup
             f"dataset folder {root} has ISIC masks in several sub-folders ({names}); expected one, or pass mask_dir",
             root,
         )
-    return with_images[0], (with_masks[0] if with_masks else (with_images[0] if not require_label else None))
+    if with_masks:
+        return with_images[0], with_masks[0]
+    # no masks anywhere: fine for unlabelled images (the image folder is searched, finding none)
+    return with_images[0], None if require_label else with_images[0]
 
 
 def find_isic_cases(
@@ -354,7 +357,9 @@ _PARTIAL_PREFIX = ".partial-"
 _STALE_PARTIAL_SECONDS = 3600.0
 
 
-def _smooth_field(rng: np.random.Generator, shape: tuple[int, int], wavelength: tuple[float, float], n_waves: int = 6) -> np.ndarray:
+def _smooth_field(
+    rng: np.random.Generator, shape: tuple[int, int], wavelength: tuple[float, float], n_waves: int = 6
+) -> np.ndarray:
     """A smooth random 2D field (sum of plane waves), float32 ``shape``, about unit RMS."""
     rows = np.arange(shape[0], dtype=np.float32)[:, None]
     cols = np.arange(shape[1], dtype=np.float32)[None, :]
@@ -363,11 +368,14 @@ def _smooth_field(rng: np.random.Generator, shape: tuple[int, int], wavelength: 
     phase = rng.uniform(0.0, 2.0 * np.pi, size=n_waves)
     field = np.zeros(shape, dtype=np.float32)
     for i in range(n_waves):
-        field += np.cos(np.float32(k[i] * np.cos(angle[i])) * rows + np.float32(k[i] * np.sin(angle[i])) * cols + np.float32(phase[i]))
+        k_row, k_col = np.float32(k[i] * np.cos(angle[i])), np.float32(k[i] * np.sin(angle[i]))
+        field += np.cos(k_row * rows + k_col * cols + np.float32(phase[i]))
     return field * np.float32(math.sqrt(2.0 / n_waves))
 
 
-def _blob(rng: np.random.Generator, shape: tuple[int, int], centre: Sequence[float], radius: float, roughness: float) -> np.ndarray:
+def _blob(
+    rng: np.random.Generator, shape: tuple[int, int], centre: Sequence[float], radius: float, roughness: float
+) -> np.ndarray:
     """Signed distance-like field of an irregular blob: ``< 0`` inside. Radius varies with angle by low harmonics."""
     rows = np.arange(shape[0], dtype=np.float32)[:, None] - np.float32(centre[0])
     cols = np.arange(shape[1], dtype=np.float32)[None, :] - np.float32(centre[1])
@@ -411,14 +419,15 @@ def _kvasir_demo_case(seed: int, index: int) -> tuple[np.ndarray, np.ndarray]:
     # a few specular highlights
     for _ in range(int(rng.integers(2, 6))):
         cy, cx = rng.uniform(0, h), rng.uniform(0, w)
-        spot = np.exp(-(((np.arange(h)[:, None] - cy) ** 2 + (np.arange(w)[None, :] - cx) ** 2) / rng.uniform(2.0, 8.0)))
+        r2 = (np.arange(h)[:, None] - cy) ** 2 + (np.arange(w)[None, :] - cx) ** 2
+        spot = np.exp(-r2 / rng.uniform(2.0, 8.0))
         image = image + spot[..., None].astype(np.float32) * 0.8
     image = image + rng.normal(0.0, 0.015, size=image.shape).astype(np.float32)
     return (np.clip(image, 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8), mask
 
 
 def _isic_demo_case(seed: int, index: int) -> tuple[np.ndarray, np.ndarray]:
-    """One synthetic dermoscopy image ``(H, W, 3)`` uint8 and its lesion mask ``(H, W)`` bool; 3:4-ish, 150..210 rows."""
+    """A synthetic dermoscopy image ``(H, W, 3)`` uint8 and its lesion mask ``(H, W)`` bool, about 3:4."""
     rng = np.random.default_rng([seed, index, 2])
     h = int(rng.integers(150, 211))
     w = int(round(h * 4.0 / 3.0 * rng.uniform(0.95, 1.05)))
@@ -549,7 +558,9 @@ def _read_marker(path: Path) -> dict[str, Any]:
     try:
         marker = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError) as err:
-        raise DatasetError(f"demo marker {path} cannot be read ({err}); delete the folder or pass overwrite=True.", path) from err
+        raise DatasetError(
+            f"demo marker {path} cannot be read ({err}); delete the folder or pass overwrite=True.", path
+        ) from err
     if not isinstance(marker, dict) or not marker.get("synthetic"):
         raise DatasetError(
             f"{path} is not a custom_nets demo marker; refusing to write demo data into a folder that may hold other "
@@ -568,7 +579,10 @@ def _generate_demo(spec: _DemoSpec, out_dir: str | os.PathLike, num_images: int,
     root = Path(out_dir).expanduser()
     if root.exists() and not root.is_dir():
         raise DatasetError(f"demo data folder {root} exists but is not a folder; expected a folder (or nothing).", root)
-    parameters = {"generator_version": _DEMO_GENERATOR_VERSION, "layout": spec.name, "num_images": int(num_images), "seed": int(seed)}
+    parameters = {
+        "generator_version": _DEMO_GENERATOR_VERSION, "layout": spec.name, "num_images": int(num_images),
+        "seed": int(seed),
+    }  # fmt: skip
     marker_path = root / _DEMO_MARKER
     folders = [root / spec.image_dir, root / spec.mask_dir]
     if marker_path.exists() and not overwrite:
@@ -591,9 +605,12 @@ def _generate_demo(spec: _DemoSpec, out_dir: str | os.PathLike, num_images: int,
     for folder in folders:
         folder.mkdir(parents=True, exist_ok=True)
         now = time.time()
-        for entry in folder.iterdir():
-            if entry.name.startswith(_PARTIAL_PREFIX) and now - entry.stat().st_mtime > _STALE_PARTIAL_SECONDS:
-                entry.unlink(missing_ok=True)
+        for entry in folder.iterdir():  # temporary files of interrupted runs (never of a running one)
+            try:
+                if entry.name.startswith(_PARTIAL_PREFIX) and now - entry.stat().st_mtime > _STALE_PARTIAL_SECONDS:
+                    entry.unlink(missing_ok=True)
+            except OSError:
+                pass
     if overwrite or not marker_path.exists():
         marker = {
             "name": f"custom_nets synthetic {spec.name} demo",
@@ -621,7 +638,9 @@ def _generate_demo(spec: _DemoSpec, out_dir: str | os.PathLike, num_images: int,
     return root
 
 
-def generate_kvasir_demo(out_dir: str | os.PathLike, num_images: int = 16, seed: int = 0, overwrite: bool = False) -> Path:
+def generate_kvasir_demo(
+    out_dir: str | os.PathLike, num_images: int = 16, seed: int = 0, overwrite: bool = False
+) -> Path:
     """Generate (or reuse) synthetic Kvasir-SEG-layout data: ``out_dir/images/DEMO_###.jpg`` + ``masks/DEMO_###.jpg``.
 
     Each image is reddish textured "mucosa" (vignetting, specular highlights, noise) holding one irregular, paler
@@ -649,7 +668,9 @@ def generate_kvasir_demo(out_dir: str | os.PathLike, num_images: int = 16, seed:
     return _generate_demo(_KVASIR_DEMO, out_dir, num_images, seed, overwrite)
 
 
-def generate_isic_demo(out_dir: str | os.PathLike, num_images: int = 16, seed: int = 0, overwrite: bool = False) -> Path:
+def generate_isic_demo(
+    out_dir: str | os.PathLike, num_images: int = 16, seed: int = 0, overwrite: bool = False
+) -> Path:
     """Generate (or reuse) synthetic ISIC-2017-layout data in the challenge's two sub-folders.
 
     ``out_dir/ISIC-2017_Training_Data/ISIC_DEMO###.jpg`` (skin-toned textured background, one darker irregular,

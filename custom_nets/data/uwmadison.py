@@ -124,7 +124,9 @@ def rle_decode(rle: str | None, shape: Sequence[int]) -> np.ndarray:
     if not tokens:
         return np.zeros((height, width), dtype=np.uint8)
     if len(tokens) % 2:
-        raise ValueError(f"run-length string has an odd number of values ({len(tokens)}); expected 'start length' pairs")
+        raise ValueError(
+            f"run-length string has an odd number of values ({len(tokens)}); expected 'start length' pairs"
+        )
     try:
         values = np.array([int(t) for t in tokens], dtype=np.int64)
     except ValueError:
@@ -310,7 +312,8 @@ def _scan_images(root: Path) -> dict[str, dict[str, Any]]:
                     continue
                 slice_id = _slice_id(case, day, info["slice"])
                 if slice_id in slices:
-                    problems.append(f"file {path} repeats slice {info['slice']} of {day_dir} ({slices[slice_id]['image']})")
+                    first = slices[slice_id]["image"]
+                    problems.append(f"file {path} repeats slice {info['slice']} of {day_dir} ({first})")
                     continue
                 slices[slice_id] = {
                     "id": slice_id,
@@ -353,15 +356,19 @@ def _read_csv(csv_path: Path) -> dict[str, dict[str, tuple[int, str]]]:
                     problems.append(f"line {line}: empty id")
                     continue
                 if cls not in CLASSES:
-                    problems.append(f"line {line} ({slice_id}): unknown class {cls!r}; expected one of {', '.join(CLASSES)}")
+                    expected = ", ".join(CLASSES)
+                    problems.append(f"line {line} ({slice_id}): unknown class {cls!r}; expected one of {expected}")
                     continue
                 per_class = rows.setdefault(slice_id, {})
                 if cls in per_class:
-                    problems.append(f"line {line}: second row for {slice_id} / {cls} (first on line {per_class[cls][0]})")
+                    first_line = per_class[cls][0]
+                    problems.append(f"line {line}: second row for {slice_id} / {cls} (first on line {first_line})")
                     continue
                 per_class[cls] = (line, rle)
     except (OSError, UnicodeDecodeError, csv.Error) as err:
-        raise DatasetError(f"label file {csv_path} cannot be read as CSV ({err}); {_layout(csv_path.parent)}", csv_path) from err
+        raise DatasetError(
+            f"label file {csv_path} cannot be read as CSV ({err}); {_layout(csv_path.parent)}", csv_path
+        ) from err
     _raise_problems(csv_path, problems)
     return rows
 
@@ -432,7 +439,7 @@ def find_uwmadison_slices(
 
     Returns:
         Entries sorted by case number, day and slice: ``{"id", "case": "case<N>", "day": int, "slice": int,
-        "image": absolute path, "label": absolute path of the (3, H, W) mask PNG (with labels), "spacing": (sx, sy)
+        "image": absolute path, "label": absolute path of the 3-channel mask PNG (with labels), "spacing": (sx, sy)
         in mm, "height", "width"}``.
 
     Raises:
@@ -591,6 +598,7 @@ def uwmadison_load_transforms(
 _DEMO_MARKER = "dataset.json"
 _DEMO_README = "README.txt"
 _DEMO_GENERATOR_VERSION = 1
+_DEMO_GENERATOR = "custom_nets.data.uwmadison.generate_uwmadison_demo"
 _DEMO_FIRST_CASE = 101
 _MIN_DEMO_SIZE = 32
 
@@ -626,7 +634,9 @@ def _demo_spacing(height: int, width: int) -> tuple[float, float]:
     return (1.5, 1.5) if height == width else (1.63, 1.63)
 
 
-def _smooth_field(rng: np.random.Generator, yy: np.ndarray, xx: np.ndarray, wavelength: float, n_waves: int = 4) -> np.ndarray:
+def _smooth_field(
+    rng: np.random.Generator, yy: np.ndarray, xx: np.ndarray, wavelength: float, n_waves: int = 4
+) -> np.ndarray:
     """Sum of random plane waves (about unit RMS): smooth texture / bias fields, float32 of ``yy``'s shape."""
     field = np.zeros(yy.shape, dtype=np.float32)
     for _ in range(n_waves):
@@ -813,14 +823,18 @@ def generate_uwmadison_demo(
         try:
             marker = json.loads(marker_path.read_text(encoding="utf-8"))
         except (OSError, ValueError) as err:
-            raise DatasetError(f"demo marker {marker_path} cannot be read ({err}); delete it or pass overwrite=True", marker_path) from err
-        if not isinstance(marker, dict) or marker.get("generator") != "custom_nets.data.uwmadison.generate_uwmadison_demo":
-            raise DatasetError(f"{marker_path} is not a UW-Madison demo marker; refusing to write demo data into {out}", marker_path)
+            raise DatasetError(
+                f"demo marker {marker_path} cannot be read ({err}); delete it or pass overwrite=True", marker_path
+            ) from err
+        if not isinstance(marker, dict) or marker.get("generator") != _DEMO_GENERATOR:
+            raise DatasetError(
+                f"{marker_path} is not a UW-Madison demo marker; refusing to write demo data into {out}", marker_path
+            )
     elif csv_path.exists() or image_root.exists():
         if not overwrite:
             raise DatasetError(
-                f"{out} holds {_CSV_NAME} or {_IMAGE_SUBDIR}/ but no {_DEMO_MARKER}: it may be a real dataset; refusing "
-                "to write demo data there. Choose another folder, or pass overwrite=True to replace them.",
+                f"{out} holds {_CSV_NAME} or {_IMAGE_SUBDIR}/ but no {_DEMO_MARKER}: it may be a real dataset; "
+                "refusing to write demo data there. Choose another folder, or pass overwrite=True to replace them.",
                 out,
             )
     if marker is not None and not overwrite:
@@ -853,7 +867,7 @@ def generate_uwmadison_demo(
                     "description": "SYNTHETIC demo data, not real MRI and not patient data; it exercises the pipeline "
                     "and says nothing about accuracy on real scans.",
                     "synthetic": True,
-                    "generator": "custom_nets.data.uwmadison.generate_uwmadison_demo",
+                    "generator": _DEMO_GENERATOR,
                     **parameters,
                     "classes": list(CLASSES),
                     "cases": [f"case{c}" for c in cases],

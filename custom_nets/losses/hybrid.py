@@ -40,7 +40,6 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import torch
-import torch.nn as nn
 import torch.nn.functional as F
 from monai.losses import DiceLoss, FocalLoss
 from monai.metrics.regression import compute_ssim_and_cs
@@ -236,7 +235,9 @@ class DiceBCELoss(_Loss):
 
     def forward(self, input: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         if input.shape != target.shape:
-            raise ValueError(f"DiceBCELoss needs input and target of one shape, got {tuple(input.shape)} and {tuple(target.shape)}.")
+            raise ValueError(
+                f"DiceBCELoss needs input and target of one shape, got {tuple(input.shape)} and {tuple(target.shape)}."
+            )
         target = target.to(input.dtype)
         pos_weight = None
         if self.pos_weight is not None:
@@ -279,7 +280,9 @@ class HybridLoss(_Loss):
 
     def forward(self, input: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         if input.shape != target.shape:
-            raise ValueError(f"HybridLoss needs input and target of one shape, got {tuple(input.shape)} and {tuple(target.shape)}.")
+            raise ValueError(
+                f"HybridLoss needs input and target of one shape, got {tuple(input.shape)} and {tuple(target.shape)}."
+            )
         target = target.to(input.dtype)
         return (
             self.focal_weight * self.focal(input, target)

@@ -88,7 +88,7 @@ class MinPool(nn.Module):
 
 
 class PooledImageInput(nn.Module):
-    """The input image at ``1 / factor`` resolution, average-, max- and min-pooled, each through a 3x3 conv + norm + act.
+    """The input image average-, max- and min-pooled to ``1 / factor``, each through a 3x3 conv + norm + act.
 
     Args:
         spatial_dims: 1, 2 or 3.
@@ -187,8 +187,9 @@ class DRRMSANEncoderLevel(nn.Module):
 class DRRMSANDecoderLevel(nn.Module):
     """One decoder level: ResPath on the skip, transposed-conv up-sampling, attention gate, MultiRes block, side head.
 
-    ``up = convT(coarse)``; ``gated = AttentionGate(ResPath(skip), gating=up)``; ``h = MultiResBlock(cat([up, gated]))``.
-    :meth:`forward` returns ``h``; ``side(h)`` gives this level's side-output logits (at the level's resolution).
+    ``up = convT(coarse)``, ``gated = AttentionGate(ResPath(skip), gating=up)``,
+    ``h = MultiResBlock(cat([up, gated]))``. :meth:`forward` returns ``h``; ``side(h)`` gives this level's side-output
+    logits (at the level's resolution).
 
     Args:
         spatial_dims: 1, 2 or 3.

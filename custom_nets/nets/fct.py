@@ -12,7 +12,8 @@ ends in an :class:`~custom_nets.blocks.conv_attention.FCTLayer` (convolutional a
   pyramid at the block's input scale) through a 3x3 conv + ReLU to the input's width, concatenated in front; two 3x3
   convs + ReLU to ``c_i``; dropout; 2x max-pool; FCT layer. Block ``i`` outputs scale ``2 ** -(i + 1)``, so the
   bottleneck sits at ``1 / 2 ** L`` (7 x 7 for a 224 x 224 input);
-* decoder block ``j = 0 .. L-2`` (:class:`FCTDecoderBlock`, producing level ``L - 2 - j``): channel LayerNorm,
+* decoder block ``j = 0 .. L-2`` (:class:`FCTDecoderBlock`, output at the scale of encoder block ``L - 2 - j``,
+  i.e. ``2 ** -(L - 1 - j)``): channel LayerNorm,
   x2 up-sampling (bi/trilinear), 3x3 conv + ReLU to ``c_{L-2-j}``, concatenation with encoder block ``L - 2 - j``'s
   output, two 3x3 convs + ReLU, dropout, FCT layer;
 * heads (:class:`FCTHead`) on the last three decoder blocks (scales 1/8, 1/4, 1/2): x2 up-sampling, channel
@@ -36,10 +37,10 @@ Deliberate differences from the reference code and a popular PyTorch port:
 * the heads return logits (the port ends in a sigmoid), as every network of this package;
 * up-sampling is bi/trilinear (the reference uses nearest-neighbour ``nn.Upsample``).
 
-Parameter counts (2D, ``deep_supervision=True``; counted by ``tests/test_unet3plus_fct.py``): reference widths
-``(32, 64, 128, 256, 512)``, ``in_channels=1``, ``out_channels=3``: 29,950,453; bundle default ``(16, 32, 64, 128,
-256)``: 7,494,293. Memory is dominated by the attention of the first blocks (see
-:mod:`custom_nets.blocks.conv_attention`).
+Parameter counts (2D, ``deep_supervision=True``, ``in_channels=1``, ``out_channels=3``; checked by
+``tests/test_unet3plus_fct.py``): reference widths ``(32, 64, 128, 256, 512)``: 26,935,721 (26,561,123 without the
+two extra heads); bundle default ``(16, 32, 64, 128, 256)``: 6,755,545 (``in_channels=3``: 6,757,849). Memory is
+dominated by the attention of the outermost blocks (see :mod:`custom_nets.blocks.conv_attention`).
 """
 
 from __future__ import annotations
@@ -238,7 +239,9 @@ class FCT(nn.Module):
         if spatial_dims not in _LINEAR_MODE:
             raise ValueError(f"FCT supports spatial_dims 1, 2 or 3, got {spatial_dims}.")
         if in_channels <= 0 or out_channels <= 0:
-            raise ValueError(f"FCT in_channels and out_channels must be positive, got {in_channels} and {out_channels}.")
+            raise ValueError(
+                f"FCT in_channels and out_channels must be positive, got {in_channels} and {out_channels}."
+            )
         for name, p in (("dropout", dropout), ("layer_dropout", layer_dropout), ("attn_dropout", attn_dropout)):
             if not 0.0 <= p < 1.0:
                 raise ValueError(f"FCT {name} must be in [0, 1), got {p}.")
@@ -265,7 +268,7 @@ class FCT(nn.Module):
                 for i in range(n_levels)
             ]
         )
-        # decoder[j] produces level L - 2 - j (the scale of encoder block L - 2 - j's output)
+        # decoder[j] works at the scale of encoder block L - 2 - j's output (its skip) and has its width
         self.decoder = nn.ModuleList(
             [
                 FCTDecoderBlock(

@@ -45,13 +45,14 @@ multiplied the *logits* by the argmax of the classification, so suppressed pixel
 that non-differentiable argmax during training. Here the gating acts on probabilities, training uses raw heads plus a
 presence BCE (optionally soft gating in the loss), and nothing non-differentiable is in the training graph.
 
-Parameter counts (2D, batch norm, ``deep_supervision=True``, ``cgm=False``; counted by ``tests/test_unet3plus_fct.py``):
+Parameter counts (2D, batch norm, ``deep_supervision=True``, ``cgm=False``; checked by
+``tests/test_unet3plus_fct.py``):
 
-* reference widths ``channels=(64, 128, 256, 512, 1024)``, ``skip_channels=64``: 26,971,365 with
-  ``in_channels=3, out_channels=1`` and 26,970,213 with ``in_channels=1, out_channels=1`` (paper: 27.0M; without the
-  deep-supervision heads 26,948,997 / 26,947,845);
+* reference widths ``channels=(64, 128, 256, 512, 1024)``, ``skip_channels=64``, ``out_channels=1``: 26,983,109 with
+  ``in_channels=3`` and 26,981,957 with ``in_channels=1`` (paper: 27.0M, i.e. within 0.1 %); without the
+  deep-supervision heads 26,965,249 / 26,964,097;
 * bundle default ``channels=(16, 32, 64, 128, 256)``, ``skip_channels=16``, ``in_channels=1``, ``out_channels=3``:
-  1,690,303 (``in_channels=3``: 1,690,591).
+  1,703,199 (``in_channels=3``: 1,703,487; the CGM adds ``256 * 3 + 3 = 771``).
 """
 
 from __future__ import annotations

@@ -1,0 +1,398 @@
+"""Finding the cases of an input folder for batch inference.
+
+Rules (documented for users in ``docs/batch_inference.md``):
+
+- Image files: ``.nii``, ``.nii.gz``, ``.nrrd``, ``.nhdr``, ``.mha``, ``.mhd`` for 3D bundles; ``.png``, ``.jpg``,
+  ``.jpeg``, ``.tif``, ``.tiff``, ``.bmp`` for 2D bundles. A folder holding DICOM files (``.dcm`` files, or any files
+  that start with the DICOM preamble) is one DICOM series per ``SeriesInstanceUID`` (3D bundles).
+- The input folder is searched recursively. Hidden files and folders (name starting with ``.``), ``__MACOSX`` and the
+  output folder (when it lies inside the input folder) are ignored, and so are ground-truth files: names ending in
+  ``_seg``, ``_label``, ``_labels``, ``_mask``, ``_gt`` or ``_segmentation`` (also with ``-`` instead of ``_``).
+- Single-channel bundles, and bundles without ``input_channel_suffixes`` in their metadata: every image file and every
+  DICOM series is one case, named after the file (without extension) or the series folder.
+- Multi-channel bundles with ``input_channel_suffixes`` (BraTS: ``flair``/``t2f``, ``t1``/``t1n``, ``t1ce``/``t1c``,
+  ``t2``/``t2w``): the images of one folder whose names end in ``_<suffix>`` or ``-<suffix>`` (any letter case) are
+  grouped by the name before the suffix: ``<case>_flair.nii.gz`` ... side by side in one flat folder give one case per
+  ``<case>``. Images named just ``<suffix>`` (``flair.nii.gz``, or a DICOM series folder ``flair/``) belong to the
+  case named after their folder. A group without some modality is a failed case whose error names the missing
+  modality; two files for one modality too. Images whose names match no suffix are single-file cases that must hold
+  every channel (a 4D NIfTI or a vector-valued NRRD/MHA); reading tells when they do not.
+- Case names are made safe as file names (:func:`sanitize_case_name`) and unique: a name used by two cases in
+  different folders gets the folder path in front (``sub_dir_case``), then ``-2``, ``-3`` ... if still needed.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+import unicodedata
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+__all__ = [
+    "Case",
+    "InputSpec",
+    "Source",
+    "discover_cases",
+    "image_extension",
+    "is_label_name",
+    "output_extension",
+    "sanitize_case_name",
+    "strip_extension",
+]
+
+logger = logging.getLogger(__name__)
+
+NIFTI_EXTENSIONS = (".nii.gz", ".nii")
+ITK_EXTENSIONS = (".nrrd", ".nhdr", ".mha", ".mhd")
+EXTENSIONS_3D = NIFTI_EXTENSIONS + ITK_EXTENSIONS
+EXTENSIONS_2D = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp")
+LABEL_SUFFIXES = ("seg", "label", "labels", "mask", "gt", "segmentation")
+_SEPARATORS = "_-"
+_IGNORED_FOLDERS = ("__MACOSX",)
+_DICOM_PREAMBLE_OFFSET = 128
+_MAX_NAME_BYTES = 150
+
+
+@dataclass(frozen=True)
+class InputSpec:
+    """What a bundle expects as input, read from its metadata (``network_data_format.inputs.image``).
+
+    Attributes:
+        spatial_dims: 2 or 3.
+        num_channels: input channels of the network.
+        channel_names: one display name per channel (``channel_def``), e.g. ``("FLAIR", "T1", "T1ce", "T2")``.
+        channel_suffixes: per channel, the file-name suffixes that identify it (``input_channel_suffixes``), or
+            ``None`` when the channels of a case come in one file.
+    """
+
+    spatial_dims: int = 3
+    num_channels: int = 1
+    channel_names: tuple[str, ...] = ()
+    channel_suffixes: tuple[tuple[str, ...], ...] | None = None
+
+    def channel_name(self, index: int) -> str:
+        return self.channel_names[index] if index < len(self.channel_names) else f"channel {index}"
+
+    @property
+    def groups_by_suffix(self) -> bool:
+        return self.num_channels > 1 and bool(self.channel_suffixes)
+
+
+@dataclass(frozen=True)
+class Source:
+    """One input image: a file, or a DICOM series (its folder and its files).
+
+    Attributes:
+        path: the file, or the folder of a DICOM series.
+        kind: ``"nifti"``, ``"itk"`` (NRRD, MetaImage), ``"dicom"`` or ``"2d"`` (PNG, JPEG, TIFF, BMP).
+        files: the files of a DICOM series (any order); empty otherwise.
+        series: for a folder with several DICOM series, the number of this one (1, 2, ...; ``"unreadable"`` for
+            files whose header could not be read).
+    """
+
+    path: Path
+    kind: str
+    files: tuple[Path, ...] = ()
+    series: str = ""
+
+    @property
+    def name(self) -> str:
+        """The file name without extension, or the DICOM folder name (``<folder>_series<n>`` for several series)."""
+        if self.kind == "dicom":
+            return f"{self.path.name}_series{self.series}" if self.series else self.path.name
+        return strip_extension(self.path.name)
+
+
+@dataclass
+class Case:
+    """One case to segment.
+
+    Attributes:
+        name: safe, unique name; the output is ``<name><output_ext>``.
+        sources: one source per channel (in channel order), or a single source holding every channel.
+        output_ext: ``.nii.gz``, ``.nrrd``, ``.mha`` or ``.png``.
+        error: set when the case cannot be run as discovered (missing modality); the runner reports it as failed.
+    """
+
+    name: str
+    sources: tuple[Source, ...]
+    output_ext: str
+    error: str | None = None
+    folder: Path | None = field(default=None, repr=False)
+
+    @property
+    def output_name(self) -> str:
+        return f"{self.name}{self.output_ext}"
+
+    def describe(self) -> str:
+        """The input path(s), for log lines."""
+        return ", ".join(str(s.path) for s in self.sources) if self.sources else str(self.folder or self.name)
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# Names
+# ----------------------------------------------------------------------------------------------------------------------
+
+
+def image_extension(name: str, spatial_dims: int = 3) -> str | None:
+    """The recognised image extension of ``name`` (lower case, e.g. ``".nii.gz"``), or ``None``."""
+    lower = name.lower()
+    for ext in EXTENSIONS_3D if spatial_dims == 3 else EXTENSIONS_2D:
+        if lower.endswith(ext) and len(lower) > len(ext):
+            return ext
+    return None
+
+
+def strip_extension(name: str) -> str:
+    """``case_flair.nii.gz`` -> ``case_flair``; names without a known image extension lose their last suffix only."""
+    ext = image_extension(name, 3) or image_extension(name, 2)
+    if ext:
+        return name[: -len(ext)]
+    return name.rsplit(".", 1)[0] if "." in name.lstrip(".") else name
+
+
+def output_extension(source: Source) -> str:
+    """Output extension for a case whose first input is ``source``: NRRD and MetaImage keep their format."""
+    if source.kind == "2d":
+        return ".png"
+    if source.kind == "itk":
+        ext = image_extension(source.path.name, 3)
+        return {".nrrd": ".nrrd", ".nhdr": ".nrrd", ".mha": ".mha", ".mhd": ".mha"}.get(ext or "", ".nii.gz")
+    return ".nii.gz"
+
+
+def _ends_with_token(stem: str, token: str) -> str | None:
+    """If ``stem`` is ``token`` or ends with ``_token``/``-token`` (any case), the part before it (maybe ``""``)."""
+    lower, token = stem.lower(), token.lower()
+    if lower == token:
+        return ""
+    if lower.endswith(token) and len(lower) > len(token) and lower[-len(token) - 1] in _SEPARATORS:
+        return stem[: -len(token) - 1]
+    return None
+
+
+def is_label_name(stem: str) -> bool:
+    """Whether a file name (without extension) looks like a ground-truth label file (``x_seg``, ``x_mask``, ...)."""
+    return any(_ends_with_token(stem, s) is not None for s in LABEL_SUFFIXES)
+
+
+_UNSAFE_CHARACTERS = re.compile(r'[\x00-\x1f\x7f/\\<>:"|?*]')
+
+
+def sanitize_case_name(name: str) -> str:
+    """A file-name-safe version of ``name``: no path separators, no ``..``, no leading dot, at most 150 bytes.
+
+    Spaces and non-ASCII letters are kept (Unicode normalised to NFC); control characters and ``/ \\ < > : " | ? *``
+    become ``_``. An empty result becomes ``"case"``.
+    """
+    name = unicodedata.normalize("NFC", str(name))
+    name = _UNSAFE_CHARACTERS.sub("_", name).strip()
+    while ".." in name:
+        name = name.replace("..", "_")
+    name = name.lstrip(".").strip()
+    encoded = name.encode("utf-8")
+    if len(encoded) > _MAX_NAME_BYTES:
+        name = encoded[:_MAX_NAME_BYTES].decode("utf-8", errors="ignore").rstrip()
+    return name or "case"
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# Walking the input folder
+# ----------------------------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class _Item:
+    """An image found in the input folder, with the folder in which it is grouped with its sibling modalities."""
+
+    source: Source
+    group_folder: Path
+
+
+def _is_hidden(name: str) -> bool:
+    return name.startswith(".") or name in _IGNORED_FOLDERS
+
+
+def _looks_like_dicom(path: Path) -> bool:
+    if path.suffix.lower() == ".dcm":
+        return True
+    if path.name.upper() == "DICOMDIR":
+        return False
+    try:
+        with open(path, "rb") as f:
+            f.seek(_DICOM_PREAMBLE_OFFSET)
+            return f.read(4) == b"DICM"
+    except OSError:
+        return False
+
+
+def _dicom_series(folder: Path, files: Sequence[Path]) -> list[Source]:
+    """Group the DICOM files of one folder by ``SeriesInstanceUID`` (headers only; unreadable files stay together)."""
+    import pydicom
+
+    by_series: dict[str, list[Path]] = defaultdict(list)
+    for path in files:
+        try:
+            header = pydicom.dcmread(path, stop_before_pixels=True, specific_tags=["SeriesInstanceUID"])
+            uid = str(getattr(header, "SeriesInstanceUID", "") or "")
+        except Exception:  # noqa: BLE001 - reported when the series is read
+            uid = ""
+        by_series[uid].append(path)
+    unreadable = by_series.pop("", [])
+    if not by_series:
+        return [Source(folder, "dicom", tuple(unreadable))]
+    if len(by_series) == 1:
+        (only,) = by_series.values()
+        return [Source(folder, "dicom", tuple(only + unreadable))]
+    # several series in one folder: one case each, named <folder>_<n> in the order of their first file
+    ordered = sorted(by_series.values(), key=lambda paths: sorted(paths)[0])
+    sources = [Source(folder, "dicom", tuple(paths), series=str(i + 1)) for i, paths in enumerate(ordered)]
+    if unreadable:
+        sources.append(Source(folder, "dicom", tuple(unreadable), series="unreadable"))
+    return sources
+
+
+def _walk(input_dir: Path, spatial_dims: int, exclude: Sequence[Path]) -> list[_Item]:
+    excluded = {p.resolve() for p in exclude}
+    items: list[_Item] = []
+    for root, dirs, files in os.walk(input_dir):
+        folder = Path(root)
+        dirs[:] = sorted(d for d in dirs if not _is_hidden(d) and (folder / d).resolve() not in excluded)
+        dicom_files: list[Path] = []
+        for name in sorted(files):
+            if _is_hidden(name):
+                continue
+            path = folder / name
+            ext = image_extension(name, spatial_dims)
+            if ext is not None:
+                if is_label_name(strip_extension(name)):
+                    logger.debug(f"ignoring {path}: looks like a ground-truth label file")
+                    continue
+                kind = "2d" if spatial_dims == 2 else ("nifti" if ext in NIFTI_EXTENSIONS else "itk")
+                items.append(_Item(Source(path, kind), folder))
+            elif spatial_dims == 3 and _looks_like_dicom(path):
+                dicom_files.append(path)
+        if dicom_files:
+            series = _dicom_series(folder, dicom_files)
+            for source in series:
+                items.append(_Item(source, folder.parent if folder != input_dir else folder))
+    return items
+
+
+def _suffix_table(spec: InputSpec) -> list[tuple[str, int]]:
+    """``(suffix, channel)`` pairs, longest suffix first (so ``t1ce`` is tried before ``t1``)."""
+    pairs = [(s.lower(), c) for c, suffixes in enumerate(spec.channel_suffixes or ()) for s in suffixes]
+    return sorted(pairs, key=lambda pair: -len(pair[0]))
+
+
+def _match_channel(name: str, table: Sequence[tuple[str, int]]) -> tuple[str, int] | None:
+    for suffix, channel in table:
+        before = _ends_with_token(name, suffix)
+        if before is not None:
+            return before, channel
+    return None
+
+
+def _group_cases(items: Sequence[_Item], spec: InputSpec) -> list[tuple[str, Path, Case]]:
+    """Cases before naming: ``(raw name, folder, case)``."""
+    raw: list[tuple[str, Path, Case]] = []
+    if not spec.groups_by_suffix:
+        for item in items:
+            src = item.source
+            raw.append((src.name, src.path.parent, Case("", (src,), output_extension(src))))
+        return raw
+
+    table = _suffix_table(spec)
+    groups: dict[tuple[Path, str], dict[int, list[Source]]] = defaultdict(lambda: defaultdict(list))
+    for item in items:
+        match = _match_channel(item.source.name, table)
+        if match is None:
+            src = item.source
+            raw.append((src.name, src.path.parent, Case("", (src,), output_extension(src))))
+            continue
+        key, channel = match
+        groups[(item.group_folder, key)][channel].append(item.source)
+
+    for (folder, key), channels in groups.items():
+        name = key or folder.name
+        first = next(s for c in sorted(channels) for s in channels[c])
+        case = Case("", (), output_extension(first), folder=folder)
+        problems = []
+        for c in range(spec.num_channels):
+            found = channels.get(c, [])
+            suffixes = (spec.channel_suffixes or ())[c] if c < len(spec.channel_suffixes or ()) else ()
+            if not found:
+                example = f"{key}_{suffixes[0]}" if key else suffixes[0] if suffixes else "?"
+                alternatives = " or ".join(f"_{s}" for s in suffixes)
+                problems.append(
+                    f"missing modality {spec.channel_name(c)} (expected a file ending in {alternatives}, "
+                    f"e.g. {example}{_example_extension(first)})"
+                )
+            elif len(found) > 1:
+                listed = ", ".join(str(s.path.name) for s in found)
+                problems.append(f"{len(found)} files for modality {spec.channel_name(c)}: {listed}")
+        if problems:
+            case.error = f"{folder}: case {name}: " + "; ".join(problems)
+            case.sources = tuple(s for c in sorted(channels) for s in channels[c])
+        else:
+            case.sources = tuple(channels[c][0] for c in range(spec.num_channels))
+        raw.append((name, folder, case))
+    return raw
+
+
+def _example_extension(source: Source) -> str:
+    if source.kind == "dicom":
+        return " (a DICOM series folder)"
+    return image_extension(source.path.name, 2 if source.kind == "2d" else 3) or ""
+
+
+def _unique_names(raw: Sequence[tuple[str, Path, Case]], input_dir: Path) -> list[Case]:
+    names = [sanitize_case_name(name) for name, _, _ in raw]
+    counts: dict[str, int] = defaultdict(int)
+    for n in names:
+        counts[n.casefold()] += 1
+    for i, (name, folder, _) in enumerate(raw):
+        if counts[names[i].casefold()] > 1:
+            try:
+                relative = folder.relative_to(input_dir)
+            except ValueError:
+                relative = Path(folder.name)
+            parts = [p for p in relative.parts if p not in ("", ".")]
+            if parts and parts[-1] == name:
+                parts = parts[:-1]
+            if parts:
+                names[i] = sanitize_case_name("_".join([*parts, name]))
+    seen: dict[str, int] = {}
+    cases = []
+    for (name, _, case), unique in zip(raw, names):
+        key = unique.casefold()
+        if key in seen:
+            seen[key] += 1
+            new = f"{unique}-{seen[key]}"
+            logger.warning(f"two cases would be named {unique!r}; naming the one from {case.describe()} {new!r}")
+            unique = new
+        else:
+            seen[key] = 1
+        case.name = unique
+        cases.append(case)
+    return sorted(cases, key=lambda c: c.name)
+
+
+def discover_cases(input_dir: str | os.PathLike, spec: InputSpec, exclude: Iterable[str | os.PathLike] = ()) -> list[Case]:
+    """The cases of ``input_dir`` for a bundle that expects ``spec``, sorted by name (see the module docstring).
+
+    Args:
+        input_dir: the folder to search (recursively).
+        spec: the bundle's input description.
+        exclude: folders to skip (the output folder when it lies inside ``input_dir``).
+
+    Returns:
+        Cases with unique, file-name-safe names; cases that cannot run as found (missing modality) carry ``error``.
+    """
+    input_dir = Path(input_dir)
+    items = _walk(input_dir, spec.spatial_dims, [Path(p) for p in exclude])
+    return _unique_names(_group_cases(items, spec), input_dir)

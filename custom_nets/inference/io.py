@@ -1,0 +1,740 @@
+"""Reading input images and writing label maps for batch inference.
+
+Reading gives a channel-first float32 array in the layout MONAI's readers give a bundle's ``LoadImaged`` (so the
+bundle's other preprocessing transforms see what they saw in training) plus the input's geometry:
+
+- NIfTI (nibabel): nibabel's array order and affine, like MONAI's ``NibabelReader``. 4D files hold the channels in the
+  fourth dimension (a fifth dimension counts when the fourth has size 1).
+- NRRD, MetaImage (``.mha``/``.mhd``) and DICOM series (ITK): ``(x, y, z)`` order and the LPS geometry converted to a
+  RAS affine, like MONAI's ``ITKReader``. Vector pixels, or a fourth dimension, are channels.
+- PNG, JPEG, TIFF, BMP (pillow): ``(C, W, H)`` like MONAI's ``PILReader`` with its default ``reverse_indexing=True``,
+  or ``(C, H, W)`` when the bundle's reader says ``reverse_indexing=False``; the reader's ``converter`` is applied.
+
+Every problem becomes a :class:`~custom_nets.inference.errors.CaseError` naming the file: empty or truncated files,
+files that are not images, headers promising absurd sizes (checked before any pixel is allocated), wrong numbers of
+dimensions or channels, NaN or infinite values, DICOM series with missing, duplicate or inconsistent slices.
+
+Label maps are written with the input's geometry (NIfTI: the input's header and affine; NRRD/MetaImage/DICOM: spacing,
+origin and direction; PNG: width and height), to a temporary name in the output folder, checked by reading the header
+back, then renamed (:func:`atomic_write`), so an interrupted run never leaves a partial file under a final name.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import uuid
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .discovery import Case, InputSpec, Source, image_extension
+from .errors import CaseError
+
+__all__ = [
+    "Geometry",
+    "LoadedCase",
+    "Reader2DOptions",
+    "MAX_DIM_2D",
+    "MAX_DIM_3D",
+    "MAX_VOXELS",
+    "atomic_write",
+    "count_labels",
+    "read_case",
+    "read_label_counts",
+    "read_source",
+    "temporary_path",
+    "to_meta_tensor",
+    "write_label_map",
+]
+
+logger = logging.getLogger(__name__)
+
+MAX_VOXELS = 2**31
+"""Largest number of voxels (times channels) accepted per image, checked on the header before reading."""
+MAX_DIM_3D = 10000
+"""Largest size of any dimension of a 3D image."""
+MAX_DIM_2D = 50000
+"""Largest width or height of a 2D image."""
+
+TEMP_MARKER = ".segtmp-"
+"""Part of the temporary names of files being written (``.<name>.segtmp-<id><ext>``)."""
+
+_LPS_TO_RAS = np.diag([-1.0, -1.0, 1.0, 1.0])
+_GEOMETRY_ATOL = 1e-3
+
+
+@dataclass
+class Geometry:
+    """Where the voxels of an input are, and how to write a label map on the same grid.
+
+    Attributes:
+        spatial_shape: spatial shape of the array handed to the bundle.
+        affine: voxel-to-world (RAS, mm) affine of that array, ``(4, 4)``, as MONAI's readers give it.
+        writer: ``"nifti"`` (nibabel), ``"itk"`` (ITK) or ``"png"`` (pillow).
+        nifti_header, nifti_affine: NIfTI inputs: the input's header and affine.
+        spacing, origin, direction: ITK inputs: the LPS geometry (``direction`` columns are the axis directions).
+        transposed: 2D inputs: the array is ``(W, H)``, the transpose of the picture.
+    """
+
+    spatial_shape: tuple[int, ...]
+    affine: np.ndarray
+    writer: str
+    nifti_header: Any = field(default=None, repr=False)
+    nifti_affine: np.ndarray | None = field(default=None, repr=False)
+    nifti_class: Any = field(default=None, repr=False)
+    spacing: np.ndarray | None = None
+    origin: np.ndarray | None = None
+    direction: np.ndarray | None = None
+    transposed: bool = False
+
+    @property
+    def spatial_dims(self) -> int:
+        return len(self.spatial_shape)
+
+    @property
+    def voxel_volume_mm3(self) -> float:
+        """Volume of one voxel in mm^3 (3D); 1 for 2D images (one pixel)."""
+        if self.spatial_dims != 3:
+            return 1.0
+        return float(abs(np.linalg.det(self.affine[:3, :3])))
+
+
+@dataclass
+class LoadedCase:
+    """The image of one case: ``image`` is ``(C, *spatial)`` float32; ``filename`` names its first input."""
+
+    image: np.ndarray
+    geometry: Geometry
+    filename: str
+
+
+@dataclass(frozen=True)
+class Reader2DOptions:
+    """How the bundle's ``LoadImaged`` reads 2D images: pillow ``converter`` and whether the axes are swapped."""
+
+    converter: Callable | None = None
+    transpose: bool = True
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# Checks shared by the readers
+# ----------------------------------------------------------------------------------------------------------------------
+
+
+def _check_file(path: Path) -> int:
+    """Size in bytes; CaseError for a missing or empty file."""
+    try:
+        size = path.stat().st_size
+    except OSError as exc:
+        raise CaseError(f"cannot access the file ({exc.strerror or exc})", path) from None
+    if size == 0:
+        raise CaseError("empty file (0 bytes)", path)
+    return size
+
+
+def _check_size(spatial: Sequence[int], channels: int, path: Path, max_dim: int) -> None:
+    """CaseError when a header promises an absurd or empty image (checked before reading any pixel)."""
+    dims = [int(d) for d in spatial]
+    if any(d < 1 for d in dims) or channels < 1:
+        raise CaseError(f"the header gives an empty image of size {tuple(dims)} with {channels} channel(s)", path)
+    if max(dims) > max_dim:
+        raise CaseError(f"the header gives an implausible size {tuple(dims)} (a dimension above {max_dim})", path)
+    total = int(np.prod(dims, dtype=np.int64)) * channels
+    if total > MAX_VOXELS:
+        raise CaseError(f"the header gives an implausible size {tuple(dims)} x {channels} channel(s) "
+                        f"({total} voxels, more than 2**31)", path)
+
+
+def _check_finite(data: np.ndarray, path: Path | str) -> None:
+    finite = np.isfinite(data)
+    if not finite.all():
+        bad = int(finite.size - np.count_nonzero(finite))
+        raise CaseError(f"contains {bad} NaN or infinite value(s)", path)
+
+
+def _wrong_dims(path: Path, ndim: int, spatial_dims: int) -> CaseError:
+    need = "3D volumes (optionally with channels in a 4th dimension)" if spatial_dims == 3 else "2D images"
+    return CaseError(f"wrong number of dimensions: the image is {ndim}D, the bundle needs {need}", path)
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# NIfTI
+# ----------------------------------------------------------------------------------------------------------------------
+
+
+def _read_nifti(path: Path) -> tuple[np.ndarray, Geometry]:
+    import nibabel as nib
+
+    size = _check_file(path)
+    try:
+        img = nib.load(str(path))
+    except Exception as exc:  # noqa: BLE001 - nibabel raises many types for non-NIfTI content
+        raise CaseError(f"not a readable NIfTI image ({type(exc).__name__}: {exc})", path) from None
+    if not isinstance(img, (nib.Nifti1Image, nib.Nifti2Image)):
+        raise CaseError(f"not a NIfTI image (read as {type(img).__name__})", path)
+    shape = tuple(int(d) for d in img.shape)
+    if len(shape) == 3:
+        spatial, channels, layout = shape, 1, "3d"
+    elif len(shape) == 4:
+        spatial, channels, layout = shape[:3], shape[3], "4d"
+    elif len(shape) == 5 and shape[3] == 1:
+        spatial, channels, layout = shape[:3], shape[4], "5d"
+    else:
+        raise _wrong_dims(path, len(shape), 3)
+    _check_size(spatial, channels, path, MAX_DIM_3D)
+    dtype = img.get_data_dtype()
+    if dtype.fields is not None or not (np.issubdtype(dtype, np.integer) or np.issubdtype(dtype, np.floating)):
+        raise CaseError(f"unsupported voxel type {dtype} (RGB or complex NIfTI); expected integer or float voxels", path)
+    if not str(path).lower().endswith(".gz"):
+        expected = int(img.header.get_data_offset()) + int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
+        if size < expected:
+            raise CaseError(f"truncated file: {size} bytes, the header promises {expected}", path)
+    try:
+        data = np.asarray(img.dataobj, dtype=np.float32)  # applies scl_slope/scl_inter
+    except Exception as exc:  # noqa: BLE001 - EOFError, zlib.error, OSError, ValueError ...
+        raise CaseError(f"cannot read the image data, the file is truncated or corrupt ({type(exc).__name__}: {exc})",
+                        path) from None
+    if layout == "3d":
+        data = data[None]
+    elif layout == "4d":
+        data = np.moveaxis(data, 3, 0)
+    else:
+        data = np.moveaxis(data[:, :, :, 0], 3, 0)
+    affine = np.asarray(img.affine, dtype=np.float64)
+    if not np.isfinite(affine).all() or abs(np.linalg.det(affine[:3, :3])) < 1e-12:
+        raise CaseError(f"invalid affine in the header (singular or not finite): {affine.tolist()}", path)
+    geometry = Geometry(
+        spatial_shape=tuple(spatial),
+        affine=affine,
+        writer="nifti",
+        nifti_header=img.header.copy(),
+        nifti_affine=affine.copy(),
+        nifti_class=type(img),
+    )
+    return data, geometry
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# ITK: NRRD, MetaImage, DICOM
+# ----------------------------------------------------------------------------------------------------------------------
+
+
+def _itk_error(exc: Exception) -> str:
+    """The useful part of an ITK exception message (its first descriptive line)."""
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    useful = [line for line in lines if not line.startswith("/") and "itk::" not in line.lower()]
+    text = "; ".join(useful[:2]) if useful else (lines[0] if lines else type(exc).__name__)
+    return text.replace("Reason: No such file or directory", "").strip(" ;")
+
+
+def _itk_header(path: Path) -> tuple[int, list[int], int]:
+    """``(ndim, sizes in ITK order, components)`` from the header only."""
+    import itk
+
+    _check_file(path)
+    try:
+        io = itk.ImageIOFactory.CreateImageIO(str(path), itk.CommonEnums.IOFileMode_ReadMode)
+    except Exception as exc:  # noqa: BLE001
+        raise CaseError(f"not a readable image ({_itk_error(exc)})", path) from None
+    if io is None:
+        raise CaseError("not a readable image: no ITK reader recognises its header", path)
+    try:
+        io.SetFileName(str(path))
+        io.ReadImageInformation()
+    except Exception as exc:  # noqa: BLE001
+        raise CaseError(f"cannot read the image header ({_itk_error(exc)})", path) from None
+    ndim = int(io.GetNumberOfDimensions())
+    sizes = [int(io.GetDimensions(i)) for i in range(ndim)]
+    return ndim, sizes, int(io.GetNumberOfComponents())
+
+
+def _itk_geometry(image: Any, spatial_shape: Sequence[int]) -> Geometry:
+    """Geometry of the first three dimensions of an ITK image."""
+    import itk
+
+    spacing = np.asarray(image.GetSpacing(), dtype=np.float64)[:3]
+    origin = np.asarray(image.GetOrigin(), dtype=np.float64)[:3]
+    direction = np.asarray(itk.array_from_matrix(image.GetDirection()), dtype=np.float64)[:3, :3]
+    lps = np.eye(4)
+    lps[:3, :3] = direction @ np.diag(spacing)
+    lps[:3, 3] = origin
+    return Geometry(
+        spatial_shape=tuple(int(s) for s in spatial_shape),
+        affine=_LPS_TO_RAS @ lps,
+        writer="itk",
+        spacing=spacing,
+        origin=origin,
+        direction=direction,
+    )
+
+
+def _itk_to_channel_first(array: np.ndarray, ndim: int, components: int) -> np.ndarray:
+    """ITK numpy order (``[c,] z, y, x[, comp]``) -> ``(C, x, y, z)`` float32."""
+    if components > 1:  # (z, y, x, comp)
+        return np.ascontiguousarray(np.transpose(array, (3, 2, 1, 0)), dtype=np.float32)
+    if ndim == 4:  # (t, z, y, x): t is the channel
+        return np.ascontiguousarray(np.transpose(array, (0, 3, 2, 1)), dtype=np.float32)
+    return np.ascontiguousarray(array.T, dtype=np.float32)[None]
+
+
+def _read_itk(path: Path) -> tuple[np.ndarray, Geometry]:
+    import itk
+
+    ndim, sizes, components = _itk_header(path)
+    if ndim == 3:
+        spatial, channels = sizes, components
+    elif ndim == 4 and components == 1:
+        spatial, channels = sizes[:3], sizes[3]
+    else:
+        raise _wrong_dims(path, ndim + (1 if components > 1 else 0), 3)
+    _check_size(spatial, channels, path, MAX_DIM_3D)
+    try:
+        image = itk.imread(str(path), itk.F) if components == 1 else itk.imread(str(path))
+        array = itk.array_view_from_image(image)
+        data = _itk_to_channel_first(array, ndim, components)
+    except Exception as exc:  # noqa: BLE001
+        raise CaseError(f"cannot read the image data, the file is truncated or corrupt ({_itk_error(exc)})",
+                        path) from None
+    geometry = _itk_geometry(image, spatial)
+    del array, image
+    return data, geometry
+
+
+@dataclass
+class _Slice:
+    path: Path
+    rows: int
+    columns: int
+    position: np.ndarray | None
+    orientation: np.ndarray | None
+    spacing: tuple[float, ...] | None
+    frames: int
+
+
+def _read_dicom_header(path: Path) -> _Slice:
+    import pydicom
+
+    size = _check_file(path)
+    try:
+        ds = pydicom.dcmread(str(path), defer_size=1024)  # pixel data is not read, only located
+    except Exception as exc:  # noqa: BLE001
+        raise CaseError(f"not a readable DICOM file ({type(exc).__name__}: {exc})", path) from None
+    pixels = ds.get_item(0x7FE00010)
+    if pixels is None:
+        raise CaseError("DICOM file without pixel data", path)
+    length = getattr(pixels, "length", None)
+    tell = getattr(pixels, "value_tell", None)
+    if length is not None and tell is not None and length != 0xFFFFFFFF and tell + length > size:
+        raise CaseError(f"truncated DICOM file: the pixel data needs {tell + length} bytes, the file has {size}", path)
+    try:
+        rows, columns = int(ds.Rows), int(ds.Columns)
+    except Exception:  # noqa: BLE001
+        raise CaseError("DICOM file without Rows/Columns", path) from None
+
+    def floats(keyword: str) -> np.ndarray | None:
+        value = ds.get(keyword)
+        if value is None:
+            return None
+        try:
+            return np.asarray([float(v) for v in value], dtype=np.float64)
+        except (TypeError, ValueError):
+            return None
+
+    spacing = floats("PixelSpacing")
+    return _Slice(
+        path=path,
+        rows=rows,
+        columns=columns,
+        position=floats("ImagePositionPatient"),
+        orientation=floats("ImageOrientationPatient"),
+        spacing=None if spacing is None else tuple(float(s) for s in spacing),
+        frames=int(ds.get("NumberOfFrames", 1) or 1),
+    )
+
+
+def _sorted_series(source: Source) -> list[Path]:
+    """Check a DICOM series for consistency and return its files sorted by slice position."""
+    if not source.files:
+        raise CaseError("no DICOM files in the series", source.path)
+    slices = [_read_dicom_header(Path(f)) for f in sorted(source.files)]
+    if len(slices) == 1:
+        if slices[0].frames > 1:
+            return [slices[0].path]
+        raise CaseError("a DICOM series of a single slice is not a 3D volume", source.path)
+    first = slices[0]
+    for s in slices:
+        if s.position is None or len(s.position) != 3:
+            raise CaseError("no valid ImagePositionPatient: the slices cannot be ordered", s.path)
+        if s.orientation is None or len(s.orientation) != 6:
+            raise CaseError("no valid ImageOrientationPatient: the slices cannot be ordered", s.path)
+        if s.frames > 1:
+            raise CaseError(f"multi-frame file ({s.frames} frames) inside a series of {len(slices)} files", s.path)
+    for s in slices[1:]:
+        if (s.rows, s.columns) != (first.rows, first.columns):
+            raise CaseError(f"slices of different sizes in one series: {s.rows}x{s.columns} here, "
+                            f"{first.rows}x{first.columns} in {first.path.name}", s.path)
+        if not np.allclose(s.orientation, first.orientation, atol=1e-4):
+            raise CaseError(f"slices with different orientations in one series: {s.orientation.tolist()} here, "
+                            f"{first.orientation.tolist()} in {first.path.name}", s.path)
+        if s.spacing != first.spacing and not (
+            s.spacing is not None and first.spacing is not None and np.allclose(s.spacing, first.spacing, atol=1e-4)
+        ):
+            raise CaseError(f"slices with different pixel spacings in one series: {s.spacing} here, "
+                            f"{first.spacing} in {first.path.name}", s.path)
+    row, col = first.orientation[:3], first.orientation[3:]
+    normal = np.cross(row, col)
+    if np.linalg.norm(normal) < 1e-6:
+        raise CaseError(f"invalid ImageOrientationPatient {first.orientation.tolist()}", first.path)
+    normal /= np.linalg.norm(normal)
+    slices.sort(key=lambda s: float(s.position @ normal))
+    heights = np.asarray([float(s.position @ normal) for s in slices])
+    gaps = np.diff(heights)
+    for k, gap in enumerate(gaps):
+        if gap < 1e-3:
+            raise CaseError(f"two slices at the same position ({heights[k]:.3f} mm along the slice normal): "
+                            f"{slices[k].path.name} and {slices[k + 1].path.name}", source.path)
+    median = float(np.median(gaps))
+    worst = int(np.argmax(np.abs(gaps - median)))
+    if abs(gaps[worst] - median) > max(0.01 * median, 1e-3):
+        raise CaseError(
+            f"non-uniform slice spacing: {gaps[worst]:.3f} mm between {slices[worst].path.name} and "
+            f"{slices[worst + 1].path.name}, {median:.3f} mm elsewhere (missing slice?)",
+            source.path,
+        )
+    return [s.path for s in slices]
+
+
+def _read_dicom(source: Source) -> tuple[np.ndarray, Geometry]:
+    import itk
+
+    files = _sorted_series(source)
+    if len(files) == 1:  # one multi-frame file
+        data, geometry = _read_itk(files[0])
+        return data, geometry
+    header = _read_dicom_header(files[0])
+    _check_size((header.columns, header.rows, len(files)), 1, source.path, MAX_DIM_3D)
+    try:
+        image = itk.imread([str(f) for f in files], itk.F)
+        array = itk.array_view_from_image(image)
+        if array.ndim != 3:
+            raise CaseError(f"the series reads as a {array.ndim}D image, not a 3D volume", source.path)
+        data = np.ascontiguousarray(array.T, dtype=np.float32)[None]
+    except CaseError:
+        raise
+    except Exception as exc:  # noqa: BLE001
+        raise CaseError(f"cannot read the DICOM series ({_itk_error(exc)})", source.path) from None
+    geometry = _itk_geometry(image, data.shape[1:])
+    del array, image
+    return data, geometry
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# 2D
+# ----------------------------------------------------------------------------------------------------------------------
+
+
+def _default_pil_conversion(image: Any, num_channels: int) -> Any:
+    """Without a bundle converter: palettes become RGB(A); an alpha channel is dropped when it is one too many."""
+    if image.mode in ("P", "PA"):
+        image = image.convert("RGBA" if "transparency" in image.info or image.mode == "PA" else "RGB")
+    if image.mode == "RGBA" and num_channels != 4:
+        image = image.convert("RGB")
+    if image.mode == "LA" and num_channels != 2:
+        image = image.convert("L")
+    if image.mode == "1":
+        image = image.convert("L")
+    return image
+
+
+def _read_2d(path: Path, num_channels: int, options: Reader2DOptions) -> tuple[np.ndarray, Geometry]:
+    from PIL import Image, UnidentifiedImageError
+
+    _check_file(path)
+    try:
+        image = Image.open(path)
+    except UnidentifiedImageError:
+        raise CaseError("not an image pillow can read", path) from None
+    except Image.DecompressionBombError as exc:
+        raise CaseError(f"implausible image size ({exc})", path) from None
+    except Exception as exc:  # noqa: BLE001
+        raise CaseError(f"cannot open the image ({type(exc).__name__}: {exc})", path) from None
+    with image:
+        width, height = image.size
+        bands = len(image.getbands())
+        _check_size((width, height), bands, path, MAX_DIM_2D)
+        frames = int(getattr(image, "n_frames", 1) or 1)
+        if frames > 1:
+            raise CaseError(f"wrong number of dimensions: {frames} frames/pages (a 3D image), the bundle needs 2D "
+                            "images", path)
+        try:
+            image.load()
+            converted = options.converter(image) if options.converter else _default_pil_conversion(image, num_channels)
+            array = np.asarray(converted)
+        except Exception as exc:  # noqa: BLE001 - OSError for truncated files, ValueError for odd modes
+            raise CaseError(f"cannot read the image data, the file is truncated or corrupt ({type(exc).__name__}: "
+                            f"{exc})", path) from None
+    if array.ndim == 2:
+        array = array[None]
+    elif array.ndim == 3:
+        array = np.moveaxis(array, 2, 0)
+    else:
+        raise _wrong_dims(path, array.ndim, 2)
+    data = np.ascontiguousarray(array, dtype=np.float32)
+    if options.transpose:
+        data = np.ascontiguousarray(data.transpose(0, 2, 1))
+    geometry = Geometry(spatial_shape=tuple(data.shape[1:]), affine=np.eye(4), writer="png",
+                        transposed=options.transpose)
+    return data, geometry
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# Cases
+# ----------------------------------------------------------------------------------------------------------------------
+
+
+def read_source(source: Source, num_channels: int = 1, options_2d: Reader2DOptions | None = None):
+    """Read one input (file or DICOM series) -> ``(data (C, *spatial) float32, Geometry)``; CaseError on problems."""
+    if source.kind == "nifti":
+        return _read_nifti(source.path)
+    if source.kind == "itk":
+        return _read_itk(source.path)
+    if source.kind == "dicom":
+        return _read_dicom(source)
+    if source.kind == "2d":
+        return _read_2d(source.path, num_channels, options_2d or Reader2DOptions())
+    raise CaseError(f"unknown input kind {source.kind!r}", source.path)
+
+
+def _channel_hint(spec: InputSpec) -> str:
+    names = ", ".join(spec.channel_name(i) for i in range(spec.num_channels))
+    text = f"the bundle needs {spec.num_channels} ({names})" if spec.num_channels > 1 else "the bundle needs 1"
+    if spec.groups_by_suffix:
+        suffixes = ", ".join("/".join(s) for s in spec.channel_suffixes or ())
+        text += f"; give one file per channel named <case>_<suffix> (suffixes {suffixes}) or one file with every channel"
+    return text
+
+
+def read_case(case: Case, spec: InputSpec, options_2d: Reader2DOptions | None = None) -> LoadedCase:
+    """Read every input of ``case`` into one ``(C, *spatial)`` float32 array with the geometry of the first input.
+
+    Raises:
+        CaseError: naming the file and the problem (see the module docstring).
+    """
+    if case.error:
+        raise CaseError(case.error)
+    if not case.sources:
+        raise CaseError("no input files", case.folder)
+    if len(case.sources) == 1:
+        source = case.sources[0]
+        data, geometry = read_source(source, spec.num_channels, options_2d)
+        if data.shape[0] != spec.num_channels:
+            raise CaseError(f"wrong channel count: the image has {data.shape[0]} channel(s), {_channel_hint(spec)}",
+                            source.path)
+        for c in range(data.shape[0]):
+            _check_finite(data[c], source.path)
+        return LoadedCase(np.ascontiguousarray(data), geometry, str(source.path))
+
+    if len(case.sources) != spec.num_channels:
+        raise CaseError(f"{len(case.sources)} input files for {spec.num_channels} channels", case.folder)
+    out: np.ndarray | None = None
+    geometry: Geometry | None = None
+    for c, source in enumerate(case.sources):
+        data, geo = read_source(source, 1, options_2d)
+        if data.shape[0] != 1:
+            raise CaseError(f"wrong channel count: the {spec.channel_name(c)} image has {data.shape[0]} channels, "
+                            "expected 1 per modality file", source.path)
+        _check_finite(data[0], source.path)
+        if out is None or geometry is None:
+            geometry = geo
+            out = np.empty((spec.num_channels, *data.shape[1:]), dtype=np.float32)
+        elif data.shape[1:] != out.shape[1:]:
+            raise CaseError(f"the {spec.channel_name(c)} image has shape {data.shape[1:]}, the "
+                            f"{spec.channel_name(0)} image {case.sources[0].path.name} has {out.shape[1:]}", source.path)
+        elif not np.allclose(geo.affine, geometry.affine, atol=_GEOMETRY_ATOL):
+            logger.warning(f"{source.path}: its affine differs from that of {case.sources[0].path.name}; "
+                           f"using the geometry of {case.sources[0].path.name}")
+        out[c] = data[0]
+        del data
+    assert out is not None and geometry is not None
+    return LoadedCase(out, geometry, str(case.sources[0].path))
+
+
+def to_meta_tensor(loaded: LoadedCase):
+    """The case as the MetaTensor MONAI's ``LoadImaged`` + ``EnsureChannelFirstd`` would give (no data copy)."""
+    import torch
+    from monai.data import MetaTensor
+    from monai.utils import MetaKeys, SpaceKeys
+
+    affine = torch.as_tensor(loaded.geometry.affine, dtype=torch.float64)
+    meta = {
+        MetaKeys.ORIGINAL_AFFINE: loaded.geometry.affine.copy(),
+        MetaKeys.SPATIAL_SHAPE: np.asarray(loaded.geometry.spatial_shape),
+        MetaKeys.ORIGINAL_CHANNEL_DIM: 0,
+        MetaKeys.SPACE: SpaceKeys.RAS,
+        "filename_or_obj": loaded.filename,
+    }
+    return MetaTensor(torch.from_numpy(loaded.image), affine=affine, meta=meta)
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# Writing
+# ----------------------------------------------------------------------------------------------------------------------
+
+
+def temporary_path(path: str | os.PathLike) -> Path:
+    """A hidden, unique name in the folder of ``path`` with the same extension (formats are chosen by extension)."""
+    path = Path(path)
+    ext = image_extension(path.name, 3) or image_extension(path.name, 2) or path.suffix
+    stem = path.name[: -len(ext)] if ext else path.name
+    return path.with_name(f".{stem}{TEMP_MARKER}{os.getpid()}-{uuid.uuid4().hex[:8]}{ext}")
+
+
+def atomic_write(path: str | os.PathLike, write: Callable[[Path], None],
+                 verify: Callable[[Path], None] | None = None) -> None:
+    """``write`` to a temporary name next to ``path``, ``verify`` it, then rename it to ``path`` (``os.replace``).
+
+    Whatever fails (including ``KeyboardInterrupt``), the temporary file is removed and ``path`` is untouched.
+    """
+    path = Path(path)
+    tmp = temporary_path(path)
+    try:
+        write(tmp)
+        if verify is not None:
+            verify(tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            tmp.unlink()
+        except OSError:
+            pass
+        raise
+
+
+def _label_dtype(label: np.ndarray) -> np.dtype:
+    if label.size and (label.min() < 0 or label.max() > 65535):
+        raise CaseError(f"label values outside 0..65535 ({label.min()}..{label.max()}) cannot be written")
+    return np.dtype(np.uint8) if not label.size or label.max() <= 255 else np.dtype(np.uint16)
+
+
+def _write_nifti(label: np.ndarray, geometry: Geometry, tmp: Path) -> None:
+    import nibabel as nib
+
+    header = geometry.nifti_header.copy()
+    header.set_data_dtype(label.dtype)
+    klass = geometry.nifti_class or nib.Nifti1Image
+    image = klass(label, geometry.nifti_affine, header=header)
+    image.header.set_slope_inter(1.0, 0.0)
+    image.header["cal_min"] = 0
+    image.header["cal_max"] = float(label.max()) if label.size else 0.0
+    image.header.set_intent("none")
+    nib.save(image, str(tmp))
+
+
+def _write_itk(label: np.ndarray, geometry: Geometry, tmp: Path) -> None:
+    import itk
+
+    image = itk.image_from_array(np.ascontiguousarray(label.T))
+    image.SetSpacing([float(s) for s in geometry.spacing])
+    image.SetOrigin([float(o) for o in geometry.origin])
+    image.SetDirection(itk.matrix_from_array(np.ascontiguousarray(geometry.direction)))
+    itk.imwrite(image, str(tmp), compression=True)
+
+
+def _write_png(label: np.ndarray, geometry: Geometry, tmp: Path) -> None:
+    from PIL import Image
+
+    picture = label.T if geometry.transposed else label
+    picture = np.ascontiguousarray(picture)
+    image = Image.fromarray(picture) if picture.dtype == np.uint8 else Image.fromarray(picture.astype(np.uint16))
+    image.save(tmp, format="PNG")
+
+
+def _verify(tmp: Path, label: np.ndarray, geometry: Geometry) -> None:
+    """Read the written header back and compare shape and geometry with the input's."""
+    if geometry.writer == "nifti":
+        import nibabel as nib
+
+        back = nib.load(str(tmp))
+        same = tuple(back.shape) == label.shape and np.allclose(back.affine, geometry.nifti_affine, atol=_GEOMETRY_ATOL)
+        found = f"shape {tuple(back.shape)}, affine {np.round(back.affine, 4).tolist()}"
+    elif geometry.writer == "itk":
+        import itk
+
+        io = itk.ImageIOFactory.CreateImageIO(str(tmp), itk.CommonEnums.IOFileMode_ReadMode)
+        io.SetFileName(str(tmp))
+        io.ReadImageInformation()
+        n = int(io.GetNumberOfDimensions())
+        shape = tuple(int(io.GetDimensions(i)) for i in range(n))
+        spacing = np.asarray([io.GetSpacing(i) for i in range(n)])
+        origin = np.asarray([io.GetOrigin(i) for i in range(n)])
+        direction = np.asarray([io.GetDirection(i) for i in range(n)]).T
+        same = (
+            shape == label.shape
+            and np.allclose(spacing, geometry.spacing, rtol=1e-5, atol=1e-5)
+            and np.allclose(origin, geometry.origin, rtol=1e-5, atol=_GEOMETRY_ATOL)
+            and np.allclose(direction, geometry.direction, atol=1e-4)
+        )
+        found = f"shape {shape}, spacing {spacing.tolist()}, origin {origin.tolist()}"
+    else:
+        from PIL import Image
+
+        with Image.open(tmp) as image:
+            size = image.size
+        expected = label.shape if geometry.transposed else label.shape[::-1]
+        same = tuple(size) == tuple(expected)
+        found = f"size {size}"
+    if not same:
+        raise CaseError(f"the written label map does not have the input's geometry ({found})")
+
+
+def write_label_map(label: np.ndarray, geometry: Geometry, path: str | os.PathLike) -> None:
+    """Write an integer label map (spatial shape of ``geometry``) atomically with the input's geometry.
+
+    The format follows the extension of ``path`` for ITK geometries (``.nii.gz``, ``.nrrd``, ``.mha``), NIfTI for
+    NIfTI inputs and PNG for 2D inputs. Values are stored as uint8 (uint16 when above 255).
+    """
+    label = np.asarray(label)
+    if tuple(label.shape) != tuple(geometry.spatial_shape):
+        raise CaseError(f"the label map has shape {tuple(label.shape)}, the input {tuple(geometry.spatial_shape)}")
+    label = label.astype(_label_dtype(label), copy=False)
+    writer = {"nifti": _write_nifti, "itk": _write_itk, "png": _write_png}[geometry.writer]
+    atomic_write(path, lambda tmp: writer(label, geometry, tmp), lambda tmp: _verify(tmp, label, geometry))
+
+
+def count_labels(label: np.ndarray) -> dict[int, int]:
+    """Number of voxels of every nonzero value of an integer label map."""
+    flat = np.asarray(label).ravel()
+    if flat.size == 0:
+        return {}
+    counts = np.bincount(flat.astype(np.int64, copy=False)) if flat.dtype.kind in "iub" else None
+    if counts is None:
+        values, numbers = np.unique(flat, return_counts=True)
+        return {int(v): int(n) for v, n in zip(values, numbers) if v != 0}
+    return {int(v): int(n) for v, n in enumerate(counts) if v != 0 and n}
+
+
+def read_label_counts(path: str | os.PathLike) -> tuple[dict[int, int], float]:
+    """``(counts per nonzero value, voxel volume in mm^3)`` of a label map written earlier (1.0 for PNG pixels)."""
+    path = Path(path)
+    ext = image_extension(path.name, 3) or image_extension(path.name, 2)
+    if ext in (".nii.gz", ".nii"):
+        import nibabel as nib
+
+        image = nib.load(str(path))
+        label = np.asarray(image.dataobj)
+        return count_labels(label), float(abs(np.linalg.det(image.affine[:3, :3])))
+    if ext in (".nrrd", ".mha", ".mhd", ".nhdr"):
+        import itk
+
+        image = itk.imread(str(path))
+        label = itk.array_view_from_image(image)
+        counts = count_labels(label)
+        return counts, float(np.prod(np.asarray(image.GetSpacing(), dtype=np.float64)))
+    from PIL import Image
+
+    with Image.open(path) as image:
+        return count_labels(np.asarray(image)), 1.0
