@@ -222,8 +222,8 @@ class GroupedOverlapMetricsWriter:
         self._slices.clear()
 
     def _accumulate(self, engine: Engine) -> None:
-        for item in engine.state.output:
-            group = str(item[self.group_key])
+        for source, item in zip(engine.state.batch, engine.state.output):
+            group = str(source[self.group_key])
             pred = torch.as_tensor(item["pred"]).detach().bool().flatten(1)
             label = torch.as_tensor(item["label"]).detach().bool().flatten(1)
             counts = torch.stack([(pred & label).sum(1), (pred & ~label).sum(1), (~pred & label).sum(1)]).double().cpu()

@@ -18,7 +18,7 @@ from custom_nets.losses.hybrid import (
     UNet3PlusLoss,
     ms_ssim,
     presence_target,
-    segmentation_loss,
+    hybrid_segmentation_loss,
 )
 from custom_nets.nets.fct import FCT
 from custom_nets.nets.unet3plus import UNet3Plus
@@ -296,9 +296,10 @@ def test_iou_hybrid_and_dice_bce() -> None:
     )
     expected = manual.mean() + F.binary_cross_entropy_with_logits(logits, target)
     torch.testing.assert_close(DiceBCELoss()(logits, target), expected)
-    assert isinstance(segmentation_loss("dice_bce"), DiceBCELoss) and isinstance(segmentation_loss(), HybridLoss)
+    assert isinstance(hybrid_segmentation_loss("dice_bce"), DiceBCELoss)
+    assert isinstance(hybrid_segmentation_loss(), HybridLoss)
     with pytest.raises(ValueError, match="loss kind"):
-        segmentation_loss("dice_ce")
+        hybrid_segmentation_loss("dice_ce")
 
 
 def test_unet3plus_loss_splits_the_presence_head() -> None:

@@ -15,7 +15,7 @@ Public API:
 * :class:`IoULoss`: soft Jaccard loss, MONAI's ``DiceLoss(jaccard=True)`` with a sigmoid.
 * :class:`DiceBCELoss`: soft Dice + per-channel binary cross-entropy on logits.
 * :class:`HybridLoss`: focal (MONAI ``FocalLoss``, sigmoid) + MS-SSIM + IoU, on logits.
-* :func:`segmentation_loss`: ``"hybrid"`` or ``"dice_bce"`` from one config value.
+* :func:`hybrid_segmentation_loss`: ``"hybrid"`` or ``"dice_bce"`` from one config value.
 * :class:`UNet3PlusLoss`: splits the CGM presence head off a stacked UNet 3+ training output (see
   :mod:`custom_nets.nets.unet3plus`), applies the segmentation loss to the other heads (MONAI
   ``DeepSupervisionLoss`` weights) and a presence BCE.
@@ -57,7 +57,7 @@ __all__ = [
     "UNet3PlusLoss",
     "ms_ssim",
     "presence_target",
-    "segmentation_loss",
+    "hybrid_segmentation_loss",
 ]
 
 MS_SSIM_WEIGHTS: tuple[float, ...] = (0.0448, 0.2856, 0.3001, 0.2363, 0.1333)
@@ -291,13 +291,13 @@ class HybridLoss(_Loss):
         )
 
 
-def segmentation_loss(kind: str = "hybrid", **kwargs) -> _Loss:
+def hybrid_segmentation_loss(kind: str = "hybrid", **kwargs) -> _Loss:
     """A per-output segmentation loss chosen by one config value.
 
     ``"hybrid"``: :class:`HybridLoss` (UNet 3+: focal + MS-SSIM + IoU); ``"dice_bce"``: :class:`DiceBCELoss`.
     ``kwargs`` go to the chosen class. In a bundle config::
 
-        "seg_loss": {"_target_": "custom_nets.losses.hybrid.segmentation_loss", "kind": "@loss_kind"}
+        "seg_loss": {"_target_": "custom_nets.losses.hybrid.hybrid_segmentation_loss", "kind": "@loss_kind"}
     """
     kinds = {"hybrid": HybridLoss, "dice_bce": DiceBCELoss}
     key = str(kind).lower()

@@ -52,6 +52,9 @@ LGG = {
 
 
 def _load_image_transforms(task: dict, keys: list[str], size_divisor: int) -> list[dict]:
+    """Reading, scaling and padding; a task with its own chain gives it as ``task["load_transforms"]``."""
+    if "load_transforms" in task:
+        return task["load_transforms"](keys, size_divisor)
     transforms: list[dict] = [
         {"_target_": "LoadImaged", "keys": keys, "reader": task["image_reader"], "image_only": True},
         {"_target_": "EnsureChannelFirstd", "keys": keys},

@@ -1,0 +1,91 @@
+"""Registry of the 2D LGG bundles: the attention residual U-Net and its two baselines on one task and pipeline."""
+
+from __future__ import annotations
+
+from bundle_templates import seg2d
+
+LGG_DATA = (
+    "Buda M., Saha A., Mazurowski M. A. Association of genomic subtypes of lower-grade gliomas with shape features "
+    "automatically extracted by a deep learning algorithm. Computers in Biology and Medicine 109, 2019. "
+    "https://doi.org/10.1016/j.compbiomed.2019.05.002"
+)
+ATTENTION_UNET = "Oktay O. et al. Attention U-Net: Learning Where to Look for the Pancreas. MIDL 2018. arXiv:1804.03999"
+UNET = (
+    "Ronneberger O., Fischer P., Brox T. U-Net: Convolutional Networks for Biomedical Image Segmentation. MICCAI 2015. "
+    "arXiv:1505.04597"
+)
+LGG_COMMON = {
+    "template": seg2d,
+    "task": seg2d.LGG,
+    "card_template": "lgg_card.md",
+    "version": "0.1.0",
+    "size_divisor": [16, 16],
+    "learning_rate": 1e-3,
+    "batch_size": 16,
+}
+
+BUNDLES: dict[str, dict] = {
+    "attention_resunet2d": {
+        **LGG_COMMON,
+        "title": "Attention residual U-Net 2D: lower-grade glioma segmentation on MRI slices (LGG)",
+        "summary": "The reference model of the LGG comparison: a 2D attention residual U-Net (residual blocks, max-pool "
+        "encoder, attention gates driven by the coarser decoder level) segmenting tumour on FLAIR-based MRI slices.",
+        "changelog": {"0.1.0": "first version: pre-activation residual blocks, attention-gated skips, Dice + focal loss"},
+        "description": "2D attention residual U-Net on LGG brain MRI slices (pre-contrast, FLAIR, post-contrast as 3 "
+        "channels), one sigmoid tumour channel, Dice + focal loss by default (loss_name: dice, focal, dicefocal or "
+        "wce). Inference writes one mask per image, or one 3D label map per NIfTI volume segmented slice by slice. "
+        "No pretrained weights ship.",
+        "references": [LGG_DATA, ATTENTION_UNET, "He K. et al. Identity Mappings in Deep Residual Networks. ECCV 2016. arXiv:1603.05027"],
+        "network_def": {
+            "_target_": "custom_nets.nets.AttentionResUNet",
+            "spatial_dims": 2,
+            "in_channels": 3,
+            "out_channels": 1,
+            "channels": [16, 32, 64, 128, 256],
+        },
+        "reference_widths": {"channels": [64, 128, 256, 512, 1024]},
+        "loss_name": "dicefocal",
+    },
+    "unet2d": {
+        **LGG_COMMON,
+        "title": "U-Net 2D baseline: lower-grade glioma segmentation on MRI slices (LGG)",
+        "summary": "MONAI's U-Net as the baseline of the LGG comparison, trained with the same data, budget and "
+        "pipeline as the attention residual U-Net.",
+        "changelog": {"0.1.0": "first version: MONAI UNet, Dice loss"},
+        "description": "MONAI UNet (residual units) on LGG brain MRI slices, one sigmoid tumour channel, Dice loss by "
+        "default (loss_name: dice, focal, dicefocal or wce). No pretrained weights ship.",
+        "references": [LGG_DATA, UNET],
+        "network_def": {
+            "_target_": "monai.networks.nets.UNet",
+            "spatial_dims": 2,
+            "in_channels": 3,
+            "out_channels": 1,
+            "channels": [16, 32, 64, 128, 256],
+            "strides": [2, 2, 2, 2],
+            "num_res_units": 2,
+            "norm": "batch",
+        },
+        "reference_widths": {"channels": [64, 128, 256, 512, 1024]},
+        "loss_name": "dice",
+    },
+    "attention_unet2d": {
+        **LGG_COMMON,
+        "title": "Attention U-Net 2D baseline: lower-grade glioma segmentation on MRI slices (LGG)",
+        "summary": "MONAI's Attention U-Net as the second baseline of the LGG comparison, trained with the same data, "
+        "budget and pipeline as the attention residual U-Net.",
+        "changelog": {"0.1.0": "first version: MONAI AttentionUnet, Dice loss"},
+        "description": "MONAI AttentionUnet on LGG brain MRI slices, one sigmoid tumour channel, Dice loss by default "
+        "(loss_name: dice, focal, dicefocal or wce). No pretrained weights ship.",
+        "references": [LGG_DATA, ATTENTION_UNET],
+        "network_def": {
+            "_target_": "monai.networks.nets.AttentionUnet",
+            "spatial_dims": 2,
+            "in_channels": 3,
+            "out_channels": 1,
+            "channels": [16, 32, 64, 128, 256],
+            "strides": [2, 2, 2, 2],
+        },
+        "reference_widths": {"channels": [64, 128, 256, 512, 1024]},
+        "loss_name": "dice",
+    },
+}
