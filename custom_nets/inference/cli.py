@@ -1,0 +1,180 @@
+"""Command line of batch inference: ``python scripts/segment.py --bundle B -i IN -o OUT`` (see ``--help``).
+
+Exit codes: 0 every case succeeded (skipped cases count as success), 1 some case failed, 2 usage or setup error
+(nothing was segmented: bad option, bundle path, input folder, device, missing or mismatching checkpoint, no images
+found), 130 interrupted (Ctrl-C; ``summary.csv`` lists the cases finished so far).
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+__all__ = ["build_parser", "main"]
+
+logger = logging.getLogger("custom_nets.inference")
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
+
+_EPILOG = """\
+inputs: .nii/.nii.gz, .nrrd/.nhdr, .mha/.mhd and DICOM series folders (3D bundles); .png/.jpg/.jpeg/.tif/.tiff/.bmp
+(2D bundles). Multi-channel bundles group files per case by folder or by the modality suffixes of their metadata
+(<case>_flair.nii.gz, <case>_t1.nii.gz, ...). Files named *_seg, *_label, *_mask, *_gt are ignored.
+outputs: OUTPUT_DIR/<case>.nii.gz (.nrrd/.mha kept; .png for 2D) with the input's geometry, OUTPUT_DIR/summary.csv,
+OUTPUT_DIR/preview/<case>.png with --preview. See docs/batch_inference.md.
+exit codes: 0 all cases ok or skipped, 1 some case failed, 2 usage/setup error, 130 interrupted.
+"""
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
+def _non_negative_int(text: str) -> int:
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be 0 or more, got {value}")
+    return value
+
+
+def _overlap(text: str) -> float:
+    value = float(text)
+    if not 0.0 <= value < 1.0:
+        raise argparse.ArgumentTypeError(f"must be in [0, 1), got {value}")
+    return value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="segment.py",
+        description="Segment every case of a folder with a MONAI bundle: one label map per case, a summary CSV.",
+        epilog=_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--bundle", required=True, help="bundle folder (with configs/inference.json) or bundle zip")
+    parser.add_argument("-i", "--input", required=True, type=Path, help="folder of input images (searched recursively)")
+    parser.add_argument("-o", "--output", required=True, type=Path, help="folder for label maps and summary.csv")
+    parser.add_argument("--device", default="auto", help="auto (CUDA when present, default), cpu, cuda, cuda:1, ...")
+    parser.add_argument("--amp", action="store_true", help="mixed precision (CUDA only; ignored with a warning on CPU)")
+    parser.add_argument("--tta", action="store_true",
+                        help="flip test-time augmentation: mean probability over all 2**D flips of the spatial axes "
+                        "(8 passes in 3D, 4 in 2D)")
+    parser.add_argument("--overwrite", action="store_true", help="redo cases whose output exists (default: skip them)")
+    parser.add_argument("--workers", type=_non_negative_int, default=1,
+                        help="background threads reading the next cases while one is segmented (0: read in turn; "
+                        "default 1)")
+    parser.add_argument("--sw-batch-size", type=_positive_int, default=None,
+                        help="sliding-window batch size (default: the bundle's)")
+    parser.add_argument("--overlap", type=_overlap, default=None, help="sliding-window overlap (default: the bundle's)")
+    parser.add_argument("--checkpoint", type=Path, default=None, help="weights (default: <bundle>/models/model.pt)")
+    parser.add_argument("--override", action="append", default=[], metavar="KEY=VALUE",
+                        help="override a config value (JSON value), e.g. --override 'network_def#channels=[8,16,32,64]'; "
+                        "repeatable; use the same overrides as in training")
+    parser.add_argument("--preview", action="store_true",
+                        help="also write OUTPUT_DIR/preview/<case>.png: labels in colour over a few axial slices")
+    parser.add_argument("-v", "--verbose", action="store_true", help="per-case time split: read / compute / write")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    return parser
+
+
+class _TqdmHandler(logging.Handler):
+    """Log lines on stderr that do not break the progress bar."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            from tqdm import tqdm
+
+            tqdm.write(self.format(record), file=sys.stderr)
+        except Exception:  # noqa: BLE001
+            self.handleError(record)
+
+
+def _configure_logging(verbose: bool) -> logging.Handler:
+    handler = _TqdmHandler()
+    handler.setFormatter(logging.Formatter("%(levelname)s %(message)s" if verbose else "%(message)s"))
+    package = logging.getLogger("custom_nets")
+    package.addHandler(handler)
+    package.setLevel(logging.DEBUG if verbose else logging.INFO)
+    package.propagate = False
+    return handler
+
+
+def _check_folders(input_dir: Path, output_dir: Path) -> str | None:
+    if not input_dir.exists():
+        return f"input folder {input_dir} does not exist"
+    if not input_dir.is_dir():
+        return f"input {input_dir} is not a folder"
+    if output_dir.exists() and not output_dir.is_dir():
+        return f"output {output_dir} exists and is not a folder"
+    if output_dir.resolve() == input_dir.resolve():
+        return "the output folder must differ from the input folder (outputs would be read as inputs on a re-run)"
+    return None
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line; returns the exit code (argparse exits with 2 itself on malformed options)."""
+    args = build_parser().parse_args(argv)
+    handler = _configure_logging(args.verbose)
+    try:
+        return _run(args)
+    except KeyboardInterrupt:
+        logger.error("interrupted; summary.csv lists the cases finished so far, a re-run does the rest")
+        return EXIT_INTERRUPTED
+    finally:
+        package = logging.getLogger("custom_nets")
+        package.removeHandler(handler)
+        package.propagate = True
+
+
+def _run(args: argparse.Namespace) -> int:
+    from custom_nets.bundle import quiet_library_warnings
+
+    from .discovery import discover_cases
+    from .errors import SetupError
+    from .model import BundleSegmenter
+    from .runner import RunOptions, segment_cases
+
+    quiet_library_warnings()
+    problem = _check_folders(args.input, args.output)
+    if problem:
+        logger.error(f"error: {problem}")
+        return EXIT_USAGE
+    start = time.perf_counter()
+    try:
+        segmenter = BundleSegmenter(
+            args.bundle,
+            device=args.device,
+            checkpoint=args.checkpoint,
+            overrides=args.override,
+            sw_batch_size=args.sw_batch_size,
+            overlap=args.overlap,
+            amp=args.amp,
+        )
+    except SetupError as exc:
+        logger.error(f"error: {exc}")
+        return EXIT_USAGE
+    with segmenter:
+        spec = segmenter.spec
+        cases = discover_cases(args.input, spec, exclude=[args.output])
+        if not cases:
+            kinds = "NIfTI, NRRD, MetaImage or DICOM" if spec.spatial_dims == 3 else "PNG, JPEG, TIFF or BMP"
+            logger.error(f"error: no {kinds} images found in {args.input}")
+            return EXIT_USAGE
+        channels = ", ".join(spec.channel_name(i) for i in range(spec.num_channels))
+        logger.info(f"{len(cases)} case(s) in {args.input}; bundle {segmenter.files.root.name} "
+                    f"({spec.spatial_dims}D, {spec.num_channels} channel(s): {channels}) on {segmenter.device}, "
+                    f"weights {segmenter.checkpoint}" + (", TTA" if args.tta else ""))
+        options = RunOptions(overwrite=args.overwrite, workers=args.workers, tta=args.tta, preview=args.preview,
+                             verbose=args.verbose, progress=not args.no_progress)
+        results = segment_cases(segmenter, cases, args.output, options)
+    counts = {status: sum(r.status == status for r in results) for status in ("ok", "failed", "skipped")}
+    logger.info(f"{counts['ok']} ok, {counts['failed']} failed, {counts['skipped']} skipped in "
+                f"{time.perf_counter() - start:.1f} s; label maps and summary.csv in {args.output}")
+    return EXIT_FAILED if counts["failed"] else EXIT_OK

@@ -1,0 +1,127 @@
+"""The 2D LGG bundles end to end through ``python -m monai.bundle``, from an unrelated working directory."""
+
+from __future__ import annotations
+
+import csv
+import json
+import shutil
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+import pytest
+import torch
+from conftest import BUNDLES, run_bundle
+from monai.bundle import ConfigParser
+from PIL import Image
+
+from custom_nets.data import lgg
+
+LGG_BUNDLES = ["attention_resunet2d", "unet2d", "attention_unet2d"]
+TINY = ["--network_def#channels", "[4,8,16,32,64]"]
+FAST = [*TINY, "--num_workers", "0", "--batch_size", "8"]
+
+
+def copy_bundle(name: str, tmp_path: Path) -> Path:
+    target = tmp_path / f"{name} copy"
+    shutil.copytree(BUNDLES / name, target, ignore=shutil.ignore_patterns("models", "runs", "eval", "demo_data"))
+    return target
+
+
+def parse(config: Path, **overrides) -> ConfigParser:
+    parser = ConfigParser()
+    parser.read_config(str(config))
+    parser.read_meta(str(config.parent / "metadata.json"))
+    for key, value in overrides.items():
+        parser[key] = value
+    return parser
+
+
+@pytest.mark.parametrize("name", LGG_BUNDLES)
+def test_train_infer_evaluate_export(name: str, tmp_path: Path) -> None:
+    bundle = copy_bundle(name, tmp_path)
+    configs = bundle / "configs"
+    cwd = tmp_path / "cwd"
+    cwd.mkdir()
+
+    run_bundle(["run", "training", "--config_file", str(configs / "train.json"), "--epochs", "2", "--val_interval", "1", *FAST], cwd=cwd)
+    assert (bundle / "models" / "model.pt").is_file() and (bundle / "runs" / "train.log").is_file()
+    assert not any(cwd.iterdir())
+
+    # 2D inference: any folder of images; masks keep the image's size (non-square too) and name stem
+    images = tmp_path / "images dir"
+    images.mkdir()
+    source = bundle / "demo_data" / "DEMO_LGG_000" / "DEMO_LGG_000_4.tif"
+    shutil.copy(source, images / "square.tif")
+    Image.fromarray(np.asarray(Image.open(source))[:112, :80]).save(images / "wide ünïcode.png")
+    out = tmp_path / "masks"
+    run_bundle(["run", "--config_file", str(configs / "inference.json"), "--dataset_dir", str(images), "--output_dir", str(out), *TINY], cwd=cwd)
+    for stem, ext in [("square", ".tif"), ("wide ünïcode", ".png")]:
+        mask = Image.open(out / f"{stem}_mask.tif")
+        assert mask.size == Image.open(images / f"{stem}{ext}").size
+        assert set(np.unique(np.asarray(mask))) <= {0, 255}
+
+    # 3D NIfTI volume, slice by slice: the label map keeps the volume's shape and affine
+    volumes = tmp_path / "volumes"
+    volumes.mkdir()
+    volume = np.stack([np.asarray(Image.open(source))[..., 1]] * 5, axis=-1).astype(np.float32)
+    affine = np.array([[0.9, 0, 0, 10], [0, 0.9, 0, -20], [0, 0, 3.0, 5], [0, 0, 0, 1]])
+    nib.save(nib.Nifti1Image(volume[:120], affine), volumes / "case one.nii.gz")
+    run_bundle(["run", "--config_file", str(configs / "inference_volume.json"), "--dataset_dir", str(volumes), "--output_dir", str(out), *TINY], cwd=cwd)
+    pred = nib.load(out / "case one_mask.nii.gz")
+    assert pred.shape == (120, 128, 5)
+    np.testing.assert_allclose(pred.affine, affine, atol=1e-5)
+
+    # evaluation: one row per patient, pooled over all its slices, and a mean row
+    run_bundle(["run", "--config_file", str(configs / "evaluate.json"), *FAST[:-2]], cwd=cwd)
+    with open(bundle / "eval" / "metrics.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    patients = sorted({item["patient"] for item in lgg.lgg_datalist("demo", bundle / "demo_data", role="all")})
+    assert [r["patient"] for r in rows] == [*patients, "mean"]
+    assert {"dice_tumour", "iou_tumour", "precision_tumour", "recall_tumour"} <= set(rows[0])
+    assert int(rows[-1]["slices"]) == sum(int(r["slices"]) for r in rows[:-1])
+
+    # network matches metadata; TorchScript export reproduces eager
+    run_bundle(["verify_net_in_out", "network_def", "--config_file", str(configs / "inference.json"), "--meta_file", str(configs / "metadata.json"), *TINY], cwd=cwd)
+    exported = tmp_path / "model.ts"
+    run_bundle(
+        ["ckpt_export", "network_def", "--filepath", str(exported), "--ckpt_file", str(bundle / "models" / "model.pt"),
+         "--meta_file", str(configs / "metadata.json"), "--config_file", str(configs / "inference.json"), *TINY],
+        cwd=cwd,
+    )  # fmt: skip
+    net = parse(configs / "inference.json", **{"network_def#channels": [4, 8, 16, 32, 64]}).get_parsed_content("network_def")
+    net.load_state_dict(torch.load(bundle / "models" / "model.pt", weights_only=True))
+    net.eval()
+    x = torch.rand(2, 3, 64, 96)
+    with torch.no_grad():
+        assert (torch.jit.load(str(exported))(x) - net(x)).abs().max().item() < 1e-4
+
+
+def test_split_is_by_patient_and_wce_weight_comes_from_training_masks(tmp_path: Path) -> None:
+    bundle = copy_bundle("attention_resunet2d", tmp_path)
+    parser = parse(bundle / "configs" / "train.json", bundle_root=str(bundle), loss_name="wce")
+    train, val = parser.get_parsed_content("train_datalist"), parser.get_parsed_content("val_datalist")
+    assert train and val
+    assert not {i["patient"] for i in train} & {i["patient"] for i in val}
+    weight = parser.get_parsed_content("positive_class_weight")
+    assert weight == pytest.approx(lgg.positive_class_weight(train)) and weight > 1
+    loss = parser.get_parsed_content("loss")
+    assert isinstance(loss.loss, torch.nn.BCEWithLogitsLoss) and loss.loss.pos_weight.item() == pytest.approx(weight)
+    parser = parse(bundle / "configs" / "train.json", bundle_root=str(bundle))
+    assert parser.get_parsed_content("positive_class_weight") is None
+
+
+@pytest.mark.parametrize("loss_name", ["dice", "focal", "dicefocal", "wce"])
+def test_every_loss_choice_builds(loss_name: str, tmp_path: Path) -> None:
+    bundle = copy_bundle("unet2d", tmp_path)
+    parser = parse(bundle / "configs" / "train.json", bundle_root=str(bundle), loss_name=loss_name)
+    loss = parser.get_parsed_content("loss")
+    pred, target = torch.randn(2, 1, 16, 16), (torch.rand(2, 1, 16, 16) > 0.8).float()
+    assert torch.isfinite(loss(pred, target))
+
+
+def test_metadata_channels_match_networks() -> None:
+    for name in LGG_BUNDLES:
+        meta = json.loads((BUNDLES / name / "configs" / "metadata.json").read_text())
+        assert meta["network_data_format"]["inputs"]["image"]["num_channels"] == 3
+        assert meta["network_data_format"]["outputs"]["pred"]["channel_def"] == {"0": "tumour"}
