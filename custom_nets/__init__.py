@@ -8,3 +8,4 @@ parser binds ``import a.b`` to the name ``"a.b"``, not ``a``).
 __version__ = "0.1.0"
 
 from . import blocks, bundle, data, handlers, losses, nets, transforms  # noqa: E402,F401
+from . import handlers_gi, inferers, metrics_gi  # noqa: E402,F401

@@ -10,8 +10,9 @@ from monai.networks.blocks import ChannelSELayer
 
 from custom_nets.blocks.multires import MultiResBlock, ResPath, multires_widths
 from custom_nets.blocks.se_residual import SEResidualBlock
-from custom_nets.losses.ddanet import DiceBCELoss, MaskAndReconstructionLoss
+from custom_nets.losses.ddanet import MaskAndReconstructionLoss
 from custom_nets.losses.deep_supervision import StackedDeepSupervisionLoss
+from custom_nets.losses.dice_bce import DiceBCELoss
 from custom_nets.nets.ddanet import DDANet
 from custom_nets.nets.drrmsan import DRRMSAN, MinPool, PooledImageInput
 from custom_nets.transforms.grayscale import AppendGrayscaled, RGBToGrayscale

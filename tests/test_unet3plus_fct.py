@@ -10,8 +10,8 @@ import torch.nn.functional as F
 from custom_nets.blocks.conv_attention import ChannelLayerNorm, ConvAttention, FCTLayer, WideFocus
 from custom_nets.blocks.full_scale import SUPPRESSED_LOGIT, FullScaleSkip, gate_logits, suppress_absent
 from custom_nets.losses.deep_supervision import StackedDeepSupervisionLoss
+from custom_nets.losses.dice_bce import DiceBCELoss
 from custom_nets.losses.hybrid import (
-    DiceBCELoss,
     HybridLoss,
     IoULoss,
     MultiScaleSSIMLoss,

@@ -17,3 +17,9 @@ __all__ = [
     "Upsample",
     "get_resnet_block",
 ]
+
+from .conv_attention import ChannelLayerNorm, ConvAttention, FCTLayer, WideFocus  # noqa: E402
+from .full_scale import ClassificationGuidedModule, ConvNormAct, FullScaleDecoderStage, FullScaleSkip  # noqa: E402
+
+__all__ += ["ChannelLayerNorm", "ConvAttention", "FCTLayer", "WideFocus"]
+__all__ += ["ClassificationGuidedModule", "ConvNormAct", "FullScaleDecoderStage", "FullScaleSkip"]

@@ -19,20 +19,32 @@ Public API:
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 import os
-import secrets
 import shutil
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import nibabel as nib
 import numpy as np
 
+from .common import (
+    atomic_folder,
+    check_folder,
+    check_int,
+    check_nonempty_file,
+    datalist_for_role,
+    demo_marker,
+    is_hidden,
+    is_nonempty_file,
+    prepare_demo_dir,
+    raise_problems,
+    split_groups,
+    visible_subfolders,
+)
 from .errors import DatasetError
 
 __all__ = [
@@ -61,11 +73,8 @@ _NIFTI_EXTENSIONS = (".nii.gz", ".nii")
 # ----------------------------------------------------------------------------------------------------------------------
 
 DEMO_CASE_PREFIX = "DEMO_"
-_DEMO_MARKER = "dataset.json"
-_DEMO_README = "README.txt"
 _DEMO_GENERATOR_VERSION = 1
-_PARTIAL_PREFIX = ".partial-"
-_STALE_PARTIAL_SECONDS = 3600.0
+_GENERATOR = "custom_nets.data.brats.generate_brats_demo"
 _MIN_SIZE = 24
 
 # Tissue classes of the generator: rows of _CONTRAST.
@@ -368,13 +377,7 @@ def _demo_file_names(case: str) -> list[str]:
 
 def _case_is_complete(case_dir: Path) -> bool:
     """True if ``case_dir`` holds all five files of a demo case, none of them empty."""
-    for name in _demo_file_names(case_dir.name):
-        try:
-            if (case_dir / name).stat().st_size == 0:
-                return False
-        except OSError:
-            return False
-    return True
+    return all(is_nonempty_file(case_dir / name) for name in _demo_file_names(case_dir.name))
 
 
 def _demo_parameters(num_cases: int, shape: tuple[int, int, int], seed: int) -> dict[str, Any]:
@@ -383,18 +386,17 @@ def _demo_parameters(num_cases: int, shape: tuple[int, int, int], seed: int) -> 
 
 def _demo_marker(parameters: dict[str, Any]) -> dict[str, Any]:
     """Contents of ``dataset.json``: what the folder is, how it was made, and what the files hold."""
-    return {
-        "name": "custom_nets synthetic BraTS demo",
-        "description": "SYNTHETIC demo data made by custom_nets.data.brats.generate_brats_demo: not real MRI, not "
-        "patient data. It exercises BraTS pipelines; it says nothing about a model's accuracy on real scans.",
-        "synthetic": True,
-        "generator": "custom_nets.data.brats.generate_brats_demo",
-        **parameters,
-        "spacing_mm": [1.0, 1.0, 1.0],
-        "modalities": list(MODALITIES),
-        "labels": {str(k): v for k, v in LABELS.items()},
-        "cases": [_demo_case_name(i) for i in range(parameters["num_cases"])],
-    }
+    return demo_marker(
+        "custom_nets synthetic BraTS demo",
+        "SYNTHETIC demo data made by custom_nets.data.brats.generate_brats_demo: not real MRI, not patient data. It "
+        "exercises BraTS pipelines; it says nothing about a model's accuracy on real scans.",
+        parameters,
+        generator=_GENERATOR,
+        spacing_mm=[1.0, 1.0, 1.0],
+        modalities=list(MODALITIES),
+        labels={str(k): v for k, v in LABELS.items()},
+        cases=[_demo_case_name(i) for i in range(parameters["num_cases"])],
+    )
 
 
 _README_TEXT = """SYNTHETIC BraTS-layout demo data (not real MRI, not patient data)
@@ -409,62 +411,6 @@ Delete this folder to regenerate it.
 """
 
 
-def _partial_path(out_dir: Path, stem: str) -> Path:
-    """A fresh hidden temporary name in ``out_dir`` (unique per process and call; tagged for stale clean-up)."""
-    return out_dir / f"{_PARTIAL_PREFIX}{stem}-{os.getpid()}-{secrets.token_hex(4)}"
-
-
-def _write_text_atomic(path: Path, text: str) -> None:
-    """Write ``text`` to ``path`` through a temporary file and a rename, so readers never see a partial file."""
-    tmp = _partial_path(path.parent, path.name)
-    try:
-        with open(tmp, "x", encoding="utf-8") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-
-
-def _read_marker(out_dir: Path) -> dict[str, Any] | None:
-    """The parsed ``dataset.json`` of a demo folder, or ``None`` if there is none; DatasetError if unreadable."""
-    path = out_dir / _DEMO_MARKER
-    if not path.exists():
-        return None
-    try:
-        marker = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as err:
-        raise DatasetError(
-            f"demo marker {path} cannot be read ({err}); expected the JSON written by generate_brats_demo. "
-            "Delete the folder or pass overwrite=True to regenerate it.",
-            path,
-        ) from err
-    if not isinstance(marker, dict) or not marker.get("synthetic"):
-        raise DatasetError(
-            f"{path} is not a custom_nets demo marker; expected generate_brats_demo's dataset.json. Refusing to "
-            "write demo data into a folder that may hold other data: choose an empty or new folder.",
-            path,
-        )
-    return marker
-
-
-def _remove_stale_partials(out_dir: Path) -> None:
-    """Delete temporary folders left by interrupted generations (older than an hour, so never a running one)."""
-    now = time.time()
-    for entry in out_dir.iterdir():
-        if not entry.name.startswith(_PARTIAL_PREFIX):
-            continue
-        try:
-            if now - entry.stat().st_mtime <= _STALE_PARTIAL_SECONDS:
-                continue
-            if entry.is_dir():
-                shutil.rmtree(entry)
-            else:
-                entry.unlink()
-        except OSError:
-            pass
-
-
 def _write_demo_case(out_dir: Path, case: str, seed: int, index: int, shape: tuple[int, int, int]) -> None:
     """Generate one case into a hidden temporary folder of ``out_dir``, then rename it into place.
 
@@ -473,31 +419,18 @@ def _write_demo_case(out_dir: Path, case: str, seed: int, index: int, shape: tup
     """
     images, seg = _demo_case(seed, index, shape)
     affine = _demo_affine(shape)
-    tmp = _partial_path(out_dir, case)
-    tmp.mkdir()
-    try:
-        names = _demo_file_names(case)
-        for name, array in zip(names, [*images, seg]):
+    with atomic_folder(out_dir / case, is_complete=_case_is_complete) as tmp:
+        for name, array in zip(_demo_file_names(case), [*images, seg]):
             _save_nifti(array, affine, tmp / name)
-        try:
-            os.rename(tmp, out_dir / case)
-        except OSError:
-            if not _case_is_complete(out_dir / case):
-                raise
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
 
 
 def _check_demo_arguments(num_cases: int, shape: Sequence[int], seed: int) -> tuple[int, int, int]:
     """Validate the generator's arguments; returns the shape as a tuple of three ints."""
-    if isinstance(num_cases, bool) or int(num_cases) != num_cases or num_cases < 1:
-        raise ValueError(f"num_cases must be a positive integer, got {num_cases!r}")
+    check_int("num_cases", num_cases, 1)
     shape = tuple(int(n) for n in shape)
     if len(shape) != 3 or min(shape) < _MIN_SIZE:
         raise ValueError(f"shape must be three sizes of at least {_MIN_SIZE} voxels, got {shape!r}")
-    if isinstance(seed, bool) or int(seed) != seed or seed < 0:
-        raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
+    check_int("seed", seed, 0)
     return shape  # type: ignore[return-value]
 
 
@@ -506,45 +439,19 @@ def _prepare_demo_dir(out_dir: Path, parameters: dict[str, Any], overwrite: bool
 
     Without ``overwrite``, demo data made with other parameters, or demo-named case folders without a marker, are an
     error (nothing is deleted). With ``overwrite``, the previous demo cases and marker are removed; other content of
-    the folder is never touched.
+    the folder is never touched. The marker is checked even with ``overwrite``.
     """
-    if out_dir.exists() and not out_dir.is_dir():
-        raise DatasetError(
-            f"demo data folder {out_dir} exists but is not a folder; expected a folder (or nothing).", out_dir
-        )
-    out_dir.mkdir(parents=True, exist_ok=True)
-    _remove_stale_partials(out_dir)
-    marker = _read_marker(out_dir)
-    demo_folders = sorted(p for p in out_dir.iterdir() if p.is_dir() and p.name.startswith(DEMO_CASE_PREFIX))
-
-    if overwrite:
-        (out_dir / _DEMO_MARKER).unlink(missing_ok=True)
-        marker = None
-        for folder in demo_folders:
-            shutil.rmtree(folder)
-    elif marker is not None:
-        previous = {key: marker.get(key) for key in parameters}
-        if previous != parameters:
-            raise DatasetError(
-                f"demo data folder {out_dir} holds demo data generated with {previous} (see {out_dir / _DEMO_MARKER}), "
-                f"not the requested {parameters}. Pass overwrite=True (--overwrite) to regenerate it, or choose "
-                "another folder.",
-                out_dir,
-            )
-        cases = [_demo_case_name(i) for i in range(parameters["num_cases"])]
-        if all(_case_is_complete(out_dir / case) for case in cases):
-            return True
-    elif demo_folders:
-        raise DatasetError(
-            f"demo data folder {out_dir} contains case folders ({demo_folders[0].name}, ...) but no {_DEMO_MARKER} "
-            "marker, so it cannot tell how they were made; expected a folder written by generate_brats_demo. Pass "
-            "overwrite=True (--overwrite) to regenerate them, or choose another folder.",
-            out_dir,
-        )
-    if marker is None:
-        _write_text_atomic(out_dir / _DEMO_MARKER, json.dumps(_demo_marker(parameters), indent=2) + "\n")
-        _write_text_atomic(out_dir / _DEMO_README, _README_TEXT)
-    return False
+    cases = [_demo_case_name(i) for i in range(parameters["num_cases"])]
+    return prepare_demo_dir(
+        out_dir, parameters, overwrite,
+        generator=_GENERATOR,
+        marker=_demo_marker(parameters),
+        readme=_README_TEXT,
+        existing=lambda: sorted(p for p in out_dir.iterdir() if p.is_dir() and p.name.startswith(DEMO_CASE_PREFIX)),
+        is_complete=lambda: all(_case_is_complete(out_dir / case) for case in cases),
+        check_marker_on_overwrite=True,
+        overwrite_hint="overwrite=True (--overwrite)",
+    )  # fmt: skip
 
 
 def generate_brats_demo(
@@ -611,10 +518,6 @@ def generate_brats_demo(
 # ----------------------------------------------------------------------------------------------------------------------
 
 
-def _is_hidden(name: str) -> bool:
-    return name.startswith(".") or name.startswith("__")
-
-
 def _is_nifti(name: str) -> bool:
     return name.lower().endswith(_NIFTI_EXTENSIONS)
 
@@ -643,10 +546,11 @@ def _match_file(case: str, modality: str, files: Sequence[str]) -> tuple[list[st
 
 def _check_file(path: Path) -> str | None:
     """A problem with a NIfTI file that would make loading it fail (empty, not gzip), or ``None`` if it looks fine."""
+    problem = check_nonempty_file(path, "a NIfTI image")
+    if problem is not None:
+        return problem
     try:
         size = path.stat().st_size
-        if size == 0:
-            return f"file {path} is empty (0 bytes); expected a NIfTI image (re-copy or re-extract it)"
         if path.name.lower().endswith(".gz"):
             with open(path, "rb") as f:
                 if f.read(2) != b"\x1f\x8b":
@@ -719,16 +623,12 @@ def find_brats_cases(dataset_dir: str | os.PathLike, require_label: bool = True)
             valid NIfTI container. The message names the folder or file, what is missing, and the names looked for.
     """
     root = Path(dataset_dir).expanduser()
-    if not root.exists():
-        raise DatasetError(f"dataset folder {root} does not exist; {_expected_layout(root)}", root)
-    if not root.is_dir():
-        raise DatasetError(f"dataset path {root} is not a folder; {_expected_layout(root)}", root)
+    check_folder(root, "dataset folder", _expected_layout(root))
 
     entries: list[dict[str, Any]] = []
     problems: list[str] = []
-    case_dirs = sorted((p for p in root.iterdir() if p.is_dir() and not _is_hidden(p.name)), key=lambda p: p.name)
-    for case_dir in case_dirs:
-        files = sorted(p.name for p in case_dir.iterdir() if p.is_file() and not _is_hidden(p.name) and _is_nifti(p.name))
+    for case_dir in visible_subfolders(root):
+        files = sorted(p.name for p in case_dir.iterdir() if p.is_file() and not is_hidden(p.name) and _is_nifti(p.name))
         if not files:
             logger.warning("skipping %s: it holds no NIfTI (.nii / .nii.gz) files", case_dir)
             continue
@@ -737,10 +637,7 @@ def find_brats_cases(dataset_dir: str | os.PathLike, require_label: bool = True)
         if entry is not None:
             entries.append(entry)
 
-    if problems:
-        shown = "\n  - ".join(problems[:20])
-        more = f"\n  ... and {len(problems) - 20} more" if len(problems) > 20 else ""
-        raise DatasetError(f"dataset folder {root} has {len(problems)} problem(s):\n  - {shown}{more}", root)
+    raise_problems(root, problems)
     if not entries:
         loose = [p.name for p in root.iterdir() if p.is_file() and _is_nifti(p.name)]
         hint = (
@@ -770,7 +667,8 @@ def split_cases(
     The cases are ordered by ``"case"`` name (so the input order does not matter), shuffled with ``seed``, then either
     the first ``round(val_fraction * n)`` go to validation (at least 1, at most ``n - 1``), or, with ``num_folds``,
     the shuffled cases are cut into ``num_folds`` near-equal folds and fold ``fold`` is the validation set (over all
-    folds, every case is validated exactly once). Both lists keep the case-name order.
+    folds, every case is validated exactly once). Both lists keep the case-name order. The one implementation is
+    :func:`custom_nets.data.common.split_groups` (entries sharing a case name count as one case).
 
     Args:
         cases: datalist entries (dicts with a ``"case"`` key, as from :func:`find_brats_cases`).
@@ -784,41 +682,16 @@ def split_cases(
 
     Raises:
         DatasetError: fewer than 2 cases.
-        ValueError: ``val_fraction``, ``num_folds`` or ``fold`` out of range.
+        ValueError: ``val_fraction``, ``num_folds`` or ``fold`` out of range, or ``num_folds`` / ``fold`` not integers.
     """
-    n = len(cases)
-    if n < 2:
-        names = [c.get("case", c.get("image")) for c in cases]
-        raise DatasetError(
-            f"cannot split {n} case(s) {names} into training and validation; expected at least 2 cases in the dataset"
-        )
-    order = sorted(range(n), key=lambda i: str(cases[i].get("case", cases[i].get("image"))))
-    shuffled = [order[i] for i in np.random.default_rng(int(seed)).permutation(n)]
-    if num_folds is None:
-        if not 0.0 < float(val_fraction) < 1.0:
-            raise ValueError(f"val_fraction must be between 0 and 1 (exclusive), got {val_fraction!r}")
-        n_val = min(max(int(round(float(val_fraction) * n)), 1), n - 1)
-        val_idx = set(shuffled[:n_val])
-    else:
-        num_folds = int(num_folds)
-        if not 2 <= num_folds <= n:
-            raise ValueError(f"num_folds must be between 2 and the number of cases ({n}), got {num_folds}")
-        if not 0 <= int(fold) < num_folds:
-            raise ValueError(f"fold must be between 0 and num_folds - 1 ({num_folds - 1}), got {fold!r}")
-        val_idx = set(np.array_split(np.asarray(shuffled), num_folds)[int(fold)].tolist())
-    train = [dict(cases[i]) for i in order if i not in val_idx]
-    val = [dict(cases[i]) for i in order if i in val_idx]
-    return train, val
+    ordered = sorted(cases, key=_case_key)
+    train, val = split_groups(ordered, _case_key, val_fraction, seed, num_folds, fold, unit="case")
+    return [dict(c) for c in train], [dict(c) for c in val]
 
 
-_ROLES = ("train", "val", "all", "infer")
-
-
-def _is_demo(dataset_dir: str | os.PathLike | None) -> bool:
-    """True for ``None``, an empty string or ``"demo"`` (any letter case): use the generated demo data."""
-    if dataset_dir is None:
-        return True
-    return isinstance(dataset_dir, str) and dataset_dir.strip().lower() in ("", "demo")
+def _case_key(case: Mapping[str, Any]) -> str:
+    """What :func:`split_cases` sorts and groups by: the ``"case"`` name, else the ``"image"`` path(s)."""
+    return str(case.get("case", case.get("image")))
 
 
 def brats_datalist(
@@ -848,17 +721,12 @@ def brats_datalist(
         DatasetError: the dataset is missing or malformed (see :func:`find_brats_cases`).
         ValueError: unknown ``role``, or the demo is asked for without a ``demo_dir``.
     """
-    if role not in _ROLES:
-        raise ValueError(f"role must be one of {', '.join(_ROLES)}, got {role!r}")
-    if _is_demo(dataset_dir):
-        if demo_dir is None or not str(demo_dir).strip():
-            raise ValueError("dataset_dir is 'demo' but no demo_dir was given to hold the generated demo data")
-        folder = generate_brats_demo(demo_dir)
-        logger.info("dataset_dir is %r: using the synthetic demo data in %s", dataset_dir, folder)
-    else:
-        folder = Path(dataset_dir).expanduser()  # type: ignore[arg-type]
-    cases = find_brats_cases(folder, require_label=role != "infer")
-    if role in ("all", "infer"):
-        return cases
-    train, val = split_cases(cases, **split_kwargs)
-    return train if role == "train" else val
+    return datalist_for_role(
+        dataset_dir, demo_dir, role,
+        find=lambda folder, labelled: find_brats_cases(folder, require_label=labelled),
+        generate=generate_brats_demo,
+        split=split_cases,
+        split_kwargs=split_kwargs,
+        what="synthetic demo data",
+        log=logger,
+    )  # fmt: skip

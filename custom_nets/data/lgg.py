@@ -49,12 +49,10 @@ not expose) writes transposed masks.
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 import os
 import re
-import secrets
 import shutil
 import time
 from collections.abc import Mapping, Sequence
@@ -64,6 +62,20 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
+from .common import (
+    atomic_folder,
+    check_folder,
+    check_int,
+    check_nonempty_file,
+    datalist_for_role,
+    demo_marker,
+    is_hidden,
+    is_nonempty_file,
+    prepare_demo_dir,
+    raise_problems,
+    split_groups,
+    visible_subfolders,
+)
 from .errors import DatasetError
 
 __all__ = [
@@ -91,12 +103,8 @@ _SLICE_RE = re.compile(r"^(?P<prefix>.+)_(?P<n>\d+)(?P<mask>_mask)?\.tiff?$", re
 # ----------------------------------------------------------------------------------------------------------------------
 
 DEMO_PATIENT_PREFIX = "DEMO_LGG_"
-_DEMO_MARKER = "dataset.json"
-_DEMO_README = "README.txt"
 _DEMO_GENERATOR_VERSION = 1
 _GENERATOR = "custom_nets.data.lgg.generate_lgg_demo"
-_PARTIAL_PREFIX = ".partial-"
-_STALE_PARTIAL_SECONDS = 3600.0
 _MIN_SIZE = 32
 _MIN_SLICES = 2
 
@@ -261,14 +269,11 @@ def _write_tiff(array: np.ndarray, path: Path) -> None:
 def _patient_is_complete(patient_dir: Path, n_slices: int) -> bool:
     """True if ``patient_dir`` holds every image and mask of a demo patient with ``n_slices`` slices, none empty."""
     patient = patient_dir.name
-    for n in range(1, n_slices + 1):
-        for name in (_image_name(patient, n), _mask_name(patient, n)):
-            try:
-                if (patient_dir / name).stat().st_size == 0:
-                    return False
-            except OSError:
-                return False
-    return True
+    return all(
+        is_nonempty_file(patient_dir / name)
+        for n in range(1, n_slices + 1)
+        for name in (_image_name(patient, n), _mask_name(patient, n))
+    )
 
 
 def _demo_parameters(num_patients: int, slices_per_patient: int, size: int, seed: int) -> dict[str, Any]:
@@ -283,17 +288,16 @@ def _demo_parameters(num_patients: int, slices_per_patient: int, size: int, seed
 
 def _demo_marker(parameters: dict[str, Any]) -> dict[str, Any]:
     """Contents of ``dataset.json``: what the folder is, how it was made, and what the files hold."""
-    return {
-        "name": "custom_nets synthetic LGG slice demo",
-        "description": "SYNTHETIC demo data made by custom_nets.data.lgg.generate_lgg_demo: not real MRI, not patient "
-        "data. It exercises LGG (kaggle_3m layout) pipelines; it says nothing about a model's accuracy on real scans.",
-        "synthetic": True,
-        "generator": _GENERATOR,
-        **parameters,
-        "channels": list(CHANNELS),
-        "mask_values": {"0": "background", "255": "tumour"},
-        "patients": [_demo_patient_name(i) for i in range(parameters["num_patients"])],
-    }
+    return demo_marker(
+        "custom_nets synthetic LGG slice demo",
+        "SYNTHETIC demo data made by custom_nets.data.lgg.generate_lgg_demo: not real MRI, not patient data. It "
+        "exercises LGG (kaggle_3m layout) pipelines; it says nothing about a model's accuracy on real scans.",
+        parameters,
+        generator=_GENERATOR,
+        channels=list(CHANNELS),
+        mask_values={"0": "background", "255": "tumour"},
+        patients=[_demo_patient_name(i) for i in range(parameters["num_patients"])],
+    )
 
 
 _README_TEXT = """SYNTHETIC LGG-slice demo data (not real MRI, not patient data)
@@ -308,58 +312,6 @@ Delete this folder to regenerate it.
 """
 
 
-def _partial_path(out_dir: Path, stem: str) -> Path:
-    """A fresh hidden temporary name in ``out_dir`` (unique per process and call; tagged for stale clean-up)."""
-    return out_dir / f"{_PARTIAL_PREFIX}{stem}-{os.getpid()}-{secrets.token_hex(4)}"
-
-
-def _write_text_atomic(path: Path, text: str) -> None:
-    """Write ``text`` to ``path`` through a temporary file and a rename, so readers never see a partial file."""
-    tmp = _partial_path(path.parent, path.name)
-    try:
-        with open(tmp, "x", encoding="utf-8") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-
-
-def _remove_stale_partials(out_dir: Path) -> None:
-    """Delete temporary entries left by interrupted generations (older than an hour, so never a running one)."""
-    now = time.time()
-    for entry in out_dir.iterdir():
-        if not entry.name.startswith(_PARTIAL_PREFIX):
-            continue
-        try:
-            if now - entry.stat().st_mtime > _STALE_PARTIAL_SECONDS:
-                shutil.rmtree(entry) if entry.is_dir() else entry.unlink()
-        except OSError:
-            pass
-
-
-def _read_marker(out_dir: Path) -> dict[str, Any] | None:
-    """The parsed ``dataset.json`` of a demo folder, ``None`` if there is none; DatasetError if it is not ours."""
-    path = out_dir / _DEMO_MARKER
-    if not path.exists():
-        return None
-    try:
-        marker = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as err:
-        raise DatasetError(
-            f"demo marker {path} cannot be read ({err}); expected the JSON written by generate_lgg_demo. Delete the "
-            "folder or pass overwrite=True to regenerate it.",
-            path,
-        ) from err
-    if not isinstance(marker, dict) or not marker.get("synthetic") or marker.get("generator") != _GENERATOR:
-        raise DatasetError(
-            f"{path} is not a custom_nets LGG demo marker; expected generate_lgg_demo's dataset.json. Refusing to "
-            "write demo data into a folder that may hold other data: choose an empty or new folder.",
-            path,
-        )
-    return marker
-
-
 def _prepare_demo_dir(out_dir: Path, parameters: dict[str, Any], overwrite: bool) -> bool:
     """Make ``out_dir`` ready for generation; returns True if it already holds the complete requested dataset.
 
@@ -367,43 +319,19 @@ def _prepare_demo_dir(out_dir: Path, parameters: dict[str, Any], overwrite: bool
     an error (nothing is deleted). With ``overwrite``, previous demo patients and the marker are removed; other
     content of the folder is never touched.
     """
-    if out_dir.exists() and not out_dir.is_dir():
-        raise DatasetError(
-            f"demo data folder {out_dir} exists but is not a folder; expected a folder (or nothing).", out_dir
-        )
-    out_dir.mkdir(parents=True, exist_ok=True)
-    _remove_stale_partials(out_dir)
-    demo_folders = sorted(p for p in out_dir.iterdir() if p.is_dir() and p.name.startswith(DEMO_PATIENT_PREFIX))
-    if overwrite:
-        (out_dir / _DEMO_MARKER).unlink(missing_ok=True)
-        for folder in demo_folders:
-            shutil.rmtree(folder)
-        marker = None
-    else:
-        marker = _read_marker(out_dir)
-        if marker is not None:
-            previous = {key: marker.get(key) for key in parameters}
-            if previous != parameters:
-                raise DatasetError(
-                    f"demo data folder {out_dir} holds LGG demo data generated with {previous} (see "
-                    f"{out_dir / _DEMO_MARKER}), not the requested {parameters}. Pass overwrite=True to regenerate "
-                    "it, or choose another folder.",
-                    out_dir,
-                )
-            names = [_demo_patient_name(i) for i in range(parameters["num_patients"])]
-            if all(_patient_is_complete(out_dir / name, parameters["slices_per_patient"]) for name in names):
-                return True
-        elif demo_folders:
-            raise DatasetError(
-                f"demo data folder {out_dir} contains patient folders ({demo_folders[0].name}, ...) but no "
-                f"{_DEMO_MARKER} marker, so it cannot tell how they were made; expected a folder written by "
-                "generate_lgg_demo. Pass overwrite=True to regenerate them, or choose another folder.",
-                out_dir,
-            )
-    if marker is None:
-        _write_text_atomic(out_dir / _DEMO_MARKER, json.dumps(_demo_marker(parameters), indent=2) + "\n")
-        _write_text_atomic(out_dir / _DEMO_README, _README_TEXT)
-    return False
+    names = [_demo_patient_name(i) for i in range(parameters["num_patients"])]
+    return prepare_demo_dir(
+        out_dir, parameters, overwrite,
+        generator=_GENERATOR,
+        marker=_demo_marker(parameters),
+        readme=_README_TEXT,
+        existing=lambda: sorted(p for p in out_dir.iterdir() if p.is_dir() and p.name.startswith(DEMO_PATIENT_PREFIX)),
+        is_complete=lambda: all(
+            _patient_is_complete(out_dir / name, parameters["slices_per_patient"]) for name in names
+        ),
+        what="LGG demo data",
+        check_generator=True,
+    )  # fmt: skip
 
 
 def _write_demo_patient(out_dir: Path, patient: str, slices: Sequence[tuple[np.ndarray, np.ndarray]]) -> None:
@@ -412,26 +340,10 @@ def _write_demo_patient(out_dir: Path, patient: str, slices: Sequence[tuple[np.n
     If the patient appears meanwhile (another process generating the same folder), the identical copy just made is
     dropped.
     """
-    tmp = _partial_path(out_dir, patient)
-    tmp.mkdir()
-    try:
+    with atomic_folder(out_dir / patient, is_complete=lambda folder: _patient_is_complete(folder, len(slices))) as tmp:
         for n, (image, mask) in enumerate(slices, start=1):
             _write_tiff(image, tmp / _image_name(patient, n))
             _write_tiff(mask, tmp / _mask_name(patient, n))
-        try:
-            os.rename(tmp, out_dir / patient)
-        except OSError:
-            if not _patient_is_complete(out_dir / patient, len(slices)):
-                raise
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
-
-
-def _check_positive_int(name: str, value: Any, minimum: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
-        raise ValueError(f"{name} must be an integer of at least {minimum}, got {value!r}")
-    return int(value)
 
 
 def generate_lgg_demo(
@@ -473,10 +385,10 @@ def generate_lgg_demo(
         DatasetError: ``out_dir`` is a file, or (without ``overwrite``) holds demo data made with other parameters,
             ``DEMO_LGG_*`` folders without a marker, or a ``dataset.json`` that is not an LGG demo marker.
     """
-    num_patients = _check_positive_int("num_patients", num_patients, 1)
-    slices_per_patient = _check_positive_int("slices_per_patient", slices_per_patient, _MIN_SLICES)
-    size = _check_positive_int("size", size, _MIN_SIZE)
-    seed = _check_positive_int("seed", seed, 0)
+    num_patients = check_int("num_patients", num_patients, 1)
+    slices_per_patient = check_int("slices_per_patient", slices_per_patient, _MIN_SLICES)
+    size = check_int("size", size, _MIN_SIZE)
+    seed = check_int("seed", seed, 0)
     out_dir = Path(out_dir).expanduser()
     parameters = _demo_parameters(num_patients, slices_per_patient, size, seed)
     if _prepare_demo_dir(out_dir, parameters, overwrite):
@@ -502,24 +414,21 @@ def generate_lgg_demo(
 # ----------------------------------------------------------------------------------------------------------------------
 
 
-def _is_hidden(name: str) -> bool:
-    return name.startswith(".") or name.startswith("__")
-
-
 def _is_tiff(name: str) -> bool:
     return name.lower().endswith(_TIFF_EXTENSIONS)
 
 
 def _holds_tiff(folder: Path) -> bool:
     """True if ``folder`` directly holds a non-hidden ``.tif`` / ``.tiff`` file."""
-    return any(f.is_file() and not _is_hidden(f.name) and _is_tiff(f.name) for f in folder.iterdir())
+    return any(f.is_file() and not is_hidden(f.name) and _is_tiff(f.name) for f in folder.iterdir())
 
 
 def _check_tiff(path: Path) -> str | None:
     """A problem that would make reading a TIFF file fail (empty, not a TIFF), or ``None`` if it looks fine."""
+    problem = check_nonempty_file(path, "a TIFF slice")
+    if problem is not None:
+        return problem
     try:
-        if path.stat().st_size == 0:
-            return f"file {path} is empty (0 bytes); expected a TIFF slice (re-copy or re-extract it)"
         with open(path, "rb") as f:
             head = f.read(4)
     except OSError as err:
@@ -628,17 +537,14 @@ def find_lgg_slices(dataset_dir: str | os.PathLike, require_mask: bool = True) -
             expected names.
     """
     root = Path(dataset_dir).expanduser()
-    if not root.exists():
-        raise DatasetError(f"dataset folder {root} does not exist; {_expected_layout(root)}", root)
-    if not root.is_dir():
-        raise DatasetError(f"dataset path {root} is not a folder; {_expected_layout(root)}", root)
+    check_folder(root, "dataset folder", _expected_layout(root))
 
     entries: list[dict[str, Any]] = []
     problems: list[str] = []
-    patient_dirs = sorted((p for p in root.iterdir() if p.is_dir() and not _is_hidden(p.name)), key=lambda p: p.name)
+    patient_dirs = visible_subfolders(root)
     for patient_dir in patient_dirs:
         files = sorted(
-            p.name for p in patient_dir.iterdir() if p.is_file() and not _is_hidden(p.name) and _is_tiff(p.name)
+            p.name for p in patient_dir.iterdir() if p.is_file() and not is_hidden(p.name) and _is_tiff(p.name)
         )
         if not files:
             logger.warning("skipping %s: it holds no .tif files", patient_dir)
@@ -647,10 +553,7 @@ def find_lgg_slices(dataset_dir: str | os.PathLike, require_mask: bool = True) -
         entries += patient_entries
         problems += patient_problems
 
-    if problems:
-        shown = "\n  - ".join(problems[:20])
-        more = f"\n  ... and {len(problems) - 20} more" if len(problems) > 20 else ""
-        raise DatasetError(f"dataset folder {root} has {len(problems)} problem(s):\n  - {shown}{more}", root)
+    raise_problems(root, problems)
     if not entries:
         hint = ""
         loose = [p.name for p in root.iterdir() if p.is_file() and _is_tiff(p.name)]
@@ -703,41 +606,10 @@ def split_by_patient(
     for item in items:
         if "patient" not in item:
             raise ValueError(f"datalist entry {dict(item)} has no 'patient' key; expected entries of find_lgg_slices")
-    patients = sorted({str(item["patient"]) for item in items})
-    n = len(patients)
-    if n < 2:
-        raise DatasetError(
-            f"cannot split {len(items)} slice(s) of {n} patient(s) {patients} by patient into training and validation; "
-            "expected slices of at least 2 patients"
-        )
-    shuffled = [patients[i] for i in np.random.default_rng(int(seed)).permutation(n)]
-    if num_folds is None:
-        if not 0.0 < float(val_fraction) < 1.0:
-            raise ValueError(f"val_fraction must be between 0 and 1 (exclusive), got {val_fraction!r}")
-        n_val = min(max(int(round(float(val_fraction) * n)), 1), n - 1)
-        val_patients = set(shuffled[:n_val])
-    else:
-        if isinstance(num_folds, bool) or int(num_folds) != num_folds or not 2 <= int(num_folds) <= n:
-            raise ValueError(
-                f"num_folds must be an integer between 2 and the number of patients ({n}), got {num_folds!r}"
-            )
-        num_folds = int(num_folds)
-        if isinstance(fold, bool) or int(fold) != fold or not 0 <= int(fold) < num_folds:
-            raise ValueError(f"fold must be an integer between 0 and num_folds - 1 ({num_folds - 1}), got {fold!r}")
-        val_patients = set(np.array_split(np.asarray(shuffled, dtype=object), num_folds)[int(fold)].tolist())
-    train = [dict(item) for item in items if str(item["patient"]) not in val_patients]
-    val = [dict(item) for item in items if str(item["patient"]) in val_patients]
-    return train, val
-
-
-_ROLES = ("train", "val", "all", "infer")
-
-
-def _is_demo(dataset_dir: str | os.PathLike | None) -> bool:
-    """True for ``None``, an empty string or ``"demo"`` (any letter case): use the generated demo data."""
-    if dataset_dir is None:
-        return True
-    return isinstance(dataset_dir, str) and dataset_dir.strip().lower() in ("", "demo")
+    train, val = split_groups(
+        items, lambda item: str(item["patient"]), val_fraction, seed, num_folds, fold, unit="patient", item_unit="slice"
+    )
+    return [dict(item) for item in train], [dict(item) for item in val]
 
 
 def lgg_datalist(
@@ -768,20 +640,15 @@ def lgg_datalist(
             for a split.
         ValueError: unknown ``role``, or the demo is asked for without a ``demo_dir``.
     """
-    if role not in _ROLES:
-        raise ValueError(f"role must be one of {', '.join(_ROLES)}, got {role!r}")
-    if _is_demo(dataset_dir):
-        if demo_dir is None or not str(demo_dir).strip():
-            raise ValueError("dataset_dir is 'demo' but no demo_dir was given to hold the generated demo data")
-        folder = generate_lgg_demo(demo_dir)
-        logger.info("dataset_dir is %r: using the synthetic LGG demo data in %s", dataset_dir, folder)
-    else:
-        folder = Path(dataset_dir).expanduser()  # type: ignore[arg-type]
-    items = find_lgg_slices(folder, require_mask=role != "infer")
-    if role in ("all", "infer"):
-        return items
-    train, val = split_by_patient(items, **split_kwargs)
-    return train if role == "train" else val
+    return datalist_for_role(
+        dataset_dir, demo_dir, role,
+        find=lambda folder, labelled: find_lgg_slices(folder, require_mask=labelled),
+        generate=generate_lgg_demo,
+        split=split_by_patient,
+        split_kwargs=split_kwargs,
+        what="synthetic LGG demo data",
+        log=logger,
+    )  # fmt: skip
 
 
 # ----------------------------------------------------------------------------------------------------------------------

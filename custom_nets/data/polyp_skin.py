@@ -27,6 +27,8 @@ Public API
   (never a silent fallback: any other ``dataset_dir`` is used as given). Splits reuse
   :func:`custom_nets.data.brats.split_cases` (seeded fraction split or k-fold).
 - :func:`pil_to_rgb`, :func:`pil_to_luminance`: picklable ``converter`` functions for MONAI's ``PILReader``.
+- :func:`layout_datalist`, :func:`inference_datalist`: one config value ``layout`` (``"kvasir"`` or ``"isic"``)
+  picks the datalist function; inference reads a layout folder's images only (never its masks), or any folder.
 
 Loading with MONAI (verified in ``tests/test_polyp_skin_data.py``)
 --------------------------------------------------------------------
@@ -62,13 +64,10 @@ A mask loaded with the chain (without resizing) and written this way is identica
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 import os
 import re
-import secrets
-import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -77,18 +76,36 @@ import numpy as np
 from PIL import Image
 
 from .brats import split_cases
+from .common import (
+    check_folder,
+    check_int,
+    check_nonempty_file,
+    datalist_for_role,
+    demo_marker,
+    is_demo,
+    is_hidden,
+    is_nonempty_file,
+    prepare_demo_dir,
+    raise_problems,
+    visible_subfolders,
+    write_file_atomic,
+)
 from .errors import DatasetError
+from .images import find_images
 
 __all__ = [
     "IMAGE_EXTENSIONS",
     "ISIC_SIZE",
     "KVASIR_SIZE",
+    "LAYOUTS",
     "find_isic_cases",
     "find_kvasir_cases",
     "generate_isic_demo",
     "generate_kvasir_demo",
+    "inference_datalist",
     "isic_datalist",
     "kvasir_datalist",
+    "layout_datalist",
     "pil_to_luminance",
     "pil_to_rgb",
 ]
@@ -127,30 +144,13 @@ def pil_to_luminance(image: Image.Image) -> Image.Image:
 # ----------------------------------------------------------------------------------------------------------------------
 
 
-def _is_hidden(name: str) -> bool:
-    return name.startswith(".") or name.startswith("__")
-
-
 def _is_image_file(path: Path) -> bool:
-    return path.is_file() and not _is_hidden(path.name) and path.suffix.lower() in IMAGE_EXTENSIONS
-
-
-def _check_folder(folder: Path, what: str, expected: str) -> None:
-    """DatasetError unless ``folder`` is an existing folder."""
-    if not folder.exists():
-        raise DatasetError(f"{what} {folder} does not exist; {expected}", folder)
-    if not folder.is_dir():
-        raise DatasetError(f"{what} {folder} is not a folder; {expected}", folder)
+    return path.is_file() and not is_hidden(path.name) and path.suffix.lower() in IMAGE_EXTENSIONS
 
 
 def _file_problem(path: Path) -> str | None:
     """Why ``path`` cannot be an image (empty or unreadable), or ``None``."""
-    try:
-        if path.stat().st_size == 0:
-            return f"file {path} is empty (0 bytes); expected an image (re-copy or re-extract it)"
-    except OSError as err:
-        return f"file {path} cannot be read ({err})"
-    return None
+    return check_nonempty_file(path, "an image")
 
 
 def _collect(files: Sequence[Path], key: Callable[[str], str | None], problems: list[str]) -> dict[str, Path]:
@@ -198,13 +198,6 @@ def _pair(
     return entries
 
 
-def _raise_problems(root: Path, problems: list[str]) -> None:
-    if problems:
-        shown = "\n  - ".join(problems[:20])
-        more = f"\n  ... and {len(problems) - 20} more" if len(problems) > 20 else ""
-        raise DatasetError(f"dataset folder {root} has {len(problems)} problem(s):\n  - {shown}{more}", root)
-
-
 def _stem_if_image(name: str) -> str | None:
     return Path(name).stem if Path(name).suffix.lower() in IMAGE_EXTENSIONS else None
 
@@ -246,11 +239,11 @@ def find_kvasir_cases(dataset_dir: str | os.PathLike, require_label: bool = True
             files with one stem; every problem is listed at once.
     """
     root = Path(dataset_dir).expanduser()
-    _check_folder(root, "dataset folder", _kvasir_layout(root))
+    check_folder(root, "dataset folder", _kvasir_layout(root))
     image_dir, mask_dir = root / _KVASIR_IMAGE_DIR, root / _KVASIR_MASK_DIR
-    _check_folder(image_dir, "image folder", _kvasir_layout(root))
+    check_folder(image_dir, "image folder", _kvasir_layout(root))
     if require_label or mask_dir.exists():
-        _check_folder(mask_dir, "mask folder", _kvasir_layout(root))
+        check_folder(mask_dir, "mask folder", _kvasir_layout(root))
     problems: list[str] = []
     images = _collect(_image_files(image_dir), _stem_if_image, problems)
     if not images and not problems:
@@ -260,7 +253,7 @@ def find_kvasir_cases(dataset_dir: str | os.PathLike, require_label: bool = True
         )
     masks = _collect(_image_files(mask_dir), _stem_if_image, problems) if mask_dir.is_dir() else {}
     entries = _pair(images, masks, require_label, f"{mask_dir}{os.sep}{{stem}}.jpg", problems)
-    _raise_problems(root, problems)
+    raise_problems(root, problems)
     return entries
 
 
@@ -274,12 +267,12 @@ def _isic_layout(root: Path) -> str:
 def _isic_folders(root: Path, mask_dir: Path | None, require_label: bool) -> tuple[Path, Path | None]:
     """The ISIC image folder and the mask folder (``None``: no masks anywhere, an error if masks are required)."""
     if mask_dir is not None:
-        _check_folder(mask_dir, "mask folder", _isic_layout(root))
+        check_folder(mask_dir, "mask folder", _isic_layout(root))
         return root, mask_dir
     top = [p.name for p in _image_files(root)]
     if any(_isic_image_stem(name) for name in top):
         return root, root
-    subfolders = sorted(p for p in root.iterdir() if p.is_dir() and not _is_hidden(p.name))
+    subfolders = visible_subfolders(root)
     with_images = [d for d in subfolders if any(_isic_image_stem(p.name) for p in _image_files(d))]
     with_masks = [d for d in subfolders if any(_isic_mask_stem(p.name) for p in _image_files(d))]
     if not with_images:
@@ -328,7 +321,7 @@ def find_isic_cases(
             an empty file, or two images with one id.
     """
     root = Path(dataset_dir).expanduser()
-    _check_folder(root, "dataset folder", _isic_layout(root))
+    check_folder(root, "dataset folder", _isic_layout(root))
     image_dir, masks_in = _isic_folders(root, None if mask_dir is None else Path(mask_dir).expanduser(), require_label)
     if masks_in is None:
         raise DatasetError(
@@ -342,7 +335,7 @@ def find_isic_cases(
         raise DatasetError(f"image folder {image_dir} contains no ISIC_<id> images; {_isic_layout(root)}", image_dir)
     masks = _collect(_image_files(masks_in), _isic_mask_stem, problems)
     entries = _pair(images, masks, require_label, f"{masks_in}{os.sep}{{stem}}_segmentation.png", problems)
-    _raise_problems(root, problems)
+    raise_problems(root, problems)
     return entries
 
 
@@ -350,11 +343,7 @@ def find_isic_cases(
 # Synthetic demo data
 # ----------------------------------------------------------------------------------------------------------------------
 
-_DEMO_MARKER = "dataset.json"
-_DEMO_README = "README.txt"
 _DEMO_GENERATOR_VERSION = 1
-_PARTIAL_PREFIX = ".partial-"
-_STALE_PARTIAL_SECONDS = 3600.0
 
 
 def _smooth_field(
@@ -458,36 +447,9 @@ def _isic_demo_case(seed: int, index: int) -> tuple[np.ndarray, np.ndarray]:
     return (np.clip(image, 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8), mask
 
 
-def _partial_path(folder: Path, name: str) -> Path:
-    return folder / f"{_PARTIAL_PREFIX}{name}-{os.getpid()}-{secrets.token_hex(4)}"
-
-
 def _save_atomic(image: Image.Image, path: Path, **save_kwargs: Any) -> None:
     """Save a PIL image through a hidden temporary file and a rename: readers never see a partial file."""
-    tmp = _partial_path(path.parent, path.name)
-    try:
-        image.save(tmp, **save_kwargs)
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-
-
-def _write_text_atomic(path: Path, text: str) -> None:
-    tmp = _partial_path(path.parent, path.name)
-    try:
-        tmp.write_text(text, encoding="utf-8")
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-
-
-def _complete(path: Path) -> bool:
-    try:
-        return path.stat().st_size > 0
-    except OSError:
-        return False
+    write_file_atomic(path, lambda tmp: image.save(tmp, **save_kwargs))
 
 
 class _DemoSpec:
@@ -503,6 +465,7 @@ class _DemoSpec:
         make_case: Callable[[int, int], tuple[np.ndarray, np.ndarray]],
         mask_save: dict[str, Any],
         readme: str,
+        generator: str,
     ) -> None:
         self.name = name
         self.image_dir = image_dir
@@ -512,6 +475,7 @@ class _DemoSpec:
         self.make_case = make_case
         self.mask_save = mask_save
         self.readme = readme
+        self.generator = generator  # dotted name of the public generator, for messages
 
     def files(self, out_dir: Path, index: int) -> tuple[Path, Path]:
         case = self.case_name(index)
@@ -525,6 +489,7 @@ _KVASIR_DEMO = _DemoSpec(
     case_name=lambda i: f"DEMO_{i:03d}",
     mask_name=lambda case: f"{case}.jpg",
     make_case=_kvasir_demo_case,
+    generator="custom_nets.data.polyp_skin.generate_kvasir_demo",
     mask_save={"format": "JPEG", "quality": 75},  # lossy on purpose: exercises the threshold at 127
     readme="""SYNTHETIC Kvasir-SEG-layout demo data (not real endoscopy, not patient data)
 
@@ -543,6 +508,7 @@ _ISIC_DEMO = _DemoSpec(
     case_name=lambda i: f"ISIC_DEMO{i:03d}",
     mask_name=lambda case: f"{case}_segmentation.png",
     make_case=_isic_demo_case,
+    generator="custom_nets.data.polyp_skin.generate_isic_demo",
     mask_save={"format": "PNG"},
     readme=f"""SYNTHETIC ISIC-2017-layout demo data (not real dermoscopy, not patient data)
 
@@ -554,81 +520,42 @@ It exercises the pipeline; scores on it say nothing about real data. Delete this
 )
 
 
-def _read_marker(path: Path) -> dict[str, Any]:
-    try:
-        marker = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as err:
-        raise DatasetError(
-            f"demo marker {path} cannot be read ({err}); delete the folder or pass overwrite=True.", path
-        ) from err
-    if not isinstance(marker, dict) or not marker.get("synthetic"):
-        raise DatasetError(
-            f"{path} is not a custom_nets demo marker; refusing to write demo data into a folder that may hold other "
-            "data: choose an empty or new folder.",
-            path,
-        )
-    return marker
-
-
 def _generate_demo(spec: _DemoSpec, out_dir: str | os.PathLike, num_images: int, seed: int, overwrite: bool) -> Path:
     """Shared body of the demo generators: validate, check/write the marker, write missing cases atomically."""
-    if isinstance(num_images, bool) or int(num_images) != num_images or num_images < 1:
-        raise ValueError(f"num_images must be a positive integer, got {num_images!r}")
-    if isinstance(seed, bool) or int(seed) != seed or seed < 0:
-        raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
+    num_images = check_int("num_images", num_images, 1)
+    seed = check_int("seed", seed, 0)
     root = Path(out_dir).expanduser()
-    if root.exists() and not root.is_dir():
-        raise DatasetError(f"demo data folder {root} exists but is not a folder; expected a folder (or nothing).", root)
-    parameters = {
-        "generator_version": _DEMO_GENERATOR_VERSION, "layout": spec.name, "num_images": int(num_images),
-        "seed": int(seed),
-    }  # fmt: skip
-    marker_path = root / _DEMO_MARKER
+    parameters = {"generator_version": _DEMO_GENERATOR_VERSION, "layout": spec.name, "num_images": num_images, "seed": seed}
     folders = [root / spec.image_dir, root / spec.mask_dir]
-    if marker_path.exists() and not overwrite:
-        marker = _read_marker(marker_path)
-        previous = {key: marker.get(key) for key in parameters}
-        if previous != parameters:
-            raise DatasetError(
-                f"demo data folder {root} holds demo data generated with {previous} (see {marker_path}), not the "
-                f"requested {parameters}; pass overwrite=True to regenerate it, or choose another folder.",
-                root,
-            )
-    elif not marker_path.exists() and not overwrite:
-        occupied = [f for f in folders if f.is_dir() and any(not _is_hidden(p.name) for p in f.iterdir())]
-        if occupied:
-            raise DatasetError(
-                f"folder {occupied[0]} already holds files but {root} has no {_DEMO_MARKER} demo marker; refusing to "
-                "mix demo data with other data: choose an empty or new folder, or pass overwrite=True.",
-                occupied[0],
-            )
+    files = [spec.files(root, index) for index in range(num_images)]
+    marker = demo_marker(
+        f"custom_nets synthetic {spec.name} demo",
+        "SYNTHETIC demo data made by custom_nets.data.polyp_skin: not real images, not patient data. It exercises the "
+        "pipelines; it says nothing about a model's accuracy on real images.",
+        parameters,
+        cases=[spec.case_name(i) for i in range(num_images)],
+    )
+    reuse = prepare_demo_dir(
+        root, parameters, overwrite,
+        generator=spec.generator,
+        marker=marker,
+        readme=spec.readme,
+        # any visible file in the image or mask folder: without a marker, it may be a real dataset
+        existing=lambda: [f for f in folders if f.is_dir() and any(not is_hidden(p.name) for p in f.iterdir())],
+        is_complete=lambda: all(is_nonempty_file(path) for pair in files for path in pair),
+        replace_on_overwrite=False,  # overwrite rewrites every file in place
+        partial_folders=folders,
+    )  # fmt: skip
+    if reuse:
+        return root
     for folder in folders:
         folder.mkdir(parents=True, exist_ok=True)
-        now = time.time()
-        for entry in folder.iterdir():  # temporary files of interrupted runs (never of a running one)
-            try:
-                if entry.name.startswith(_PARTIAL_PREFIX) and now - entry.stat().st_mtime > _STALE_PARTIAL_SECONDS:
-                    entry.unlink(missing_ok=True)
-            except OSError:
-                pass
-    if overwrite or not marker_path.exists():
-        marker = {
-            "name": f"custom_nets synthetic {spec.name} demo",
-            "description": "SYNTHETIC demo data made by custom_nets.data.polyp_skin: not real images, not patient "
-            "data. It exercises the pipelines; it says nothing about a model's accuracy on real images.",
-            "synthetic": True,
-            **parameters,
-            "cases": [spec.case_name(i) for i in range(int(num_images))],
-        }
-        _write_text_atomic(marker_path, json.dumps(marker, indent=2) + "\n")
-        _write_text_atomic(root / _DEMO_README, spec.readme)
 
     written = 0
-    for index in range(int(num_images)):
-        image_path, mask_path = spec.files(root, index)
-        if not overwrite and _complete(image_path) and _complete(mask_path):
+    for index, (image_path, mask_path) in enumerate(files):
+        if not overwrite and is_nonempty_file(image_path) and is_nonempty_file(mask_path):
             continue
-        image, mask = spec.make_case(int(seed), index)
+        image, mask = spec.make_case(seed, index)
         # the mask first: a case counts as present only when both files exist, and the image is written last
         _save_atomic(Image.fromarray(mask.astype(np.uint8) * 255, mode="L"), mask_path, **spec.mask_save)
         _save_atomic(Image.fromarray(image, mode="RGB"), image_path, format="JPEG", quality=92)
@@ -686,16 +613,6 @@ def generate_isic_demo(
 # Bundle datalists
 # ----------------------------------------------------------------------------------------------------------------------
 
-_ROLES = ("train", "val", "all", "infer")
-
-
-def _is_demo(dataset_dir: str | os.PathLike | None) -> bool:
-    """True for ``None``, ``""`` or ``"demo"`` (any letter case)."""
-    if dataset_dir is None:
-        return True
-    return isinstance(dataset_dir, str) and dataset_dir.strip().lower() in ("", "demo")
-
-
 def _datalist(
     find: Callable[[Path, bool], list[dict[str, Any]]],
     generate: Callable[[str | os.PathLike], Path],
@@ -704,21 +621,12 @@ def _datalist(
     role: str,
     split_kwargs: dict[str, Any],
 ) -> list[dict[str, Any]]:
-    """Shared body of the datalist builders: demo or real folder, then the role's subset."""
-    if role not in _ROLES:
-        raise ValueError(f"role must be one of {', '.join(_ROLES)}, got {role!r}")
-    if _is_demo(dataset_dir):
-        if demo_dir is None or not str(demo_dir).strip():
-            raise ValueError("dataset_dir is 'demo' but no demo_dir was given to hold the generated demo data")
-        folder = generate(demo_dir)
-        logger.info("dataset_dir is %r: using the synthetic demo data in %s", dataset_dir, folder)
-    else:
-        folder = Path(dataset_dir).expanduser()  # type: ignore[arg-type]
-    cases = find(folder, role != "infer")
-    if role in ("all", "infer"):
-        return cases
-    train, val = split_cases(cases, **split_kwargs)
-    return train if role == "train" else val
+    """Shared body of the datalist builders: demo or real folder, then the role's subset (split by case)."""
+    return datalist_for_role(
+        dataset_dir, demo_dir, role,
+        find=find, generate=generate, split=split_cases, split_kwargs=split_kwargs,
+        what="synthetic demo data", log=logger,
+    )  # fmt: skip
 
 
 def kvasir_datalist(
@@ -759,8 +667,78 @@ def isic_datalist(
 
     ``mask_dir`` (ignored for the demo) is passed to :func:`find_isic_cases` for masks kept outside ``dataset_dir``.
     """
-    masks = None if _is_demo(dataset_dir) or mask_dir in (None, "") else mask_dir
+    masks = None if is_demo(dataset_dir) or mask_dir in (None, "") else mask_dir
     return _datalist(
         lambda folder, require: find_isic_cases(folder, mask_dir=masks, require_label=require),
         generate_isic_demo, dataset_dir, demo_dir, role, split_kwargs,
     )  # fmt: skip
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# Choosing the layout from one config value (the polyp / skin-lesion bundles)
+# ----------------------------------------------------------------------------------------------------------------------
+
+LAYOUTS = ("kvasir", "isic")
+"""Values of a bundle's ``layout``: ``"kvasir"`` (Kvasir-SEG) or ``"isic"`` (ISIC 2017)."""
+
+
+def _layout_key(layout: str) -> str:
+    key = str(layout).strip().lower()
+    if key not in LAYOUTS:
+        raise ValueError(f"unknown dataset layout {layout!r}; valid layouts are {', '.join(LAYOUTS)}")
+    return key
+
+
+def layout_datalist(layout: str) -> Callable[..., list[dict[str, Any]]]:
+    """The datalist function of ``layout``: :func:`kvasir_datalist` or :func:`isic_datalist`.
+
+    Bundle configs call ``layout_datalist(@layout)(@dataset_dir, demo_dir=..., role=...)``, so that one value switches
+    the layout. Raises ``ValueError`` naming the valid layouts for any other value (letter case is ignored).
+    """
+    return kvasir_datalist if _layout_key(layout) == "kvasir" else isic_datalist
+
+
+def _has_isic_images(folder: Path) -> bool:
+    """ISIC_<id> images directly in ``folder`` or in one of its sub-folders."""
+    folders = [folder, *(p for p in folder.iterdir() if p.is_dir() and not is_hidden(p.name))]
+    return any(_isic_image_stem(p.name) for f in folders for p in _image_files(f))
+
+
+def inference_datalist(
+    dataset_dir: str | os.PathLike | None, demo_dir: str | os.PathLike | None, layout: str = "kvasir"
+) -> list[dict[str, Any]]:
+    """The images to segment: ``[{"case": stem, "image": path}, ...]`` (a ``"label"`` too where a mask is known).
+
+    * ``"demo"`` (or ``""`` / ``None``): every demo image of ``layout`` (generated into ``demo_dir`` if needed);
+    * a folder in the dataset layout (Kvasir-SEG: it has an ``images`` sub-folder; ISIC 2017: it or one of its
+      sub-folders holds ``ISIC_<id>`` images): that layout's images only, so masks sharing an image's stem
+      (``masks/<stem>.jpg``) and ISIC superpixel files are never segmented; masks are not required;
+    * any other folder: every ``.png`` / ``.jpg`` / ``.jpeg`` / ``.tif`` under it, recursively
+      (:func:`custom_nets.data.images.find_images`; files ending in ``_mask``, ``_seg``, ``_segmentation`` or
+      ``_label`` are skipped).
+
+    Raises:
+        DatasetError: a missing folder, a folder without images, or two images with the same stem (their masks would
+            overwrite each other).
+        ValueError: unknown ``layout``.
+    """
+    key = _layout_key(layout)
+    if is_demo(dataset_dir):
+        return layout_datalist(key)(dataset_dir, demo_dir, role="infer")
+    root = Path(dataset_dir).expanduser()  # type: ignore[arg-type]
+    if key == "kvasir" and (root / _KVASIR_IMAGE_DIR).is_dir():
+        return find_kvasir_cases(root, require_label=False)
+    if key == "isic" and root.is_dir() and _has_isic_images(root):
+        return find_isic_cases(root, require_label=False)
+    entries = find_images(root)
+    seen: dict[str, str] = {}
+    for entry in entries:
+        stem = Path(entry["image"]).stem
+        if stem in seen:
+            raise DatasetError(
+                f"images {seen[stem]} and {entry['image']} have the same name stem {stem!r}, so their masks would "
+                "overwrite each other; rename one or segment them from separate folders",
+                Path(entry["image"]),
+            )
+        seen[stem] = entry["image"]
+    return entries

@@ -41,12 +41,10 @@ from __future__ import annotations
 
 import csv
 import hashlib
-import json
 import logging
 import math
 import os
 import re
-import secrets
 import shutil
 import time
 from collections.abc import Sequence
@@ -56,7 +54,22 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from .brats import split_cases
+from .common import (
+    MAX_LISTED_PROBLEMS,
+    atomic_folder,
+    check_folder,
+    check_int,
+    check_nonempty_file,
+    datalist_for_role,
+    demo_marker,
+    is_demo,
+    prepare_demo_dir,
+    raise_problems,
+    remove_stale_partials,
+    split_groups,
+    write_file_atomic,
+    write_text_atomic,
+)
 from .errors import DatasetError
 
 __all__ = [
@@ -86,9 +99,7 @@ _CSV_NAME = "train.csv"
 _IMAGE_SUBDIR = "train"
 _DEFAULT_CACHE = ".uwmadison_masks"
 _CACHE_VERSION = "v1"
-_PARTIAL_PREFIX = ".partial-"
-_STALE_PARTIAL_SECONDS = 3600.0
-_MAX_LISTED = 20
+_MAX_LISTED = MAX_LISTED_PROBLEMS
 
 _SLICE_RE = re.compile(r"^slice_(\d+)_(\d+)_(\d+)_(\d+(?:\.\d+)?)_(\d+(?:\.\d+)?)\.png$", re.IGNORECASE)
 _CASE_RE = re.compile(r"^case(\d+)$")
@@ -188,7 +199,7 @@ def masks_to_rle_rows(
 
 
 # ----------------------------------------------------------------------------------------------------------------------
-# File names and atomic writes
+# File names
 # ----------------------------------------------------------------------------------------------------------------------
 
 
@@ -216,44 +227,8 @@ def _slice_id(case: int, day: int, k: int) -> str:
     return f"case{case}_day{day}_slice_{k:04d}"
 
 
-def _partial_path(folder: Path, stem: str) -> Path:
-    """A fresh hidden temporary name in ``folder`` (unique per process and call)."""
-    return folder / f"{_PARTIAL_PREFIX}{stem}-{os.getpid()}-{secrets.token_hex(4)}"
-
-
-def _write_atomic(path: Path, write) -> None:
-    """Call ``write(tmp_path)`` on a temporary file next to ``path``, then rename it into place."""
-    tmp = _partial_path(path.parent, path.name)
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-
-
 def _write_png_atomic(path: Path, array: np.ndarray) -> None:
-    _write_atomic(path, lambda tmp: Image.fromarray(array).save(tmp, format="PNG"))
-
-
-def _write_text_atomic(path: Path, text: str) -> None:
-    def write(tmp: Path) -> None:
-        with open(tmp, "x", encoding="utf-8", newline="") as f:
-            f.write(text)
-
-    _write_atomic(path, write)
-
-
-def _remove_stale_partials(folder: Path) -> None:
-    """Delete temporary files/folders of interrupted writes (older than an hour, so never a running one)."""
-    now = time.time()
-    for entry in folder.iterdir():
-        if entry.name.startswith(_PARTIAL_PREFIX):
-            try:
-                if now - entry.stat().st_mtime > _STALE_PARTIAL_SECONDS:
-                    shutil.rmtree(entry) if entry.is_dir() else entry.unlink()
-            except OSError:
-                pass
+    write_file_atomic(path, lambda tmp: Image.fromarray(array).save(tmp, format="PNG"))
 
 
 # ----------------------------------------------------------------------------------------------------------------------
@@ -266,13 +241,6 @@ def _layout(root: Path) -> str:
         f"expected {root / _CSV_NAME} (columns id, class, segmentation) and slices at "
         f"{root / _IMAGE_SUBDIR}/case<N>/case<N>_day<D>/scans/slice_<k>_<width>_<height>_<sx>_<sy>.png"
     )
-
-
-def _raise_problems(where: Path, problems: list[str]) -> None:
-    if problems:
-        shown = "\n  - ".join(problems[:_MAX_LISTED])
-        more = f"\n  ... and {len(problems) - _MAX_LISTED} more" if len(problems) > _MAX_LISTED else ""
-        raise DatasetError(f"{where} has {len(problems)} problem(s):\n  - {shown}{more}", where)
 
 
 def _scan_images(root: Path) -> dict[str, dict[str, Any]]:
@@ -307,8 +275,9 @@ def _scan_images(root: Path) -> dict[str, dict[str, Any]]:
                 except ValueError as err:
                     problems.append(f"file {path}: {err}")
                     continue
-                if entry.stat().st_size == 0:
-                    problems.append(f"file {path} is empty (0 bytes); expected a 16-bit PNG slice (re-copy it)")
+                problem = check_nonempty_file(path, "a 16-bit PNG slice")
+                if problem is not None:
+                    problems.append(problem)
                     continue
                 slice_id = _slice_id(case, day, info["slice"])
                 if slice_id in slices:
@@ -325,7 +294,7 @@ def _scan_images(root: Path) -> dict[str, dict[str, Any]]:
                     "height": info["height"],
                     "width": info["width"],
                 }
-    _raise_problems(image_root, problems)
+    raise_problems(image_root, problems, what="slice folder")
     if not slices:
         raise DatasetError(f"slice folder {image_root} holds no slice PNGs; {_layout(root)}", image_root)
     return slices
@@ -369,7 +338,7 @@ def _read_csv(csv_path: Path) -> dict[str, dict[str, tuple[int, str]]]:
         raise DatasetError(
             f"label file {csv_path} cannot be read as CSV ({err}); {_layout(csv_path.parent)}", csv_path
         ) from err
-    _raise_problems(csv_path, problems)
+    raise_problems(csv_path, problems, what="label file")
     return rows
 
 
@@ -449,9 +418,7 @@ def find_uwmadison_slices(
             named folder or slice file.
     """
     root = Path(dataset_dir).expanduser()
-    if not root.is_dir():
-        what = "does not exist" if not root.exists() else "is not a folder"
-        raise DatasetError(f"dataset folder {root} {what}; {_layout(root)}", root)
+    check_folder(root, "dataset folder", _layout(root))
     csv_path = root / _CSV_NAME
     if require_labels and not csv_path.is_file():
         raise DatasetError(
@@ -495,7 +462,7 @@ def find_uwmadison_slices(
                 continue
             written += 1
         item["label"] = os.path.abspath(path)
-    _raise_problems(csv_path, problems)
+    raise_problems(csv_path, problems, what="label file")
     if written:
         logger.info("decoded %d slice masks from %s into %s", written, csv_path, cache)
     return labelled
@@ -515,19 +482,18 @@ def split_by_case(
 ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     """Split slices into training and validation by **case** (all days and slices of a case on one side).
 
-    The case names are split with :func:`custom_nets.data.brats.split_cases` (sorted, shuffled with ``seed``, then a
-    ``val_fraction`` split or fold ``fold`` of ``num_folds``); slices keep their input order.
+    The case names are split like :func:`custom_nets.data.brats.split_cases` does (sorted, shuffled with ``seed``,
+    then a ``val_fraction`` split or fold ``fold`` of ``num_folds``; :func:`custom_nets.data.common.split_groups`);
+    slices keep their input order.
 
     Raises:
         DatasetError: fewer than 2 cases.
-        ValueError: ``val_fraction``, ``num_folds`` or ``fold`` out of range.
+        ValueError: ``val_fraction``, ``num_folds`` or ``fold`` out of range, or ``num_folds`` / ``fold`` not integers.
     """
-    cases = sorted({str(item["case"]) for item in items})
-    train_cases, _ = split_cases([{"case": c} for c in cases], val_fraction, seed, num_folds, fold)
-    train_names = {c["case"] for c in train_cases}
-    train = [dict(item) for item in items if str(item["case"]) in train_names]
-    val = [dict(item) for item in items if str(item["case"]) not in train_names]
-    return train, val
+    train, val = split_groups(
+        items, lambda item: str(item["case"]), val_fraction, seed, num_folds, fold, unit="case", item_unit="slice"
+    )
+    return [dict(item) for item in train], [dict(item) for item in val]
 
 
 def _center_path(item: dict[str, Any]) -> str:
@@ -595,8 +561,6 @@ def uwmadison_load_transforms(
 # Synthetic demo data
 # ----------------------------------------------------------------------------------------------------------------------
 
-_DEMO_MARKER = "dataset.json"
-_DEMO_README = "README.txt"
 _DEMO_GENERATOR_VERSION = 1
 _DEMO_GENERATOR = "custom_nets.data.uwmadison.generate_uwmadison_demo"
 _DEMO_FIRST_CASE = 101
@@ -799,113 +763,76 @@ def generate_uwmadison_demo(
         DatasetError: ``out_dir`` is a file, or holds other data / demo data made with other parameters (without
             ``overwrite``).
     """
-    for name, value, minimum in (("num_cases", num_cases, 1), ("days_per_case", days_per_case, 1),
-                                 ("slices_per_day", slices_per_day, 2), ("seed", seed, 0)):  # fmt: skip
-        if isinstance(value, bool) or int(value) != value or value < minimum:
-            raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
+    num_cases = check_int("num_cases", num_cases, 1)
+    days_per_case = check_int("days_per_case", days_per_case, 1)
+    slices_per_day = check_int("slices_per_day", slices_per_day, 2)
+    seed = check_int("seed", seed, 0)
     sizes = _demo_sizes(size)
     out = Path(out_dir).expanduser()
     parameters = {
         "generator_version": _DEMO_GENERATOR_VERSION,
-        "num_cases": int(num_cases),
-        "days_per_case": int(days_per_case),
-        "slices_per_day": int(slices_per_day),
+        "num_cases": num_cases,
+        "days_per_case": days_per_case,
+        "slices_per_day": slices_per_day,
         "size": [list(s) for s in sizes],
-        "seed": int(seed),
+        "seed": seed,
     }
-    if out.exists() and not out.is_dir():
-        raise DatasetError(f"demo data folder {out} exists but is not a folder; expected a folder (or nothing)", out)
-    out.mkdir(parents=True, exist_ok=True)
-    _remove_stale_partials(out)
-    marker_path, csv_path, image_root = out / _DEMO_MARKER, out / _CSV_NAME, out / _IMAGE_SUBDIR
-    marker = None
-    if marker_path.exists():
-        try:
-            marker = json.loads(marker_path.read_text(encoding="utf-8"))
-        except (OSError, ValueError) as err:
-            raise DatasetError(
-                f"demo marker {marker_path} cannot be read ({err}); delete it or pass overwrite=True", marker_path
-            ) from err
-        if not isinstance(marker, dict) or marker.get("generator") != _DEMO_GENERATOR:
-            raise DatasetError(
-                f"{marker_path} is not a UW-Madison demo marker; refusing to write demo data into {out}", marker_path
-            )
-    elif csv_path.exists() or image_root.exists():
-        if not overwrite:
-            raise DatasetError(
-                f"{out} holds {_CSV_NAME} or {_IMAGE_SUBDIR}/ but no {_DEMO_MARKER}: it may be a real dataset; "
-                "refusing to write demo data there. Choose another folder, or pass overwrite=True to replace them.",
-                out,
-            )
-    if marker is not None and not overwrite:
-        previous = {key: marker.get(key) for key in parameters}
-        if previous != parameters:
-            raise DatasetError(
-                f"demo data folder {out} holds demo data generated with {previous} (see {marker_path}), not the "
-                f"requested {parameters}; pass overwrite=True to regenerate it, or choose another folder",
-                out,
-            )
-    if overwrite:
-        for path in (marker_path, csv_path):
-            path.unlink(missing_ok=True)
-        if image_root.exists():
-            shutil.rmtree(image_root)
-        shutil.rmtree(out / _DEFAULT_CACHE, ignore_errors=True)
-        marker = None
+    csv_path, image_root = out / _CSV_NAME, out / _IMAGE_SUBDIR
+    cases = [_demo_case_number(i) for i in range(num_cases)]
 
-    cases = [_demo_case_number(i) for i in range(int(num_cases))]
-    complete = [_demo_case_complete(image_root / f"case{c}", days_per_case, slices_per_day) for c in cases]
-    if marker is not None and csv_path.is_file() and all(complete):
+    def case_complete(case: int) -> bool:
+        return _demo_case_complete(image_root / f"case{case}", days_per_case, slices_per_day)
+
+    marker = demo_marker(
+        "custom_nets synthetic UW-Madison GI tract demo",
+        "SYNTHETIC demo data, not real MRI and not patient data; it exercises the pipeline and says nothing about "
+        "accuracy on real scans.",
+        parameters,
+        generator=_DEMO_GENERATOR,
+        classes=list(CLASSES),
+        cases=[f"case{c}" for c in cases],
+    )
+    reuse = prepare_demo_dir(
+        out, parameters, overwrite,
+        generator=_DEMO_GENERATOR,
+        marker=marker,
+        readme=_README_TEXT,
+        # train.csv or train/ without a marker: it may be a real dataset
+        existing=lambda: [path for path in (csv_path, image_root) if path.exists()],
+        is_complete=lambda: csv_path.is_file() and all(case_complete(case) for case in cases),
+        what="UW-Madison demo data",
+        check_generator=True,
+        check_marker_on_overwrite=True,
+    )  # fmt: skip
+    if reuse:
         logger.debug("reusing the UW-Madison demo data in %s", out)
         return out
-    if marker is None:
-        _write_text_atomic(
-            marker_path,
-            json.dumps(
-                {
-                    "name": "custom_nets synthetic UW-Madison GI tract demo",
-                    "description": "SYNTHETIC demo data, not real MRI and not patient data; it exercises the pipeline "
-                    "and says nothing about accuracy on real scans.",
-                    "synthetic": True,
-                    "generator": _DEMO_GENERATOR,
-                    **parameters,
-                    "classes": list(CLASSES),
-                    "cases": [f"case{c}" for c in cases],
-                },
-                indent=2,
-            )
-            + "\n",
-        )
-        _write_text_atomic(out / _DEMO_README, _README_TEXT)
+    if overwrite:
+        shutil.rmtree(out / _DEFAULT_CACHE, ignore_errors=True)
 
     start = time.perf_counter()
     image_root.mkdir(exist_ok=True)
-    _remove_stale_partials(image_root)
+    remove_stale_partials(image_root)
     rows: list[tuple[str, str, str]] = []
     for index, case in enumerate(cases):
         height, width = sizes[index % len(sizes)]
-        days = _demo_case(int(seed), index, int(days_per_case), int(slices_per_day), (height, width))
+        days = _demo_case(seed, index, days_per_case, slices_per_day, (height, width))
         case_dir = image_root / f"case{case}"
-        if not complete[index]:
+        if not case_complete(case):
             if case_dir.exists():
                 shutil.rmtree(case_dir)
-            tmp = _partial_path(image_root, case_dir.name)
-            try:
+            with atomic_folder(case_dir) as tmp:
                 for day, slices in days.items():
                     scans = tmp / f"case{case}_day{day}" / "scans"
                     scans.mkdir(parents=True)
                     for k, (image, _) in enumerate(slices, start=1):
                         Image.fromarray(image).save(scans / _demo_slice_name(k, height, width), format="PNG")
-                os.rename(tmp, case_dir)
-            finally:
-                if tmp.exists():
-                    shutil.rmtree(tmp, ignore_errors=True)
         for day, slices in days.items():
             for k, (_, masks) in enumerate(slices, start=1):
                 rows += masks_to_rle_rows(_slice_id(case, day, k), masks)
 
     lines = [",".join(CSV_COLUMNS)] + [f"{i},{c},{r}" for i, c, r in rows]
-    _write_text_atomic(csv_path, "\n".join(lines) + "\n")
+    write_text_atomic(csv_path, "\n".join(lines) + "\n")
     logger.info("generated the UW-Madison demo data in %s (%.1f s)", out, time.perf_counter() - start)
     return out
 
@@ -914,13 +841,7 @@ def generate_uwmadison_demo(
 # Bundle datalists
 # ----------------------------------------------------------------------------------------------------------------------
 
-_ROLES = ("train", "val", "all", "infer")
-
-
-def _is_demo(dataset_dir: str | os.PathLike | None) -> bool:
-    if dataset_dir is None:
-        return True
-    return isinstance(dataset_dir, str) and dataset_dir.strip().lower() in ("", "demo")
+_is_demo = is_demo  # imported by custom_nets.data.uwmadison_bundle; new code should use common.is_demo
 
 
 def uwmadison_datalist(
@@ -946,19 +867,17 @@ def uwmadison_datalist(
         cache_dir: where decoded masks are cached (default inside the dataset folder).
         **split_kwargs: ``val_fraction``, ``seed``, ``num_folds``, ``fold`` for :func:`split_by_case`.
     """
-    if role not in _ROLES:
-        raise ValueError(f"role must be one of {', '.join(_ROLES)}, got {role!r}")
-    if _is_demo(dataset_dir):
-        if demo_dir is None or not str(demo_dir).strip():
-            raise ValueError("dataset_dir is 'demo' but no demo_dir was given to hold the generated demo data")
-        folder = generate_uwmadison_demo(demo_dir)
-        logger.info("dataset_dir is %r: using the synthetic UW-Madison demo data in %s", dataset_dir, folder)
-    else:
-        folder = Path(dataset_dir).expanduser()  # type: ignore[arg-type]
-    items = find_uwmadison_slices(folder, require_labels=role != "infer", cache_dir=cache_dir)
-    if offsets is not None:
-        items = neighbour_slices(items, offsets)
-    if role in ("all", "infer"):
-        return items
-    train, val = split_by_case(items, **split_kwargs)
-    return train if role == "train" else val
+
+    def find(folder: Path, labelled: bool) -> list[dict[str, Any]]:
+        items = find_uwmadison_slices(folder, require_labels=labelled, cache_dir=cache_dir)
+        return items if offsets is None else neighbour_slices(items, offsets)
+
+    return datalist_for_role(
+        dataset_dir, demo_dir, role,
+        find=find,
+        generate=generate_uwmadison_demo,
+        split=split_by_case,
+        split_kwargs=split_kwargs,
+        what="synthetic UW-Madison demo data",
+        log=logger,
+    )  # fmt: skip

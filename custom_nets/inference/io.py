@@ -43,11 +43,13 @@ __all__ = [
     "MAX_VOXELS",
     "atomic_write",
     "count_labels",
+    "needs_itk",
     "read_case",
     "read_label_counts",
     "read_source",
     "temporary_path",
     "to_meta_tensor",
+    "warm_up_itk",
     "write_label_map",
 ]
 
@@ -221,6 +223,28 @@ def _read_nifti(path: Path) -> tuple[np.ndarray, Geometry]:
 # ----------------------------------------------------------------------------------------------------------------------
 # ITK: NRRD, MetaImage, DICOM
 # ----------------------------------------------------------------------------------------------------------------------
+
+
+_ITK_NAMES = ("ImageIOFactory", "CommonEnums", "Image", "VectorImage", "ImageFileReader", "ImageFileWriter",
+              "ImageSeriesReader", "GDCMImageIO", "F", "UC", "array_view_from_image", "image_from_array",
+              "matrix_from_array", "array_from_matrix")
+
+
+def warm_up_itk() -> None:
+    """Load the ITK modules used here, in the calling thread.
+
+    ITK's Python package loads its modules lazily on first attribute access; doing that once in the main thread
+    means background reading threads never load modules concurrently.
+    """
+    import itk
+
+    for name in _ITK_NAMES:
+        getattr(itk, name)
+
+
+def needs_itk(sources: Sequence[Source]) -> bool:
+    """Whether reading or writing these inputs uses ITK (NRRD, MetaImage, DICOM)."""
+    return any(s.kind in ("itk", "dicom") for s in sources)
 
 
 def _itk_error(exc: Exception) -> str:

@@ -412,7 +412,7 @@ class BundleSegmenter:
         names = tuple(str(channel_def.get(str(i), channel_def.get(i, f"channel {i}"))) for i in range(num_channels))
         suffixes = meta.get("input_channel_suffixes")
         table = None
-        if isinstance(suffixes, dict) and num_channels > 1:
+        if isinstance(suffixes, dict) and suffixes and num_channels > 1:  # {} : every channel in one file
             table = tuple(tuple(str(s) for s in suffixes.get(str(i), suffixes.get(i, ())) or ()) for i in range(num_channels))
             if not all(table):
                 missing = [names[i] for i, t in enumerate(table) if not t]

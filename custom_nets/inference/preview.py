@@ -41,8 +41,8 @@ def _to_uint8(image: np.ndarray) -> np.ndarray:
     if values.size == 0:
         return np.zeros(image.shape, dtype=np.uint8)
     low, high = np.percentile(values, [1, 99])
-    if high <= low:
-        high = low + 1.0
+    if high <= low:  # (nearly) constant: show what is above the lowest value in white
+        low = min(float(values.min()), float(low)) - 1.0
     return (np.clip((image - low) / (high - low), 0, 1) * 255).astype(np.uint8)
 
 
@@ -133,11 +133,14 @@ def render_preview(image: np.ndarray, label: np.ndarray, geometry: Geometry,
     else:
         picture = image.transpose(0, 2, 1) if geometry.transposed else image
         lab = label.T if geometry.transposed else label
-        if picture.shape[0] >= 3:
-            shown = np.stack([_to_uint8(picture[c]) for c in range(3)], axis=-1)
-        else:
-            shown = _to_uint8(picture[0])
-        panels = [_overlay(shown, np.asarray(lab), colours)]
+        shown = picture[:3] if picture.shape[0] >= 3 else picture[:1]
+        if shown.min() >= 0 and shown.max() <= 255:  # 8-bit pictures are shown as they are
+            shown = shown.astype(np.uint8)
+        else:  # one window for all channels, so colours keep their balance
+            shown = _to_uint8(shown)
+        shown = np.moveaxis(shown, 0, -1) if shown.shape[0] == 3 else shown[0]
+        shown, lab = _resize(np.ascontiguousarray(shown), np.ascontiguousarray(lab), 1.0)
+        panels = [_overlay(shown, lab, colours)]
     gap = 4
     height = max(p.shape[0] for p in panels)
     legend_height = 16 * max(1, len(colours)) + 8

@@ -28,8 +28,18 @@ import numpy as np
 
 from .discovery import Case
 from .errors import CaseError
-from .io import TEMP_MARKER, LoadedCase, atomic_write, count_labels, read_case, read_label_counts, to_meta_tensor, \
-    write_label_map
+from .io import (
+    TEMP_MARKER,
+    LoadedCase,
+    atomic_write,
+    count_labels,
+    needs_itk,
+    read_case,
+    read_label_counts,
+    to_meta_tensor,
+    warm_up_itk,
+    write_label_map,
+)
 
 __all__ = ["CaseResult", "RunOptions", "SummaryWriter", "output_path", "segment_cases"]
 
@@ -122,6 +132,16 @@ def output_path(output_dir: Path, case: Case) -> Path:
     if path.resolve().parent != output_dir.resolve():
         raise CaseError(f"unsafe case name {case.name!r}")
     return path
+
+
+def current_rss_mb() -> float | None:
+    """Resident memory of this process in MiB (Linux ``/proc``), or None where unavailable."""
+    try:
+        with open("/proc/self/statm") as f:
+            pages = int(f.read().split()[1])
+        return pages * os.sysconf("SC_PAGE_SIZE") / 2**20
+    except (OSError, ValueError, IndexError, AttributeError):
+        return None
 
 
 def _pid_alive(pid: int) -> bool:
@@ -300,6 +320,8 @@ def segment_cases(segmenter: Any, cases: Sequence[Case], output_dir: str | os.Pa
         summary.add(result)
     summary.write()
 
+    if needs_itk([s for case in todo for s in case.sources]):
+        warm_up_itk()
     counts = {"ok": 0, "failed": sum(r.status == "failed" for r in results)}
     bar = tqdm(total=len(todo), unit="case", file=sys.stderr, disable=not options.progress or not todo,
                dynamic_ncols=True, desc="segmenting")
@@ -315,8 +337,10 @@ def segment_cases(segmenter: Any, cases: Sequence[Case], output_dir: str | os.Pa
                 logger.error(f"FAILED {case.name}: {result.error}")
             elif options.verbose:
                 t = result.timings
+                rss = current_rss_mb()
                 logger.info(f"{case.name}: read {t.get('read', 0):.2f} s (waited {t.get('wait', 0):.2f} s), "
-                            f"compute {t.get('compute', 0):.2f} s, write {t.get('write', 0):.2f} s")
+                            f"compute {t.get('compute', 0):.2f} s, write {t.get('write', 0):.2f} s"
+                            + (f", memory {rss:.0f} MiB" if rss is not None else ""))
             bar.update(1)
             bar.set_postfix(ok=counts["ok"], failed=counts["failed"], refresh=False)
     finally:

@@ -9,42 +9,19 @@ reconstruction logits]`` and the bundles build the target ``(B, C + 1, *S)`` = `
 with :class:`~custom_nets.transforms.grayscale.AppendGrayscaled`, so a plain ``loss_function(pred, label)`` (MONAI's
 ``SupervisedTrainer``) gets both. :class:`MaskAndReconstructionLoss` splits the two along channels.
 
-MONAI's ``DiceCELoss(sigmoid=True)`` is not used as the default mask loss: for more than one channel it switches to a
-softmax cross-entropy, which is wrong for independent sigmoid channels; :class:`DiceBCELoss` always uses BCE with
-logits.
+The default mask loss is :class:`~custom_nets.losses.dice_bce.DiceBCELoss` (one implementation for the package), not MONAI's
+``DiceCELoss(sigmoid=True)``, which switches to a softmax cross-entropy for more than one channel.
 """
 
 from __future__ import annotations
 
 import torch
 import torch.nn as nn
-from monai.losses import DiceLoss
 from torch.nn.modules.loss import _Loss
 
-__all__ = ["DiceBCELoss", "MaskAndReconstructionLoss"]
+from custom_nets.losses.dice_bce import DiceBCELoss
 
-
-class DiceBCELoss(_Loss):
-    """``dice_weight * DiceLoss(sigmoid=True) + bce_weight * BCEWithLogitsLoss`` on logits ``(B, C, *S)``.
-
-    Args:
-        dice_weight: weight of the soft Dice loss (MONAI ``DiceLoss`` with a sigmoid, per sample and channel).
-        bce_weight: weight of the binary cross-entropy with logits (mean over all elements).
-    """
-
-    def __init__(self, dice_weight: float = 1.0, bce_weight: float = 1.0) -> None:
-        super().__init__()
-        if dice_weight < 0 or bce_weight < 0:
-            raise ValueError(f"loss weights must be non-negative, got dice={dice_weight}, bce={bce_weight}.")
-        self.dice = DiceLoss(sigmoid=True)
-        self.bce = nn.BCEWithLogitsLoss()
-        self.dice_weight = float(dice_weight)
-        self.bce_weight = float(bce_weight)
-
-    def forward(self, input: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        """``input`` logits and ``target`` in [0, 1], both ``(B, C, *S)`` -> scalar."""
-        target = target.to(dtype=input.dtype)
-        return self.dice_weight * self.dice(input, target) + self.bce_weight * self.bce(input, target)
+__all__ = ["MaskAndReconstructionLoss"]
 
 
 class MaskAndReconstructionLoss(_Loss):

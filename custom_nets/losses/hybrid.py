@@ -13,7 +13,8 @@ Public API:
 
 * :class:`MultiScaleSSIMLoss`: ``1 - MS-SSIM`` per sample and channel (probabilities vs. targets in ``[0, 1]``).
 * :class:`IoULoss`: soft Jaccard loss, MONAI's ``DiceLoss(jaccard=True)`` with a sigmoid.
-* :class:`DiceBCELoss`: soft Dice + per-channel binary cross-entropy on logits.
+* :class:`~custom_nets.losses.dice_bce.DiceBCELoss` (imported from :mod:`custom_nets.losses.dice_bce`): soft Dice +
+  per-channel binary cross-entropy on logits.
 * :class:`HybridLoss`: focal (MONAI ``FocalLoss``, sigmoid) + MS-SSIM + IoU, on logits.
 * :func:`hybrid_segmentation_loss`: ``"hybrid"`` or ``"dice_bce"`` from one config value.
 * :class:`UNet3PlusLoss`: splits the CGM presence head off a stacked UNet 3+ training output (see
@@ -25,7 +26,7 @@ FCT's weighted deep supervision needs no new code: ``StackedDeepSupervisionLoss(
 
 Why not MONAI's ``DiceCELoss(sigmoid=True)`` for "Dice + BCE": with more than one output channel its CE term is the
 *softmax* cross-entropy (BCE is used only for single-channel inputs), which is wrong for overlapping multi-label
-classes such as the UW-Madison organs. :class:`DiceBCELoss` uses ``BCEWithLogits`` per channel.
+classes such as the UW-Madison organs. ``DiceBCELoss`` uses ``BCEWithLogits`` per channel.
 
 Why not MONAI's ``compute_ms_ssim`` as is: it averages over the channels before combining scales (one value per
 sample), raises for images smaller than ``(kernel_size - 1) * (n_scales - 1) ** 2`` per side, and raises
@@ -47,9 +48,9 @@ from torch.nn.modules.loss import _Loss
 
 from custom_nets.blocks.full_scale import gate_logits
 from custom_nets.losses.deep_supervision import StackedDeepSupervisionLoss
+from custom_nets.losses.dice_bce import DiceBCELoss
 
 __all__ = [
-    "DiceBCELoss",
     "HybridLoss",
     "IoULoss",
     "MS_SSIM_WEIGHTS",
@@ -206,45 +207,6 @@ class IoULoss(DiceLoss):
     def __init__(self, sigmoid: bool = True, **kwargs) -> None:
         kwargs.pop("jaccard", None)
         super().__init__(sigmoid=sigmoid, jaccard=True, **kwargs)
-
-
-class DiceBCELoss(_Loss):
-    """Soft Dice (MONAI ``DiceLoss(sigmoid=True)``) + per-channel binary cross-entropy with logits.
-
-    ``input`` logits and ``target`` in ``[0, 1]``, both ``(B, C, *S)``; ``lambda_dice * dice + lambda_bce * bce``.
-
-    Args:
-        lambda_dice: weight of the Dice term.
-        lambda_bce: weight of the BCE term.
-        batch: Dice over the whole batch per channel (MONAI ``batch``) instead of per sample.
-        pos_weight: optional BCE weight of positives, one per channel.
-    """
-
-    def __init__(
-        self,
-        lambda_dice: float = 1.0,
-        lambda_bce: float = 1.0,
-        batch: bool = False,
-        pos_weight: Sequence[float] | None = None,
-    ) -> None:
-        super().__init__()
-        self.dice = DiceLoss(sigmoid=True, batch=batch)
-        self.lambda_dice = float(lambda_dice)
-        self.lambda_bce = float(lambda_bce)
-        self.pos_weight = None if pos_weight is None else tuple(float(v) for v in pos_weight)
-
-    def forward(self, input: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        if input.shape != target.shape:
-            raise ValueError(
-                f"DiceBCELoss needs input and target of one shape, got {tuple(input.shape)} and {tuple(target.shape)}."
-            )
-        target = target.to(input.dtype)
-        pos_weight = None
-        if self.pos_weight is not None:
-            shape = [1, -1] + [1] * (input.dim() - 2)
-            pos_weight = torch.as_tensor(self.pos_weight, dtype=input.dtype, device=input.device).view(shape)
-        bce = F.binary_cross_entropy_with_logits(input, target, pos_weight=pos_weight)
-        return self.lambda_dice * self.dice(input, target) + self.lambda_bce * bce
 
 
 class HybridLoss(_Loss):

@@ -2,7 +2,15 @@
 
 from .arunet import ARUNet
 from .attention_resunet import AttentionResUNet
+from .ddanet import DDANet
+from .drrmsan import DRRMSAN
 from .linknet import LinkNet
 from .pspnet import PSPNet
 
 __all__ = ["ARUNet", "AttentionResUNet", "LinkNet", "PSPNet"]
+__all__ += ["DDANet", "DRRMSAN"]
+
+from .fct import FCT  # noqa: E402
+from .unet3plus import UNet3Plus  # noqa: E402
+
+__all__ += ["FCT", "UNet3Plus"]

@@ -2,6 +2,12 @@
 
 from .brats import RegionsToBratsLabels, RegionsToBratsLabelsd
 from .channels import RepeatChannelsd
+from .grayscale import AppendGrayscaled, RGBToGrayscale
 from .outputs import SelectFinalOutputd
 
 __all__ = ["RegionsToBratsLabels", "RegionsToBratsLabelsd", "RepeatChannelsd", "SelectFinalOutputd"]
+__all__ += ["AppendGrayscaled", "RGBToGrayscale"]
+
+from .multilabel import CentreSliceSourced, MultiLabelToLabelMapd  # noqa: E402
+
+__all__ += ["CentreSliceSourced", "MultiLabelToLabelMapd"]

@@ -13,6 +13,22 @@ Configs written per bundle:
 - ``evaluate.json``: Dice and IoU (and precision, recall) per group (patient or image) and their mean, computed over
   all slices of a group, empty ones included;
 - ``multi_gpu_train.json``: DDP overrides (shared with the 3D template).
+
+Optional hooks (absent from ``LGG``, whose configs they leave unchanged):
+
+- task ``"load_transforms"``: ``callable(keys, size_divisor) -> list[dict]``, the task's own reading chain;
+- task ``"common_values"``: top-level values added to (or replacing defaults of) every config, e.g. ``image_size``;
+- task ``"random_transforms"``: ``callable(keys) -> list[dict]``, the training augmentation;
+- task ``"infer_datalist"``: the ``datalist`` expression of ``inference.json``;
+- task ``"write_kwargs"``: ``write_kwargs`` of the inference ``SaveImaged`` (the writer then is the top-level
+  ``saver``, configured through ``set_options``);
+- task ``"evaluate_transforms"``: ``callable(size_divisor) -> list[dict]``, an evaluation chain that keeps the label at
+  its original size: predictions are inverted to each image's original size and scored there (batch size 1);
+- task ``"volume_inference"``: ``False`` writes no ``inference_volume.json``;
+- task ``"data_type"`` / ``"image_format"``: metadata ``data_type`` and input ``format``;
+- bundle ``"loss_config"``: top-level train.json entries that include ``"loss"``, replacing the ``loss_name`` choice;
+- bundle ``"train_label_transforms"``: transforms appended to the training chain only (``train#label_transforms``),
+  e.g. a reconstruction target; validation and evaluation see the plain label.
 """
 
 from __future__ import annotations
@@ -74,6 +90,34 @@ def _load_image_transforms(task: dict, keys: list[str], size_divisor: int) -> li
     return transforms
 
 
+def _random_transforms(task: dict, keys: list[str]) -> list[dict]:
+    """Training augmentation; a task with its own gives it as ``task["random_transforms"]``."""
+    if "random_transforms" in task:
+        return task["random_transforms"](keys)
+    return [
+        {"_target_": "RandFlipd", "keys": keys, "prob": 0.5, "spatial_axis": 0},
+        {"_target_": "RandFlipd", "keys": keys, "prob": 0.5, "spatial_axis": 1},
+        {"_target_": "RandRotate90d", "keys": keys, "prob": 0.5, "max_k": 3},
+        {"_target_": "RandScaleIntensityd", "keys": "image", "factors": 0.1, "prob": 0.5},
+        {"_target_": "RandShiftIntensityd", "keys": "image", "offsets": 0.05, "prob": 0.5},
+    ]
+
+
+def _loss(task: dict, bundle: dict) -> dict:
+    """The loss entries of train.json: the bundle's own ``loss_config``, or the ``loss_name`` choice."""
+    if "loss_config" in bundle:
+        return deepcopy(bundle["loss_config"])
+    return {
+        "loss_name": bundle["loss_name"],
+        "positive_class_weight": f"$({task['positive_class_weight']}(@train_datalist) if @loss_name == 'wce' else None)",
+        "loss": {
+            "_target_": "custom_nets.losses.StackedDeepSupervisionLoss",
+            "loss": f"$custom_nets.losses.segmentation_loss(@loss_name, pos_weight=@positive_class_weight)",
+            "weights": bundle.get("deep_supervision_weights"),
+        },
+    }
+
+
 def _network(network_def: dict) -> dict:
     return {"network_def": deepcopy(network_def), "network": "$@network_def.to(@device)"}
 
@@ -89,6 +133,7 @@ def _common(task: dict) -> dict:
         "device": "$custom_nets.bundle.default_device()",
         "amp": "$custom_nets.bundle.amp_enabled(@device)",
         "num_workers": 2,
+        **deepcopy(task.get("common_values", {})),
     }
 
 
@@ -120,6 +165,7 @@ def train_config(task: dict, bundle: dict) -> dict:
     keys = ["image", "label"]
     divisor = bundle["size_divisor"][0]
     datalist = task["datalist"]
+    label_transforms = bundle.get("train_label_transforms")
     return {
         **_common(task),
         "epochs": 50,
@@ -138,13 +184,7 @@ def train_config(task: dict, bundle: dict) -> dict:
         "val_datalist": f"${datalist}(@dataset_dir, demo_dir=@demo_dir, role='val', val_fraction=@val_fraction, "
         "seed=@seed, num_folds=@num_folds, fold=@fold)",
         **_network(bundle["network_def"]),
-        "loss_name": bundle["loss_name"],
-        "positive_class_weight": f"$({task['positive_class_weight']}(@train_datalist) if @loss_name == 'wce' else None)",
-        "loss": {
-            "_target_": "custom_nets.losses.StackedDeepSupervisionLoss",
-            "loss": f"$custom_nets.losses.segmentation_loss(@loss_name, pos_weight=@positive_class_weight)",
-            "weights": bundle.get("deep_supervision_weights"),
-        },
+        **_loss(task, bundle),
         "optimizer": {
             "_target_": "torch.optim.AdamW",
             "params": "$@network.parameters()",
@@ -154,16 +194,12 @@ def train_config(task: dict, bundle: dict) -> dict:
         "lr_scheduler": {"_target_": "torch.optim.lr_scheduler.CosineAnnealingLR", "optimizer": "@optimizer", "T_max": "@epochs"},
         "train": {
             "deterministic_transforms": _load_image_transforms(task, keys, divisor),
-            "random_transforms": [
-                {"_target_": "RandFlipd", "keys": keys, "prob": 0.5, "spatial_axis": 0},
-                {"_target_": "RandFlipd", "keys": keys, "prob": 0.5, "spatial_axis": 1},
-                {"_target_": "RandRotate90d", "keys": keys, "prob": 0.5, "max_k": 3},
-                {"_target_": "RandScaleIntensityd", "keys": "image", "factors": 0.1, "prob": 0.5},
-                {"_target_": "RandShiftIntensityd", "keys": "image", "offsets": 0.05, "prob": 0.5},
-            ],
+            "random_transforms": _random_transforms(task, keys),
+            **({"label_transforms": deepcopy(label_transforms)} if label_transforms else {}),
             "preprocessing": {
                 "_target_": "Compose",
-                "transforms": "$@train#deterministic_transforms + @train#random_transforms",
+                "transforms": "$@train#deterministic_transforms + @train#random_transforms"
+                + (" + @train#label_transforms" if label_transforms else ""),
             },
             "dataset": {
                 "_target_": "CacheDataset",
@@ -304,34 +340,38 @@ def _evaluator(inferer: str, metrics: dict | None) -> dict:
 def inference_config(task: dict, bundle: dict) -> dict:
     """2D images of ``dataset_dir`` (any layout, masks not needed) to masks of the same size and name stem."""
     divisor = bundle["size_divisor"][0]
+    write_kwargs = task.get("write_kwargs")
+    saver = {
+        "_target_": "SaveImaged",
+        "keys": "pred",
+        "output_dir": "@output_dir",
+        "output_postfix": task["output_postfix"],
+        "output_ext": task["output_ext"],
+        "output_dtype": "$numpy.uint8",
+        "scale": 255,
+        "writer": "PILWriter",
+        "separate_folder": False,
+        "resample": False,
+        "print_log": False,
+    }
     config = {
         **_common(task),
         "output_dir": "$os.path.join(@bundle_root, 'eval')",
         **_network(bundle["network_def"]),
-        "datalist": f"$({task['datalist']}(@dataset_dir, demo_dir=@demo_dir, role='infer') "
-        "if str(@dataset_dir).lower() == 'demo' else custom_nets.data.images.find_images(@dataset_dir))",
+        "datalist": task.get(
+            "infer_datalist",
+            f"$({task['datalist']}(@dataset_dir, demo_dir=@demo_dir, role='infer') "
+            "if str(@dataset_dir).lower() == 'demo' else custom_nets.data.images.find_images(@dataset_dir))",
+        ),
         "preprocessing": {"_target_": "Compose", "transforms": _load_image_transforms(task, ["image"], divisor)},
         "dataset": {"_target_": "Dataset", "data": "@datalist", "transform": "@preprocessing"},
         "dataloader": {"_target_": "DataLoader", "dataset": "@dataset", "batch_size": 1, "num_workers": "@num_workers"},
         "inferer": {"_target_": "SimpleInferer"},
+        **({"saver": saver} if write_kwargs is not None else {}),
         "postprocessing": {
             "_target_": "Compose",
             "transforms": _postprocessing(invert=True)
-            + [
-                {
-                    "_target_": "SaveImaged",
-                    "keys": "pred",
-                    "output_dir": "@output_dir",
-                    "output_postfix": task["output_postfix"],
-                    "output_ext": task["output_ext"],
-                    "output_dtype": "$numpy.uint8",
-                    "scale": 255,
-                    "writer": "PILWriter",
-                    "separate_folder": False,
-                    "resample": False,
-                    "print_log": False,
-                }
-            ],
+            + [saver if write_kwargs is None else f"$@saver.set_options(write_kwargs={write_kwargs!r})"],
         },
         "handlers": [_checkpoint_loader(), {"_target_": "custom_nets.handlers.CaseProgressLogger"}],
         "evaluator": _evaluator("@inferer", None),
@@ -415,16 +455,23 @@ def evaluate_config(task: dict, bundle: dict) -> dict:
     """Dice, IoU, precision and recall per group (patient / image), over all its slices, and their mean."""
     divisor = bundle["size_divisor"][0]
     keys = ["image", "label"]
+    original_size = "evaluate_transforms" in task
+    transforms = task["evaluate_transforms"](divisor) if original_size else _load_image_transforms(task, keys, divisor)
     return {
         **_common(task),
         "output_dir": "$os.path.join(@bundle_root, 'eval')",
         **_network(bundle["network_def"]),
         "datalist": f"${task['datalist']}(@dataset_dir, demo_dir=@demo_dir, role='all')",
-        "preprocessing": {"_target_": "Compose", "transforms": _load_image_transforms(task, keys, divisor)},
+        "preprocessing": {"_target_": "Compose", "transforms": transforms},
         "dataset": {"_target_": "Dataset", "data": "@datalist", "transform": "@preprocessing"},
-        "dataloader": {"_target_": "DataLoader", "dataset": "@dataset", "batch_size": 8, "num_workers": "@num_workers"},
+        "dataloader": {
+            "_target_": "DataLoader",
+            "dataset": "@dataset",
+            "batch_size": 1 if original_size else 8,
+            "num_workers": "@num_workers",
+        },
         "inferer": {"_target_": "SimpleInferer"},
-        "postprocessing": {"_target_": "Compose", "transforms": _postprocessing(invert=False)},
+        "postprocessing": {"_target_": "Compose", "transforms": _postprocessing(invert=original_size)},
         "handlers": [
             _checkpoint_loader(),
             {"_target_": "custom_nets.handlers.CaseProgressLogger"},
@@ -463,7 +510,7 @@ def metadata(task: dict, bundle: dict, versions: dict[str, str]) -> dict:
         "authors": "custom_nets contributors",
         "copyright": "Copyright (c) custom_nets contributors",
         "data_source": task["data_source"],
-        "data_type": "tiff",
+        "data_type": task.get("data_type", "tiff"),
         "image_classes": task["image_classes"],
         "label_classes": task["label_classes"],
         "pred_classes": f"{len(task['out_channels'])} sigmoid channel(s): {', '.join(task['out_channels'])}",
@@ -477,7 +524,7 @@ def metadata(task: dict, bundle: dict, versions: dict[str, str]) -> dict:
             "inputs": {
                 "image": {
                     "type": "image",
-                    "format": "magnitude",
+                    "format": task.get("image_format", "magnitude"),
                     "modality": task["modality"],
                     "num_channels": len(task["in_channels"]),
                     "spatial_shape": shape,
@@ -505,7 +552,7 @@ def metadata(task: dict, bundle: dict, versions: dict[str, str]) -> dict:
 
 def bundle_configs(bundle: dict, versions: dict[str, str]) -> dict[str, dict]:
     task = bundle["task"]
-    return {
+    configs = {
         "metadata.json": metadata(task, bundle, versions),
         "train.json": train_config(task, bundle),
         "inference.json": inference_config(task, bundle),
@@ -513,3 +560,6 @@ def bundle_configs(bundle: dict, versions: dict[str, str]) -> dict[str, dict]:
         "evaluate.json": evaluate_config(task, bundle),
         "multi_gpu_train.json": brats3d.multi_gpu_train_config(),
     }
+    if not task.get("volume_inference", True):
+        del configs["inference_volume.json"]
+    return configs

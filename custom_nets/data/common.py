@@ -1,0 +1,561 @@
+"""Machinery shared by the dataset layouts (:mod:`.brats`, :mod:`.lgg`, :mod:`.polyp_skin`, :mod:`.uwmadison`).
+
+Nothing here knows a layout; each layout module passes in what differs (file names, messages, the demo generator).
+
+- Arguments and files: :func:`check_int`, :func:`is_hidden`, :func:`visible_subfolders`, :func:`check_folder`,
+  :func:`check_nonempty_file`, :func:`is_nonempty_file`, :func:`raise_problems`.
+- Atomic writes: :func:`partial_path`, :func:`write_file_atomic`, :func:`write_text_atomic`, :func:`atomic_folder`,
+  :func:`remove_stale_partials`. Temporary entries are hidden (``.partial-<name>-<pid>-<random>``), so readers never
+  see a half-written file or folder and an interrupted run leaves nothing under a final name.
+- Demo-data bookkeeping: :func:`demo_marker`, :func:`read_demo_marker`, :func:`prepare_demo_dir` (the
+  ``dataset.json`` marker, reuse or refusal when the parameters differ, overwrite of only the generated items).
+- Splits and bundle datalists: :func:`split_groups` (seeded, grouped, fraction or k-fold), :func:`is_demo`,
+  :func:`check_role`, :func:`datalist_for_role`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+import secrets
+import shutil
+import time
+from collections.abc import Callable, Hashable, Iterator, Mapping, Sequence
+from pathlib import Path
+from typing import Any, TypeVar
+
+import numpy as np
+
+from .errors import DatasetError
+
+__all__ = [
+    "DEMO_MARKER",
+    "DEMO_README",
+    "MAX_LISTED_PROBLEMS",
+    "PARTIAL_PREFIX",
+    "ROLES",
+    "STALE_PARTIAL_SECONDS",
+    "atomic_folder",
+    "check_folder",
+    "check_int",
+    "check_nonempty_file",
+    "check_role",
+    "datalist_for_role",
+    "demo_marker",
+    "is_demo",
+    "is_hidden",
+    "is_nonempty_file",
+    "partial_path",
+    "prepare_demo_dir",
+    "raise_problems",
+    "read_demo_marker",
+    "remove_stale_partials",
+    "split_groups",
+    "visible_subfolders",
+    "write_file_atomic",
+    "write_text_atomic",
+]
+
+logger = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+DEMO_MARKER = "dataset.json"
+"""File name of the marker that makes a folder recognisable as generated demo data (parameters, contents)."""
+DEMO_README = "README.txt"
+"""File name of the plain-text note written next to the marker."""
+PARTIAL_PREFIX = ".partial-"
+"""Name prefix of temporary files and folders written before their rename into place."""
+STALE_PARTIAL_SECONDS = 3600.0
+"""Temporary entries older than this are left over from an interrupted run (never from a running one)."""
+MAX_LISTED_PROBLEMS = 20
+"""How many problems a :class:`DatasetError` lists before ``... and N more``."""
+
+ROLES = ("train", "val", "all", "infer")
+"""The roles a bundle asks a ``*_datalist`` function for."""
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# Arguments, names and files
+# ----------------------------------------------------------------------------------------------------------------------
+
+
+def _as_int(value: Any) -> int | None:
+    """``value`` as an int if it is an integer (int, numpy integer or integral float; never a bool), else ``None``."""
+    if isinstance(value, bool):
+        return None
+    try:
+        as_int = int(value)
+    except (TypeError, ValueError, OverflowError):
+        return None
+    return as_int if as_int == value else None
+
+
+def check_int(name: str, value: Any, minimum: int) -> int:
+    """``value`` as an ``int``; ``ValueError`` naming the argument unless it is an integer ``>= minimum``.
+
+    Integers, numpy integers and integral floats (``3.0``) are accepted; booleans, strings, ``None`` and fractional
+    numbers are not.
+    """
+    as_int = _as_int(value)
+    if as_int is None or as_int < minimum:
+        if minimum == 1:
+            expected = "a positive integer"
+        elif minimum == 0:
+            expected = "a non-negative integer"
+        else:
+            expected = f"an integer of at least {minimum}"
+        raise ValueError(f"{name} must be {expected}, got {value!r}")
+    return as_int
+
+
+def is_hidden(name: str) -> bool:
+    """True for names that are never data: hidden (``.DS_Store``, ``.partial-*``) or dunder (``__MACOSX``)."""
+    return name.startswith(".") or name.startswith("__")
+
+
+def visible_subfolders(folder: Path) -> list[Path]:
+    """The sub-folders of ``folder`` that are not hidden (:func:`is_hidden`), sorted by name."""
+    return sorted((p for p in folder.iterdir() if p.is_dir() and not is_hidden(p.name)), key=lambda p: p.name)
+
+
+def check_folder(folder: Path, what: str, expected: str) -> None:
+    """``DatasetError`` unless ``folder`` is an existing folder: ``"<what> <folder> does not exist; <expected>"``."""
+    if not folder.exists():
+        raise DatasetError(f"{what} {folder} does not exist; {expected}", folder)
+    if not folder.is_dir():
+        raise DatasetError(f"{what} {folder} is not a folder; {expected}", folder)
+
+
+def check_nonempty_file(path: Path, expected: str) -> str | None:
+    """Why ``path`` cannot be read as data (empty, unreadable), or ``None`` if it is a non-empty file.
+
+    Args:
+        path: the file.
+        expected: what it should be, with its article, for the message (``"a NIfTI image"``).
+
+    Returns:
+        ``"file <path> is empty (0 bytes); expected <expected> (re-copy or re-extract it)"``, ``"file <path> cannot be
+        read (<error>); expected <expected>"``, or ``None``. A problem to collect, so that every bad file of a dataset
+        is reported at once (:func:`raise_problems`).
+    """
+    try:
+        if path.stat().st_size == 0:
+            return f"file {path} is empty (0 bytes); expected {expected} (re-copy or re-extract it)"
+    except OSError as err:
+        return f"file {path} cannot be read ({err}); expected {expected}"
+    return None
+
+
+def is_nonempty_file(path: Path) -> bool:
+    """True if ``path`` exists and is not empty (0 bytes); what counts as a written demo file."""
+    try:
+        return path.stat().st_size > 0
+    except OSError:
+        return False
+
+
+def raise_problems(where: Path, problems: Sequence[str], what: str = "dataset folder") -> None:
+    """``DatasetError`` listing ``problems`` (the first 20, then how many more), if there are any.
+
+    The message is ``"<what> <where> has N problem(s):"`` and one problem a line; ``where`` is the error's path.
+    """
+    if not problems:
+        return
+    shown = "\n  - ".join(problems[:MAX_LISTED_PROBLEMS])
+    more = f"\n  ... and {len(problems) - MAX_LISTED_PROBLEMS} more" if len(problems) > MAX_LISTED_PROBLEMS else ""
+    place = f"{what} {where}" if what else f"{where}"
+    raise DatasetError(f"{place} has {len(problems)} problem(s):\n  - {shown}{more}", where)
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# Atomic writes
+# ----------------------------------------------------------------------------------------------------------------------
+
+
+def partial_path(folder: Path, name: str) -> Path:
+    """A fresh hidden temporary name in ``folder`` for ``name``: unique per process and call, tagged for clean-up."""
+    return folder / f"{PARTIAL_PREFIX}{name}-{os.getpid()}-{secrets.token_hex(4)}"
+
+
+def write_file_atomic(path: Path, write: Callable[[Path], None]) -> None:
+    """Call ``write(tmp)`` on a temporary file next to ``path``, then rename it into place.
+
+    Readers never see a partial file; if ``write`` raises (or the run is interrupted), the temporary file is removed
+    and ``path`` is untouched.
+    """
+    tmp = partial_path(path.parent, path.name)
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def write_text_atomic(path: Path, text: str) -> None:
+    """Write ``text`` (UTF-8, exactly as given: no newline translation) to ``path`` with :func:`write_file_atomic`."""
+
+    def write(tmp: Path) -> None:
+        with open(tmp, "x", encoding="utf-8", newline="") as f:
+            f.write(text)
+
+    write_file_atomic(path, write)
+
+
+@contextlib.contextmanager
+def atomic_folder(final: Path, is_complete: Callable[[Path], bool] | None = None) -> Iterator[Path]:
+    """Yield a new hidden temporary folder next to ``final``; on success rename it to ``final``.
+
+    If the body raises (or the run is interrupted), the temporary folder is deleted and nothing appears under
+    ``final``. ``final`` must not exist as a non-empty folder, unless another process may be writing the same item:
+    then, if the rename fails but ``is_complete(final)`` says the other copy is whole, the copy just made is dropped.
+
+    Example::
+
+        with atomic_folder(out_dir / "case_001") as tmp:
+            save(image, tmp / "image.nii.gz")
+    """
+    tmp = partial_path(final.parent, final.name)
+    tmp.mkdir()
+    try:
+        yield tmp
+        try:
+            os.rename(tmp, final)
+        except OSError:
+            if is_complete is None or not is_complete(final):
+                raise
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
+def remove_stale_partials(folder: Path) -> None:
+    """Delete the temporary files and folders of ``folder`` left by interrupted writes (older than an hour)."""
+    now = time.time()
+    for entry in folder.iterdir():
+        if not entry.name.startswith(PARTIAL_PREFIX):
+            continue
+        try:
+            if now - entry.stat().st_mtime <= STALE_PARTIAL_SECONDS:
+                continue
+            if entry.is_dir():
+                shutil.rmtree(entry)
+            else:
+                entry.unlink()
+        except OSError:
+            pass
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# Demo-data bookkeeping
+# ----------------------------------------------------------------------------------------------------------------------
+
+
+def demo_marker(
+    name: str, description: str, parameters: Mapping[str, Any], *, generator: str | None = None, **details: Any
+) -> dict[str, Any]:
+    """Contents of a demo folder's ``dataset.json``, in a fixed key order.
+
+    ``{"name", "description", "synthetic": true, "generator" (if given), **parameters, **details}``: the generation
+    parameters are what :func:`prepare_demo_dir` compares on reuse; ``details`` describe the files (labels, cases).
+    """
+    marker: dict[str, Any] = {"name": name, "description": description, "synthetic": True}
+    if generator is not None:
+        marker["generator"] = generator
+    marker.update(parameters)
+    marker.update(details)
+    return marker
+
+
+def read_demo_marker(
+    out_dir: Path, generator: str, *, check_generator: bool = False, what: str = "demo data", overwrite_helps: bool = True
+) -> dict[str, Any] | None:
+    """The parsed ``dataset.json`` of a demo folder, or ``None`` if there is none.
+
+    Args:
+        out_dir: the demo folder.
+        generator: dotted name of the generating function, named in the messages.
+        check_generator: the marker must also name ``generator`` (not only say ``"synthetic": true``).
+        what: what the demo data is, for the messages (``"LGG demo data"``).
+        overwrite_helps: the advice for an unreadable marker includes passing ``overwrite=True``.
+
+    Raises:
+        DatasetError: the marker cannot be read or parsed, or is not a marker of this generator's demo data.
+    """
+    path = out_dir / DEMO_MARKER
+    if not path.exists():
+        return None
+    try:
+        marker = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as err:
+        remedy = "Delete the folder or pass overwrite=True" if overwrite_helps else "Delete it (or the folder)"
+        raise DatasetError(
+            f"demo marker {path} cannot be read ({err}); expected the JSON written by {generator}. {remedy} to "
+            "regenerate the demo data.",
+            path,
+        ) from err
+    ours = isinstance(marker, dict) and bool(marker.get("synthetic"))
+    if ours and check_generator:
+        ours = marker.get("generator") == generator
+    if not ours:
+        raise DatasetError(
+            f"{path} is not a marker of custom_nets {what}; expected the {DEMO_MARKER} written by {generator}. "
+            "Refusing to write demo data into a folder that may hold other data: choose an empty or new folder.",
+            path,
+        )
+    return marker
+
+
+def _remove(path: Path) -> None:
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path)
+    else:
+        path.unlink(missing_ok=True)
+
+
+def prepare_demo_dir(
+    out_dir: Path,
+    parameters: Mapping[str, Any],
+    overwrite: bool,
+    *,
+    generator: str,
+    marker: Mapping[str, Any],
+    readme: str,
+    existing: Callable[[], Sequence[Path]],
+    is_complete: Callable[[], bool],
+    what: str = "demo data",
+    check_generator: bool = False,
+    check_marker_on_overwrite: bool = False,
+    replace_on_overwrite: bool = True,
+    partial_folders: Sequence[Path] = (),
+    overwrite_hint: str = "overwrite=True",
+) -> bool:
+    """Make ``out_dir`` ready for generating demo data; True if it already holds the complete requested data.
+
+    In order:
+
+    1. ``out_dir`` is created (a file there is an error) and temporary entries of interrupted runs older than an hour
+       are deleted from it and from the existing ``partial_folders``.
+    2. The marker ``dataset.json`` is read, unless ``overwrite`` (and not ``check_marker_on_overwrite``); one that
+       cannot be read, or is not a marker of this generator's data (:func:`read_demo_marker`), is an error.
+    3. With ``overwrite``: the marker and, if ``replace_on_overwrite``, the ``existing()`` items are deleted. Nothing
+       else in the folder is touched.
+       Without it: a marker with other ``parameters`` is an error (nothing is deleted); a matching one with
+       ``is_complete()`` means reuse (returns True). No marker but ``existing()`` items is an error: the folder may
+       hold other data.
+    4. Without a marker (now), ``marker`` and ``readme`` are written (atomically); returns False: the caller writes
+       the items that are missing (or all of them with ``overwrite``).
+
+    Args:
+        out_dir: the demo folder.
+        parameters: the generation parameters, as stored in the marker and compared on reuse.
+        overwrite: regenerate even if the folder holds demo data.
+        generator: dotted name of the generating function, named in the messages.
+        marker: the full marker to write (see :func:`demo_marker`).
+        readme: text of ``README.txt``.
+        existing: the layout's items now in ``out_dir`` (e.g. the case folders): without a marker they mean the folder
+            may hold other data; with ``overwrite`` (and ``replace_on_overwrite``) they are deleted.
+        is_complete: True if every item of the requested data set is present and non-empty.
+        what: what the demo data is, for the messages (``"LGG demo data"``).
+        check_generator: a marker must name ``generator`` (see :func:`read_demo_marker`).
+        check_marker_on_overwrite: read and check the marker even with ``overwrite`` (a foreign or unreadable marker
+            is an error then too).
+        replace_on_overwrite: with ``overwrite``, delete the ``existing()`` items (False: the caller rewrites its
+            files in place).
+        partial_folders: further folders to clean of stale temporary entries (those where items are written).
+        overwrite_hint: how to ask for an overwrite, for the messages (e.g. ``"overwrite=True (--overwrite)"``).
+
+    Raises:
+        DatasetError: ``out_dir`` is a file; the marker is unreadable or foreign; without ``overwrite``, the marker
+            has other parameters, or there is no marker but ``existing()`` items. The message names the folder.
+    """
+    if out_dir.exists() and not out_dir.is_dir():
+        raise DatasetError(
+            f"demo data folder {out_dir} exists but is not a folder; expected a folder (or nothing).", out_dir
+        )
+    out_dir.mkdir(parents=True, exist_ok=True)
+    for folder in (out_dir, *partial_folders):
+        if folder.is_dir():
+            remove_stale_partials(folder)
+    marker_path = out_dir / DEMO_MARKER
+    previous: dict[str, Any] | None = None
+    if check_marker_on_overwrite or not overwrite:
+        previous = read_demo_marker(
+            out_dir, generator, check_generator=check_generator, what=what, overwrite_helps=not check_marker_on_overwrite
+        )
+    found = list(existing())
+
+    if overwrite:
+        marker_path.unlink(missing_ok=True)
+        previous = None
+        if replace_on_overwrite:
+            for path in found:
+                _remove(path)
+    elif previous is not None:
+        stored = {key: previous.get(key) for key in parameters}
+        if stored != dict(parameters):
+            raise DatasetError(
+                f"demo data folder {out_dir} holds {what} generated with {stored} (see {marker_path}), not the "
+                f"requested {dict(parameters)}. Pass {overwrite_hint} to regenerate it, or choose another folder.",
+                out_dir,
+            )
+        if is_complete():
+            return True
+    elif found:
+        listed = f"{found[0]}, ..." if len(found) > 1 else f"{found[0]}"
+        action = "delete and regenerate them" if replace_on_overwrite else "write the demo data there anyway"
+        raise DatasetError(
+            f"demo data folder {out_dir} holds {listed} but no {DEMO_MARKER} marker, so it cannot tell how they were "
+            f"made (it may hold a real dataset); expected a folder written by {generator}. Refusing to mix demo data "
+            f"with other data: choose an empty or new folder, or pass {overwrite_hint} to {action}.",
+            out_dir,
+        )
+    if previous is None:
+        write_text_atomic(marker_path, json.dumps(marker, indent=2) + "\n")
+        write_text_atomic(out_dir / DEMO_README, readme)
+    return False
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# Splits
+# ----------------------------------------------------------------------------------------------------------------------
+
+
+def split_groups(
+    items: Sequence[T],
+    group_of: Callable[[T], Hashable],
+    val_fraction: float = 0.2,
+    seed: int = 0,
+    num_folds: int | None = None,
+    fold: int = 0,
+    *,
+    unit: str = "case",
+    item_unit: str | None = None,
+) -> tuple[list[T], list[T]]:
+    """Split ``items`` into training and validation by group (case, patient), deterministically.
+
+    Every group lands on one side, so correlated items (slices of one patient) never leak. The groups are sorted (so
+    the input order does not matter), shuffled with ``seed``, then either the first ``round(val_fraction * n)`` go to
+    validation (at least 1, at most ``n - 1``), or, with ``num_folds``, the shuffled groups are cut into ``num_folds``
+    near-equal folds and fold ``fold`` is the validation set (over all folds, every group is validated exactly once).
+
+    Args:
+        items: the entries to split.
+        group_of: the group of an entry (sortable: all groups of one call of one type, e.g. ``str``).
+        val_fraction: share of validation groups, in ``(0, 1)``; ignored when ``num_folds`` is given.
+        seed: shuffle seed.
+        num_folds: number of cross-validation folds (``2 <= num_folds <=`` number of groups), or ``None``.
+        fold: validation fold index, ``0 <= fold < num_folds``.
+        unit: what a group is, for the messages (``"patient"``).
+        item_unit: what an item is, if not a group itself (``"slice"``), for the messages.
+
+    Returns:
+        ``(train, val)``: the entries themselves (not copies), each list in the order of ``items``; disjoint in
+        groups, both non-empty, together all entries.
+
+    Raises:
+        DatasetError: fewer than 2 groups.
+        ValueError: ``val_fraction``, ``num_folds`` or ``fold`` out of range, or ``num_folds`` / ``fold`` not integers.
+    """
+    keys = [group_of(item) for item in items]
+    groups = sorted(set(keys))
+    n = len(groups)
+    if n < 2:
+        if item_unit is None:
+            message = (
+                f"cannot split {n} {unit}(s) {groups} into training and validation; expected at least 2 {unit}s in "
+                "the dataset"
+            )
+        else:
+            message = (
+                f"cannot split {len(items)} {item_unit}(s) of {n} {unit}(s) {groups} by {unit} into training and "
+                f"validation; expected {item_unit}s of at least 2 {unit}s"
+            )
+        raise DatasetError(message)
+    shuffled = [groups[i] for i in np.random.default_rng(int(seed)).permutation(n)]
+    if num_folds is None:
+        if not 0.0 < float(val_fraction) < 1.0:
+            raise ValueError(f"val_fraction must be between 0 and 1 (exclusive), got {val_fraction!r}")
+        n_val = min(max(int(round(float(val_fraction) * n)), 1), n - 1)
+        val_groups = set(shuffled[:n_val])
+    else:
+        folds = _as_int(num_folds)
+        if folds is None or not 2 <= folds <= n:
+            raise ValueError(f"num_folds must be an integer between 2 and the number of {unit}s ({n}), got {num_folds!r}")
+        index = _as_int(fold)
+        if index is None or not 0 <= index < folds:
+            raise ValueError(f"fold must be an integer between 0 and num_folds - 1 ({folds - 1}), got {fold!r}")
+        val_groups = {shuffled[i] for i in np.array_split(np.arange(n), folds)[index].tolist()}
+    train = [item for item, key in zip(items, keys) if key not in val_groups]
+    val = [item for item, key in zip(items, keys) if key in val_groups]
+    return train, val
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# Bundle datalists
+# ----------------------------------------------------------------------------------------------------------------------
+
+
+def is_demo(dataset_dir: str | os.PathLike | None) -> bool:
+    """True for ``None``, an empty string or ``"demo"`` (any letter case): use the generated demo data."""
+    if dataset_dir is None:
+        return True
+    return isinstance(dataset_dir, str) and dataset_dir.strip().lower() in ("", "demo")
+
+
+def check_role(role: str) -> None:
+    """``ValueError`` unless ``role`` is one of :data:`ROLES`."""
+    if role not in ROLES:
+        raise ValueError(f"role must be one of {', '.join(ROLES)}, got {role!r}")
+
+
+def datalist_for_role(
+    dataset_dir: str | os.PathLike | None,
+    demo_dir: str | os.PathLike | None,
+    role: str,
+    *,
+    find: Callable[[Path, bool], list[dict[str, Any]]],
+    generate: Callable[[str | os.PathLike], Path],
+    split: Callable[..., tuple[list[dict[str, Any]], list[dict[str, Any]]]],
+    split_kwargs: Mapping[str, Any],
+    what: str = "demo data",
+    log: logging.Logger = logger,
+) -> list[dict[str, Any]]:
+    """The body of every ``*_datalist`` function: the role's entries of a real folder or of the demo data.
+
+    ``dataset_dir`` ``"demo"`` (any letter case), ``""`` or ``None`` (:func:`is_demo`) means the demo data:
+    ``generate(demo_dir)`` creates it on first use and reuses it afterwards. Any other value is a real dataset
+    folder, whose errors propagate: there is never a silent fallback to the demo data.
+
+    Args:
+        dataset_dir: the dataset folder, or ``"demo"``.
+        demo_dir: where the demo data lives (needed only for the demo).
+        role: ``"train"`` / ``"val"``: that side of ``split(entries, **split_kwargs)`` (labelled entries);
+            ``"all"``: every labelled entry; ``"infer"``: every entry, labels not required.
+        find: ``find(folder, labelled)`` reads a folder; ``labelled`` is False only for ``"infer"``.
+        generate: writes (or reuses) the demo data in a folder and returns it.
+        split: ``split(entries, **split_kwargs) -> (train, val)``.
+        split_kwargs: ``val_fraction``, ``seed``, ``num_folds``, ``fold``; used for ``"train"`` / ``"val"`` only.
+        what: the demo data, for the log (``"synthetic LGG demo data"``).
+        log: the logger of the calling module.
+
+    Raises:
+        ValueError: unknown ``role``, or the demo is asked for without a ``demo_dir``.
+        DatasetError: whatever ``find`` or ``split`` raise for a missing or malformed dataset.
+    """
+    check_role(role)
+    if is_demo(dataset_dir):
+        if demo_dir is None or not str(demo_dir).strip():
+            raise ValueError("dataset_dir is 'demo' but no demo_dir was given to hold the generated demo data")
+        folder = generate(demo_dir)
+        log.info("dataset_dir is %r: using the %s in %s", dataset_dir, what, folder)
+    else:
+        folder = Path(dataset_dir).expanduser()  # type: ignore[arg-type]
+    entries = find(folder, role != "infer")
+    if role in ("all", "infer"):
+        return entries
+    train, val = split(entries, **split_kwargs)
+    return train if role == "train" else val

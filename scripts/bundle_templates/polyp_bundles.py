@@ -1,0 +1,108 @@
+"""Registry of the RGB lesion bundles: DRRMSAN and DDANet on Kvasir-SEG polyps (and ISIC 2017 skin lesions)."""
+
+from __future__ import annotations
+
+from bundle_templates import polyp2d, seg2d
+
+KVASIR = "Jha D. et al. Kvasir-SEG: A Segmented Polyp Dataset. MultiMedia Modeling (MMM) 2020. arXiv:1911.07069"
+ISIC_2017 = (
+    "Codella N. C. F. et al. Skin Lesion Analysis Toward Melanoma Detection: A Challenge at the 2017 International "
+    "Symposium on Biomedical Imaging (ISBI), Hosted by the International Skin Imaging Collaboration (ISIC). ISBI 2018. "
+    "arXiv:1710.05006"
+)
+MULTIRESUNET = (
+    "Ibtehaz N., Rahman M. S. MultiResUNet: Rethinking the U-Net Architecture for Multimodal Biomedical Image "
+    "Segmentation. Neural Networks 121, 2020. arXiv:1902.04049"
+)
+ATTENTION_UNET = "Oktay O. et al. Attention U-Net: Learning Where to Look for the Pancreas. MIDL 2018. arXiv:1804.03999"
+
+POLYP_COMMON = {
+    "template": seg2d,
+    "task": polyp2d.POLYP,
+    "card_template": "polyp_card.md",
+    "version": "0.1.0",
+    "size_divisor": [16, 16],
+    "learning_rate": 1e-3,
+    "batch_size": 8,
+}
+
+BUNDLES: dict[str, dict] = {
+    "drrmsan": {
+        **POLYP_COMMON,
+        "title": "DRRMSAN 2D: polyp (Kvasir-SEG) and skin-lesion (ISIC 2017) segmentation in RGB images",
+        "summary": "DRRMSAN, a MultiResUNet with the input image average-, max- and min-pooled into the encoder at "
+        "1/2, 1/4 and 1/8, attention-gated ResPath skips and deep supervision at four scales, segmenting colon polyps "
+        "in endoscopy frames (Kvasir-SEG) or, with one override, skin lesions in dermoscopy images (ISIC 2017).",
+        "changelog": {"0.1.0": "first version: DRRMSAN (base width 16), BCE on all five outputs"},
+        "description": "DRRMSAN (multi-scale pooled inputs, MultiRes blocks, attention-gated ResPaths, four deeply "
+        "supervised side outputs and their weighted sum) on RGB images resized to image_size (256 x 256 by default), "
+        "one sigmoid channel, binary cross-entropy on all five outputs. Kvasir-SEG layout by default, ISIC 2017 with "
+        "--layout isic --image_size [192,256]. Inference writes one PNG mask per image at the image's original size. "
+        "No pretrained weights ship.",
+        "references": [
+            "DRRMSAN: Deep Residual Regularized Multi-Scale Attention Networks. arXiv 2021 (2D RGB segmentation of LGG "
+            "MRI slices, Kvasir-SEG polyps and ISIC-2017 skin lesions)",
+            MULTIRESUNET,
+            ATTENTION_UNET,
+            KVASIR,
+            ISIC_2017,
+        ],
+        "network_def": {
+            "_target_": "custom_nets.nets.DRRMSAN",
+            "spatial_dims": 2,
+            "in_channels": 3,
+            "out_channels": 1,
+            "base_width": 16,
+            "side_weights": [0.25, 0.25, 0.25, 0.25],
+        },
+        "reference_widths": {"base_width": 32},
+        "loss_config": {
+            "deep_supervision_weights": [1.0, 1.0, 1.0, 1.0, 1.0],
+            "loss": {
+                "_target_": "custom_nets.losses.StackedDeepSupervisionLoss",
+                "loss": {"_target_": "torch.nn.BCEWithLogitsLoss"},
+                "weights": "@deep_supervision_weights",
+            },
+        },
+    },
+    "ddanet": {
+        **POLYP_COMMON,
+        "title": "DDANet 2D: polyp (Kvasir-SEG) and skin-lesion (ISIC 2017) segmentation in RGB images",
+        "summary": "DDANet, one encoder of squeeze-excitation residual blocks and two decoders: one segments, the other "
+        "reconstructs the grayscale image and gates the first with its attention maps. Segments colon polyps in "
+        "endoscopy frames (Kvasir-SEG) or, with one override, skin lesions in dermoscopy images (ISIC 2017).",
+        "changelog": {"0.1.0": "first version: DDANet (reference widths), Dice + BCE on the mask, BCE on the grayscale"},
+        "description": "DDANet (dual decoder attention network) on RGB images resized to image_size (256 x 256 by "
+        "default), one sigmoid channel; trained with Dice + BCE on the mask plus BCE on the grayscale reconstruction "
+        "(the reconstruction decoder only gates the mask decoder at inference). Kvasir-SEG layout by default, ISIC "
+        "2017 with --layout isic --image_size [192,256]. Inference writes one PNG mask per image at the image's "
+        "original size. No pretrained weights ship.",
+        "references": [
+            "Tomar N. K., Jha D., Ali S., Johansen H. D., Johansen D., Riegler M. A., Halvorsen P. DDANet: Dual Decoder "
+            "Attention Network for Automatic Polyp Segmentation. ICPR 2020 workshops (2021). arXiv:2012.15245",
+            KVASIR,
+            ISIC_2017,
+        ],
+        "network_def": {
+            "_target_": "custom_nets.nets.DDANet",
+            "spatial_dims": 2,
+            "in_channels": 3,
+            "out_channels": 1,
+            "channels": [32, 64, 128, 256],
+            "decoder_channels": [128, 64, 32, 16],
+        },
+        "reference_widths": {"channels": [32, 64, 128, 256], "decoder_channels": [128, 64, 32, 16]},
+        "loss_config": {
+            "reconstruction_weight": 1.0,
+            "loss": {
+                "_target_": "custom_nets.losses.MaskAndReconstructionLoss",
+                "mask_loss": {"_target_": "custom_nets.losses.DiceBCELoss"},
+                "recon_weight": "@reconstruction_weight",
+                "mask_channels": "@network_def#out_channels",
+            },
+        },
+        "train_label_transforms": [
+            {"_target_": "custom_nets.transforms.AppendGrayscaled", "keys": "label", "image_key": "image"}
+        ],
+    },
+}

@@ -1,0 +1,586 @@
+"""Batch inference (``scripts/segment.py``, ``custom_nets.inference``): formats, geometry, grouping, errors, resume.
+
+Two throw-away bundles are made from ``bundles/arunet3d`` in temporary folders (with spaces in their paths):
+
+- ``brats``: the real AR-UNet pipeline with tiny widths (``--override network_def#channels=[4,8,16,32]``) and a
+  random-weights checkpoint, for the 4-modality BraTS layouts.
+- ``mono``: one input channel, and ``network_def`` replaced by a 1x1 convolution whose weights make every region
+  channel ``10 * normalised intensity``: the label map is 4 exactly where the input is above its mean. That makes
+  the expected output known, so geometry and orientation round trips (and TTA) are checked voxel by voxel.
+
+Volumes are small (about 32x32x24), so the whole file runs in well under a minute on 2 CPU cores.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import shutil
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+import pytest
+import torch
+from conftest import BUNDLES, REPO
+
+from custom_nets.inference import discover_cases, read_case, sanitize_case_name, write_label_map
+from custom_nets.inference.cli import main
+from custom_nets.inference.discovery import InputSpec
+from custom_nets.inference.errors import CaseError
+from custom_nets.inference.io import TEMP_MARKER, Reader2DOptions, atomic_write, count_labels
+
+TINY = ["--override", "network_def#channels=[4,8,16,32]", "--override", "roi_size=[32,32,32]", "--no-progress"]
+MONO = ["--override", "roi_size=[32,32,32]", "--no-progress"]
+SHAPE = (32, 28, 20)
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# Bundles and data
+# ----------------------------------------------------------------------------------------------------------------------
+
+
+def _copy_bundle(target: Path) -> Path:
+    shutil.copytree(BUNDLES / "arunet3d", target, ignore=shutil.ignore_patterns("models", "runs", "eval", "demo_data"))
+    (target / "models").mkdir()
+    return target
+
+
+@pytest.fixture(scope="module")
+def brats_bundle(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from monai.bundle import ConfigParser
+
+    bundle = _copy_bundle(tmp_path_factory.mktemp("bundles") / "brats bündle")
+    parser = ConfigParser()
+    parser.read_config(str(bundle / "configs" / "inference.json"))
+    parser["bundle_root"] = str(bundle)
+    parser["network_def#channels"] = [4, 8, 16, 32]
+    torch.manual_seed(0)
+    torch.save(parser.get_parsed_content("network_def").state_dict(), bundle / "models" / "model.pt")
+    return bundle
+
+
+@pytest.fixture(scope="module")
+def mono_bundle(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    bundle = _copy_bundle(tmp_path_factory.mktemp("bundles") / "mono bundle")
+    config_file = bundle / "configs" / "inference.json"
+    config = json.loads(config_file.read_text())
+    config["network_def"] = {"_target_": "torch.nn.Conv3d", "in_channels": 1, "out_channels": 3, "kernel_size": 1}
+    config_file.write_text(json.dumps(config, indent=4))
+    meta_file = bundle / "configs" / "metadata.json"
+    meta = json.loads(meta_file.read_text())
+    meta["network_data_format"]["inputs"]["image"].update(num_channels=1, channel_def={"0": "image"})
+    meta.pop("input_channel_suffixes")
+    meta_file.write_text(json.dumps(meta, indent=4))
+    conv = torch.nn.Conv3d(1, 3, 1)
+    with torch.no_grad():
+        conv.weight.fill_(10.0)
+        conv.bias.zero_()
+    torch.save(conv.state_dict(), bundle / "models" / "model.pt")
+    return bundle
+
+
+def blob(shape=SHAPE, low=0.1, high=1.0) -> tuple[np.ndarray, np.ndarray]:
+    """An image with an off-centre box (so flips and axis swaps show) and the mask where the mono bundle labels 4."""
+    image = np.full(shape, low, dtype=np.float32)
+    mask = np.zeros(shape, dtype=bool)
+    mask[3:12, shape[1] // 2: shape[1] - 3, 2:9] = True
+    image[mask] = high
+    return image, mask
+
+
+OBLIQUE_AFFINE = np.array([[0.0, -1.1, 0.0, 5.0], [-0.9, 0.0, 0.0, 6.5], [0.0, 0.0, 1.3, -7.0], [0.0, 0.0, 0.0, 1.0]])
+
+
+def save_nifti(path: Path, data: np.ndarray, affine: np.ndarray = OBLIQUE_AFFINE) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    nib.save(nib.Nifti1Image(data, affine), str(path))
+    return path
+
+
+def itk_image(data_xyz: np.ndarray, spacing=(0.8, 1.2, 2.0), origin=(10.0, -20.0, 5.0), direction=None):
+    import itk
+
+    image = itk.image_from_array(np.ascontiguousarray(data_xyz.T))
+    image.SetSpacing(list(spacing))
+    image.SetOrigin(list(origin))
+    d = np.array([[0.0, 1.0, 0.0], [1.0, 0.0, 0.0], [0.0, 0.0, -1.0]]) if direction is None else direction
+    image.SetDirection(itk.matrix_from_array(d))
+    return image
+
+
+def save_itk(path: Path, data_xyz: np.ndarray, **geometry) -> Path:
+    import itk
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    itk.imwrite(itk_image(data_xyz, **geometry), str(path))
+    return path
+
+
+def save_dicom_series(folder: Path, data_xyz: np.ndarray, spacing=(0.7, 0.9), step=2.5,
+                      orientation=(0.0, 1.0, 0.0, 0.0, 0.0, -1.0), origin=(-30.0, 12.0, 40.0),
+                      skip: int | None = None, odd_size: int | None = None, odd_orientation: int | None = None) -> Path:
+    """Write ``data_xyz`` (columns, rows, slices) as a DICOM series of int16 slices with full geometry tags."""
+    from pydicom.dataset import Dataset, FileMetaDataset
+    from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian, generate_uid
+
+    folder.mkdir(parents=True, exist_ok=True)
+    series, study = generate_uid(), generate_uid()
+    row_dir, col_dir = np.asarray(orientation[:3]), np.asarray(orientation[3:])
+    normal = np.cross(row_dir, col_dir)
+    for k in range(data_xyz.shape[2]):
+        if k == skip:
+            continue
+        pixels = np.round(data_xyz[:, :, k].T * 1000).astype(np.int16)  # (rows, columns)
+        if k == odd_size:
+            pixels = pixels[:-2]
+        meta = FileMetaDataset()
+        meta.MediaStorageSOPClassUID = CTImageStorage
+        meta.MediaStorageSOPInstanceUID = generate_uid()
+        meta.TransferSyntaxUID = ExplicitVRLittleEndian
+        ds = Dataset()
+        ds.file_meta = meta
+        ds.SOPClassUID, ds.SOPInstanceUID = CTImageStorage, meta.MediaStorageSOPInstanceUID
+        ds.StudyInstanceUID, ds.SeriesInstanceUID = study, series
+        ds.Modality, ds.PatientName, ds.PatientID = "CT", "Test^Patient", "0001"
+        ds.InstanceNumber = k + 1
+        ds.ImagePositionPatient = [float(v) for v in np.asarray(origin) + k * step * normal]
+        iop = list(orientation) if k != odd_orientation else [1.0, 0.0, 0.0, 0.0, 1.0, 0.0]
+        ds.ImageOrientationPatient = iop
+        ds.PixelSpacing = [spacing[1], spacing[0]]  # row spacing (between rows), column spacing
+        ds.SliceThickness = step
+        ds.Rows, ds.Columns = pixels.shape
+        ds.SamplesPerPixel, ds.PhotometricInterpretation = 1, "MONOCHROME2"
+        ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, 16, 15, 1
+        ds.RescaleIntercept, ds.RescaleSlope = 0, 1
+        ds.PixelData = pixels.tobytes()
+        # shuffled file names: the reader must order slices by position, not by name
+        ds.save_as(folder / f"IM{(k * 7919) % 1000:04d}.dcm", enforce_file_format=True)
+    return folder
+
+
+def read_summary(output: Path) -> dict[str, dict[str, str]]:
+    with open(output / "summary.csv", newline="", encoding="utf-8") as f:
+        return {row["case"]: row for row in csv.DictReader(f)}
+
+
+def hidden_leftovers(folder: Path) -> list[str]:
+    return [p.name for p in folder.rglob("*") if TEMP_MARKER in p.name]
+
+
+def run(bundle: Path, input_dir: Path, output: Path, *extra: str, overrides=MONO) -> int:
+    return main(["--bundle", str(bundle), "-i", str(input_dir), "-o", str(output), *overrides, *extra])
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# Formats and geometry
+# ----------------------------------------------------------------------------------------------------------------------
+
+
+def test_every_3d_format_keeps_the_input_geometry(mono_bundle: Path, tmp_path: Path) -> None:
+    import itk
+
+    image, mask = blob()
+    inputs = tmp_path / "in puts"
+    save_nifti(inputs / "oblique.nii.gz", image)
+    save_nifti(inputs / "plain.nii", image, np.diag([1.5, 1.5, 3.0, 1.0]))
+    save_itk(inputs / "nested" / "volume.nrrd", image)
+    save_itk(inputs / "meta image.mha", image, spacing=(1.0, 0.5, 0.7), origin=(-3.0, 4.0, 1.0),
+             direction=np.eye(3))
+    save_itk(inputs / "header.mhd", image)
+    save_dicom_series(inputs / "dicom série", image)
+    output = tmp_path / "out"
+
+    assert run(mono_bundle, inputs, output) == 0
+
+    expected = {"oblique.nii.gz", "plain.nii.gz", "volume.nrrd", "meta image.mha", "header.mha", "dicom série.nii.gz",
+                "summary.csv"}
+    assert {p.name for p in output.iterdir()} == expected
+    for name, source in [("oblique", "oblique.nii.gz"), ("plain", "plain.nii")]:
+        out, src = nib.load(output / f"{name}.nii.gz"), nib.load(inputs / source)
+        assert out.shape == src.shape and np.allclose(out.affine, src.affine, atol=1e-5)
+        assert out.get_data_dtype() == np.uint8
+        np.testing.assert_array_equal(np.asarray(out.dataobj), np.where(mask, 4, 0))
+    for name, source in [("volume.nrrd", "nested/volume.nrrd"), ("meta image.mha", "meta image.mha"),
+                         ("header.mha", "header.mhd")]:
+        src, out = itk.imread(str(inputs / source)), itk.imread(str(output / name))
+        assert tuple(out.GetLargestPossibleRegion().GetSize()) == tuple(src.GetLargestPossibleRegion().GetSize())
+        np.testing.assert_allclose(np.asarray(out.GetSpacing()), np.asarray(src.GetSpacing()), rtol=1e-6)
+        np.testing.assert_allclose(np.asarray(out.GetOrigin()), np.asarray(src.GetOrigin()), atol=1e-5)
+        np.testing.assert_allclose(itk.array_from_matrix(out.GetDirection()),
+                                   itk.array_from_matrix(src.GetDirection()), atol=1e-6)
+        np.testing.assert_array_equal(itk.array_from_image(out).T, np.where(mask, 4, 0), err_msg=name)
+    # DICOM: the geometry the tags describe (x along the rows' direction, y along the columns', z along the normal)
+    out = itk.imread(str(output / "dicom série.nii.gz"))
+    np.testing.assert_allclose(np.asarray(out.GetSpacing()), [0.7, 0.9, 2.5], rtol=1e-5)
+    np.testing.assert_allclose(np.asarray(out.GetOrigin()), [-30.0, 12.0, 40.0], atol=1e-4)
+    np.testing.assert_allclose(itk.array_from_matrix(out.GetDirection()),
+                               [[0.0, 0.0, -1.0], [1.0, 0.0, 0.0], [0.0, -1.0, 0.0]], atol=1e-5)
+    np.testing.assert_array_equal(itk.array_from_image(out).T, np.where(mask, 4, 0))
+
+    summary = read_summary(output)
+    assert set(summary) == {"oblique", "plain", "volume", "meta image", "header", "dicom série"}
+    assert all(row["status"] == "ok" and row["error"] == "" for row in summary.values())
+    assert list(next(iter(summary.values())))[:4] == ["case", "status", "seconds", "error"]
+    voxel_ml = abs(np.linalg.det(OBLIQUE_AFFINE[:3, :3])) / 1000
+    assert float(summary["oblique"]["label_4_ml"]) == pytest.approx(mask.sum() * voxel_ml, abs=1e-3)
+    assert float(summary["dicom série"]["label_4_ml"]) == pytest.approx(mask.sum() * 0.7 * 0.9 * 2.5 / 1000, abs=1e-3)
+    assert float(summary["oblique"]["label_1_ml"]) == 0.0
+    assert not hidden_leftovers(output)
+
+
+def test_tta_preview_and_zip_bundle(mono_bundle: Path, tmp_path: Path) -> None:
+    image, mask = blob()
+    inputs = tmp_path / "in"
+    save_nifti(inputs / "case.nii.gz", image)
+    archive = tmp_path / "mono.zip"
+    with zipfile.ZipFile(archive, "w") as z:
+        for path in mono_bundle.rglob("*"):
+            z.write(path, Path("mono") / path.relative_to(mono_bundle))
+    output = tmp_path / "out"
+
+    assert run(archive, inputs, output, "--tta", "--preview", "--verbose", "--workers", "0") == 0
+
+    np.testing.assert_array_equal(np.asarray(nib.load(output / "case.nii.gz").dataobj), np.where(mask, 4, 0))
+    from PIL import Image
+
+    with Image.open(output / "preview" / "case.png") as preview:
+        assert preview.mode == "RGB" and min(preview.size) >= 64
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# Multi-modal grouping
+# ----------------------------------------------------------------------------------------------------------------------
+
+
+def _brats_case(folder: Path, case: str, names=("flair", "t1", "t1ce", "t2"), sep="_", seed=0) -> None:
+    rng = np.random.default_rng(seed)
+    for name in names:
+        save_nifti(folder / f"{case}{sep}{name}.nii.gz", rng.random(SHAPE, dtype=np.float32))
+
+
+def test_brats_grouping_by_folder_and_by_suffix(brats_bundle: Path, tmp_path: Path) -> None:
+    inputs = tmp_path / "BraTS in"
+    _brats_case(inputs / "Pat 001 é", "Pat 001 é")  # folder layout, spaces and unicode
+    save_nifti(inputs / "Pat 001 é" / "Pat 001 é_seg.nii.gz", np.zeros(SHAPE, np.uint8))  # ground truth: ignored
+    _brats_case(inputs / "flat", "P2", names=("t2f", "t1n", "t1c", "t2w"), sep="-")  # BraTS 2023 names, flat
+    _brats_case(inputs / "flat", "P3", names=("flair", "t1", "t2"))  # T1ce missing
+    save_nifti(inputs / "flat" / "lonely.nii.gz", np.ones(SHAPE, np.float32))  # matches no modality
+    output = tmp_path / "öut put"
+
+    assert run(brats_bundle, inputs, output, overrides=TINY) == 1
+
+    summary = read_summary(output)
+    assert {k: v["status"] for k, v in summary.items()} == {"Pat 001 é": "ok", "P2": "ok", "P3": "failed",
+                                                            "lonely": "failed"}
+    assert "missing modality T1ce" in summary["P3"]["error"] and "_t1ce or _t1c" in summary["P3"]["error"]
+    assert "lonely.nii.gz" in summary["lonely"]["error"] and "channel" in summary["lonely"]["error"]
+    assert {p.name for p in output.iterdir()} == {"Pat 001 é.nii.gz", "P2.nii.gz", "summary.csv"}
+    out = nib.load(output / "Pat 001 é.nii.gz")
+    assert out.shape == SHAPE and set(np.unique(np.asarray(out.dataobj))) <= {0, 1, 2, 4}
+    assert list(summary["P2"])[4:] == ["label_1_ml", "label_2_ml", "label_4_ml"]
+
+
+def test_discovery_rules(tmp_path: Path) -> None:
+    spec = InputSpec(3, 4, ("FLAIR", "T1", "T1ce", "T2"), (("flair", "t2f"), ("t1", "t1n"), ("t1ce", "t1c"), ("t2", "t2w")))
+    root = tmp_path / "in"
+    for name in ["A_flair.nii.gz", "A_t1.nii.gz", "A_T1CE.nii.gz", "A_t2.nii.gz",  # letter case does not matter
+                 "B_flair.nii.gz", "B_t1.nii.gz", "B_t1ce.nii.gz", "B_t1c.nii.gz", "B_t2.nii.gz",  # T1ce twice
+                 "case7/flair.nii", "case7/t1.nii", "case7/t1ce.nii", "case7/t2.nii",  # modality-only names
+                 "A_seg.nii.gz", ".hidden_flair.nii.gz", "notes.txt", "out/old.nii.gz", "sub/A_flair.nii.gz"]:
+        (root / name).parent.mkdir(parents=True, exist_ok=True)
+        (root / name).write_bytes(b"x")
+    cases = {c.name: c for c in discover_cases(root, spec, exclude=[root / "out"])}
+    assert set(cases) == {"A", "B", "case7", "sub_A"}
+    assert [s.path.name for s in cases["A"].sources] == ["A_flair.nii.gz", "A_t1.nii.gz", "A_T1CE.nii.gz", "A_t2.nii.gz"]
+    assert cases["A"].error is None and cases["case7"].error is None and cases["case7"].output_ext == ".nii.gz"
+    assert "2 files for modality T1ce" in cases["B"].error
+    assert "missing modality T1 " in cases["sub_A"].error and "missing modality T2 " in cases["sub_A"].error
+
+    single = discover_cases(root, InputSpec(3, 1))
+    assert "A_seg" not in {c.name for c in single} and "old" in {c.name for c in single}
+
+
+def test_sanitize_case_name() -> None:
+    assert sanitize_case_name("../../etc/passwd") == "____etc_passwd"
+    assert sanitize_case_name(".hidden") == "hidden"
+    assert sanitize_case_name("a/b\\c") == "a_b_c"
+    assert sanitize_case_name("Pat 001 é") == "Pat 001 é"
+    assert sanitize_case_name("..") == "_" and sanitize_case_name("") == "case"
+    assert "\n" not in sanitize_case_name("bad\nname") and len(sanitize_case_name("ü" * 400).encode()) <= 150
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# Bad inputs
+# ----------------------------------------------------------------------------------------------------------------------
+
+
+def test_bad_inputs_fail_alone(mono_bundle: Path, tmp_path: Path) -> None:
+    image, mask = blob()
+    inputs = tmp_path / "in"
+    save_nifti(inputs / "good.nii.gz", image)
+    (inputs / "empty.nii.gz").write_bytes(b"")
+    data = save_nifti(inputs / "truncated.nii.gz", image).read_bytes()
+    (inputs / "truncated.nii.gz").write_bytes(data[: len(data) // 2])
+    (inputs / "text.nii.gz").write_text("this is not an image\n")
+    (inputs / "textfile.mha").write_text("hello\n")
+    save_nifti(inputs / "flat2d.nii.gz", np.ones((32, 28), np.float32))
+    save_nifti(inputs / "twochannels.nii.gz", np.ones((*SHAPE, 2), np.float32))
+    with_nan = image.copy()
+    with_nan[5, 5, 5] = np.nan
+    save_nifti(inputs / "nan.nii.gz", with_nan)
+    header = save_itk(inputs / "huge.nrrd", image).read_bytes()
+    start = header.index(b"sizes:")
+    (inputs / "huge.nrrd").write_bytes(header[:start] + b"sizes: 20000 20000 20000" + header[header.index(b"\n", start):])
+    save_dicom_series(inputs / "missing slice", image, skip=4)
+    save_dicom_series(inputs / "odd size", image, odd_size=3)
+    save_dicom_series(inputs / "odd orientation", image, odd_orientation=2)
+    output = tmp_path / "out"
+
+    assert run(mono_bundle, inputs, output, "--workers", "2") == 1
+
+    summary = read_summary(output)
+    expected = {
+        "empty": ("empty.nii.gz", "empty file"),
+        "truncated": ("truncated.nii.gz", "truncated"),
+        "text": ("text.nii.gz", "not a readable NIfTI"),
+        "textfile": ("textfile.mha", "not a readable image"),
+        "flat2d": ("flat2d.nii.gz", "wrong number of dimensions"),
+        "twochannels": ("twochannels.nii.gz", "wrong channel count"),
+        "nan": ("nan.nii.gz", "NaN"),
+        "huge": ("huge.nrrd", "implausible size"),
+        "missing slice": ("missing slice", "non-uniform slice spacing"),
+        "odd size": ("odd size", "different sizes"),
+        "odd orientation": ("odd orientation", "different orientations"),
+    }
+    assert summary["good"]["status"] == "ok"
+    for case, (file_name, problem) in expected.items():
+        assert summary[case]["status"] == "failed", case
+        assert file_name in summary[case]["error"] and problem in summary[case]["error"], summary[case]["error"]
+        assert "\n" not in summary[case]["error"]
+        assert summary[case]["label_4_ml"] == ""
+    assert {p.name for p in output.iterdir()} == {"good.nii.gz", "summary.csv"}
+
+
+def test_unit_read_errors_name_the_file(tmp_path: Path) -> None:
+    image, _ = blob()
+    path = save_nifti(tmp_path / "x_flair.nii.gz", image)
+    case = discover_cases(tmp_path, InputSpec(3, 1))[0]
+    assert read_case(case, InputSpec(3, 1)).image.shape == (1, *SHAPE)
+    with pytest.raises(CaseError, match="wrong channel count.*needs 2"):
+        read_case(case, InputSpec(3, 2))
+    assert str(path) in str(pytest.raises(CaseError, read_case, case, InputSpec(3, 2)).value)
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# Resume, overwrite, atomic writes, exit codes
+# ----------------------------------------------------------------------------------------------------------------------
+
+
+def test_resume_skips_finished_cases_and_overwrite_redoes_them(mono_bundle: Path, tmp_path: Path) -> None:
+    image, mask = blob()
+    inputs = tmp_path / "in"
+    for name in ("a", "b", "c"):
+        save_nifti(inputs / f"{name}.nii.gz", image)
+    output = tmp_path / "out"
+    assert run(mono_bundle, inputs, output) == 0
+    stamps = {p.name: p.stat().st_mtime_ns for p in output.glob("*.nii.gz")}
+
+    (output / "b.nii.gz").unlink()  # as if the first run had been interrupted before b
+    assert run(mono_bundle, inputs, output) == 0
+    summary = read_summary(output)
+    assert {k: v["status"] for k, v in summary.items()} == {"a": "skipped", "b": "ok", "c": "skipped"}
+    assert float(summary["a"]["label_4_ml"]) == pytest.approx(float(summary["b"]["label_4_ml"]))  # read back
+    assert (output / "a.nii.gz").stat().st_mtime_ns == stamps["a.nii.gz"]
+
+    assert run(mono_bundle, inputs, output, "--overwrite") == 0
+    assert {v["status"] for v in read_summary(output).values()} == {"ok"}
+    assert (output / "a.nii.gz").stat().st_mtime_ns != stamps["a.nii.gz"]
+
+
+def test_failed_write_leaves_no_partial_file(mono_bundle: Path, tmp_path: Path, monkeypatch) -> None:
+    image, _ = blob()
+    inputs = tmp_path / "in"
+    save_nifti(inputs / "a.nii.gz", image)
+    save_nifti(inputs / "b.nii.gz", image)
+    output = tmp_path / "out"
+    real_save = nib.save
+
+    def failing_save(img, filename):
+        if "b.segtmp" in str(filename):
+            Path(filename).write_bytes(b"\x1f\x8b partial")  # half-written file under the temporary name
+            raise OSError(28, "No space left on device")
+        real_save(img, filename)
+
+    monkeypatch.setattr(nib, "save", failing_save)
+    assert run(mono_bundle, inputs, output) == 1
+    summary = read_summary(output)
+    assert summary["a"]["status"] == "ok" and summary["b"]["status"] == "failed"
+    assert "No space left on device" in summary["b"]["error"] and "b.nii.gz" in summary["b"]["error"]
+    assert not (output / "b.nii.gz").exists() and not hidden_leftovers(output)
+
+    def interrupted_save(img, filename):
+        Path(filename).write_bytes(b"\x1f\x8b partial")
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(nib, "save", interrupted_save)
+    assert run(mono_bundle, inputs, output) == 130  # Ctrl-C while writing b
+    assert not (output / "b.nii.gz").exists() and not hidden_leftovers(output)
+    assert read_summary(output)["a"]["status"] == "skipped"
+
+    def half_then_interrupt(tmp: Path) -> None:
+        tmp.write_text("half")
+        raise KeyboardInterrupt
+
+    target = tmp_path / "direct.csv"
+    with pytest.raises(KeyboardInterrupt):
+        atomic_write(target, half_then_interrupt)
+    assert not target.exists() and not hidden_leftovers(tmp_path)
+
+
+def test_usage_errors_exit_2(mono_bundle: Path, tmp_path: Path, capsys) -> None:
+    inputs = tmp_path / "in"
+    save_nifti(inputs / "a.nii.gz", blob()[0])
+    assert run(mono_bundle, tmp_path / "missing", tmp_path / "out") == 2
+    assert "does not exist" in capsys.readouterr().err
+    assert run(tmp_path / "no bundle", inputs, tmp_path / "out") == 2
+    assert run(mono_bundle, inputs, inputs) == 2
+    assert run(mono_bundle, inputs, tmp_path / "o", "--checkpoint",
+               str(tmp_path / "none.pt")) == 2
+    assert "train it first" in capsys.readouterr().err
+    assert run(mono_bundle, inputs, tmp_path / "o", "--override", "novalue") == 2
+    with pytest.raises(SystemExit) as exc:
+        main(["--bundle", str(mono_bundle)])
+    assert exc.value.code == 2
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    assert run(mono_bundle, empty, tmp_path / "o") == 2
+    assert not (tmp_path / "o").exists()
+
+
+def test_checkpoint_mismatch_is_reported_before_any_case(brats_bundle: Path, tmp_path: Path, capsys) -> None:
+    inputs = tmp_path / "in"
+    _brats_case(inputs / "X", "X")
+    output = tmp_path / "out"
+    wrong = ["--override", "network_def#channels=[8,16,32,64]", "--override", "roi_size=[32,32,32]", "--no-progress"]
+    assert run(brats_bundle, inputs, output, overrides=wrong) == 2
+    err = capsys.readouterr().err
+    assert "does not match" in err and "shape mismatch" in err and "checkpoint" in err
+    assert not output.exists()
+
+    state = torch.load(brats_bundle / "models" / "model.pt", weights_only=True)
+    extra = tmp_path / "extra.pt"
+    torch.save({"model": {**state, "head.extra.weight": torch.zeros(1)}}, extra)
+    assert run(brats_bundle, inputs, output, "--checkpoint", str(extra), overrides=TINY) == 2
+    assert "unexpected key(s): head.extra.weight" in capsys.readouterr().err
+    wrapped = tmp_path / "wrapped.pt"
+    torch.save({"model": state}, wrapped)  # {"model": state_dict} as written by the training handlers
+    assert run(brats_bundle, inputs, output, "--checkpoint", str(wrapped), overrides=TINY) == 0
+
+
+def test_script_runs_as_a_subprocess(mono_bundle: Path, tmp_path: Path) -> None:
+    inputs = tmp_path / "in"
+    save_nifti(inputs / "a.nii.gz", blob()[0])
+    (inputs / "bad.nii.gz").write_bytes(b"")
+    env = dict(os.environ, PYTHONWARNINGS="ignore", OMP_NUM_THREADS="1")
+    command = [sys.executable, str(REPO / "scripts" / "segment.py"), "--bundle", str(mono_bundle), "-i", str(inputs),
+               "-o", str(tmp_path / "out"), *MONO]
+    result = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 1, result.stderr
+    assert "FAILED bad" in result.stderr and "empty file" in result.stderr
+    assert (tmp_path / "out" / "a.nii.gz").exists()
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# 2D
+# ----------------------------------------------------------------------------------------------------------------------
+
+
+def test_2d_reading_and_writing(tmp_path: Path) -> None:
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    rgb = rng.integers(0, 255, (20, 30, 3), dtype=np.uint8)  # 20 rows, 30 columns
+    Image.fromarray(rgb).save(tmp_path / "rgb.png")
+    Image.fromarray(rgb[..., 0]).save(tmp_path / "gray.png")
+    Image.fromarray(np.dstack([rgb, np.full((20, 30), 255, np.uint8)])).save(tmp_path / "rgba.png")
+    Image.fromarray(rgb).save(tmp_path / "photo.jpg")
+    frames = [Image.fromarray(rgb[..., 0]), Image.fromarray(rgb[..., 1])]
+    frames[0].save(tmp_path / "stack.tif", save_all=True, append_images=frames[1:])
+    data = (tmp_path / "rgb.png").read_bytes()
+    (tmp_path / "cut.png").write_bytes(data[: len(data) // 2])
+
+    spec = InputSpec(2, 3, ("R", "G", "B"))
+    cases = {c.name: c for c in discover_cases(tmp_path, spec)}
+    assert set(cases) == {"rgb", "gray", "rgba", "photo", "stack", "cut"} and cases["photo"].output_ext == ".png"
+
+    loaded = read_case(cases["rgb"], spec)  # MONAI PILReader default: (C, W, H)
+    assert loaded.image.shape == (3, 30, 20) and loaded.geometry.transposed
+    np.testing.assert_array_equal(loaded.image[:, 4, 7], rgb[7, 4].astype(np.float32))
+    as_rows = read_case(cases["rgb"], spec, Reader2DOptions(transpose=False))
+    assert as_rows.image.shape == (3, 20, 30)
+    assert read_case(cases["rgba"], spec).image.shape == (3, 30, 20)  # alpha dropped
+    with pytest.raises(CaseError, match="wrong channel count"):
+        read_case(cases["gray"], spec)
+    converted = read_case(cases["gray"], spec, Reader2DOptions(converter=lambda im: im.convert("RGB")))
+    assert converted.image.shape == (3, 30, 20)
+    assert read_case(cases["gray"], InputSpec(2, 1)).image.shape == (1, 30, 20)
+    with pytest.raises(CaseError, match="wrong number of dimensions"):
+        read_case(cases["stack"], InputSpec(2, 1))
+    with pytest.raises(CaseError, match="cut.png.*truncated"):
+        read_case(cases["cut"], spec)
+
+    for options in (Reader2DOptions(), Reader2DOptions(transpose=False)):
+        loaded = read_case(cases["rgb"], spec, options)
+        label = np.zeros(loaded.geometry.spatial_shape, dtype=np.uint8)
+        label[(slice(2, 5), slice(10, 12))[:: 1 if not options.transpose else -1]] = 1
+        out = tmp_path / "out" / f"rgb-{options.transpose}.png"
+        out.parent.mkdir(exist_ok=True)
+        write_label_map(label, loaded.geometry, out)
+        with Image.open(out) as written:
+            assert written.size == (30, 20)
+            picture = np.asarray(written)
+        np.testing.assert_array_equal(picture, label.T if options.transpose else label)
+        assert count_labels(picture) == {1: 6}
+
+
+def _bundles_2d() -> list[Path]:
+    found = []
+    for meta_file in sorted(BUNDLES.glob("*/configs/metadata.json")):
+        shape = json.loads(meta_file.read_text()).get("network_data_format", {}).get("inputs", {}).get("image", {})
+        if len(shape.get("spatial_shape", [])) == 2:
+            found.append(meta_file.parent.parent)
+    return found
+
+
+@pytest.mark.parametrize("bundle_dir", _bundles_2d() or [None], ids=lambda p: p.name if p else "none")
+def test_2d_bundle_end_to_end(bundle_dir: Path | None, tmp_path: Path) -> None:
+    if bundle_dir is None:
+        pytest.skip("no 2D bundle in bundles/ yet (metadata with a 2-element spatial_shape)")
+    from monai.bundle import ConfigParser
+    from PIL import Image
+
+    bundle = tmp_path / "bundle 2d"
+    shutil.copytree(bundle_dir, bundle, ignore=shutil.ignore_patterns("models", "runs", "eval", "demo_data"))
+    (bundle / "models").mkdir()
+    parser = ConfigParser()
+    parser.read_config(str(bundle / "configs" / "inference.json"))
+    parser.read_meta(str(bundle / "configs" / "metadata.json"))
+    parser["bundle_root"] = str(bundle)
+    torch.save(parser.get_parsed_content("network_def").state_dict(), bundle / "models" / "model.pt")
+    channels = int(parser["_meta_"]["network_data_format"]["inputs"]["image"]["num_channels"])
+    rng = np.random.default_rng(0)
+    inputs = tmp_path / "in"
+    inputs.mkdir()
+    for name, (h, w) in {"first image": (48, 64), "second": (64, 40)}.items():
+        pixels = rng.integers(0, 255, (h, w, 3) if channels == 3 else (h, w), dtype=np.uint8)
+        Image.fromarray(pixels).save(inputs / f"{name}.png")
+    output = tmp_path / "out"
+    assert main(["--bundle", str(bundle), "-i", str(inputs), "-o", str(output), "--no-progress"]) == 0
+    with Image.open(output / "first image.png") as first:
+        assert first.size == (64, 48)
+    assert read_summary(output)["second"]["status"] == "ok"
