@@ -270,16 +270,26 @@ def test_brats_grouping_by_folder_and_by_suffix(brats_bundle: Path, tmp_path: Pa
     _brats_case(inputs / "flat", "P2", names=("t2f", "t1n", "t1c", "t2w"), sep="-")  # BraTS 2023 names, flat
     _brats_case(inputs / "flat", "P3", names=("flair", "t1", "t2"))  # T1ce missing
     save_nifti(inputs / "flat" / "lonely.nii.gz", np.ones(SHAPE, np.float32))  # matches no modality
+    rng = np.random.default_rng(1)
+    save_nifti(inputs / "one file" / "four.nii.gz", rng.random((*SHAPE, 4), dtype=np.float32))  # channels last
+    import itk
+
+    vector = itk.image_from_array(np.ascontiguousarray(rng.random((*SHAPE, 4), dtype=np.float32).transpose(2, 1, 0, 3)),
+                                  is_vector=True)
+    itk.imwrite(vector, str(inputs / "one file" / "vector.nrrd"))  # 4-component pixels
     output = tmp_path / "öut put"
 
     assert run(brats_bundle, inputs, output, overrides=TINY) == 1
 
     summary = read_summary(output)
     assert {k: v["status"] for k, v in summary.items()} == {"Pat 001 é": "ok", "P2": "ok", "P3": "failed",
-                                                            "lonely": "failed"}
+                                                            "lonely": "failed", "four": "ok", "vector": "ok"}
     assert "missing modality T1ce" in summary["P3"]["error"] and "_t1ce or _t1c" in summary["P3"]["error"]
     assert "lonely.nii.gz" in summary["lonely"]["error"] and "channel" in summary["lonely"]["error"]
-    assert {p.name for p in output.iterdir()} == {"Pat 001 é.nii.gz", "P2.nii.gz", "summary.csv"}
+    assert {p.name for p in output.iterdir()} == {"Pat 001 é.nii.gz", "P2.nii.gz", "four.nii.gz", "vector.nrrd",
+                                                  "summary.csv"}
+    assert nib.load(output / "four.nii.gz").shape == SHAPE
+    assert tuple(itk.imread(str(output / "vector.nrrd")).GetLargestPossibleRegion().GetSize()) == SHAPE
     out = nib.load(output / "Pat 001 é.nii.gz")
     assert out.shape == SHAPE and set(np.unique(np.asarray(out.dataobj))) <= {0, 1, 2, 4}
     assert list(summary["P2"])[4:] == ["label_1_ml", "label_2_ml", "label_4_ml"]
@@ -400,6 +410,13 @@ def test_resume_skips_finished_cases_and_overwrite_redoes_them(mono_bundle: Path
     assert run(mono_bundle, inputs, output, "--overwrite") == 0
     assert {v["status"] for v in read_summary(output).values()} == {"ok"}
     assert (output / "a.nii.gz").stat().st_mtime_ns != stamps["a.nii.gz"]
+
+    (output / "summary.csv").unlink()  # volumes of skipped cases then come from the label maps themselves
+    assert run(mono_bundle, inputs, output) == 0
+    summary = read_summary(output)
+    assert {v["status"] for v in summary.values()} == {"skipped"}
+    voxel_ml = abs(np.linalg.det(OBLIQUE_AFFINE[:3, :3])) / 1000
+    assert float(summary["c"]["label_4_ml"]) == pytest.approx(mask.sum() * voxel_ml, abs=1e-3)
 
 
 def test_failed_write_leaves_no_partial_file(mono_bundle: Path, tmp_path: Path, monkeypatch) -> None:
@@ -548,39 +565,62 @@ def test_2d_reading_and_writing(tmp_path: Path) -> None:
         assert count_labels(picture) == {1: 6}
 
 
-def _bundles_2d() -> list[Path]:
+def _bundles(spatial_dims: int) -> list[Path]:
     found = []
     for meta_file in sorted(BUNDLES.glob("*/configs/metadata.json")):
-        shape = json.loads(meta_file.read_text()).get("network_data_format", {}).get("inputs", {}).get("image", {})
-        if len(shape.get("spatial_shape", [])) == 2:
+        image = json.loads(meta_file.read_text()).get("network_data_format", {}).get("inputs", {}).get("image", {})
+        if len(image.get("spatial_shape", [])) == spatial_dims:
             found.append(meta_file.parent.parent)
     return found
 
 
-@pytest.mark.parametrize("bundle_dir", _bundles_2d() or [None], ids=lambda p: p.name if p else "none")
+def _random_weights_copy(bundle_dir: Path, target: Path, overrides: dict | None = None) -> Path:
+    from monai.bundle import ConfigParser
+
+    shutil.copytree(bundle_dir, target, ignore=shutil.ignore_patterns("models", "runs", "eval", "demo_data"))
+    (target / "models").mkdir()
+    parser = ConfigParser()
+    parser.read_config(str(target / "configs" / "inference.json"))
+    parser["bundle_root"] = str(target)
+    for key, value in (overrides or {}).items():
+        parser[key] = value
+    torch.manual_seed(0)
+    torch.save(parser.get_parsed_content("network_def").state_dict(), target / "models" / "model.pt")
+    return target
+
+
+@pytest.mark.parametrize("bundle_dir", _bundles(3), ids=lambda p: p.name)
+def test_3d_bundle_end_to_end(bundle_dir: Path, tmp_path: Path) -> None:
+    """Every 3D bundle as it is (default widths, random weights) on one small BraTS case."""
+    bundle = _random_weights_copy(bundle_dir, tmp_path / "bundle 3d")
+    inputs = tmp_path / "in"
+    _brats_case(inputs / "case one", "case one")
+    output = tmp_path / "out"
+    assert main(["--bundle", str(bundle), "-i", str(inputs), "-o", str(output), "--override", "roi_size=[32,32,32]",
+                 "--no-progress"]) == 0
+    out = nib.load(output / "case one.nii.gz")
+    assert out.shape == SHAPE and np.allclose(out.affine, OBLIQUE_AFFINE, atol=1e-5)
+    assert read_summary(output)["case one"]["status"] == "ok"
+
+
+@pytest.mark.parametrize("bundle_dir", _bundles(2) or [None], ids=lambda p: p.name if p else "none")
 def test_2d_bundle_end_to_end(bundle_dir: Path | None, tmp_path: Path) -> None:
     if bundle_dir is None:
         pytest.skip("no 2D bundle in bundles/ yet (metadata with a 2-element spatial_shape)")
-    from monai.bundle import ConfigParser
     from PIL import Image
 
-    bundle = tmp_path / "bundle 2d"
-    shutil.copytree(bundle_dir, bundle, ignore=shutil.ignore_patterns("models", "runs", "eval", "demo_data"))
-    (bundle / "models").mkdir()
-    parser = ConfigParser()
-    parser.read_config(str(bundle / "configs" / "inference.json"))
-    parser.read_meta(str(bundle / "configs" / "metadata.json"))
-    parser["bundle_root"] = str(bundle)
-    torch.save(parser.get_parsed_content("network_def").state_dict(), bundle / "models" / "model.pt")
-    channels = int(parser["_meta_"]["network_data_format"]["inputs"]["image"]["num_channels"])
+    bundle = _random_weights_copy(bundle_dir, tmp_path / "bundle 2d")
+    meta = json.loads((bundle / "configs" / "metadata.json").read_text())
+    channels = int(meta["network_data_format"]["inputs"]["image"]["num_channels"])
     rng = np.random.default_rng(0)
     inputs = tmp_path / "in"
     inputs.mkdir()
-    for name, (h, w) in {"first image": (48, 64), "second": (64, 40)}.items():
-        pixels = rng.integers(0, 255, (h, w, 3) if channels == 3 else (h, w), dtype=np.uint8)
-        Image.fromarray(pixels).save(inputs / f"{name}.png")
+    pixels = rng.integers(0, 255, (48, 64, 3) if channels == 3 else (48, 64), dtype=np.uint8)  # 48 rows, 64 columns
+    Image.fromarray(pixels).save(inputs / "an image.png")
     output = tmp_path / "out"
     assert main(["--bundle", str(bundle), "-i", str(inputs), "-o", str(output), "--no-progress"]) == 0
-    with Image.open(output / "first image.png") as first:
-        assert first.size == (64, 48)
-    assert read_summary(output)["second"]["status"] == "ok"
+    with Image.open(output / "an image.png") as written:
+        assert written.size == (64, 48) and written.mode == "L"
+        assert set(np.unique(np.asarray(written)).tolist()) <= {0, *map(int, meta.get("label_values", {"1": ""}))}
+    summary = read_summary(output)
+    assert summary["an image"]["status"] == "ok" and "label_1_pixels" in summary["an image"]

@@ -628,7 +628,9 @@ def find_brats_cases(dataset_dir: str | os.PathLike, require_label: bool = True)
     entries: list[dict[str, Any]] = []
     problems: list[str] = []
     for case_dir in visible_subfolders(root):
-        files = sorted(p.name for p in case_dir.iterdir() if p.is_file() and not is_hidden(p.name) and _is_nifti(p.name))
+        files = sorted(
+            p.name for p in case_dir.iterdir() if p.is_file() and not is_hidden(p.name) and _is_nifti(p.name)
+        )
         if not files:
             logger.warning("skipping %s: it holds no NIfTI (.nii / .nii.gz) files", case_dir)
             continue

@@ -271,7 +271,12 @@ def demo_marker(
 
 
 def read_demo_marker(
-    out_dir: Path, generator: str, *, check_generator: bool = False, what: str = "demo data", overwrite_helps: bool = True
+    out_dir: Path,
+    generator: str,
+    *,
+    check_generator: bool = False,
+    what: str = "demo data",
+    overwrite_helps: bool = True,
 ) -> dict[str, Any] | None:
     """The parsed ``dataset.json`` of a demo folder, or ``None`` if there is none.
 
@@ -384,7 +389,11 @@ def prepare_demo_dir(
     previous: dict[str, Any] | None = None
     if check_marker_on_overwrite or not overwrite:
         previous = read_demo_marker(
-            out_dir, generator, check_generator=check_generator, what=what, overwrite_helps=not check_marker_on_overwrite
+            out_dir,
+            generator,
+            check_generator=check_generator,
+            what=what,
+            overwrite_helps=not check_marker_on_overwrite,
         )
     found = list(existing())
 
@@ -405,11 +414,12 @@ def prepare_demo_dir(
         if is_complete():
             return True
     elif found:
-        listed = f"{found[0]}, ..." if len(found) > 1 else f"{found[0]}"
+        names = [os.path.relpath(path, out_dir) for path in found]
+        listed = ", ".join(names[:3]) + (", ..." if len(names) > 3 else "")
         action = "delete and regenerate them" if replace_on_overwrite else "write the demo data there anyway"
         raise DatasetError(
             f"demo data folder {out_dir} holds {listed} but no {DEMO_MARKER} marker, so it cannot tell how they were "
-            f"made (it may hold a real dataset); expected a folder written by {generator}. Refusing to mix demo data "
+            f"made (it may be a real dataset); expected a folder written by {generator}. Refusing to mix demo data "
             f"with other data: choose an empty or new folder, or pass {overwrite_hint} to {action}.",
             out_dir,
         )
@@ -484,7 +494,9 @@ def split_groups(
     else:
         folds = _as_int(num_folds)
         if folds is None or not 2 <= folds <= n:
-            raise ValueError(f"num_folds must be an integer between 2 and the number of {unit}s ({n}), got {num_folds!r}")
+            raise ValueError(
+                f"num_folds must be an integer between 2 and the number of {unit}s ({n}), got {num_folds!r}"
+            )
         index = _as_int(fold)
         if index is None or not 0 <= index < folds:
             raise ValueError(f"fold must be an integer between 0 and num_folds - 1 ({folds - 1}), got {fold!r}")

@@ -525,7 +525,9 @@ def _generate_demo(spec: _DemoSpec, out_dir: str | os.PathLike, num_images: int,
     num_images = check_int("num_images", num_images, 1)
     seed = check_int("seed", seed, 0)
     root = Path(out_dir).expanduser()
-    parameters = {"generator_version": _DEMO_GENERATOR_VERSION, "layout": spec.name, "num_images": num_images, "seed": seed}
+    parameters = {
+        "generator_version": _DEMO_GENERATOR_VERSION, "layout": spec.name, "num_images": num_images, "seed": seed,
+    }  # fmt: skip
     folders = [root / spec.image_dir, root / spec.mask_dir]
     files = [spec.files(root, index) for index in range(num_images)]
     marker = demo_marker(

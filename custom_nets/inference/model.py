@@ -455,7 +455,11 @@ class BundleSegmenter:
     def _build_transforms(self) -> None:
         from monai.transforms import LoadImage, LoadImaged, SaveImage, SaveImaged
 
+        from monai.inferers import SlidingWindowInferer
+
         self.inferer = self._parse("inferer")
+        # a sliding window moves each window to sw_device itself; any other inferer gets the input on the device
+        self._input_device = torch.device("cpu") if isinstance(self.inferer, SlidingWindowInferer) else self.device
         self.preprocessing = _as_compose(self._parse("preprocessing"), "preprocessing")
         postprocessing = _as_compose(self._parse("postprocessing"), "postprocessing")
         loaders = _remove_by_type(self.preprocessing, (LoadImaged, LoadImage))
@@ -482,12 +486,12 @@ class BundleSegmenter:
         prepared = data["image"]
         batch = torch.as_tensor(prepared.as_tensor() if hasattr(prepared, "as_tensor") else prepared)[None]
         flips = _flip_sets(batch.ndim - 2) if tta else [()]
-        autocast = torch.autocast(device_type="cuda", dtype=torch.float16) if self.amp else nullcontext()
         probabilities = None
         with torch.no_grad():
             for dims in flips:
                 x = torch.flip(batch, dims) if dims else batch
-                with autocast:
+                x = x.to(self._input_device)
+                with torch.autocast(device_type="cuda", dtype=torch.float16) if self.amp else nullcontext():
                     output = _first_output(self.inferer(x, self.network))
                 del x
                 output = torch.as_tensor(output).detach().to("cpu", torch.float32)

@@ -72,6 +72,7 @@ class CaseResult:
     counts: dict[int, int] | None = None
     voxel_mm3: float = 1.0
     timings: dict[str, float] = field(default_factory=dict)
+    cells: dict[str, str] | None = None  # label columns carried over from an earlier summary.csv (skipped cases)
 
 
 @dataclass
@@ -88,11 +89,22 @@ class SummaryWriter:
     Label values come from the bundle's metadata; values found in outputs but not declared get columns too.
     """
 
-    def __init__(self, path: str | os.PathLike, label_values: Iterable[int], spatial_dims: int) -> None:
+    def __init__(self, path: str | os.PathLike, label_values: Iterable[int], spatial_dims: int,
+                 min_interval: float = 2.0) -> None:
         self.path = Path(path)
         self.values = sorted({int(v) for v in label_values})
         self.spatial_dims = spatial_dims
         self.rows: list[CaseResult] = []
+        self.min_interval = min_interval
+        self._last_write = float("-inf")
+
+    def previous_rows(self) -> dict[str, dict[str, str]]:
+        """Rows of the ``summary.csv`` an earlier run left (empty if there is none or it cannot be read)."""
+        try:
+            with open(self.path, newline="", encoding="utf-8") as f:
+                return {row["case"]: row for row in csv.DictReader(f) if row.get("case")}
+        except (OSError, csv.Error, KeyError, UnicodeDecodeError):
+            return {}
 
     def column(self, value: int) -> str:
         return f"label_{value}_ml" if self.spatial_dims == 3 else f"label_{value}_pixels"
@@ -107,7 +119,9 @@ class SummaryWriter:
     def _cells(self, result: CaseResult) -> list[str]:
         cells = [result.case, result.status, f"{result.seconds:.2f}", result.error]
         for value in self.values:
-            if result.counts is None:
+            if result.cells is not None:
+                cells.append(result.cells.get(self.column(value), ""))
+            elif result.counts is None:
                 cells.append("")
             elif self.spatial_dims == 3:
                 cells.append(f"{result.counts.get(value, 0) * result.voxel_mm3 / 1000.0:.3f}")
@@ -124,6 +138,12 @@ class SummaryWriter:
                     writer.writerow(self._cells(row))
 
         atomic_write(self.path, write)
+        self._last_write = time.monotonic()
+
+    def write_soon(self) -> None:
+        """Write unless the last write was less than ``min_interval`` seconds ago (many small cases)."""
+        if time.monotonic() - self._last_write >= self.min_interval:
+            self.write()
 
 
 def output_path(output_dir: Path, case: Case) -> Path:
@@ -226,8 +246,14 @@ def _prefetch(cases: Sequence[Case], read: Callable[[Case], _ReadOutcome], worke
         pool.shutdown(wait=False, cancel_futures=True)
 
 
-def _existing_result(case: Case, path: Path) -> CaseResult:
-    """A ``skipped`` row with the volumes of the label map written by an earlier run (blank if unreadable)."""
+def _existing_result(case: Case, path: Path, previous: Mapping[str, str] | None, columns: Sequence[str]
+                     ) -> CaseResult:
+    """A ``skipped`` row with the volumes of the label map written by an earlier run (blank if unreadable).
+
+    The volumes come from the earlier run's ``summary.csv`` row when it has them all, else from the file.
+    """
+    if previous and previous.get("status") in ("ok", "skipped") and all(previous.get(c) for c in columns):
+        return CaseResult(case.name, "skipped", cells={c: previous[c] for c in columns})
     try:
         counts, voxel = read_label_counts(path)
         return CaseResult(case.name, "skipped", counts=counts, voxel_mm3=voxel)
@@ -302,6 +328,8 @@ def segment_cases(segmenter: Any, cases: Sequence[Case], output_dir: str | os.Pa
     summary = SummaryWriter(output_dir / SUMMARY_NAME, segmenter.label_values, segmenter.spec.spatial_dims)
     results: list[CaseResult] = []
 
+    previous = summary.previous_rows() if not options.overwrite else {}
+    columns = [summary.column(v) for v in summary.values]
     todo: list[Case] = []
     for case in cases:
         try:
@@ -310,7 +338,7 @@ def segment_cases(segmenter: Any, cases: Sequence[Case], output_dir: str | os.Pa
             results.append(CaseResult(case.name, "failed", error=_error_text(case, exc)))
             continue
         if target.exists() and not options.overwrite:
-            results.append(_existing_result(case, target))
+            results.append(_existing_result(case, target, previous.get(case.name), columns))
         else:
             todo.append(case)
     skipped = sum(r.status == "skipped" for r in results)
@@ -331,7 +359,7 @@ def segment_cases(segmenter: Any, cases: Sequence[Case], output_dir: str | os.Pa
             del outcome
             results.append(result)
             summary.add(result)
-            summary.write()
+            summary.write_soon()
             counts[result.status] = counts.get(result.status, 0) + 1
             if result.status == "failed":
                 logger.error(f"FAILED {case.name}: {result.error}")
