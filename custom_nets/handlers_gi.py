@@ -156,7 +156,8 @@ class CaseDayMetricsWriter:
         self._slices.sort(key=lambda s: s[0])
         shapes = {s[1].shape for s in self._slices}
         if len(shapes) > 1:
-            raise ValueError(f"{self._current[0]} day {self._current[1]} has slices of different sizes {sorted(shapes)}")
+            case, day = self._current
+            raise ValueError(f"{case} day {day} has slices of different sizes {sorted(shapes)}")
         pred = np.stack([s[1] for s in self._slices], axis=-1)
         label = np.stack([s[2] for s in self._slices], axis=-1)
         spacing = [*self._spacing, self.slice_thickness]
@@ -201,7 +202,8 @@ class RLESubmissionWriter:
         filename: CSV name.
         id_key: datalist field holding the slice id.
         spatial_order: ``"wh"`` (MONAI ``PILReader`` arrays) or ``"hw"``.
-        enabled: ``False`` attaches nothing (the bundles switch the CSV on with ``--write_rle true``).
+        enabled: ``False`` (or the text ``"false"``) attaches nothing (the bundles switch the CSV on with
+            ``--write_rle True``).
     """
 
     def __init__(
@@ -211,12 +213,15 @@ class RLESubmissionWriter:
         filename: str = "submission.csv",
         id_key: str = "id",
         spatial_order: str = "wh",
-        enabled: bool = True,
+        enabled: bool | str = True,
     ) -> None:
         self.output_path = Path(output_dir) / filename
         self.class_names = list(class_names)
         self.id_key = id_key
         self.spatial_order = spatial_order
+        # a command line may pass the text "false" (python-fire keeps lowercase true/false as strings)
+        if isinstance(enabled, str):
+            enabled = enabled.strip().lower() not in ("false", "0", "no", "none", "")
         self.enabled = bool(enabled)
         self.rows: list[tuple[str, str, str]] = []
 
@@ -238,4 +243,5 @@ class RLESubmissionWriter:
 
     def write(self, engine: Engine | None = None) -> None:
         _write_csv(self.output_path, list(CSV_COLUMNS), self.rows)
-        logger.info(f"{len(self.rows)} rows ({len(self.rows) // max(len(self.class_names), 1)} slices) in {self.output_path}")
+        slices = len(self.rows) // max(len(self.class_names), 1)
+        logger.info(f"{len(self.rows)} rows ({slices} slices) in {self.output_path}")

@@ -27,7 +27,7 @@ from PIL import Image
 
 from .errors import DatasetError
 from .images import MASK_SUFFIXES, find_volumes
-from .uwmadison import _is_demo, find_uwmadison_slices, generate_uwmadison_demo, neighbour_slices, parse_slice_filename
+from .uwmadison import _is_demo, find_uwmadison_slices, generate_uwmadison_demo, neighbour_slices
 
 __all__ = ["case_day_volumes", "slice_datalist", "slice_id_from_path", "slice_root", "volume_datalist"]
 

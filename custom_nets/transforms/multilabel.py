@@ -46,7 +46,9 @@ class CentreSliceSourced(MapTransform):
     without ``source_key`` pass unchanged.
     """
 
-    def __init__(self, keys: KeysCollection, source_key: str = "center_image", allow_missing_keys: bool = False) -> None:
+    def __init__(
+        self, keys: KeysCollection, source_key: str = "center_image", allow_missing_keys: bool = False
+    ) -> None:
         super().__init__(keys, allow_missing_keys)
         self.source_key = source_key
 

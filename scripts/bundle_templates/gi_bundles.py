@@ -16,6 +16,8 @@ FCT_PAPER = (
     "Tragakis A., Kaul C., Murray-Smith R., Husmeier D. The Fully Convolutional Transformer for Medical Image "
     "Segmentation. WACV 2023. arXiv:2206.00566"
 )
+# the per-output segmentation loss, chosen by one value: "hybrid" (focal + MS-SSIM + IoU) or "dice_bce"
+SEG_LOSS = {"_target_": "custom_nets.losses.hybrid_segmentation_loss", "kind": "@loss_kind"}
 GI_COMMON = {
     "template": gi2d,
     "task": gi2d.GI,
@@ -54,13 +56,16 @@ BUNDLES: dict[str, dict] = {
         "reference_widths": {"channels": [64, 128, 256, 512, 1024], "skip_channels": 64},
         "size_divisor": [16, 16],
         "batch_size": 16,
-        "loss_kind": "hybrid",
-        "loss": {
-            "_target_": "custom_nets.losses.UNet3PlusLoss",
-            "seg_loss": "@seg_loss",
-            "cgm": "@cgm",
-            "cgm_weight": 1.0,
-            "weight_mode": "same",
+        "loss_config": {
+            "loss_kind": "hybrid",
+            "seg_loss": SEG_LOSS,
+            "loss": {
+                "_target_": "custom_nets.losses.UNet3PlusLoss",
+                "seg_loss": "@seg_loss",
+                "cgm": "@cgm",
+                "cgm_weight": 1.0,
+                "weight_mode": "same",
+            },
         },
     },
     "fct": {
@@ -90,11 +95,14 @@ BUNDLES: dict[str, dict] = {
         "reference_widths": {"channels": [32, 64, 128, 256, 512]},
         "size_divisor": [32, 32],
         "batch_size": 8,
-        "loss_kind": "dice_bce",
-        "loss": {
-            "_target_": "custom_nets.losses.StackedDeepSupervisionLoss",
-            "loss": "@seg_loss",
-            "weights": [0.57, 0.29, 0.14],
+        "loss_config": {
+            "loss_kind": "dice_bce",
+            "seg_loss": SEG_LOSS,
+            "loss": {
+                "_target_": "custom_nets.losses.StackedDeepSupervisionLoss",
+                "loss": "@seg_loss",
+                "weights": [0.57, 0.29, 0.14],
+            },
         },
     },
 }
