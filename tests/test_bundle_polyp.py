@@ -1,0 +1,351 @@
+"""The DRRMSAN and DDANet bundles (Kvasir-SEG polyps, ISIC 2017 skin lesions) end to end.
+
+Every bundle command runs through ``python -m monai.bundle`` in a subprocess, from an unrelated working directory, on
+a copy of the bundle made outside the repository (a bundle must work on its own with ``custom_nets`` installed), with
+tiny widths and a 64 x 64 network input so that the whole file stays within a few minutes on 2 CPU cores.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import re
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from conftest import BUNDLES, run_bundle
+from monai.bundle import ConfigParser
+from PIL import Image
+
+from custom_nets.data import polyp_skin
+from custom_nets.data.errors import DatasetError
+from custom_nets.losses import DiceBCELoss, MaskAndReconstructionLoss, StackedDeepSupervisionLoss
+
+POLYP_BUNDLES = ["ddanet", "drrmsan"]
+TINY = {
+    "drrmsan": ["--network_def#base_width", "4"],
+    "ddanet": ["--network_def#channels", "[4,8,16,32]", "--network_def#decoder_channels", "[16,8,4,4]"],
+}
+SIZE = ["--image_size", "[64,64]"]
+FAST = ["--num_workers", "0"]
+# training mode: DRRMSAN stacks [weighted sum, 4 side outputs]; DDANet concatenates [mask, grayscale reconstruction]
+TRAIN_SHAPE = {"drrmsan": (2, 5, 1, 64, 96), "ddanet": (2, 2, 64, 96)}
+METRIC_COLUMNS = {"case", "slices", "dice_polyp", "iou_polyp", "precision_polyp", "recall_polyp"}
+
+
+@pytest.fixture(autouse=True)
+def _one_thread_per_subprocess(monkeypatch: pytest.MonkeyPatch) -> None:
+    """2 shared CPU cores: every bundle subprocess runs single-threaded."""
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+
+
+def copy_bundle(name: str, tmp_path: Path) -> Path:
+    target = tmp_path / f"{name} copy"  # a space in the path on purpose
+    shutil.copytree(BUNDLES / name, target, ignore=shutil.ignore_patterns("models", "runs", "eval", "demo_data"))
+    return target
+
+
+def overrides_dict(args: list[str]) -> dict:
+    return {key.lstrip("-"): json.loads(value) for key, value in zip(args[::2], args[1::2])}
+
+
+def parse(config: Path, **overrides) -> ConfigParser:
+    parser = ConfigParser()
+    parser.read_config(str(config))
+    parser.read_meta(str(config.parent / "metadata.json"))
+    for key, value in overrides.items():
+        parser[key] = value
+    return parser
+
+
+def read_csv(path: Path) -> list[dict[str, str]]:
+    with open(path, newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def dice(pred: np.ndarray, truth: np.ndarray) -> float:
+    """Dice of two boolean masks; 1 when both are empty (the evaluation's convention)."""
+    denominator = pred.sum() + truth.sum()
+    return 1.0 if denominator == 0 else 2.0 * (pred & truth).sum() / denominator
+
+
+def losses_per_iteration(log: str, epochs: int) -> list[float]:
+    return [float(v) for v in re.findall(rf"Epoch: \d+/{epochs}, Iter: \d+/\d+ -- train_loss: ([0-9.]+)", log)]
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# end to end, both bundles
+# ----------------------------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", POLYP_BUNDLES)
+def test_train_infer_evaluate_export(name: str, tmp_path: Path) -> None:
+    bundle = copy_bundle(name, tmp_path)
+    configs = bundle / "configs"
+    cwd = tmp_path / "somewhere else"
+    cwd.mkdir()
+    net = TINY[name] + SIZE
+
+    # train 2 epochs on the Kvasir-layout demo data (generated into the bundle on first use)
+    result = run_bundle(
+        ["run", "training", "--config_file", str(configs / "train.json"), "--epochs", "2", "--val_interval", "1",
+         "--batch_size", "4", *net, *FAST],
+        cwd=cwd,
+    )  # fmt: skip
+    for produced in ["models/model.pt", "models/checkpoint_last.pt", "runs/train.log", "demo_data/kvasir/images"]:
+        assert (bundle / produced).exists(), f"{produced} missing; log:\n{result.stderr[-2000:]}"
+    assert not any(cwd.iterdir()), f"outputs leaked into the working directory: {list(cwd.iterdir())}"
+    log = result.stdout + result.stderr
+    losses = losses_per_iteration(log, 2)
+    assert losses and all(np.isfinite(losses)), log[-2000:]
+    assert "val_mean_dice" in log
+
+    # inference on the Kvasir-layout folder: its images only (the masks share their names), each mask at the size of
+    # its image (the demo images are 180-260 px per side, mostly non-square) and named after it
+    demo = bundle / "demo_data" / "kvasir"
+    output = tmp_path / "predictions"
+    run_bundle(
+        ["run", "--config_file", str(configs / "inference.json"), "--dataset_dir", str(demo), "--output_dir",
+         str(output), *net, *FAST],
+        cwd=cwd,
+    )  # fmt: skip
+    cases = sorted(p.stem for p in (demo / "images").glob("*.jpg"))
+    assert len(cases) == 16
+    assert sorted(p.name for p in output.iterdir()) == [f"{case}_mask.png" for case in cases]
+    shapes, dice_of_files = [], {}
+    for case in cases:
+        pred = np.asarray(Image.open(output / f"{case}_mask.png"))
+        truth = np.asarray(Image.open(demo / "masks" / f"{case}.jpg").convert("L")) > 127
+        assert pred.shape == truth.shape == np.asarray(Image.open(demo / "images" / f"{case}.jpg")).shape[:2]
+        assert set(np.unique(pred)) <= {0, 255}
+        shapes.append(pred.shape)
+        dice_of_files[case] = dice(pred > 127, truth)
+    assert any(h != w for h, w in shapes), "no non-square image was checked"
+
+    # evaluation: one row per image, scored at the image's original size (so it equals the Dice of the written masks),
+    # and the mean over all images
+    run_bundle(["run", "--config_file", str(configs / "evaluate.json"), *net, *FAST], cwd=cwd)
+    rows = read_csv(bundle / "eval" / "metrics.csv")
+    assert [r["case"] for r in rows] == [*cases, "mean"]
+    assert set(rows[0]) == METRIC_COLUMNS
+    for row in rows[:-1]:
+        assert float(row["dice_polyp"]) == pytest.approx(dice_of_files[row["case"]], abs=1e-3), row["case"]
+        assert all(0.0 <= float(row[c]) <= 1.0 for c in METRIC_COLUMNS - {"case", "slices"})
+    assert float(rows[-1]["dice_polyp"]) == pytest.approx(np.mean([float(r["dice_polyp"]) for r in rows[:-1]]), abs=1e-3)
+    assert int(rows[-1]["slices"]) == 16
+
+    # the network matches the metadata; TorchScript export reproduces the eager network in eval mode
+    run_bundle(
+        ["verify_net_in_out", "network_def", "--config_file", str(configs / "inference.json"),
+         "--meta_file", str(configs / "metadata.json"), *TINY[name]],
+        cwd=cwd,
+    )  # fmt: skip
+    exported = tmp_path / "model.ts"
+    run_bundle(
+        ["ckpt_export", "network_def", "--filepath", str(exported), "--ckpt_file", str(bundle / "models" / "model.pt"),
+         "--meta_file", str(configs / "metadata.json"), "--config_file", str(configs / "inference.json"), *TINY[name]],
+        cwd=cwd,
+    )  # fmt: skip
+    eager = parse(configs / "inference.json", **overrides_dict(TINY[name])).get_parsed_content("network_def")
+    eager.load_state_dict(torch.load(bundle / "models" / "model.pt", map_location="cpu", weights_only=True))
+    scripted = torch.jit.load(str(exported), map_location="cpu")
+    x = torch.rand(2, 3, 64, 96)  # non-square
+    with torch.no_grad():
+        expected, got = eager.eval()(x), scripted(x)
+        training_output = eager.train()(x)  # last: a training-mode pass updates the batch-norm statistics
+    # eval mode (inference, export) returns one tensor, the final mask logits
+    assert isinstance(expected, torch.Tensor) and isinstance(got, torch.Tensor)
+    assert expected.shape == got.shape == (2, 1, 64, 96)
+    assert training_output.shape == TRAIN_SHAPE[name]
+    difference = (got - expected).abs().max().item()
+    assert difference < 1e-4, f"TorchScript export differs from eager by {difference}"
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# inference geometry, the ISIC layout, learning
+# ----------------------------------------------------------------------------------------------------------------------
+
+
+def _image_with_block(shape: tuple[int, int], block: tuple[slice, slice]) -> tuple[np.ndarray, np.ndarray]:
+    """A dark image (rows, columns, RGB) with one bright red block, and the block's mask."""
+    image = np.zeros((*shape, 3), dtype=np.uint8)
+    image[..., 1:] = 80
+    image[..., 0] = 60
+    image[block + (0,)] = 230
+    mask = np.zeros(shape, dtype=bool)
+    mask[block] = True
+    return image, mask
+
+
+def test_inference_masks_keep_size_name_and_orientation(tmp_path: Path) -> None:
+    """A 1x1 convolution that marks red pixels stands in for a trained network: every mask must land on its block.
+
+    Non-square images in both orientations, a PNG and a JPEG, a space and non-ASCII letters in a name; the network
+    input is square (64 x 64), so a transposed or unresized mask cannot pass.
+    """
+    bundle = copy_bundle("drrmsan", tmp_path)
+    conv = torch.nn.Conv2d(3, 1, kernel_size=1)
+    with torch.no_grad():
+        conv.weight.copy_(torch.tensor([20.0, 0.0, 0.0]).view(1, 3, 1, 1))  # logit 20 R - 10: red above 0.5
+        conv.bias.fill_(-10.0)
+    (bundle / "models").mkdir()
+    torch.save(conv.state_dict(), bundle / "models" / "model.pt")
+    images = tmp_path / "images"
+    (images / "sub folder").mkdir(parents=True)
+    cases = {
+        "wide ünï frame": ((70, 150), (slice(8, 40), slice(20, 130)), ".png"),
+        "tall": ((130, 60), (slice(70, 122), slice(6, 48)), ".jpg"),
+    }
+    truth = {}
+    for stem, (shape, block, ext) in cases.items():
+        image, truth[stem] = _image_with_block(shape, block)
+        folder = images / "sub folder" if ext == ".jpg" else images
+        Image.fromarray(image).save(folder / f"{stem}{ext}", quality=95)
+    output = tmp_path / "out"
+    cwd = tmp_path / "cwd"
+    cwd.mkdir()
+    network = {"_target_": "torch.nn.Conv2d", "in_channels": 3, "out_channels": 1, "kernel_size": 1}
+    run_bundle(
+        ["run", "--config_file", str(bundle / "configs" / "inference.json"), "--dataset_dir", str(images),
+         "--output_dir", str(output), "--network_def", json.dumps(network), *SIZE, *FAST],
+        cwd=cwd,
+    )  # fmt: skip
+    assert sorted(p.name for p in output.iterdir()) == sorted(f"{stem}_mask.png" for stem in cases)
+    for stem, expected in truth.items():
+        mask = np.asarray(Image.open(output / f"{stem}_mask.png")) > 127
+        assert mask.shape == expected.shape, stem
+        iou = (mask & expected).sum() / (mask | expected).sum()
+        assert iou > 0.9, f"{stem}: IoU {iou:.3f} with the drawn block"
+
+
+def test_isic_layout_by_override(tmp_path: Path) -> None:
+    """``--layout isic --image_size [48,64] --dataset_dir DIR`` trains, evaluates and infers on the ISIC layout."""
+    bundle = copy_bundle("ddanet", tmp_path)
+    data = polyp_skin.generate_isic_demo(tmp_path / "ISIC 2017", num_images=6)
+    image_dir = data / "ISIC-2017_Training_Data"
+    shutil.copy(image_dir / "ISIC_DEMO000.jpg", image_dir / "ISIC_DEMO000_superpixels.png")  # never an input image
+    isic = ["--layout", "isic", "--image_size", "[48,64]", "--dataset_dir", str(data), *TINY["ddanet"], *FAST]
+    cwd = tmp_path / "cwd"
+    cwd.mkdir()
+    configs = bundle / "configs"
+    run_bundle(["run", "training", "--config_file", str(configs / "train.json"), "--epochs", "1", "--val_interval", "1", *isic], cwd=cwd)
+    assert (bundle / "models" / "model.pt").is_file()
+    assert not (bundle / "demo_data").exists(), "a real dataset_dir must never fall back to demo data"
+
+    cases = [f"ISIC_DEMO{i:03d}" for i in range(6)]
+    run_bundle(["run", "--config_file", str(configs / "evaluate.json"), *isic], cwd=cwd)
+    rows = read_csv(bundle / "eval" / "metrics.csv")
+    assert [r["case"] for r in rows] == [*cases, "mean"]
+
+    output = tmp_path / "masks"
+    run_bundle(["run", "--config_file", str(configs / "inference.json"), "--output_dir", str(output), *isic], cwd=cwd)
+    assert sorted(p.name for p in output.iterdir()) == [f"{case}_mask.png" for case in cases]
+    for case in cases:
+        assert Image.open(output / f"{case}_mask.png").size == Image.open(image_dir / f"{case}.jpg").size
+
+
+def test_ddanet_learns_the_demo_task(tmp_path: Path) -> None:
+    """DDANet on the Kvasir demo at 64 x 64: within 12 epochs the loss falls by at least 10% and validation Dice exceeds
+    0.8; the chosen model then scores a mean Dice above 0.8 over all 16 demo images at their original sizes."""
+    bundle = copy_bundle("ddanet", tmp_path)
+    configs = bundle / "configs"
+    cwd = tmp_path / "cwd"
+    cwd.mkdir()
+    net = ["--network_def#channels", "[8,16,32,64]", "--network_def#decoder_channels", "[32,16,8,8]", *SIZE]
+    result = run_bundle(
+        ["run", "training", "--config_file", str(configs / "train.json"), "--epochs", "12", "--val_interval", "1",
+         "--learning_rate", "3e-3", "--batch_size", "4", *net, *FAST],
+        cwd=cwd,
+    )  # fmt: skip
+    log = result.stdout + result.stderr
+    losses = losses_per_iteration(log, 12)
+    per_epoch = len(losses) // 12
+    assert per_epoch > 0, log[-3000:]
+    first, last = np.mean(losses[:per_epoch]), np.mean(losses[-2 * per_epoch :])
+    val_dice = [float(v) for v in re.findall(r"val_mean_dice: ([0-9.]+)", log)]
+    # the grayscale-reconstruction BCE has a floor well above 0, so the total loss falls by tens of percent, not to 0
+    assert last < 0.9 * first, f"loss did not fall: first epoch {first:.3f}, last two epochs {last:.3f}"
+    assert max(val_dice) > 0.8, f"validation Dice per epoch: {val_dice}"
+
+    run_bundle(["run", "--config_file", str(configs / "evaluate.json"), *net, *FAST], cwd=cwd)
+    mean = read_csv(bundle / "eval" / "metrics.csv")[-1]
+    assert mean["case"] == "mean" and float(mean["dice_polyp"]) > 0.8, mean
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# configs, datalists, metadata (no subprocess)
+# ----------------------------------------------------------------------------------------------------------------------
+
+
+def test_ddanet_grayscale_target_in_training_only(tmp_path: Path) -> None:
+    bundle = copy_bundle("ddanet", tmp_path)
+    parser = parse(bundle / "configs" / "train.json", bundle_root=str(bundle), image_size=[64, 64])
+    item = parser.get_parsed_content("train_datalist")[0]
+    train = parser.get_parsed_content("train#preprocessing")(dict(item))
+    assert train["image"].shape == (3, 64, 64) and train["label"].shape == (2, 64, 64)
+    gray = (torch.tensor([0.299, 0.587, 0.114]).view(3, 1, 1) * train["image"].as_tensor()).sum(0)
+    torch.testing.assert_close(train["label"][1].as_tensor(), gray)
+    assert set(torch.unique(train["label"][0]).tolist()) <= {0.0, 1.0}
+    assert 0.0 <= float(gray.min()) and float(gray.max()) <= 1.0
+    validation = parser.get_parsed_content("validate#preprocessing")(dict(item))
+    assert validation["label"].shape == (1, 64, 64)
+    loss = parser.get_parsed_content("loss")
+    assert isinstance(loss, MaskAndReconstructionLoss) and isinstance(loss.mask_loss, DiceBCELoss)
+    parser["reconstruction_weight"] = 0.25
+    assert parser.get_parsed_content("loss", lazy=False).recon_weight == 0.25
+
+
+def test_drrmsan_loss_is_bce_on_all_outputs_with_configurable_weights(tmp_path: Path) -> None:
+    bundle = copy_bundle("drrmsan", tmp_path)
+    parser = parse(bundle / "configs" / "train.json", bundle_root=str(bundle))
+    loss = parser.get_parsed_content("loss")
+    assert isinstance(loss, StackedDeepSupervisionLoss) and isinstance(loss.loss, torch.nn.BCEWithLogitsLoss)
+    torch.manual_seed(0)
+    stacked = torch.randn(2, 5, 1, 16, 16)
+    target = (torch.rand(2, 1, 16, 16) > 0.7).float()
+    per_head = [F.binary_cross_entropy_with_logits(stacked[:, k], target) for k in range(5)]
+    torch.testing.assert_close(loss(stacked, target), sum(per_head))
+    parser["deep_supervision_weights"] = [1.0, 0.5, 0.0, 0.0, 0.0]
+    weighted = parser.get_parsed_content("loss", lazy=False)
+    torch.testing.assert_close(weighted(stacked, target), per_head[0] + 0.5 * per_head[1])
+
+
+def test_layout_switch_and_inference_datalist(tmp_path: Path) -> None:
+    assert polyp_skin.layout_datalist("kvasir") is polyp_skin.kvasir_datalist
+    assert polyp_skin.layout_datalist(" ISIC ") is polyp_skin.isic_datalist
+    with pytest.raises(ValueError, match="kvasir, isic"):
+        polyp_skin.layout_datalist("isic2017")
+    kvasir = polyp_skin.generate_kvasir_demo(tmp_path / "kvasir", num_images=2)
+    found = polyp_skin.inference_datalist(str(kvasir), None, layout="kvasir")
+    assert [Path(e["image"]).parent.name for e in found] == ["images", "images"]  # never the same-named masks
+    isic = polyp_skin.generate_isic_demo(tmp_path / "isic", num_images=2)
+    found = polyp_skin.inference_datalist(str(isic), None, layout="isic")
+    assert [e["case"] for e in found] == ["ISIC_DEMO000", "ISIC_DEMO001"]
+    plain = tmp_path / "plain"
+    (plain / "b").mkdir(parents=True)
+    shutil.copy(kvasir / "images" / "DEMO_000.jpg", plain / "x.jpg")
+    assert [e["case"] for e in polyp_skin.inference_datalist(str(plain), None)] == ["x"]
+    shutil.copy(kvasir / "images" / "DEMO_001.jpg", plain / "b" / "x.jpg")
+    with pytest.raises(DatasetError, match="same name stem"):
+        polyp_skin.inference_datalist(str(plain), None)
+
+
+@pytest.mark.parametrize("name", POLYP_BUNDLES)
+def test_metadata_and_files(name: str) -> None:
+    configs = BUNDLES / name / "configs"
+    meta = json.loads((configs / "metadata.json").read_text())
+    image = meta["network_data_format"]["inputs"]["image"]
+    assert image["num_channels"] == 3 and image["format"] == "RGB"
+    assert image["channel_def"] == {"0": "R", "1": "G", "2": "B"}
+    assert meta["network_data_format"]["outputs"]["pred"]["channel_def"] == {"0": "polyp"}
+    assert not (configs / "inference_volume.json").exists()  # RGB photographs have no volumes
+    for config in ["train.json", "inference.json", "evaluate.json"]:
+        values = json.loads((configs / config).read_text())
+        assert values["layout"] == "kvasir" and values["image_size"] == [256, 256]
+    card = (BUNDLES / name / "docs" / "README.md").read_text()
+    assert "No pretrained weights ship" in card and "@@" not in card
+    assert '--layout isic --image_size "[192,256]"' in card
