@@ -1,5 +1,5 @@
 #!/usr/bin/env python
-"""Generate the config files, model card and LICENSE copy of every bundle from its task template.
+"""Generate the config files, model card, LICENSE copy and large_files.yml of every bundle from its task template.
 
 Bundles that share a task (the three 3D BraTS bundles, ...) differ only in their network and a few numbers, so their
 configs are generated from one template (``scripts/bundle_templates/<task>.py``) and a registry of what differs
@@ -79,6 +79,20 @@ def render_card(name: str, bundle: dict) -> str:
     return text
 
 
+# large_files.yml (MONAI model zoo convention: files too large for the repository, downloaded by URL and hash check).
+# No weights are published yet, so the entry names the file training writes and leaves url and hash empty.
+LARGE_FILES = """\
+# Large files of this bundle, in the MONAI model zoo's format (url, hash_val and hash_type per file).
+# No pretrained weights are published for this bundle yet: url and hash_val are empty. Train the bundle to
+# create models/model.pt (python -m monai.bundle run training --config_file configs/train.json).
+large_files:
+  - path: "models/model.pt"
+    url: ""
+    hash_val: ""
+    hash_type: "md5"
+"""
+
+
 def render(config: dict) -> str:
     return json.dumps(config, indent=4) + "\n"
 
@@ -93,6 +107,7 @@ def generated_files(names: list[str] | None = None) -> dict[Path, str]:
             files[REPO / "bundles" / name / "configs" / filename] = render(config)
         files[REPO / "bundles" / name / "configs" / "logging.conf"] = LOGGING_CONF.read_text()
         files[REPO / "bundles" / name / "LICENSE"] = (REPO / "LICENSE").read_text()
+        files[REPO / "bundles" / name / "large_files.yml"] = LARGE_FILES
         files[REPO / "bundles" / name / "docs" / "README.md"] = render_card(name, bundle)
     return files
 

@@ -21,6 +21,7 @@ REQUIRED_FILES = [
     "configs/logging.conf",
     "docs/README.md",
     "LICENSE",
+    "large_files.yml",
 ]
 
 

@@ -57,7 +57,12 @@ class ChannelLayerNorm(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """``(B, C, *S)`` -> ``(B, C, *S)``."""
-        return torch.movedim(self.norm(torch.movedim(x, 1, -1)), -1, 1)
+        # explicit non-negative permutations (``movedim`` exports to an ONNX Transpose with a negative axis, which
+        # ONNX Runtime rejects)
+        n = x.dim()
+        channels_last = [0] + list(range(2, n)) + [1]
+        channels_first = [0, n - 1] + list(range(1, n - 1))
+        return self.norm(x.permute(channels_last)).permute(channels_first)
 
 
 def _depthwise(spatial_dims: int, channels: int, stride: int, bias: bool) -> nn.Module:

@@ -438,15 +438,30 @@ def multi_gpu_train_config() -> dict:
         "train#sampler": {"_target_": "DistributedSampler", "dataset": "@train#dataset", "even_divisible": True, "shuffle": True},
         "train#dataloader#sampler": "@train#sampler",
         "train#dataloader#shuffle": False,
-        "train#trainer#train_handlers": "$@train#handlers[: -2 if dist.get_rank() > 0 else None]",
+        # only rank 0 saves checkpoints and writes logs; handlers of other ranks are not even built (``_disabled_``)
+        # so that they create no TensorBoard event files
         "train#handlers#0#enabled": "$dist.get_rank() == 0",
+        "train#handlers#3#_disabled_": "$dist.get_rank() > 0",
+        "train#handlers#4#_disabled_": "$dist.get_rank() > 0",
         "validate#sampler": {"_target_": "DistributedSampler", "dataset": "@validate#dataset", "even_divisible": False, "shuffle": False},
         "validate#dataloader#sampler": "@validate#sampler",
+        # (not beyond #1: the handler lists differ per task, and a CheckpointSaver must be built on every rank, as
+        # ignite's Checkpoint runs a collective the first time it asks for the rank)
+        "validate#handlers#0#_disabled_": "$dist.get_rank() > 0",
+        "validate#handlers#1#_disabled_": "$dist.get_rank() > 0",
         "validate#evaluator#val_handlers": "$@validate#handlers if dist.get_rank() == 0 else None",
         "initialize": [
             "$import torch.distributed as dist",
             "$dist.is_initialized() or dist.init_process_group(backend='nccl' if torch.cuda.is_available() else 'gloo')",
             "$torch.cuda.set_device(@device) if torch.cuda.is_available() else None",
+            # ignite creates its distributed context (a collective: new_group) on its first rank query; do it here on
+            # every rank, so that a handler built on some ranks only can never leave the others waiting
+            "$__import__('ignite.distributed').distributed.get_rank()",
+            # rank 0 first: it builds the datalist (generating the demo data set if needed) while the other ranks
+            # wait, so that they never write the same demo files concurrently; they then reuse what it wrote
+            "$dist.barrier() if dist.get_rank() > 0 else None",
+            "$len(@datalist)",
+            "$dist.barrier() if dist.get_rank() == 0 else None",
             "$custom_nets.bundle.quiet_library_warnings()",
             "$monai.utils.set_determinism(seed=@seed)",
             "$custom_nets.bundle.log_to_file(os.path.join(@log_dir, 'train.log')) if dist.get_rank() == 0 else None",

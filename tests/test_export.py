@@ -1,0 +1,114 @@
+"""Every bundle's network exports to TorchScript and to ONNX, and both match eager PyTorch.
+
+Tiny widths per bundle (overrides of its ``network_def``) and random weights keep this under a minute. ONNX export and
+its ONNX Runtime check are those of ``scripts/export_onnx.py``; they are skipped when onnx / onnxruntime are missing
+(``pip install -r requirements-export.txt``).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from conftest import REPO, bundle_names
+
+sys.path.insert(0, str(REPO / "scripts"))
+import export_onnx  # noqa: E402
+
+# Tiny network widths per bundle (the same as the bundle tests use) and, where needed, the example input size.
+TINY: dict[str, dict] = {
+    "arunet3d": {"network_def#channels": [8, 16, 32, 64]},
+    "linknet3d": {"network_def#channels": [8, 16, 32, 64]},
+    "pspnet3d": {"network_def#channels": [8, 8, 16, 16], "network_def#layers": [1, 1, 1, 1]},
+    "attention_resunet2d": {"network_def#channels": [4, 8, 16, 32, 64]},
+    "unet2d": {"network_def#channels": [4, 8, 16, 32, 64]},
+    "attention_unet2d": {"network_def#channels": [4, 8, 16, 32, 64]},
+    "drrmsan": {"network_def#base_width": 4},
+    "ddanet": {"network_def#channels": [4, 8, 16, 32], "network_def#decoder_channels": [16, 8, 4, 4]},
+    "unet3plus": {"network_def#channels": [8, 16, 32, 64, 128], "network_def#skip_channels": 8},
+    "fct": {"network_def#channels": [8, 16, 32, 64, 128]},
+}
+# PSPNet's pyramid pooling (adaptive average pooling to 1, 2, 3 and 6 bins) exports to ONNX only for a fixed input
+# size whose feature map (1/8 of the input) is divisible by every bin: 48 -> 6.
+SPATIAL_SIZE = {"pspnet3d": [48, 48, 48]}
+# Networks whose ONNX export keeps static spatial axes (the batch axis is still dynamic), and why.
+STATIC_SPATIAL = {"pspnet3d": "adaptive_avg_pool3d needs a known input size in ONNX"}
+# Networks that cannot be exported to ONNX (with PyTorch's TorchScript-based exporter), and why.
+NOT_ONNX_EXPORTABLE: dict[str, str] = {}
+
+HAS_ONNX = importlib.util.find_spec("onnx") is not None and importlib.util.find_spec("onnxruntime") is not None
+
+
+def test_every_bundle_has_tiny_settings() -> None:
+    assert sorted(TINY) == bundle_names(), "add the new bundle's tiny network_def overrides to TINY"
+
+
+@pytest.fixture(autouse=True)
+def few_threads():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.mark.parametrize("name", bundle_names())
+def test_torchscript_matches_eager(name: str) -> None:
+    bundle = REPO / "bundles" / name
+    torch.manual_seed(0)
+    network = export_onnx.load_network(bundle, TINY[name])
+    scripted = torch.jit.script(network)
+    for x in export_onnx.example_inputs(bundle, SPATIAL_SIZE.get(name)):
+        with torch.no_grad():
+            expected, actual = network(x), scripted(x)
+        difference, tolerance = export_onnx.max_difference(expected, actual.numpy())
+        assert difference <= tolerance, f"{name}: TorchScript differs from eager by {difference} (> {tolerance})"
+
+
+@pytest.mark.skipif(not HAS_ONNX, reason="onnx / onnxruntime not installed (pip install -r requirements-export.txt)")
+@pytest.mark.parametrize("name", bundle_names())
+def test_onnx_runtime_matches_eager(name: str, tmp_path: Path) -> None:
+    if name in NOT_ONNX_EXPORTABLE:
+        pytest.xfail(NOT_ONNX_EXPORTABLE[name])
+    torch.manual_seed(0)
+    messages: list[str] = []
+    report = export_onnx.export_and_check(
+        REPO / "bundles" / name, tmp_path / f"{name}.onnx", TINY[name], spatial_size=SPATIAL_SIZE.get(name),
+        log=messages.append,
+    )  # fmt: skip
+    assert report["ok"], f"{name}: ONNX Runtime differs from eager:\n" + "\n".join(messages)
+    assert report["dynamic_spatial"] == (name not in STATIC_SPATIAL), "\n".join(messages)
+    assert (tmp_path / f"{name}.onnx").stat().st_size > 0
+
+
+@pytest.mark.skipif(not HAS_ONNX, reason="onnx / onnxruntime not installed (pip install -r requirements-export.txt)")
+@pytest.mark.parametrize("name", sorted(NOT_ONNX_EXPORTABLE))
+def test_known_onnx_failures_still_fail(name: str, tmp_path: Path) -> None:
+    """When a listed network starts exporting, this fails: move it out of NOT_ONNX_EXPORTABLE (and its model card)."""
+    try:
+        report = export_onnx.export_and_check(REPO / "bundles" / name, tmp_path / "m.onnx", TINY[name], log=lambda _: None)
+    except Exception:
+        return
+    assert not report["ok"], f"{name} now exports to ONNX: remove it from NOT_ONNX_EXPORTABLE"
+
+
+def test_command_line(tmp_path: Path) -> None:
+    """The script end to end, with a checkpoint: exit 0, the parity line printed, the file written."""
+    bundle = REPO / "bundles" / "unet2d"
+    checkpoint = tmp_path / "model.pt"
+    torch.save(export_onnx.load_network(bundle, TINY["unet2d"]).state_dict(), checkpoint)
+    if not HAS_ONNX:
+        pytest.skip("onnx / onnxruntime not installed (pip install -r requirements-export.txt)")
+    output = tmp_path / "out dir" / "unet2d.onnx"
+    result = subprocess.run(
+        [sys.executable, str(REPO / "scripts" / "export_onnx.py"), "--bundle", str(bundle), "-o", str(output),
+         "--checkpoint", str(checkpoint), "--override", "network_def#channels=[4,8,16,32,64]"],
+        cwd=tmp_path, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    assert "max abs diff ONNX Runtime vs eager" in result.stdout
+    assert "parity OK" in result.stdout
+    assert output.is_file()
