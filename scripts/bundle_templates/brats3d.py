@@ -10,6 +10,8 @@ from __future__ import annotations
 from copy import deepcopy
 from typing import Any
 
+from bundle_templates import common
+
 REGIONS = ("TC", "WT", "ET")
 MODALITIES = ("FLAIR", "T1", "T1ce", "T2")
 # file-name suffixes of each input channel: BraTS 2018-2021 names first, then BraTS 2023 names
@@ -75,27 +77,6 @@ def _region_metrics(prefix: str, hd95: bool) -> dict:
     return metrics
 
 
-def _postprocessing(invert: bool) -> list[dict]:
-    steps: list[dict] = [{"_target_": "Activationsd", "keys": "pred", "sigmoid": True}]
-    if invert:
-        steps.append(
-            {
-                "_target_": "Invertd",
-                "keys": "pred",
-                "transform": "@preprocessing",
-                "orig_keys": "image",
-                "nearest_interp": False,
-                "to_tensor": True,
-            }
-        )
-    steps.append({"_target_": "AsDiscreted", "keys": "pred", "threshold": 0.5})
-    return steps
-
-
-def _network(network_def: dict) -> dict:
-    return {"network_def": deepcopy(network_def), "network": "$@network_def.to(@device)"}
-
-
 def _sliding_window(overlap: float) -> dict:
     return {
         "_target_": "SlidingWindowInferer",
@@ -130,18 +111,13 @@ def train_config(network_def: dict, roi_size: list[int], learning_rate: float, b
         "num_folds=@num_folds, fold=@fold)",
         "train_datalist": "$@split[0]",
         "val_datalist": "$@split[1]",
-        **_network(network_def),
+        **common.network(network_def),
         "loss": {
             "_target_": "custom_nets.losses.StackedDeepSupervisionLoss",
             "loss": {"_target_": "DiceFocalLoss", "sigmoid": True, "batch": True, "smooth_nr": 1e-5, "smooth_dr": 1e-5},
         },
-        "optimizer": {
-            "_target_": "torch.optim.AdamW",
-            "params": "$@network.parameters()",
-            "lr": "@learning_rate",
-            "weight_decay": 1e-5,
-        },
-        "lr_scheduler": {"_target_": "torch.optim.lr_scheduler.CosineAnnealingLR", "optimizer": "@optimizer", "T_max": "@epochs"},
+        "optimizer": common.optimizer(),
+        "lr_scheduler": common.lr_scheduler(),
         "train": {
             "deterministic_transforms": _load_transforms(keys),
             "random_transforms": [
@@ -165,85 +141,18 @@ def train_config(network_def: dict, roi_size: list[int], learning_rate: float, b
                 "_target_": "Compose",
                 "transforms": "$@train#deterministic_transforms + @train#random_transforms",
             },
-            "dataset": {
-                "_target_": "CacheDataset",
-                "data": "@train_datalist",
-                "transform": "@train#preprocessing",
-                "cache_rate": "@cache_rate",
-                "num_workers": "@num_workers",
-                "progress": False,
-            },
-            "dataloader": {
-                "_target_": "DataLoader",
-                "dataset": "@train#dataset",
-                "batch_size": "@batch_size",
-                "shuffle": True,
-                "num_workers": "@num_workers",
-            },
+            "dataset": common.cached_dataset("@train_datalist", "@train#preprocessing"),
+            "dataloader": common.dataloader("@train#dataset", "@batch_size", shuffle=True),
             "inferer": {"_target_": "SimpleInferer"},
-            "handlers": [
-                {
-                    "_target_": "custom_nets.handlers.ResumableCheckpoint",
-                    "save_dir": "@ckpt_dir",
-                    "save_dict": {
-                        "model": "@network",
-                        "optimizer": "@optimizer",
-                        "lr_scheduler": "@lr_scheduler",
-                    },
-                    "resume": "@resume",
-                    "map_location": "@device",
-                },
-                {"_target_": "LrScheduleHandler", "lr_scheduler": "@lr_scheduler", "print_lr": False},
-                {
-                    "_target_": "ValidationHandler",
-                    "validator": "@validate#evaluator",
-                    "epoch_level": True,
-                    "interval": "@val_interval",
-                },
-                {
-                    "_target_": "StatsHandler",
-                    "tag_name": "train_loss",
-                    "output_transform": "$from_engine(['loss'], first=True)",
-                },
-                {
-                    "_target_": "TensorBoardStatsHandler",
-                    "log_dir": "@log_dir",
-                    "tag_name": "train_loss",
-                    "output_transform": "$from_engine(['loss'], first=True)",
-                },
-            ],
-            "trainer": {
-                "_target_": "SupervisedTrainer",
-                "max_epochs": "@epochs",
-                "device": "@device",
-                "train_data_loader": "@train#dataloader",
-                "network": "@network",
-                "loss_function": "@loss",
-                "optimizer": "@optimizer",
-                "inferer": "@train#inferer",
-                "train_handlers": "@train#handlers",
-                "amp": "@amp",
-            },
+            "handlers": common.train_handlers(),
+            "trainer": common.trainer(),
         },
         "validate": {
             "preprocessing": {"_target_": "Compose", "transforms": "@train#deterministic_transforms"},
-            "dataset": {
-                "_target_": "CacheDataset",
-                "data": "@val_datalist",
-                "transform": "@validate#preprocessing",
-                "cache_rate": "@cache_rate",
-                "num_workers": "@num_workers",
-                "progress": False,
-            },
-            "dataloader": {
-                "_target_": "DataLoader",
-                "dataset": "@validate#dataset",
-                "batch_size": 1,
-                "shuffle": False,
-                "num_workers": "@num_workers",
-            },
+            "dataset": common.cached_dataset("@val_datalist", "@validate#preprocessing"),
+            "dataloader": common.dataloader("@validate#dataset", 1, shuffle=False),
             "inferer": _sliding_window(overlap=0.25),
-            "postprocessing": {"_target_": "Compose", "transforms": _postprocessing(invert=False)},
+            "postprocessing": {"_target_": "Compose", "transforms": common.sigmoid_postprocessing(invert=False)},
             "key_metric": {
                 "val_mean_dice": {
                     "_target_": "MeanDice",
@@ -265,13 +174,7 @@ def train_config(network_def: dict, roi_size: list[int], learning_rate: float, b
                     "interval": 1,
                     "epoch_level": True,
                 },
-                {
-                    "_target_": "CheckpointSaver",
-                    "save_dir": "@ckpt_dir",
-                    "save_dict": {"model": "@network"},
-                    "save_key_metric": True,
-                    "key_metric_filename": "model.pt",
-                },
+                common.best_model_saver(),
             ],
             "evaluator": {
                 "_target_": "SupervisedEvaluator",
@@ -301,15 +204,9 @@ def _inference_body(keys: list[str], role: str, invert: bool) -> dict:
         "datalist": f"$custom_nets.data.brats.brats_datalist(@dataset_dir, demo_dir=@demo_dir, role='{role}')",
         "preprocessing": {"_target_": "Compose", "transforms": _load_transforms(keys)},
         "dataset": {"_target_": "Dataset", "data": "@datalist", "transform": "@preprocessing"},
-        "dataloader": {
-            "_target_": "DataLoader",
-            "dataset": "@dataset",
-            "batch_size": 1,
-            "shuffle": False,
-            "num_workers": "@num_workers",
-        },
+        "dataloader": common.dataloader("@dataset", 1, shuffle=False),
         "inferer": _sliding_window(overlap=0.5),
-        "postprocessing": {"_target_": "Compose", "transforms": _postprocessing(invert=invert)},
+        "postprocessing": {"_target_": "Compose", "transforms": common.sigmoid_postprocessing(invert=invert)},
     }
 
 
@@ -321,15 +218,10 @@ def inference_config(network_def: dict, roi_size: list[int]) -> dict:
         "roi_size": roi_size,
         "sw_batch_size": 2,
         "num_workers": 2,
-        **_network(network_def),
+        **common.network(network_def),
         **_inference_body(["image"], role="infer", invert=True),
         "handlers": [
-            {
-                "_target_": "CheckpointLoader",
-                "load_path": "$os.path.join(@ckpt_dir, 'model.pt')",
-                "load_dict": {"model": "@network"},
-                "map_location": "@device",
-            },
+            common.checkpoint_loader(),
             {"_target_": "custom_nets.handlers.CaseProgressLogger"},
         ],
         "evaluator": {
@@ -371,7 +263,7 @@ def evaluate_config(network_def: dict, roi_size: list[int]) -> dict:
         "roi_size": roi_size,
         "sw_batch_size": 2,
         "num_workers": 2,
-        **_network(network_def),
+        **common.network(network_def),
         **_inference_body(keys, role="all", invert=False),
         "metrics": {
             "mean_dice": {
@@ -394,12 +286,7 @@ def evaluate_config(network_def: dict, roi_size: list[int]) -> dict:
             },
         },
         "handlers": [
-            {
-                "_target_": "CheckpointLoader",
-                "load_path": "$os.path.join(@ckpt_dir, 'model.pt')",
-                "load_dict": {"model": "@network"},
-                "map_location": "@device",
-            },
+            common.checkpoint_loader(),
             {"_target_": "custom_nets.handlers.CaseProgressLogger"},
             {
                 "_target_": "custom_nets.handlers.RegionMetricsWriter",

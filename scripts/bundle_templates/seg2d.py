@@ -36,6 +36,8 @@ from __future__ import annotations
 from copy import deepcopy
 from typing import Any
 
+from bundle_templates import common
+
 from bundle_templates import brats3d
 
 IMPORTS = [
@@ -118,9 +120,6 @@ def _loss(task: dict, bundle: dict) -> dict:
     }
 
 
-def _network(network_def: dict) -> dict:
-    return {"network_def": deepcopy(network_def), "network": "$@network_def.to(@device)"}
-
 
 def _common(task: dict) -> dict:
     return {
@@ -138,23 +137,7 @@ def _common(task: dict) -> dict:
 
 
 def _postprocessing(invert: bool) -> list[dict]:
-    steps: list[dict] = [
-        {"_target_": "custom_nets.transforms.SelectFinalOutputd", "keys": "pred", "reference_ndim": 3},
-        {"_target_": "Activationsd", "keys": "pred", "sigmoid": True},
-    ]
-    if invert:
-        steps.append(
-            {
-                "_target_": "Invertd",
-                "keys": "pred",
-                "transform": "@preprocessing",
-                "orig_keys": "image",
-                "nearest_interp": False,
-                "to_tensor": True,
-            }
-        )
-    steps.append({"_target_": "AsDiscreted", "keys": "pred", "threshold": 0.5})
-    return steps
+    return common.sigmoid_postprocessing(invert, final_output_ndim=3)
 
 
 def _quiet_init(seed: str = "0") -> list[str]:
@@ -183,15 +166,10 @@ def train_config(task: dict, bundle: dict) -> dict:
         "seed=@seed, num_folds=@num_folds, fold=@fold)",
         "val_datalist": f"${datalist}(@dataset_dir, demo_dir=@demo_dir, role='val', val_fraction=@val_fraction, "
         "seed=@seed, num_folds=@num_folds, fold=@fold)",
-        **_network(bundle["network_def"]),
+        **common.network(bundle["network_def"]),
         **_loss(task, bundle),
-        "optimizer": {
-            "_target_": "torch.optim.AdamW",
-            "params": "$@network.parameters()",
-            "lr": "@learning_rate",
-            "weight_decay": 1e-5,
-        },
-        "lr_scheduler": {"_target_": "torch.optim.lr_scheduler.CosineAnnealingLR", "optimizer": "@optimizer", "T_max": "@epochs"},
+        "optimizer": common.optimizer(),
+        "lr_scheduler": common.lr_scheduler(),
         "train": {
             "deterministic_transforms": _load_image_transforms(task, keys, divisor),
             "random_transforms": _random_transforms(task, keys),
@@ -201,79 +179,16 @@ def train_config(task: dict, bundle: dict) -> dict:
                 "transforms": "$@train#deterministic_transforms + @train#random_transforms"
                 + (" + @train#label_transforms" if label_transforms else ""),
             },
-            "dataset": {
-                "_target_": "CacheDataset",
-                "data": "@train_datalist",
-                "transform": "@train#preprocessing",
-                "cache_rate": "@cache_rate",
-                "num_workers": "@num_workers",
-                "progress": False,
-            },
-            "dataloader": {
-                "_target_": "DataLoader",
-                "dataset": "@train#dataset",
-                "batch_size": "@batch_size",
-                "shuffle": True,
-                "num_workers": "@num_workers",
-            },
+            "dataset": common.cached_dataset("@train_datalist", "@train#preprocessing"),
+            "dataloader": common.dataloader("@train#dataset", "@batch_size", shuffle=True),
             "inferer": {"_target_": "SimpleInferer"},
-            "handlers": [
-                {
-                    "_target_": "custom_nets.handlers.ResumableCheckpoint",
-                    "save_dir": "@ckpt_dir",
-                    "save_dict": {"model": "@network", "optimizer": "@optimizer", "lr_scheduler": "@lr_scheduler"},
-                    "resume": "@resume",
-                    "map_location": "@device",
-                },
-                {"_target_": "LrScheduleHandler", "lr_scheduler": "@lr_scheduler", "print_lr": False},
-                {
-                    "_target_": "ValidationHandler",
-                    "validator": "@validate#evaluator",
-                    "epoch_level": True,
-                    "interval": "@val_interval",
-                },
-                {
-                    "_target_": "StatsHandler",
-                    "tag_name": "train_loss",
-                    "output_transform": "$from_engine(['loss'], first=True)",
-                },
-                {
-                    "_target_": "TensorBoardStatsHandler",
-                    "log_dir": "@log_dir",
-                    "tag_name": "train_loss",
-                    "output_transform": "$from_engine(['loss'], first=True)",
-                },
-            ],
-            "trainer": {
-                "_target_": "SupervisedTrainer",
-                "max_epochs": "@epochs",
-                "device": "@device",
-                "train_data_loader": "@train#dataloader",
-                "network": "@network",
-                "loss_function": "@loss",
-                "optimizer": "@optimizer",
-                "inferer": "@train#inferer",
-                "train_handlers": "@train#handlers",
-                "amp": "@amp",
-            },
+            "handlers": common.train_handlers(),
+            "trainer": common.trainer(),
         },
         "validate": {
             "preprocessing": {"_target_": "Compose", "transforms": "@train#deterministic_transforms"},
-            "dataset": {
-                "_target_": "CacheDataset",
-                "data": "@val_datalist",
-                "transform": "@validate#preprocessing",
-                "cache_rate": "@cache_rate",
-                "num_workers": "@num_workers",
-                "progress": False,
-            },
-            "dataloader": {
-                "_target_": "DataLoader",
-                "dataset": "@validate#dataset",
-                "batch_size": 8,
-                "shuffle": False,
-                "num_workers": "@num_workers",
-            },
+            "dataset": common.cached_dataset("@val_datalist", "@validate#preprocessing"),
+            "dataloader": common.dataloader("@validate#dataset", 8, shuffle=False),
             "inferer": {"_target_": "SimpleInferer"},
             "postprocessing": {"_target_": "Compose", "transforms": _postprocessing(invert=False)},
             "key_metric": {
@@ -286,13 +201,7 @@ def train_config(task: dict, bundle: dict) -> dict:
             "handlers": [
                 {"_target_": "StatsHandler", "iteration_log": False},
                 {"_target_": "TensorBoardStatsHandler", "log_dir": "@log_dir", "iteration_log": False},
-                {
-                    "_target_": "CheckpointSaver",
-                    "save_dir": "@ckpt_dir",
-                    "save_dict": {"model": "@network"},
-                    "save_key_metric": True,
-                    "key_metric_filename": "model.pt",
-                },
+                common.best_model_saver(),
             ],
             "evaluator": {
                 "_target_": "SupervisedEvaluator",
@@ -311,14 +220,6 @@ def train_config(task: dict, bundle: dict) -> dict:
         "training": ["$@train#trainer.run()"],
     }
 
-
-def _checkpoint_loader() -> dict:
-    return {
-        "_target_": "CheckpointLoader",
-        "load_path": "$os.path.join(@ckpt_dir, 'model.pt')",
-        "load_dict": {"model": "@network"},
-        "map_location": "@device",
-    }
 
 
 def _evaluator(inferer: str, metrics: dict | None) -> dict:
@@ -357,7 +258,7 @@ def inference_config(task: dict, bundle: dict) -> dict:
     config = {
         **_common(task),
         "output_dir": "$os.path.join(@bundle_root, 'eval')",
-        **_network(bundle["network_def"]),
+        **common.network(bundle["network_def"]),
         "datalist": task.get(
             "infer_datalist",
             f"$({task['datalist']}(@dataset_dir, demo_dir=@demo_dir, role='infer') "
@@ -373,7 +274,7 @@ def inference_config(task: dict, bundle: dict) -> dict:
             "transforms": _postprocessing(invert=True)
             + [saver if write_kwargs is None else f"$@saver.set_options(write_kwargs={write_kwargs!r})"],
         },
-        "handlers": [_checkpoint_loader(), {"_target_": "custom_nets.handlers.CaseProgressLogger"}],
+        "handlers": [common.checkpoint_loader(), {"_target_": "custom_nets.handlers.CaseProgressLogger"}],
         "evaluator": _evaluator("@inferer", None),
         "initialize": _quiet_init(),
         "run": ["$@evaluator.run()"],
@@ -389,7 +290,7 @@ def inference_volume_config(task: dict, bundle: dict) -> dict:
         **_common(task),
         "output_dir": "$os.path.join(@bundle_root, 'eval')",
         "slice_axis": 2,
-        **_network(bundle["network_def"]),
+        **common.network(bundle["network_def"]),
         "datalist": "$custom_nets.data.images.find_volumes(@dataset_dir)",
         "preprocessing": {
             "_target_": "Compose",
@@ -444,7 +345,7 @@ def inference_volume_config(task: dict, bundle: dict) -> dict:
                 },
             ],
         },
-        "handlers": [_checkpoint_loader(), {"_target_": "custom_nets.handlers.CaseProgressLogger"}],
+        "handlers": [common.checkpoint_loader(), {"_target_": "custom_nets.handlers.CaseProgressLogger"}],
         "evaluator": _evaluator("@inferer", None),
         "initialize": _quiet_init(),
         "run": ["$@evaluator.run()"],
@@ -460,7 +361,7 @@ def evaluate_config(task: dict, bundle: dict) -> dict:
     return {
         **_common(task),
         "output_dir": "$os.path.join(@bundle_root, 'eval')",
-        **_network(bundle["network_def"]),
+        **common.network(bundle["network_def"]),
         "datalist": f"${task['datalist']}(@dataset_dir, demo_dir=@demo_dir, role='all')",
         "preprocessing": {"_target_": "Compose", "transforms": transforms},
         "dataset": {"_target_": "Dataset", "data": "@datalist", "transform": "@preprocessing"},
@@ -473,7 +374,7 @@ def evaluate_config(task: dict, bundle: dict) -> dict:
         "inferer": {"_target_": "SimpleInferer"},
         "postprocessing": {"_target_": "Compose", "transforms": _postprocessing(invert=original_size)},
         "handlers": [
-            _checkpoint_loader(),
+            common.checkpoint_loader(),
             {"_target_": "custom_nets.handlers.CaseProgressLogger"},
             {
                 "_target_": "custom_nets.handlers.GroupedOverlapMetricsWriter",

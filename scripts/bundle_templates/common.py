@@ -1,0 +1,126 @@
+"""Config pieces every task template shares: network, optimiser, schedule, training handlers, trainer, loaders.
+
+Task templates (``brats3d``, ``seg2d`` and those built on it) call these so that a fix to, say, checkpointing or
+logging reaches every bundle at once. They return fresh dicts, safe to modify.
+"""
+
+from __future__ import annotations
+
+from copy import deepcopy
+
+LOSS_OUTPUT = "$from_engine(['loss'], first=True)"
+
+
+def network(network_def: dict) -> dict:
+    """``network_def`` and the instantiated ``network`` on ``@device``."""
+    return {"network_def": deepcopy(network_def), "network": "$@network_def.to(@device)"}
+
+
+def optimizer() -> dict:
+    return {"_target_": "torch.optim.AdamW", "params": "$@network.parameters()", "lr": "@learning_rate", "weight_decay": 1e-5}
+
+
+def lr_scheduler() -> dict:
+    return {"_target_": "torch.optim.lr_scheduler.CosineAnnealingLR", "optimizer": "@optimizer", "T_max": "@epochs"}
+
+
+def train_handlers() -> list[dict]:
+    """Resume/last checkpoint, LR schedule, periodic validation, console and TensorBoard loss.
+
+    ``multi_gpu_train.json`` refers to these by position (0: checkpoint, 3 and 4: loss loggers): keep the order.
+    """
+    return [
+        {
+            "_target_": "custom_nets.handlers.ResumableCheckpoint",
+            "save_dir": "@ckpt_dir",
+            "save_dict": {"model": "@network", "optimizer": "@optimizer", "lr_scheduler": "@lr_scheduler"},
+            "resume": "@resume",
+            "map_location": "@device",
+        },
+        {"_target_": "LrScheduleHandler", "lr_scheduler": "@lr_scheduler", "print_lr": False},
+        {"_target_": "ValidationHandler", "validator": "@validate#evaluator", "epoch_level": True, "interval": "@val_interval"},
+        {"_target_": "StatsHandler", "tag_name": "train_loss", "output_transform": LOSS_OUTPUT},
+        {"_target_": "TensorBoardStatsHandler", "log_dir": "@log_dir", "tag_name": "train_loss", "output_transform": LOSS_OUTPUT},
+    ]
+
+
+def trainer() -> dict:
+    return {
+        "_target_": "SupervisedTrainer",
+        "max_epochs": "@epochs",
+        "device": "@device",
+        "train_data_loader": "@train#dataloader",
+        "network": "@network",
+        "loss_function": "@loss",
+        "optimizer": "@optimizer",
+        "inferer": "@train#inferer",
+        "train_handlers": "@train#handlers",
+        "amp": "@amp",
+    }
+
+
+def cached_dataset(data: str, transform: str) -> dict:
+    return {
+        "_target_": "CacheDataset",
+        "data": data,
+        "transform": transform,
+        "cache_rate": "@cache_rate",
+        "num_workers": "@num_workers",
+        "progress": False,
+    }
+
+
+def dataloader(dataset: str, batch_size: int | str, shuffle: bool) -> dict:
+    return {
+        "_target_": "DataLoader",
+        "dataset": dataset,
+        "batch_size": batch_size,
+        "shuffle": shuffle,
+        "num_workers": "@num_workers",
+    }
+
+
+def best_model_saver() -> dict:
+    """Keeps the best validation model as ``models/model.pt`` (what inference, export and MONAI Label load)."""
+    return {
+        "_target_": "CheckpointSaver",
+        "save_dir": "@ckpt_dir",
+        "save_dict": {"model": "@network"},
+        "save_key_metric": True,
+        "key_metric_filename": "model.pt",
+    }
+
+
+def checkpoint_loader() -> dict:
+    return {
+        "_target_": "CheckpointLoader",
+        "load_path": "$os.path.join(@ckpt_dir, 'model.pt')",
+        "load_dict": {"model": "@network"},
+        "map_location": "@device",
+    }
+
+
+def sigmoid_postprocessing(invert: bool, final_output_ndim: int | None = None) -> list[dict]:
+    """Sigmoid, optionally undo the preprocessing (``Invertd``: back to the input's geometry), threshold at 0.5.
+
+    ``final_output_ndim`` first keeps only the final output of a stacked deep-supervision prediction.
+    """
+    steps: list[dict] = []
+    if final_output_ndim is not None:
+        steps.append(
+            {"_target_": "custom_nets.transforms.SelectFinalOutputd", "keys": "pred", "reference_ndim": final_output_ndim}
+        )
+    steps.append({"_target_": "Activationsd", "keys": "pred", "sigmoid": True})
+    if invert:
+        steps.append(
+            {
+                "_target_": "Invertd",
+                "keys": "pred",
+                "transform": "@preprocessing",
+                "orig_keys": "image",
+                "nearest_interp": False,
+                "to_tensor": True,
+            }
+        )
+    steps.append({"_target_": "AsDiscreted", "keys": "pred", "threshold": 0.5})
+    return steps
