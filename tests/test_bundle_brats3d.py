@@ -136,18 +136,31 @@ def test_missing_dataset_dir_is_a_clear_error(tmp_path: Path, elsewhere: Path) -
     assert not (bundle / "demo_data").exists(), "must not fall back to demo data"
 
 
-def test_learning_on_demo_data(tmp_path: Path, elsewhere: Path) -> None:
-    """AR-UNet 3D learns the demo task: the loss falls and whole-tumour validation Dice exceeds 0.7 in 8 epochs."""
-    bundle = copy_bundle("arunet3d", tmp_path)
+# Per bundle: network overrides and crop size for a fast learning run. AR-UNet's runs by default; the other two take
+# several minutes on a CPU and are marked slow (make test-slow).
+LEARNING = {  # bundle: (epochs, overrides)
+    "arunet3d": (8, [*FAST["arunet3d"][:2], "--roi_size", "[48,48,48]"]),
+    "linknet3d": (16, ["--network_def#channels", "[16,32,64,128]", "--roi_size", "[64,64,64]"]),
+    "pspnet3d": (8, ["--network_def#channels", "[8,16,32,32]", "--network_def#layers", "[1,1,1,1]", "--roi_size", "[48,48,48]"]),
+}
+
+
+@pytest.mark.parametrize(
+    "name", [pytest.param(n, marks=[] if n == "arunet3d" else [pytest.mark.slow]) for n in sorted(LEARNING)]
+)
+def test_learning_on_demo_data(name: str, tmp_path: Path, elsewhere: Path) -> None:
+    """Each BraTS bundle learns the demo task: the loss falls and whole-tumour validation Dice exceeds 0.7 (48 or 96
+    optimiser steps)."""
+    epochs, overrides = LEARNING[name]
+    bundle = copy_bundle(name, tmp_path)
     result = run_bundle(
-        ["run", "training", "--config_file", str(bundle / "configs" / "train.json"), "--epochs", "8",
-         "--val_interval", "1", "--learning_rate", "3e-3", *FAST["arunet3d"][:2], "--roi_size", "[48,48,48]",
-         *COMMON_FAST],
+        ["run", "training", "--config_file", str(bundle / "configs" / "train.json"), "--epochs", str(epochs),
+         "--val_interval", "1", "--learning_rate", "3e-3", *overrides, *COMMON_FAST],
         cwd=elsewhere,
     )  # fmt: skip
     log = result.stdout + result.stderr
-    losses = [float(v) for v in re.findall(r"Epoch: \d+/8, Iter: \d+/\d+ -- train_loss: ([0-9.]+)", log)]
-    per_epoch = len(losses) // 8
+    losses = [float(v) for v in re.findall(rf"Epoch: \d+/{epochs}, Iter: \d+/\d+ -- train_loss: ([0-9.]+)", log)]
+    per_epoch = len(losses) // epochs
     assert per_epoch > 0, log[-3000:]
     first, last = np.mean(losses[:per_epoch]), np.mean(losses[-2 * per_epoch :])
     wt_dice = [float(v) for v in re.findall(r"val_dice_wt: ([0-9.]+)", log)]
