@@ -26,7 +26,9 @@ __all__ = [
     "config_file_from_argv",
     "default_device",
     "log_to_file",
+    "prepare_run",
     "quiet_library_warnings",
+    "report_dataset_errors_briefly",
 ]
 
 logger = logging.getLogger(__name__)
@@ -171,3 +173,32 @@ def quiet_library_warnings() -> None:
     for pattern in _NOISY_WARNINGS:
         warnings.filterwarnings("ignore", message=pattern)
     logging.getLogger("monai.data.nvimgcodec_pydicom_plugin").setLevel(logging.ERROR)
+
+
+def report_dataset_errors_briefly() -> None:
+    """Make an uncaught :class:`~custom_nets.data.DatasetError` print one line instead of a traceback.
+
+    MONAI wraps whatever a config expression raises in ``RuntimeError: Failed to evaluate ...``, so a missing dataset
+    folder would otherwise end a bundle run with a long traceback whose useful line is buried in the middle. Any
+    other exception keeps its full traceback. The process still exits with status 1.
+    """
+    from custom_nets.data.errors import DatasetError
+
+    previous = sys.excepthook
+
+    def hook(exc_type, exc, tb):
+        error: BaseException | None = exc
+        while error is not None:
+            if isinstance(error, DatasetError):
+                sys.stderr.write(f"error: {type(error).__name__}: {error}\n")
+                return
+            error = error.__cause__ or error.__context__
+        previous(exc_type, exc, tb)
+
+    sys.excepthook = hook
+
+
+def prepare_run() -> None:
+    """What every bundle's ``initialize`` does first: quiet library noise, report dataset errors in one line."""
+    quiet_library_warnings()
+    report_dataset_errors_briefly()

@@ -133,6 +133,7 @@ def test_missing_dataset_dir_is_a_clear_error(tmp_path: Path, elsewhere: Path) -
     )  # fmt: skip
     assert result.returncode != 0
     assert "DatasetError" in result.stderr and str(missing) in result.stderr
+    assert "Traceback" not in result.stderr, "a dataset error is one line, not a traceback"
     assert not (bundle / "demo_data").exists(), "must not fall back to demo data"
 
 

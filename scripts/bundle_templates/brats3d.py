@@ -190,7 +190,7 @@ def train_config(network_def: dict, roi_size: list[int], learning_rate: float, b
             },
         },
         "initialize": [
-            "$custom_nets.bundle.quiet_library_warnings()",
+            "$custom_nets.bundle.prepare_run()",
             "$monai.utils.set_determinism(seed=@seed)",
             "$custom_nets.bundle.log_to_file(os.path.join(@log_dir, 'train.log'))",
         ],
@@ -234,7 +234,7 @@ def inference_config(network_def: dict, roi_size: list[int]) -> dict:
             "val_handlers": "@handlers",
             "amp": "@amp",
         },
-        "initialize": ["$custom_nets.bundle.quiet_library_warnings()", "$monai.utils.set_determinism(seed=0)"],
+        "initialize": ["$custom_nets.bundle.prepare_run()", "$monai.utils.set_determinism(seed=0)"],
         "run": ["$@evaluator.run()"],
     }
     config["postprocessing"]["transforms"] += [
@@ -307,7 +307,7 @@ def evaluate_config(network_def: dict, roi_size: list[int]) -> dict:
             "val_handlers": "@handlers",
             "amp": "@amp",
         },
-        "initialize": ["$custom_nets.bundle.quiet_library_warnings()", "$monai.utils.set_determinism(seed=0)"],
+        "initialize": ["$custom_nets.bundle.prepare_run()", "$monai.utils.set_determinism(seed=0)"],
         "run": ["$@evaluator.run()"],
     }
 
@@ -349,7 +349,7 @@ def multi_gpu_train_config() -> dict:
             "$dist.barrier() if dist.get_rank() > 0 else None",
             "$len(@datalist)",
             "$dist.barrier() if dist.get_rank() == 0 else None",
-            "$custom_nets.bundle.quiet_library_warnings()",
+            "$custom_nets.bundle.prepare_run()",
             "$monai.utils.set_determinism(seed=@seed)",
             "$custom_nets.bundle.log_to_file(os.path.join(@log_dir, 'train.log')) if dist.get_rank() == 0 else None",
         ],

@@ -141,7 +141,7 @@ def _postprocessing(invert: bool) -> list[dict]:
 
 
 def _quiet_init(seed: str = "0") -> list[str]:
-    return ["$custom_nets.bundle.quiet_library_warnings()", f"$monai.utils.set_determinism(seed={seed})"]
+    return ["$custom_nets.bundle.prepare_run()", f"$monai.utils.set_determinism(seed={seed})"]
 
 
 def train_config(task: dict, bundle: dict) -> dict:
