@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -31,3 +32,18 @@ def run_bundle(args: list[str], cwd: Path, timeout: float = 900) -> subprocess.C
 @pytest.fixture(scope="session")
 def repo() -> Path:
     return REPO
+
+
+def copy_bundle(name: str, tmp_path: Path) -> Path:
+    """A copy of ``bundles/<name>`` outside the repository (without run outputs); a space in its path on purpose."""
+    target = tmp_path / f"{name} copy"
+    shutil.copytree(BUNDLES / name, target, ignore=shutil.ignore_patterns("models", "runs", "eval", "demo_data"))
+    return target
+
+
+@pytest.fixture()
+def elsewhere(tmp_path: Path) -> Path:
+    """An empty working directory unrelated to the repository and the bundle."""
+    cwd = tmp_path / "somewhere else"
+    cwd.mkdir()
+    return cwd

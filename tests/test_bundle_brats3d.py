@@ -9,7 +9,6 @@ from __future__ import annotations
 import csv
 import json
 import re
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -18,7 +17,7 @@ import nibabel as nib
 import numpy as np
 import pytest
 import torch
-from conftest import BUNDLES, run_bundle
+from conftest import copy_bundle, run_bundle
 
 # Tiny settings so that a bundle trains, infers and evaluates in about a minute on 2 CPU cores.
 FAST = {
@@ -29,17 +28,6 @@ FAST = {
 COMMON_FAST = ["--num_workers", "0", "--sw_batch_size", "4"]
 
 
-def copy_bundle(name: str, tmp_path: Path) -> Path:
-    target = tmp_path / f"{name} copy"  # a space in the path on purpose
-    shutil.copytree(BUNDLES / name, target, ignore=shutil.ignore_patterns("models", "runs", "eval", "demo_data"))
-    return target
-
-
-@pytest.fixture()
-def elsewhere(tmp_path: Path) -> Path:
-    cwd = tmp_path / "somewhere else"
-    cwd.mkdir()
-    return cwd
 
 
 @pytest.mark.parametrize("name", sorted(FAST))

@@ -22,7 +22,7 @@ import nibabel as nib
 import numpy as np
 import pytest
 import torch
-from conftest import BUNDLES, run_bundle
+from conftest import BUNDLES, copy_bundle, run_bundle
 from PIL import Image
 
 from custom_nets.data.uwmadison import CLASSES, rle_decode
@@ -40,17 +40,6 @@ COMMON_FAST = ["--num_workers", "0"]
 TRAIN_FAST = ["--roi_size", "[64,64]", "--batch_size", "8"]
 
 
-def copy_bundle(name: str, tmp_path: Path) -> Path:
-    target = tmp_path / f"{name} copy"  # a space in the path on purpose
-    shutil.copytree(BUNDLES / name, target, ignore=shutil.ignore_patterns("models", "runs", "eval", "demo_data"))
-    return target
-
-
-@pytest.fixture()
-def elsewhere(tmp_path: Path) -> Path:
-    cwd = tmp_path / "somewhere else"
-    cwd.mkdir()
-    return cwd
 
 
 def run_two_at_a_time(commands: list[list[str]], cwd: Path) -> list[subprocess.CompletedProcess]:

@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import csv
 from pathlib import Path
 
 import pytest
 import torch
-from monai.bundle import ConfigParser
 from monai.losses import DiceLoss
 from monai.transforms import ConvertToMultiChannelBasedOnBratsClasses
 

@@ -11,7 +11,7 @@ import nibabel as nib
 import numpy as np
 import pytest
 import torch
-from conftest import BUNDLES, run_bundle
+from conftest import BUNDLES, copy_bundle, run_bundle
 from monai.bundle import ConfigParser
 from PIL import Image
 
@@ -21,11 +21,6 @@ LGG_BUNDLES = ["attention_resunet2d", "unet2d", "attention_unet2d"]
 TINY = ["--network_def#channels", "[4,8,16,32,64]"]
 FAST = [*TINY, "--num_workers", "0", "--batch_size", "8"]
 
-
-def copy_bundle(name: str, tmp_path: Path) -> Path:
-    target = tmp_path / f"{name} copy"
-    shutil.copytree(BUNDLES / name, target, ignore=shutil.ignore_patterns("models", "runs", "eval", "demo_data"))
-    return target
 
 
 def parse(config: Path, **overrides) -> ConfigParser:

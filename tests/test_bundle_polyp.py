@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-from conftest import BUNDLES, run_bundle
+from conftest import BUNDLES, copy_bundle, run_bundle
 from monai.bundle import ConfigParser
 from PIL import Image
 
@@ -42,11 +42,6 @@ def _one_thread_per_subprocess(monkeypatch: pytest.MonkeyPatch) -> None:
     """2 shared CPU cores: every bundle subprocess runs single-threaded."""
     monkeypatch.setenv("OMP_NUM_THREADS", "1")
 
-
-def copy_bundle(name: str, tmp_path: Path) -> Path:
-    target = tmp_path / f"{name} copy"  # a space in the path on purpose
-    shutil.copytree(BUNDLES / name, target, ignore=shutil.ignore_patterns("models", "runs", "eval", "demo_data"))
-    return target
 
 
 def overrides_dict(args: list[str]) -> dict:

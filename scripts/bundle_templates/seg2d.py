@@ -34,7 +34,6 @@ Optional hooks (absent from ``LGG``, whose configs they leave unchanged):
 from __future__ import annotations
 
 from copy import deepcopy
-from typing import Any
 
 from bundle_templates import common
 
