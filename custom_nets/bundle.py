@@ -9,8 +9,6 @@ MONAI Label and users can still override it (``--bundle_root DIR``).
 
 from __future__ import annotations
 
-import ast
-import inspect
 import logging
 import os
 import sys
@@ -18,6 +16,9 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import torch
+
+from . import locate
+from .locate import config_file_from_argv
 
 __all__ = [
     "amp_enabled",
@@ -34,81 +35,14 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 
-def _as_paths(value: object) -> list[str]:
-    """Turn a ``config_file`` value (a path, a list of paths, or the string form of a list) into a list of paths."""
-    if isinstance(value, (str, os.PathLike)):
-        text = str(value).strip()
-        if text.startswith("[") or text.startswith("("):
-            try:
-                parsed = ast.literal_eval(text)
-            except (ValueError, SyntaxError):
-                return [text]
-            return [str(p) for p in parsed]
-        return [text]
-    if isinstance(value, Sequence):
-        return [str(p) for p in value]
-    return []
-
-
-def _root_of_config(config_path: str) -> Path:
-    """Return the bundle folder of a config file: the parent of ``configs/``, or the config's own folder."""
-    folder = Path(config_path).expanduser().resolve().parent
-    return folder.parent if folder.name == "configs" else folder
-
-
-def config_file_from_argv(argv: Sequence[str] | None = None) -> str | None:
-    """Return the first config file named on a ``python -m monai.bundle ... --config_file X`` command line."""
-    argv = list(sys.argv if argv is None else argv)
-    for i, arg in enumerate(argv):
-        if arg == "--config_file" and i + 1 < len(argv):
-            paths = _as_paths(argv[i + 1])
-            return paths[0] if paths else None
-        if arg.startswith("--config_file="):
-            paths = _as_paths(arg.split("=", 1)[1])
-            return paths[0] if paths else None
-    return None
-
-
-def _config_file_from_stack() -> str | None:
-    """Find the config being parsed by looking at MONAI's callers (ConfigWorkflow, verify_net_in_out, ckpt_export)."""
-    frame = inspect.currentframe()
-    try:
-        while frame is not None:
-            local = frame.f_locals
-            owner = local.get("self")
-            if type(owner).__name__ == "ConfigWorkflow" or isinstance(owner, _config_workflow_type()):
-                return str(Path(owner.config_root_path) / "_.json")
-            for name in ("config_file_", "config_file"):
-                if frame.f_globals.get("__name__", "").startswith("monai.bundle") and local.get(name):
-                    paths = _as_paths(local[name])
-                    if paths:
-                        return paths[0]
-            frame = frame.f_back
-    finally:
-        del frame
-    return None
-
-
-def _config_workflow_type() -> type:
-    from monai.bundle import ConfigWorkflow
-
-    return ConfigWorkflow
-
-
 def bundle_root(default: str | os.PathLike | None = None) -> str:
-    """Return the absolute path of the bundle whose config is being parsed.
+    """Return the absolute path of the bundle whose config is being parsed (see :func:`custom_nets.locate.bundle_root`).
 
     Looked up in order: the config file MONAI is parsing (found on the call stack of ``ConfigWorkflow``,
     ``verify_net_in_out`` or ``ckpt_export``), the ``--config_file`` argument on the command line, ``default``, and
     finally the current directory (MONAI's model-zoo convention), with a warning.
     """
-    config_file = _config_file_from_stack() or config_file_from_argv()
-    if config_file:
-        return str(_root_of_config(config_file))
-    if default is not None:
-        return str(Path(default).expanduser().resolve())
-    logger.warning("could not tell which bundle is being parsed; using the current directory as bundle_root")
-    return str(Path.cwd())
+    return locate.bundle_root(default)
 
 
 def default_device() -> torch.device:

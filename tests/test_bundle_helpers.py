@@ -9,7 +9,8 @@ import torch
 from monai.losses import DiceLoss
 from monai.transforms import ConvertToMultiChannelBasedOnBratsClasses
 
-from custom_nets.bundle import _root_of_config, bundle_root, config_file_from_argv
+from custom_nets.bundle import bundle_root, config_file_from_argv
+from custom_nets.locate import root_of_config
 from custom_nets.data.naming import case_name_from_path, case_output_name
 from custom_nets.losses import StackedDeepSupervisionLoss
 from custom_nets.transforms import RegionsToBratsLabels, SelectFinalOutputd
@@ -21,7 +22,7 @@ def test_config_file_from_argv_forms(tmp_path):
     assert config_file_from_argv(["x", f"--config_file={cfg}"]) == cfg
     assert config_file_from_argv(["x", "--config_file", f"['{cfg}', 'other.json']"]) == cfg
     assert config_file_from_argv(["x", "run"]) is None
-    assert _root_of_config(cfg) == (tmp_path / "b").resolve()
+    assert root_of_config(cfg) == (tmp_path / "b").resolve()
 
 
 def test_bundle_root_from_config_workflow(tmp_path, monkeypatch):
