@@ -119,4 +119,4 @@ def test_metadata_channels_match_networks() -> None:
     for name in LGG_BUNDLES:
         meta = json.loads((BUNDLES / name / "configs" / "metadata.json").read_text())
         assert meta["network_data_format"]["inputs"]["image"]["num_channels"] == 3
-        assert meta["network_data_format"]["outputs"]["pred"]["channel_def"] == {"0": "tumour"}
+        assert meta["network_data_format"]["outputs"]["pred"]["channel_def"] == {"1": "tumour"}

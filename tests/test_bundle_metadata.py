@@ -43,6 +43,19 @@ def test_metadata_matches_schema(name):
         assert len(tensor["channel_def"]) == tensor["num_channels"]
 
 
+@pytest.mark.parametrize("name", bundle_names())
+def test_label_names_are_keyed_by_label_map_values(name):
+    """MONAI Label shows ``outputs.pred.channel_def`` as ``{name.lower(): int(key)}`` (background entries dropped), so
+    its keys must be the values of the label map inference writes, every foreground label named once."""
+    metadata = json.loads((BUNDLES / name / "configs" / "metadata.json").read_text())
+    channel_def = metadata["network_data_format"]["outputs"]["pred"]["channel_def"]
+    assert channel_def == metadata["label_values"], "label names must describe the written label map's values"
+    assert all(int(value) > 0 for value in channel_def), "0 is background and needs no entry"
+    names = [label.lower() for label in channel_def.values()]
+    assert "background" not in names and len(set(names)) == len(names), f"labels must be distinct: {names}"
+    assert len(metadata["network_output_channels"]) == metadata["network_data_format"]["outputs"]["pred"]["num_channels"]
+
+
 def test_schema_rejects_incomplete_metadata():
     metadata = json.loads((BUNDLES / "arunet3d" / "configs" / "metadata.json").read_text())
     schema = json.loads(SCHEMA.read_text())

@@ -336,7 +336,7 @@ def test_metadata_and_files(name: str) -> None:
     image = meta["network_data_format"]["inputs"]["image"]
     assert image["num_channels"] == 3 and image["format"] == "RGB"
     assert image["channel_def"] == {"0": "R", "1": "G", "2": "B"}
-    assert meta["network_data_format"]["outputs"]["pred"]["channel_def"] == {"0": "polyp"}
+    assert meta["network_data_format"]["outputs"]["pred"]["channel_def"] == {"1": "polyp"}
     assert not (configs / "inference_volume.json").exists()  # RGB photographs have no volumes
     for config in ["train.json", "inference.json", "evaluate.json"]:
         values = json.loads((configs / config).read_text())

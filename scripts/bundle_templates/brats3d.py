@@ -37,6 +37,9 @@ COMMON: dict[str, Any] = {
     "et_label": 4,
 }
 
+# values of the BraTS label map that inference writes, and their names
+LABEL_VALUES = {"1": "necrotic / non-enhancing tumour core", "2": "peritumoral oedema", "4": "enhancing tumour"}
+
 
 def _load_transforms(keys: list[str]) -> list[dict]:
     """Reading and orienting: a case's four modality files become one 4-channel image in RAS orientation."""
@@ -391,9 +394,10 @@ def metadata(bundle: dict, versions: dict[str, str]) -> dict:
         "converted to 3 overlapping regions TC (1+4), WT (1+2+4), ET (4) for training",
         "pred_classes": "3 sigmoid channels TC, WT, ET; inference writes one BraTS label map per case",
         # custom_nets extensions (ignored by MONAI): how batch inference groups a case's files into the input
-        # channels, and what the values of the saved label map mean
+        # channels, what the values of the saved label map mean, and what the network's output channels are
         "input_channel_suffixes": {str(i): list(s) for i, s in enumerate(CHANNEL_SUFFIXES)},
-        "label_values": {"1": "necrotic / non-enhancing tumour core", "2": "peritumoral oedema", "4": "enhancing tumour"},
+        "label_values": LABEL_VALUES,
+        "network_output_channels": {"0": "tumour core (TC)", "1": "whole tumour (WT)", "2": "enhancing tumour (ET)"},
         "eval_metrics": {},
         "intended_use": "Research and education only; not for clinical or diagnostic use. No pretrained weights ship "
         "with this bundle: train it on your data first.",
@@ -421,7 +425,9 @@ def metadata(bundle: dict, versions: dict[str, str]) -> dict:
                     "dtype": "float32",
                     "value_range": [0, 1],
                     "is_patch_data": True,
-                    "channel_def": {"0": "tumour core (TC)", "1": "whole tumour (WT)", "2": "enhancing tumour (ET)"},
+                    # keyed by the values of the label map inference writes: MONAI Label and 3D Slicer show these
+                    # names for these values (the network's 3 region channels: network_output_channels)
+                    "channel_def": LABEL_VALUES,
                 }
             },
         },

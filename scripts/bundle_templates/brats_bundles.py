@@ -21,8 +21,8 @@ BUNDLES: dict[str, dict] = {
         "title": "AR-UNet 3D: brain tumour sub-region segmentation (BraTS)",
         "summary": "An attention residual U-Net for 3D segmentation of glioma sub-regions from multi-parametric MRI, "
         'after "Utilizing Attention, Linked Blocks, and Pyramid Pooling to Propel Brain Tumor Segmentation in 3D".',
-        "version": "0.1.0",
-        "changelog": {"0.1.0": "first version: 4-modality BraTS regions, gated skips concatenated with decoder features"},
+        "version": "0.2.0",
+        "changelog": {"0.2.0": "outputs.pred.channel_def keyed by the label-map values inference writes (MONAI Label / 3D Slicer label names); network output channels in network_output_channels", "0.1.0": "first version: 4-modality BraTS regions, gated skips concatenated with decoder features"},
         "description": "Attention residual U-Net (AR-UNet 3D): pre-activation residual blocks, stride-2 convolution "
         "downsampling, trilinear upsampling and additive attention gates on the skip connections, segmenting the "
         "tumour core, whole tumour and enhancing tumour from FLAIR, T1, T1ce and T2 MRI. No pretrained weights ship.",
@@ -53,8 +53,8 @@ BUNDLES: dict[str, dict] = {
         "summary": "LinkNet, a ResNet-18 encoder linked to a light decoder by additions, for 3D segmentation of glioma "
         'sub-regions from multi-parametric MRI, after "Utilizing Attention, Linked Blocks, and Pyramid Pooling to Propel '
         'Brain Tumor Segmentation in 3D".',
-        "version": "0.1.0",
-        "changelog": {"0.1.0": "first version: 4-modality BraTS regions, residual links restored, 3D throughout"},
+        "version": "0.2.0",
+        "changelog": {"0.2.0": "outputs.pred.channel_def keyed by the label-map values inference writes (MONAI Label / 3D Slicer label names); network output channels in network_output_channels", "0.1.0": "first version: 4-modality BraTS regions, residual links restored, 3D throughout"},
         "description": "LinkNet 3D: a ResNet-18-style 3D encoder whose stage outputs are added to the matching "
         "decoder blocks (1x1 reduce, x2 transposed-convolution upsampling, 1x1 expand), segmenting the tumour core, "
         "whole tumour and enhancing tumour from FLAIR, T1, T1ce and T2 MRI. No pretrained weights ship.",
@@ -84,8 +84,8 @@ BUNDLES: dict[str, dict] = {
         "summary": "PSPNet, a dilated ResNet-50 encoder with a pyramid pooling module, for 3D segmentation of glioma "
         'sub-regions from multi-parametric MRI, after "Utilizing Attention, Linked Blocks, and Pyramid Pooling to '
         'Propel Brain Tumor Segmentation in 3D".',
-        "version": "0.1.0",
-        "changelog": {"0.1.0": "first version: 4-modality BraTS regions, dilated 3D ResNet-50-style encoder, pyramid pooling"},
+        "version": "0.2.0",
+        "changelog": {"0.2.0": "outputs.pred.channel_def keyed by the label-map values inference writes (MONAI Label / 3D Slicer label names); network output channels in network_output_channels", "0.1.0": "first version: 4-modality BraTS regions, dilated 3D ResNet-50-style encoder, pyramid pooling"},
         "description": "PSPNet 3D: a dilated ResNet-50-style 3D bottleneck encoder (output stride 8) followed by a "
         "pyramid pooling module (bins 1, 2, 3, 6), a fusion convolution and a classifier upsampled to the input size, "
         "segmenting the tumour core, whole tumour and enhancing tumour from FLAIR, T1, T1ce and T2 MRI. No "

@@ -391,6 +391,7 @@ def evaluate_config(task: dict, bundle: dict) -> dict:
 def metadata(task: dict, bundle: dict, versions: dict[str, str]) -> dict:
     divisor = bundle["size_divisor"]
     shape = [f"{d}*n" for d in divisor]
+    label_values = {str(i + 1): name for i, name in enumerate(task["out_channels"])}
     return {
         "schema": brats3d.SCHEMA_URL,
         "version": bundle["version"],
@@ -419,7 +420,8 @@ def metadata(task: dict, bundle: dict, versions: dict[str, str]) -> dict:
         "with this bundle: train it on your data first.",
         "references": bundle["references"],
         "input_channel_suffixes": {},
-        "label_values": {str(i + 1): name for i, name in enumerate(task["out_channels"])},
+        "label_values": label_values,
+        "network_output_channels": {str(i): name for i, name in enumerate(task["out_channels"])},
         "network_data_format": {
             "inputs": {
                 "image": {
@@ -443,7 +445,8 @@ def metadata(task: dict, bundle: dict, versions: dict[str, str]) -> dict:
                     "dtype": "float32",
                     "value_range": [0, 1],
                     "is_patch_data": False,
-                    "channel_def": {str(i): name for i, name in enumerate(task["out_channels"])},
+                    # keyed by label-map values (what MONAI Label and 3D Slicer show); channels: network_output_channels
+                    "channel_def": label_values,
                 }
             },
         },
