@@ -26,7 +26,13 @@ from monai.handlers import CheckpointLoader
 
 from custom_nets.data.naming import case_names_from_batch
 
-__all__ = ["CaseProgressLogger", "GroupedOverlapMetricsWriter", "RegionMetricsWriter", "ResumableCheckpoint"]
+__all__ = [
+    "CaseProgressLogger",
+    "FinalModelSaver",
+    "GroupedOverlapMetricsWriter",
+    "RegionMetricsWriter",
+    "ResumableCheckpoint",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -95,12 +101,32 @@ class ResumableCheckpoint:
     def attach(self, engine: Engine) -> None:
         self.save_dict.setdefault("trainer", engine)
         if self.resume and self.path.is_file():
-            logger.info(f"resuming training from {self.path}")
-            CheckpointLoader(load_path=str(self.path), load_dict=dict(self.save_dict), map_location=self.map_location).attach(
-                engine
-            )
+            load_dict = dict(self.save_dict)
+            finished = self._finished_epochs(engine)
+            if finished is not None and "model" in load_dict:
+                # resuming a finished run would train nothing (MONAI Label's repeated training requests did exactly
+                # that): start a new run of max_epochs from the last weights, with a fresh optimizer and epoch count
+                logger.info(f"{self.path} is from a finished run ({finished} epochs): starting a new run of "
+                            f"{engine.state.max_epochs} epochs from its model weights")
+                load_dict = {"model": load_dict["model"]}
+            else:
+                logger.info(f"resuming training from {self.path}")
+            CheckpointLoader(load_path=str(self.path), load_dict=load_dict, map_location=self.map_location).attach(engine)
         if self.enabled:
             engine.add_event_handler(Events.EPOCH_COMPLETED, self.save)
+
+    def _finished_epochs(self, engine: Engine) -> int | None:
+        """The saved run's epoch count when it already reached this run's ``max_epochs``, else None."""
+        try:
+            saved = torch.load(self.path, map_location="cpu", weights_only=True).get("trainer", {})
+        except Exception as error:  # noqa: BLE001 - CheckpointLoader reports an unreadable file with its own error
+            logger.debug(f"could not peek at {self.path}: {error}")
+            return None
+        epoch = saved.get("epoch")
+        if epoch is None and saved.get("epoch_length"):
+            epoch = int(saved.get("iteration", 0)) // int(saved["epoch_length"])
+        max_epochs = engine.state.max_epochs
+        return int(epoch) if epoch is not None and max_epochs is not None and int(epoch) >= max_epochs else None
 
     def save(self, engine: Engine) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -111,6 +137,47 @@ class ResumableCheckpoint:
         tmp = self.path.with_name(f".{self.path.name}.tmp")
         torch.save(state, tmp)
         os.replace(tmp, self.path)
+
+
+class FinalModelSaver:
+    """Save the network as ``save_dir/filename`` when a run ends without having written that file itself.
+
+    ``models/model.pt`` is the best validated model (MONAI's ``CheckpointSaver`` on the key metric). A run with fewer
+    epochs than ``val_interval`` (MONAI Label's short training requests, a quick test) validates never and would leave
+    the previous weights in place, so inference and MONAI Label would silently keep using them. This handler then
+    writes the final weights there instead (atomically) and says so; a run that validated keeps its best model.
+
+    Args:
+        save_dir: folder of the model file.
+        network: the trained network (a ``DistributedDataParallel`` wrapper is unwrapped).
+        filename: the model file that inference loads.
+        enabled: ``False`` turns the handler off (multi-GPU: only rank 0 saves).
+    """
+
+    def __init__(self, save_dir: str | os.PathLike, network: torch.nn.Module, filename: str = "model.pt",
+                 enabled: bool = True) -> None:
+        self.path = Path(save_dir) / filename
+        self.network = network
+        self.enabled = enabled
+        self._started = 0.0
+
+    def attach(self, engine: Engine) -> None:
+        if self.enabled:
+            engine.add_event_handler(Events.STARTED, self._start)
+            engine.add_event_handler(Events.COMPLETED, self._complete)
+
+    def _start(self, engine: Engine) -> None:
+        self._started = time.time()
+
+    def _complete(self, engine: Engine) -> None:
+        if self.path.is_file() and self.path.stat().st_mtime >= self._started:
+            return
+        module = getattr(self.network, "module", self.network)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = self.path.with_name(f".{self.path.name}.tmp")
+        torch.save(module.state_dict(), tmp)
+        os.replace(tmp, self.path)
+        logger.info(f"no validation in this run: saved the final weights as {self.path}")
 
 
 class RegionMetricsWriter:

@@ -25,9 +25,10 @@ def lr_scheduler() -> dict:
 
 
 def train_handlers() -> list[dict]:
-    """Resume/last checkpoint, LR schedule, periodic validation, console and TensorBoard loss.
+    """Resume/last checkpoint, LR schedule, periodic validation, console and TensorBoard loss, final model.
 
-    ``multi_gpu_train.json`` refers to these by position (0: checkpoint, 3 and 4: loss loggers): keep the order.
+    ``multi_gpu_train.json`` refers to these by position (0: checkpoint, 3 and 4: loss loggers, 5: final model):
+    keep the order.
     """
     return [
         {
@@ -41,6 +42,8 @@ def train_handlers() -> list[dict]:
         {"_target_": "ValidationHandler", "validator": "@validate#evaluator", "epoch_level": True, "interval": "@val_interval"},
         {"_target_": "StatsHandler", "tag_name": "train_loss", "output_transform": LOSS_OUTPUT},
         {"_target_": "TensorBoardStatsHandler", "log_dir": "@log_dir", "tag_name": "train_loss", "output_transform": LOSS_OUTPUT},
+        # a run too short to validate still leaves its weights where inference and MONAI Label look
+        {"_target_": "custom_nets.handlers.FinalModelSaver", "save_dir": "@ckpt_dir", "network": "@network"},
     ]
 
 
