@@ -25,15 +25,15 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-import warnings
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
+from custom_nets.inference.backends import onnx_export
+
 RTOL = 1e-4
-OPSET = 17
 
 
 def parse_override(text: str) -> tuple[str, Any]:
@@ -90,18 +90,7 @@ def example_inputs(bundle: Path, spatial_size: list[int] | None = None) -> tuple
     return first, second
 
 
-def export(network: torch.nn.Module, example: torch.Tensor, path: Path, dynamic_spatial: bool = True) -> None:
-    """``torch.onnx.export`` with a dynamic batch axis and, if ``dynamic_spatial``, dynamic spatial axes."""
-    axes = {0: "batch"}
-    if dynamic_spatial:
-        axes.update({i: f"spatial_{i - 2}" for i in range(2, example.ndim)})
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with warnings.catch_warnings(), torch.no_grad():
-        warnings.simplefilter("ignore")  # the TorchScript-based exporter's deprecation and tracer warnings
-        torch.onnx.export(
-            network, (example,), str(path), dynamo=False, input_names=["image"], output_names=["pred"],
-            dynamic_axes={"image": axes, "pred": axes}, opset_version=OPSET, do_constant_folding=True,
-        )  # fmt: skip
+export = onnx_export  # the exporter of scripts/segment.py --backend onnxruntime: one way to export
 
 
 def max_difference(expected: torch.Tensor, actual: np.ndarray) -> tuple[float, float]:

@@ -292,7 +292,9 @@ def test_brats_grouping_by_folder_and_by_suffix(brats_bundle: Path, tmp_path: Pa
     assert tuple(itk.imread(str(output / "vector.nrrd")).GetLargestPossibleRegion().GetSize()) == SHAPE
     out = nib.load(output / "Pat 001 é.nii.gz")
     assert out.shape == SHAPE and set(np.unique(np.asarray(out.dataobj))) <= {0, 1, 2, 4}
-    assert list(summary["P2"])[4:] == ["label_1_ml", "label_2_ml", "label_4_ml"]
+    assert list(summary["P2"])[4:] == ["label_1_ml", "label_2_ml", "label_4_ml",
+                                       "read_s", "pre_s", "network_s", "post_s", "write_s"]
+    assert float(summary["P2"]["network_s"]) > 0 and summary["P3"]["network_s"] == ""
 
 
 def test_discovery_rules(tmp_path: Path) -> None:
@@ -624,3 +626,114 @@ def test_2d_bundle_end_to_end(bundle_dir: Path | None, tmp_path: Path) -> None:
         assert set(np.unique(np.asarray(written)).tolist()) <= {0, *map(int, meta.get("label_values", {"1": ""}))}
     summary = read_summary(output)
     assert summary["an image"]["status"] == "ok" and "label_1_pixels" in summary["an image"]
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# Backends, background writing, timing columns, memory
+# ----------------------------------------------------------------------------------------------------------------------
+
+
+def _onnxruntime_installed() -> bool:
+    try:
+        import onnx  # noqa: F401
+        import onnxruntime  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+@pytest.mark.parametrize("backend", ["torchscript", "onnxruntime"])
+def test_exported_backends_give_the_eager_label_maps(mono_bundle: Path, tmp_path: Path, backend: str) -> None:
+    if backend == "onnxruntime" and not _onnxruntime_installed():
+        pytest.skip("onnxruntime is not installed (pip install -r requirements-export.txt)")
+    inputs = tmp_path / "in"
+    image, mask = blob()
+    save_nifti(inputs / "a.nii.gz", image)
+    save_nifti(inputs / "b.nii.gz", blob((40, 28, 20))[0])  # another size: other window counts
+    assert run(mono_bundle, inputs, tmp_path / "eager", "--sw-batch-size", "3") == 0
+    assert run(mono_bundle, inputs, tmp_path / backend, "--sw-batch-size", "3", "--backend", backend) == 0
+    for name in ("a", "b"):
+        expected = np.asarray(nib.load(tmp_path / "eager" / f"{name}.nii.gz").dataobj)
+        np.testing.assert_array_equal(np.asarray(nib.load(tmp_path / backend / f"{name}.nii.gz").dataobj), expected)
+    np.testing.assert_array_equal(np.asarray(nib.load(tmp_path / backend / "a.nii.gz").dataobj) == 4, mask)
+    row = read_summary(tmp_path / backend)["a"]
+    assert all(float(row[f"{k}_s"]) >= 0 for k in ("read", "pre", "network", "post", "write"))  # filled in
+
+
+def test_missing_onnxruntime_exits_2(mono_bundle: Path, tmp_path: Path, monkeypatch, capsys) -> None:
+    inputs = tmp_path / "in"
+    save_nifti(inputs / "a.nii.gz", blob()[0])
+    monkeypatch.setitem(sys.modules, "onnxruntime", None)  # import onnxruntime raises ImportError
+    assert run(mono_bundle, inputs, tmp_path / "out", "--backend", "onnxruntime") == 2
+    assert "pip install -r requirements-export.txt" in capsys.readouterr().err
+    assert not (tmp_path / "out" / "a.nii.gz").exists()
+
+
+def test_label_maps_are_written_in_the_background(mono_bundle: Path, tmp_path: Path, monkeypatch) -> None:
+    """Case k is finished and written by the writer thread while the network runs on case k+1 in the main thread;
+    Ctrl-C there still completes and records the write in flight."""
+    import threading
+
+    from custom_nets.inference import model, runner
+
+    inputs = tmp_path / "in"
+    for name in ("a", "b", "c"):
+        save_nifti(inputs / f"{name}.nii.gz", blob()[0])
+    events: list[tuple[str, str]] = []
+    real_write, real_infer = runner.write_label_map, model.BundleSegmenter.infer
+
+    def write(label, geometry, path):
+        events.append(("write", threading.current_thread().name))
+        real_write(label, geometry, path)
+
+    def infer(self, *args, **kwargs):
+        events.append(("infer", threading.current_thread().name))
+        if interrupt_at is not None and sum(e[0] == "infer" for e in events) == interrupt_at:
+            raise KeyboardInterrupt
+        return real_infer(self, *args, **kwargs)
+
+    monkeypatch.setattr(runner, "write_label_map", write)
+    monkeypatch.setattr(model.BundleSegmenter, "infer", infer)
+    interrupt_at = None
+    assert run(mono_bundle, inputs, tmp_path / "out", "--no-progress") == 0
+    assert [e[0] for e in events].count("write") == 3
+    assert {t for kind, t in events if kind == "write"} == {"segment-write_0"}
+    assert {t for kind, t in events if kind == "infer"} == {threading.current_thread().name}
+    assert {v["status"] for v in read_summary(tmp_path / "out").values()} == {"ok"}
+
+    events.clear()
+    assert run(mono_bundle, inputs, tmp_path / "serial", "--workers", "0") == 0  # no background threads
+    assert {t for kind, t in events if kind == "write"} == {threading.current_thread().name}
+
+    events.clear()
+    interrupt_at = 2  # Ctrl-C while the network runs on b: a (being written in the background) is finished and recorded
+    assert run(mono_bundle, inputs, tmp_path / "stopped") == 130
+    assert (tmp_path / "stopped" / "a.nii.gz").exists() and not (tmp_path / "stopped" / "b.nii.gz").exists()
+    assert set(read_summary(tmp_path / "stopped")) == {"a"}
+    assert read_summary(tmp_path / "stopped")["a"]["status"] == "ok" and not hidden_leftovers(tmp_path / "stopped")
+
+
+@pytest.mark.slow
+def test_memory_stays_flat_over_50_cases(mono_bundle: Path, tmp_path: Path, monkeypatch) -> None:
+    """Resident memory after each of 50 cases: no growth from case 10 on beyond allocator noise (Linux only)."""
+    from custom_nets.inference import runner
+
+    if runner.current_rss_mb() is None:
+        pytest.skip("resident memory is read from /proc (Linux)")
+    inputs = tmp_path / "in"
+    rng = np.random.default_rng(0)
+    for i in range(50):
+        save_nifti(inputs / f"case{i:02d}.nii.gz", (rng.random((48, 40, 32)) + blob((48, 40, 32))[0]).astype(np.float32))
+    rss: list[float] = []
+    real_write = runner._write
+
+    def write(*args, **kwargs):
+        result = real_write(*args, **kwargs)
+        rss.append(runner.current_rss_mb())
+        return result
+
+    monkeypatch.setattr(runner, "_write", write)
+    assert run(mono_bundle, inputs, tmp_path / "out", "--preview") == 0
+    assert len(rss) == 50
+    growth = max(rss[10:]) - rss[10]
+    assert growth < 40, f"resident memory grew by {growth:.0f} MiB from case 10 to 50: {[round(r) for r in rss]}"

@@ -8,7 +8,9 @@ The command line is ``scripts/segment.py`` (also ``python -m custom_nets.inferen
 - :mod:`.io`: :func:`read_case` (checked reading into a channel-first array + geometry), :func:`to_meta_tensor`,
   :func:`write_label_map` (atomic, geometry preserved), :func:`atomic_write`, :func:`count_labels`.
 - :mod:`.model`: :class:`BundleSegmenter` (bundle folder or zip -> network, checkpoint, transforms; ``predict``).
-- :mod:`.runner`: :func:`segment_cases` (read-ahead, per-case errors, resume, ``summary.csv``).
+- :mod:`.backends`: :func:`~.backends.build_backend`, the network call as eager PyTorch, TorchScript or ONNX Runtime.
+- :mod:`.runner`: :func:`segment_cases` (read-ahead and preprocessing, network, background writing; per-case errors,
+  resume, ``summary.csv`` with the time split).
 - :mod:`.preview`: :func:`write_preview` overlay PNGs.
 - :mod:`.cli`: :func:`main`, the command line.
 

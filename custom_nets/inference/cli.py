@@ -63,6 +63,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-o", "--output", required=True, type=Path, help="folder for label maps and summary.csv")
     parser.add_argument("--device", default="auto", help="auto (CUDA when present, default), cpu, cuda, cuda:1, ...")
     parser.add_argument("--amp", action="store_true", help="mixed precision (CUDA only; ignored with a warning on CPU)")
+    parser.add_argument("--backend", choices=("eager", "torchscript", "onnxruntime"), default="eager",
+                        help="how the network runs inside the sliding window: eager PyTorch (default), torchscript "
+                        "(scripted, frozen, optimised for inference) or onnxruntime (exported to ONNX, CPU only; needs "
+                        "pip install -r requirements-export.txt); exported networks are checked against eager first")
     parser.add_argument("--tta", action="store_true",
                         help="flip test-time augmentation: mean probability over all 2**D flips of the spatial axes "
                         "(8 passes in 3D, 4 in 2D)")
@@ -79,7 +83,8 @@ def build_parser() -> argparse.ArgumentParser:
                         "repeatable; use the same overrides as in training")
     parser.add_argument("--preview", action="store_true",
                         help="also write OUTPUT_DIR/preview/<case>.png: labels in colour over a few axial slices")
-    parser.add_argument("-v", "--verbose", action="store_true", help="per-case time split: read / compute / write")
+    parser.add_argument("-v", "--verbose", action="store_true",
+                        help="per-case time split: read / preprocessing / network / postprocessing / write")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     return parser
 
@@ -156,6 +161,7 @@ def _run(args: argparse.Namespace) -> int:
             sw_batch_size=args.sw_batch_size,
             overlap=args.overlap,
             amp=args.amp,
+            backend=args.backend,
         )
     except SetupError as exc:
         logger.error(f"error: {exc}")
@@ -170,7 +176,7 @@ def _run(args: argparse.Namespace) -> int:
         channels = ", ".join(spec.channel_name(i) for i in range(spec.num_channels))
         logger.info(f"{len(cases)} case(s) in {args.input}; bundle {segmenter.files.root.name} "
                     f"({spec.spatial_dims}D, {spec.num_channels} channel(s): {channels}) on {segmenter.device}, "
-                    f"weights {segmenter.checkpoint}" + (", TTA" if args.tta else ""))
+                    f"weights {segmenter.checkpoint}, backend {args.backend}" + (", TTA" if args.tta else ""))
         options = RunOptions(overwrite=args.overwrite, workers=args.workers, tta=args.tta, preview=args.preview,
                              verbose=args.verbose, progress=not args.no_progress)
         results = segment_cases(segmenter, cases, args.output, options)

@@ -25,6 +25,7 @@ import logging
 import os
 import shutil
 import tempfile
+import time
 import zipfile
 from collections.abc import Mapping, Sequence
 from contextlib import nullcontext
@@ -35,6 +36,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from .backends import first_output
 from .discovery import InputSpec
 from .errors import CaseError, SetupError
 from .io import Reader2DOptions
@@ -282,13 +284,10 @@ def _split_after_activation(postprocessing: Any) -> tuple[Any, Any, bool]:
 
 def _first_output(output: Any) -> torch.Tensor:
     """The segmentation output of a network that returns several (tuple, list or dict): the first one."""
-    if isinstance(output, torch.Tensor):
-        return output
-    if isinstance(output, Mapping):
-        return next(iter(output.values()))
-    if isinstance(output, (list, tuple)):
-        return output[0]
-    raise CaseError(f"the network returned {type(output).__name__}, not a tensor")
+    try:
+        return first_output(output)
+    except TypeError as error:
+        raise CaseError(str(error)) from None
 
 
 def _flip_sets(spatial_dims: int) -> list[tuple[int, ...]]:
@@ -312,6 +311,9 @@ class BundleSegmenter:
         overrides: config overrides ``{"network_def#channels": [8, 16, 32, 64]}`` or ``["KEY=VALUE", ...]``.
         sw_batch_size, overlap: override the sliding window's settings (when the inferer is a sliding window).
         amp: mixed precision on CUDA (ignored with a warning on CPU).
+        backend: how the network runs inside the inferer: ``"eager"`` (the PyTorch module), ``"torchscript"``
+            (scripted or traced, frozen, optimised for inference) or ``"onnxruntime"`` (exported to ONNX, CPU only);
+            see :mod:`custom_nets.inference.backends`. Exported backends are checked against eager before any case.
         workdir: where a bundle zip is extracted (a temporary folder, removed by :meth:`close`, if not given).
 
     Attributes:
@@ -333,6 +335,7 @@ class BundleSegmenter:
         overlap: float | None = None,
         amp: bool = False,
         workdir: str | os.PathLike | None = None,
+        backend: str = "eager",
     ) -> None:
         from monai.bundle import ConfigParser
 
@@ -372,6 +375,7 @@ class BundleSegmenter:
             load_state_dict(self.network, self.checkpoint)
             self.network.to(self.device).eval()
             self._build_transforms()
+            self.backend = self._build_backend(backend)
         except BaseException:
             self.close()
             raise
@@ -471,18 +475,83 @@ class BundleSegmenter:
             logger.warning("the postprocessing has no Activations(d): TTA (if used) averages raw network outputs")
         self.postprocessing = postprocessing
 
+    def _example_shape(self) -> tuple[list[int], bool, int]:
+        """``(B, C, *spatial)`` of a typical network input, whether any spatial size occurs, the size divisor."""
+        from monai.inferers import SlidingWindowInferer
+
+        image = self._meta().get("network_data_format", {}).get("inputs", {}).get("image", {})
+        divisor = 1
+        for axis in image.get("spatial_shape") or []:
+            head = str(axis).split("*")[0].strip()
+            if head.isdigit():
+                divisor = max(divisor, int(head))
+        dims, channels = self.spec.spatial_dims, self.spec.num_channels
+        if isinstance(self.inferer, SlidingWindowInferer):
+            roi = list(self.inferer.roi_size)
+            roi = [int(r) if int(r) > 0 else 64 for r in roi]
+            return [int(self.inferer.sw_batch_size), channels, *roi], False, divisor
+        minimum = 32 if dims == 3 else 64
+        side = max(divisor, -(-minimum // divisor) * divisor)
+        return [1, channels, *([side] * dims)], True, divisor
+
+    def _build_backend(self, name: str) -> Any:
+        from .backends import build_backend
+
+        shape, any_size, divisor = self._example_shape()
+        if name != "eager" and self.amp:
+            raise SetupError(f"--amp works with the eager backend only (not {name})")
+        cache = None
+        if name == "onnxruntime":
+            if self._tmp is None:
+                self._tmp = tempfile.mkdtemp(prefix="bundle-")
+            cache = Path(self._tmp) / "onnx"
+        return build_backend(name, self.network, shape, self.device, cache, any_spatial_size=any_size,
+                             divisor=divisor)
+
     # -- running ---------------------------------------------------------------------------------------------------------
 
-    def predict(self, image: Any, tta: bool = False) -> np.ndarray:
+    def predict(self, image: Any, tta: bool = False, timings: dict[str, float] | None = None,
+                probabilities_out: list | None = None) -> np.ndarray:
         """Label map (spatial shape of ``image``) for one channel-first input MetaTensor, as an integer numpy array.
+
+        The same as ``finish(infer(prepare(image), tta))``; the batch runner calls the three steps in different
+        threads (preprocessing in the read-ahead thread, the rest of the postprocessing in the writer thread).
 
         Args:
             image: ``(C, *spatial)`` MetaTensor as given by :func:`custom_nets.inference.io.to_meta_tensor`.
             tta: average the probabilities of the ``2**spatial_dims`` flips of the input over its spatial axes.
+            timings: if given, filled with ``pre`` (preprocessing), ``network`` (time in the network calls) and
+                ``post`` (the rest: sliding-window assembly, activation, TTA averaging, postprocessing) seconds.
+            probabilities_out: if given, a copy of the (mean) probabilities before the rest of the postprocessing
+                (network space, ``(C, *spatial)``) is appended to it (for checks).
         """
+        timings = {} if timings is None else timings
+        holder = [image]
+        del image
+        prepared = self.prepare(holder.pop(), timings)
+        inferred = self.infer(prepared, tta, timings, probabilities_out)
+        del prepared
+        return self.finish(inferred, timings)
+
+    def prepare(self, image: Any, timings: dict[str, float] | None = None) -> dict[str, Any]:
+        """The bundle's preprocessing of one input MetaTensor (``timings["pre"]``: seconds)."""
+        start = time.perf_counter()
         spatial_shape = tuple(image.shape[1:])
         data = self.preprocessing({"image": image})
         del image
+        data["_spatial_shape"] = spatial_shape
+        if timings is not None:
+            timings["pre"] = time.perf_counter() - start
+        return data
+
+    def infer(self, data: dict[str, Any], tta: bool = False, timings: dict[str, float] | None = None,
+              probabilities_out: list | None = None) -> dict[str, Any]:
+        """The network (sliding window, TTA) and the postprocessing up to its activation: ``data["pred"]``.
+
+        ``timings``: ``network`` (seconds in the network calls) and ``post`` (the rest) are set.
+        """
+        start = time.perf_counter()
+        self.backend.reset()
         prepared = data["image"]
         batch = torch.as_tensor(prepared.as_tensor() if hasattr(prepared, "as_tensor") else prepared)[None]
         flips = _flip_sets(batch.ndim - 2) if tta else [()]
@@ -492,7 +561,7 @@ class BundleSegmenter:
                 x = torch.flip(batch, dims) if dims else batch
                 x = x.to(self._input_device)
                 with torch.autocast(device_type="cuda", dtype=torch.float16) if self.amp else nullcontext():
-                    output = _first_output(self.inferer(x, self.network))
+                    output = _first_output(self.inferer(x, self.backend))
                 del x
                 output = torch.as_tensor(output).detach().to("cpu", torch.float32)
                 if dims:
@@ -507,21 +576,39 @@ class BundleSegmenter:
             del batch
             if len(flips) > 1:
                 probabilities /= len(flips)
-            data["pred"] = probabilities
-            del probabilities
+        if probabilities_out is not None:
+            probabilities_out.append(_plain(probabilities).clone())
+        data["pred"] = probabilities
+        if timings is not None:
+            network = self.backend.reset()
+            timings["network"] = network
+            timings["post"] = max(0.0, time.perf_counter() - start - network)
+        return data
+
+    def finish(self, data: dict[str, Any], timings: dict[str, float] | None = None) -> np.ndarray:
+        """The rest of the postprocessing (``Invertd``, threshold, labels) -> label map; adds to ``timings["post"]``."""
+        start = time.perf_counter()
+        spatial_shape = data.pop("_spatial_shape")
+        with torch.no_grad():
             data = self.after_activation(data)
         pred = data.pop("pred")
         data.clear()
         label = _label_map(pred)
+        del pred
         if tuple(label.shape) != spatial_shape:
             raise CaseError(
                 f"the postprocessing returned a label map of shape {tuple(label.shape)} for an input of shape "
                 f"{spatial_shape}; the bundle's postprocessing must invert its spatial preprocessing (Invertd)"
             )
+        if timings is not None:
+            timings["post"] = timings.get("post", 0.0) + time.perf_counter() - start
         return label
 
     def close(self) -> None:
         """Remove the folder a bundle zip was extracted to (if this object created it)."""
+        backend = getattr(self, "backend", None)
+        if backend is not None:
+            backend.close()
         if self._tmp:
             shutil.rmtree(self._tmp, ignore_errors=True)
             self._tmp = None

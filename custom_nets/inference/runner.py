@@ -5,8 +5,13 @@ Each case runs on its own: a case that fails (unreadable input, wrong channels, 
 already exists is ``skipped`` (unless ``overwrite``), so a re-run after an interruption does only the missing ones;
 outputs are written atomically, so an existing output is always a finished one.
 
-Memory stays flat over many cases: at most ``workers + 1`` cases are in memory (the one being segmented and those read
-ahead), and nothing of a finished case is kept but its row of the summary.
+Three stages overlap: the read-ahead threads (``workers``) read the next cases and run the bundle's preprocessing on
+them, the main thread runs the network (sliding window, TTA, activation) on the current case, and one writer thread
+finishes the postprocessing of the previous case (``Invertd``, threshold, labels), counts its labels, draws its preview
+and writes its label map atomically. With ``workers=0`` everything runs in turn in the calling thread.
+
+Memory stays flat over many cases: at most ``workers + 2`` cases are in memory (those read ahead, the one in the
+network and the one being written), and nothing of a finished case is kept but its row of the summary.
 """
 
 from __future__ import annotations
@@ -19,7 +24,7 @@ import sys
 import time
 from collections import deque
 from collections.abc import Iterable, Iterator, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
@@ -46,6 +51,7 @@ __all__ = ["CaseResult", "RunOptions", "SummaryWriter", "output_path", "segment_
 logger = logging.getLogger(__name__)
 
 SUMMARY_NAME = "summary.csv"
+TIMING_KEYS = ("read", "pre", "network", "post", "write")  # summary.csv columns read_s, pre_s, ... (seconds)
 PREVIEW_FOLDER = "preview"
 
 
@@ -77,13 +83,16 @@ class CaseResult:
 
 @dataclass
 class _ReadOutcome:
-    loaded: LoadedCase | None
+    loaded: LoadedCase | None  # the case as read (geometry; image None once preprocessed)
     error: str
-    seconds: float
+    seconds: float  # reading
+    prepared: dict | None = None  # the bundle's preprocessing output (segmenters with prepare())
+    shown: np.ndarray | None = None  # the image for the preview
+    pre_seconds: float = 0.0
 
 
 class SummaryWriter:
-    """``summary.csv``: case, status, seconds, error, then one column per label value, rewritten atomically.
+    """``summary.csv``: case, status, seconds, error, one column per label value, then the time split; rewritten atomically.
 
     3D bundles get ``label_<value>_ml`` columns (voxel count x voxel volume / 1000), 2D bundles ``label_<value>_pixels``.
     Label values come from the bundle's metadata; values found in outputs but not declared get columns too.
@@ -127,13 +136,15 @@ class SummaryWriter:
                 cells.append(f"{result.counts.get(value, 0) * result.voxel_mm3 / 1000.0:.3f}")
             else:
                 cells.append(str(result.counts.get(value, 0)))
+        cells += [f"{result.timings[k]:.3f}" if k in result.timings else "" for k in TIMING_KEYS]
         return cells
 
     def write(self) -> None:
         def write(tmp: Path) -> None:
             with open(tmp, "w", newline="", encoding="utf-8") as f:
                 writer = csv.writer(f)
-                writer.writerow(["case", "status", "seconds", "error", *(self.column(v) for v in self.values)])
+                writer.writerow(["case", "status", "seconds", "error", *(self.column(v) for v in self.values),
+                                 *(f"{k}_s" for k in TIMING_KEYS)])
                 for row in sorted(self.rows, key=lambda r: r.case):
                     writer.writerow(self._cells(row))
 
@@ -208,14 +219,33 @@ def _error_text(case: Case, exc: BaseException) -> str:
     return _one_line(f"{case.describe()}: {message}")
 
 
-def _read(case: Case, segmenter: Any) -> _ReadOutcome:
-    """Read one case (in a background thread): the image, or the error message. Never raises."""
+def _read(case: Case, segmenter: Any, preview: bool = False) -> _ReadOutcome:
+    """Read one case and run the bundle's preprocessing on it (in a read-ahead thread). Never raises.
+
+    Preprocessing runs here, overlapped with the network of the previous case, when the segmenter has ``prepare``.
+    """
     start = time.perf_counter()
     try:
         loaded = read_case(case, segmenter.spec, segmenter.reader_2d)
-        return _ReadOutcome(loaded, "", time.perf_counter() - start)
     except Exception as exc:  # noqa: BLE001 - every failure is a per-case error
         return _ReadOutcome(None, _error_text(case, exc), time.perf_counter() - start)
+    outcome = _ReadOutcome(loaded, "", time.perf_counter() - start)
+    if preview:
+        outcome.shown = loaded.image[:1].copy() if loaded.geometry.spatial_dims == 3 else loaded.image.copy()
+    if not hasattr(segmenter, "prepare"):
+        return outcome
+    start = time.perf_counter()
+    try:
+        # hand the pixels over without keeping a reference, so they are freed after preprocessing
+        holder = [to_meta_tensor(loaded)]
+        loaded.image = None
+        timings: dict[str, float] = {}
+        outcome.prepared = segmenter.prepare(holder.pop(), timings)
+    except Exception as exc:  # noqa: BLE001
+        outcome.loaded = None
+        outcome.error = _error_text(case, exc)
+    outcome.pre_seconds = time.perf_counter() - start
+    return outcome
 
 
 def _prefetch(cases: Sequence[Case], read: Callable[[Case], _ReadOutcome], workers: int
@@ -262,38 +292,79 @@ def _existing_result(case: Case, path: Path, previous: Mapping[str, str] | None,
         return CaseResult(case.name, "skipped")
 
 
-def _segment_one(segmenter: Any, case: Case, outcome: _ReadOutcome, waited: float, output_dir: Path,
-                 options: RunOptions) -> CaseResult:
-    if outcome.loaded is None:
-        return CaseResult(case.name, "failed", outcome.seconds, outcome.error)
+@dataclass
+class _Computed:
+    """A segmented case waiting to be finished and written (by the background writer)."""
+
+    case: Case
+    target: Path
+    geometry: Any
+    shown: np.ndarray | None
+    timings: dict[str, float]
+    seconds: float
+    inferred: dict | None = None  # segmenters with finish(): the network output, postprocessing still to do
+    label: np.ndarray | None = None  # other segmenters: the label map
+
+
+def _compute(segmenter: Any, case: Case, outcome: _ReadOutcome, waited: float, output_dir: Path,
+             options: RunOptions) -> _Computed | CaseResult:
+    """Run the network on one read case: what is left to write, or a ``failed`` result. Never raises (but Ctrl-C)."""
     timings = {"read": outcome.seconds, "wait": waited}
-    loaded = outcome.loaded
-    outcome.loaded = None
-    begin = start = time.perf_counter()
+    if outcome.prepared is not None or outcome.pre_seconds:
+        timings["pre"] = outcome.pre_seconds
+    if outcome.loaded is None:
+        seconds = outcome.seconds + outcome.pre_seconds
+        return CaseResult(case.name, "failed", seconds, outcome.error, timings=timings)
+    loaded, prepared, shown = outcome.loaded, outcome.prepared, outcome.shown
+    outcome.loaded = outcome.prepared = outcome.shown = None
+    start = time.perf_counter()
     try:
         target = output_path(output_dir, case)
         geometry = loaded.geometry
-        shown = None
-        if options.preview:
-            shown = loaded.image[:1].copy() if geometry.spatial_dims == 3 else loaded.image.copy()
-        # hand the pixels over without keeping a reference here, so predict() can free them after preprocessing
-        holder = [to_meta_tensor(loaded)]
-        loaded.image = None
-        del loaded
-        label = segmenter.predict(holder.pop(), tta=options.tta)
-        timings["compute"] = time.perf_counter() - start
-        start = time.perf_counter()
-        counts = count_labels(label)
-        if shown is not None:
-            preview = output_dir / PREVIEW_FOLDER / f"{case.name}.png"
-            write_preview_safe(preview, shown, label, geometry, segmenter.label_values)
-        write_label_map(label, geometry, target)
-        timings["write"] = time.perf_counter() - start
+        computed = _Computed(case, target, geometry, shown, timings, 0.0)
+        if prepared is not None:
+            computed.inferred = segmenter.infer(prepared, tta=options.tta, timings=timings)
+            del prepared
+        else:
+            holder = [to_meta_tensor(loaded)]
+            loaded.image = None
+            del loaded
+            computed.label = segmenter.predict(holder.pop(), tta=options.tta)
+            timings["post"] = time.perf_counter() - start
     except Exception as exc:  # noqa: BLE001 - every failure is a per-case error
-        seconds = outcome.seconds + time.perf_counter() - begin
+        seconds = outcome.seconds + outcome.pre_seconds + time.perf_counter() - start
         return CaseResult(case.name, "failed", seconds, _error_text(case, exc), timings=timings)
-    seconds = outcome.seconds + time.perf_counter() - begin
-    return CaseResult(case.name, "ok", seconds, counts=counts, voxel_mm3=geometry.voxel_volume_mm3, timings=timings)
+    computed.seconds = outcome.seconds + outcome.pre_seconds + time.perf_counter() - start
+    return computed
+
+
+def _write(computed: _Computed, segmenter: Any, output_dir: Path) -> CaseResult:
+    """Finish the postprocessing, count the labels, draw the preview, write the label map atomically (in the writer
+    thread, overlapped with the network of the next case). Never raises (but Ctrl-C)."""
+    case, timings = computed.case, computed.timings
+    start = time.perf_counter()
+    try:
+        if computed.inferred is not None:
+            inferred, computed.inferred = computed.inferred, None
+            label = segmenter.finish(inferred, timings)
+            del inferred
+        else:
+            label, computed.label = computed.label, None
+        post_end = time.perf_counter()
+        counts = count_labels(label)
+        if computed.shown is not None:
+            preview = output_dir / PREVIEW_FOLDER / f"{case.name}.png"
+            write_preview_safe(preview, computed.shown, label, computed.geometry, segmenter.label_values)
+            computed.shown = None
+        write_label_map(label, computed.geometry, computed.target)
+        del label
+    except Exception as exc:  # noqa: BLE001 - every failure is a per-case error
+        timings["write"] = time.perf_counter() - start
+        return CaseResult(case.name, "failed", computed.seconds + timings["write"], _error_text(case, exc),
+                          timings=timings)
+    timings["write"] = time.perf_counter() - post_end
+    return CaseResult(case.name, "ok", computed.seconds + time.perf_counter() - start, counts=counts,
+                      voxel_mm3=computed.geometry.voxel_volume_mm3, timings=timings)
 
 
 def write_preview_safe(path: Path, image: np.ndarray, label: np.ndarray, geometry: Any,
@@ -353,25 +424,67 @@ def segment_cases(segmenter: Any, cases: Sequence[Case], output_dir: str | os.Pa
     counts = {"ok": 0, "failed": sum(r.status == "failed" for r in results)}
     bar = tqdm(total=len(todo), unit="case", file=sys.stderr, disable=not options.progress or not todo,
                dynamic_ncols=True, desc="segmenting")
+    done: list[CaseResult] = []
+
+    def record(result: CaseResult) -> None:
+        results.append(result)
+        done.append(result)
+        summary.add(result)
+        summary.write_soon()
+        counts[result.status] = counts.get(result.status, 0) + 1
+        if result.status == "failed":
+            logger.error(f"FAILED {result.case}: {result.error}")
+        elif options.verbose:
+            t = result.timings
+            rss = current_rss_mb()
+            logger.info(f"{result.case}: read {t.get('read', 0):.2f} s (waited {t.get('wait', 0):.2f} s), "
+                        f"pre {t.get('pre', 0):.2f} s, network {t.get('network', 0):.2f} s, "
+                        f"post {t.get('post', 0):.2f} s, write {t.get('write', 0):.2f} s"
+                        + (f", memory {rss:.0f} MiB" if rss is not None else ""))
+        bar.update(1)
+        bar.set_postfix(ok=counts["ok"], failed=counts["failed"], refresh=False)
+
+    # the label map of case k is written in a background thread while case k+1 is segmented (with --workers > 0);
+    # at most one write is in flight, so at most two label maps are in memory
+    writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="segment-write") if options.workers > 0 else None
+    in_flight: Future | None = None
+    wall = time.perf_counter()
     try:
-        for case, outcome, waited in _prefetch(todo, lambda c: _read(c, segmenter), options.workers):
-            result = _segment_one(segmenter, case, outcome, waited, output_dir, options)
+        for case, outcome, waited in _prefetch(todo, lambda c: _read(c, segmenter, options.preview), options.workers):
+            item = _compute(segmenter, case, outcome, waited, output_dir, options)
             del outcome
-            results.append(result)
-            summary.add(result)
-            summary.write_soon()
-            counts[result.status] = counts.get(result.status, 0) + 1
-            if result.status == "failed":
-                logger.error(f"FAILED {case.name}: {result.error}")
-            elif options.verbose:
-                t = result.timings
-                rss = current_rss_mb()
-                logger.info(f"{case.name}: read {t.get('read', 0):.2f} s (waited {t.get('wait', 0):.2f} s), "
-                            f"compute {t.get('compute', 0):.2f} s, write {t.get('write', 0):.2f} s"
-                            + (f", memory {rss:.0f} MiB" if rss is not None else ""))
-            bar.update(1)
-            bar.set_postfix(ok=counts["ok"], failed=counts["failed"], refresh=False)
+            if in_flight is not None:  # the previous case's write, overlapped with this case's segmentation
+                written = in_flight.result()
+                in_flight = None  # only now: on Ctrl-C while waiting, the finally below still records it
+                record(written)
+                del written
+            if isinstance(item, CaseResult):
+                record(item)
+            elif writer is not None:
+                in_flight = writer.submit(_write, item, segmenter, output_dir)
+            else:
+                record(_write(item, segmenter, output_dir))
+            del item
     finally:
-        bar.close()
-        summary.write()
+        try:
+            if in_flight is not None:
+                record(in_flight.result())  # a label map being written is finished (atomically), never dropped
+        finally:
+            if writer is not None:
+                writer.shutdown(wait=True)
+            bar.close()
+            summary.write()
+    if done:
+        _log_totals(done, time.perf_counter() - wall)
     return results
+
+
+def _log_totals(done: Sequence[CaseResult], wall: float) -> None:
+    """One line: wall clock of the batch against the time in the network (the overhead of everything else)."""
+    total = {k: sum(r.timings.get(k, 0.0) for r in done) for k in ("read", "wait", "pre", "network", "post", "write")}
+    ratio = f" = {wall / total['network']:.2f}x the time in the network ({total['network']:.1f} s)" \
+        if total["network"] > 0 else ""
+    logger.info(f"timing: {len(done)} case(s) in {wall:.1f} s{ratio}; sliding window and postprocessing "
+                f"{total['post']:.1f} s; overlapped in background threads: reading {total['read']:.1f} s and "
+                f"preprocessing {total['pre']:.1f} s (waited for them {total['wait']:.1f} s), writing "
+                f"{total['write']:.1f} s")
