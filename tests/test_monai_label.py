@@ -12,8 +12,8 @@ One server (module fixture) serves every bundle from a temporary copy of MONAI L
 ``labels/final``, for training); 2D bundles get a generated slice uploaded with the request. The server is always
 stopped at the end (its whole process group, with any training it started).
 
-Known problems are marked ``xfail(strict=True)`` with the reason, so a fix shows up as an XPASS that fails the run:
-remove the marker then. docs/monai_label.md explains each of them.
+Known problems would be marked ``xfail(strict=True)`` with the reason, so a fix shows up as an XPASS that fails the
+run (remove the marker then); docs/monai_label.md explains each. There are none at the moment.
 """
 
 from __future__ import annotations
@@ -50,20 +50,11 @@ BRATS_MODALITIES = ("flair", "t1", "t1ce", "t2")
 UNLABELLED_CASE = "DEMO_002"  # the study inferred on; DEMO_000 and DEMO_001 get labels (training data)
 
 BUNDLES_3D = ["arunet3d", "linknet3d", "pspnet3d"]
-# 2D bundles: MONAI Label answers, but not with a usable 2D label map yet (docs/monai_label.md, "2D bundles")
-_LGG_2D = "the 2D bundles' postprocessing leaves a channel axis: MONAI Label writes a (1, H, W) float32 3D TIFF"
-BUNDLES_2D = {
-    "unet2d": _LGG_2D,
-    "attention_unet2d": _LGG_2D,
-    "attention_resunet2d": _LGG_2D,
-    "drrmsan": "HTTP 500: MONAI Label writes the (1, H, W) result as JPEG like the input ('JPEG Writer can only write "
-    "2-dimensional images'); its Restored also swaps H and W of the reverse_indexing=False polyp images",
-    "ddanet": "HTTP 500, as drrmsan",
-    "unet3plus": "HTTP 500: the float32 (3, H, W) result cannot be written as PNG ('PNG supports unsigned char and "
-    "unsigned short'); a 3-channel output is no label map",
-    "fct": "HTTP 500, as unet3plus",
-}
-ALL_BUNDLES = BUNDLES_3D + list(BUNDLES_2D)
+# 2D bundles: their inference postprocessing ends with custom_nets.transforms.MonaiLabelOutputd, which gives MONAI
+# Label a uint8 (x, y) label map (docs/monai_label.md, "2D bundles"); the result's file type is the input's, or PNG
+# for a JPEG input
+BUNDLES_2D = ["unet2d", "attention_unet2d", "attention_resunet2d", "drrmsan", "ddanet", "unet3plus", "fct"]
+ALL_BUNDLES = BUNDLES_3D + BUNDLES_2D
 
 
 # ----------------------------------------------------------------------------------------------------------------------
@@ -282,21 +273,28 @@ def test_infer_3d(server: Server, name: str, tmp_path: Path) -> None:
     assert values <= _label_values(name), f"label values {values}, expected a subset of {_label_values(name)}"
 
 
-@pytest.mark.parametrize("name", [pytest.param(n, marks=pytest.mark.xfail(strict=True, reason=r))
-                                  for n, r in BUNDLES_2D.items()])
+@pytest.mark.parametrize("name", BUNDLES_2D)
 def test_infer_2d(server: Server, name: str, tmp_path: Path) -> None:
-    """An uploaded 2D image in, a 2D label map of the same size with the bundle's values out."""
+    """An uploaded 2D image in, a 2D uint8 label map of the same size with the bundle's values out.
+
+    The result comes in the input's file type (TIFF, PNG), or as PNG for a JPEG input (lossy, and ITK writes no
+    label map as JPEG).
+    """
     source = server.inputs[name]
     with open(source, "rb") as f:
         response = _infer(server, name, files={"file": (source.name, f)})
-    assert response.status_code == 200, f"{response.status_code} {response.text[:300]}"
-    import itk  # noqa: PLC0415 - reads TIFF, PNG and JPEG results alike, as MONAI Label wrote them
+    assert response.status_code == 200, f"{response.status_code} {response.text[:300]}\n{server.log_tail()}"
+    import itk  # noqa: PLC0415 - reads TIFF and PNG results alike, as MONAI Label wrote them
 
-    result = tmp_path / f"pred{''.join(source.suffixes[-1:])}"
+    filename = response.headers.get("content-disposition", "").rpartition("filename=")[2].strip('"')
+    suffix = Path(filename).suffix.lower()
+    assert suffix == (".png" if source.suffix.lower() in (".jpg", ".jpeg") else source.suffix.lower()), filename
+    result = tmp_path / f"pred{suffix}"
     result.write_bytes(response.content)
     pred = itk.array_from_image(itk.imread(str(result)))
     image = itk.array_from_image(itk.imread(str(source)))
     assert pred.shape == image.shape[:2], f"label map {pred.shape} {pred.dtype} for an input of {image.shape}"
+    assert pred.dtype == np.uint8
     values = set(np.unique(pred).astype(int).tolist())
     assert values <= _label_values(name), f"label values {values}, expected a subset of {_label_values(name)}"
 

@@ -11,3 +11,7 @@ __all__ += ["AppendGrayscaled", "RGBToGrayscale"]
 from .multilabel import CentreSliceSourced, MultiLabelToLabelMapd  # noqa: E402
 
 __all__ += ["CentreSliceSourced", "MultiLabelToLabelMapd"]
+
+from .monai_label import MonaiLabelOutputd  # noqa: E402
+
+__all__ += ["MonaiLabelOutputd"]

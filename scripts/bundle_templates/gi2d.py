@@ -106,6 +106,7 @@ GI = {
     "modality": "MR",
     "image_reader": "PILReader",
     "output_ext": ".png",
+    "monai_label_output": {"multi_label": True},
     "output_postfix": "mask",
     "data_type": "png",
     # seg2d hooks
@@ -215,8 +216,9 @@ def inference_config(task: dict, bundle: dict) -> dict:
     data_root = "$custom_nets.data.uwmadison_bundle.slice_root(@dataset_dir, demo_dir=@demo_dir)"
     config = _insert_after(config, "datalist", {"data_root": data_root})
     # mirror the input tree in output_dir: slice file names repeat across case-days
-    saver = _insert_after(config["postprocessing"]["transforms"][-1], "writer", {"data_root_dir": "@data_root"})
-    config["postprocessing"]["transforms"] = _postprocessing("@preprocessing") + [saver]
+    *_, saver, monai_label = config["postprocessing"]["transforms"]
+    saver = _insert_after(saver, "writer", {"data_root_dir": "@data_root"})
+    config["postprocessing"]["transforms"] = _postprocessing("@preprocessing") + [saver, monai_label]
     config["handlers"].append(
         {
             "_target_": "custom_nets.handlers_gi.RLESubmissionWriter",

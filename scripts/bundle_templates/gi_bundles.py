@@ -35,7 +35,7 @@ BUNDLES: dict[str, dict] = {
         "module) segmenting the large bowel, small bowel and stomach on 16-bit abdominal MRI slices, trained with "
         "the paper's hybrid focal + MS-SSIM + IoU loss.",
         "changelog": {
-            "0.2.0": "outputs.pred.channel_def keyed by the label-map values inference writes (MONAI Label / 3D Slicer label names); network output channels in network_output_channels",
+            "0.2.0": "outputs.pred.channel_def keyed by the label-map values inference writes (MONAI Label / 3D Slicer label names); network output channels in network_output_channels; MONAI Label gets a 2D uint8 label map (MonaiLabelOutputd)",
             "0.1.0": "first version: UNet 3+ with deep supervision and CGM (presence BCE), hybrid loss, 2D or 2.5D"
         },
         "description": "UNet 3+ on UW-Madison GI tract MRI slices (1 channel, or neighbouring slices with offsets), "
@@ -76,7 +76,7 @@ BUNDLES: dict[str, dict] = {
         "image pyramid into the encoder, deep supervision at three scales) segmenting the large bowel, small bowel "
         "and stomach on 16-bit abdominal MRI slices.",
         "changelog": {
-            "0.2.0": "outputs.pred.channel_def keyed by the label-map values inference writes (MONAI Label / 3D Slicer label names); network output channels in network_output_channels",
+            "0.2.0": "outputs.pred.channel_def keyed by the label-map values inference writes (MONAI Label / 3D Slicer label names); network output channels in network_output_channels; MONAI Label gets a 2D uint8 label map (MonaiLabelOutputd)",
             "0.1.0": "first version: FCT with channel LayerNorm, 3-scale deep supervision (0.57/0.29/0.14), 2D or 2.5D"
         },
         "description": "FCT (Fully Convolutional Transformer) on UW-Madison GI tract MRI slices (1 channel, or "

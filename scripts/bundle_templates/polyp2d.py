@@ -119,6 +119,7 @@ POLYP = {
     "evaluate_transforms": evaluate_transforms,
     "random_transforms": random_transforms,
     "write_kwargs": {"reverse_indexing": False},
+    "monai_label_output": {"reverse_indexing": False},
     "volume_inference": False,
     "task": "Polyp segmentation in colonoscopy frames (Kvasir-SEG); skin-lesion segmentation in dermoscopy images "
     "(ISIC 2017) with --layout isic",

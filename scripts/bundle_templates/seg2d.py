@@ -7,7 +7,8 @@ group a slice belongs to (patient, image), the channel names; a *bundle* adds it
 Configs written per bundle:
 
 - ``train.json``: training with validation every ``val_interval`` epochs, best and last checkpoints;
-- ``inference.json``: every 2D image of ``dataset_dir`` (TIF/PNG/JPG) to a mask of the same size and name stem;
+- ``inference.json``: every 2D image of ``dataset_dir`` (TIF/PNG/JPG) to a mask of the same size and name stem; its
+  postprocessing ends with ``MonaiLabelOutputd``, which only under MONAI Label makes the prediction a 2D label map;
 - ``inference_volume.json``: every NIfTI volume of ``dataset_dir`` segmented slice by slice (MONAI ``SliceInferer``)
   into a 3D NIfTI label map with the input's geometry;
 - ``evaluate.json``: Dice and IoU (and precision, recall) per group (patient or image) and their mean, computed over
@@ -25,6 +26,9 @@ Optional hooks (absent from ``LGG``, whose configs they leave unchanged):
 - task ``"evaluate_transforms"``: ``callable(size_divisor) -> list[dict]``, an evaluation chain that keeps the label at
   its original size: predictions are inverted to each image's original size and scored there (batch size 1);
 - task ``"volume_inference"``: ``False`` writes no ``inference_volume.json``;
+- task ``"monai_label_output"``: keyword arguments of the ``custom_nets.transforms.MonaiLabelOutputd`` that ends the
+  inference postprocessing (the 2D label map MONAI Label writes; a no-op outside MONAI Label), e.g.
+  ``{"reverse_indexing": False}``;
 - task ``"data_type"`` / ``"image_format"``: metadata ``data_type`` and input ``format``;
 - bundle ``"loss_config"``: top-level train.json entries that include ``"loss"``, replacing the ``loss_name`` choice;
 - bundle ``"train_label_transforms"``: transforms appended to the training chain only (``train#label_transforms``),
@@ -137,6 +141,12 @@ def _common(task: dict) -> dict:
 
 def _postprocessing(invert: bool) -> list[dict]:
     return common.sigmoid_postprocessing(invert, final_output_ndim=3)
+
+
+def monai_label_output(task: dict) -> dict:
+    """The last inference postprocessing step: the 2D label map for MONAI Label (identity in every other run)."""
+    return {"_target_": "custom_nets.transforms.MonaiLabelOutputd", "keys": "pred",
+            **deepcopy(task.get("monai_label_output", {}))}
 
 
 def _quiet_init(seed: str = "0") -> list[str]:
@@ -271,7 +281,8 @@ def inference_config(task: dict, bundle: dict) -> dict:
         "postprocessing": {
             "_target_": "Compose",
             "transforms": _postprocessing(invert=True)
-            + [saver if write_kwargs is None else f"$@saver.set_options(write_kwargs={write_kwargs!r})"],
+            + [saver if write_kwargs is None else f"$@saver.set_options(write_kwargs={write_kwargs!r})"]
+            + [monai_label_output(task)],
         },
         "handlers": [common.checkpoint_loader(), {"_target_": "custom_nets.handlers.CaseProgressLogger"}],
         "evaluator": _evaluator("@inferer", None),
