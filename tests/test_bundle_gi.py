@@ -404,3 +404,18 @@ def test_loss_kind_switches_the_loss(tmp_path: Path) -> None:
             assert isinstance(loss.loss if name == "fct" else loss.seg_loss, expected)
             if name == "unet3plus":
                 assert isinstance(loss, UNet3PlusLoss) and loss.cgm
+
+
+@pytest.mark.parametrize("name", ["unet3plus", "fct"])
+def test_building_the_inference_pipeline_writes_no_demo_data(name: str, tmp_path: Path) -> None:
+    """MONAI Label and custom_nets.inference build ``postprocessing`` to serve other images: that must not generate
+    the demo data set inside the bundle (the saver's ``data_root`` only needs its path)."""
+    from monai.bundle import ConfigParser
+
+    bundle = copy_bundle(name, tmp_path)
+    parser = ConfigParser()
+    parser.read_config(str(bundle / "configs" / "inference.json"))
+    parser["bundle_root"] = str(bundle)
+    parser.get_parsed_content("postprocessing")
+    assert parser.get_parsed_content("data_root") == str(bundle / "demo_data")
+    assert not (bundle / "demo_data").exists(), "building the postprocessing generated the demo data"

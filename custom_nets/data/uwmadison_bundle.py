@@ -63,12 +63,19 @@ def slice_id_from_path(path: str | os.PathLike) -> str:
     return p.name[: -len(p.suffix)] if p.suffix else p.name
 
 
-def slice_root(dataset_dir: str | os.PathLike | None, demo_dir: str | os.PathLike | None = None) -> str:
-    """The folder :func:`slice_datalist` scans: ``dataset_dir``, or the demo data folder (generated on first use)."""
+def slice_root(
+    dataset_dir: str | os.PathLike | None, demo_dir: str | os.PathLike | None = None, generate: bool = True
+) -> str:
+    """The folder :func:`slice_datalist` scans: ``dataset_dir``, or the demo data folder.
+
+    The demo data are generated on first use unless ``generate`` is False: the inference config only needs the path
+    (for the saver's folder layout), and building its postprocessing must not write demo data into a bundle that MONAI
+    Label or ``custom_nets.inference`` serves on other images.
+    """
     if _is_demo(dataset_dir):
         if demo_dir is None or not str(demo_dir).strip():
             raise ValueError("dataset_dir is 'demo' but no demo_dir was given to hold the generated demo data")
-        return str(generate_uwmadison_demo(demo_dir))
+        return str(generate_uwmadison_demo(demo_dir)) if generate else str(Path(demo_dir).expanduser())
     root = Path(dataset_dir).expanduser()  # type: ignore[arg-type]
     if not root.is_dir():
         what = "does not exist" if not root.exists() else "is not a folder"

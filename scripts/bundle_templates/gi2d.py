@@ -213,7 +213,7 @@ def inference_config(task: dict, bundle: dict) -> dict:
     config = seg2d.inference_config(task, bundle)
     config = _with_divisor(config, bundle, write_rle=False)
     config = _with_network(config, bundle)
-    data_root = "$custom_nets.data.uwmadison_bundle.slice_root(@dataset_dir, demo_dir=@demo_dir)"
+    data_root = "$custom_nets.data.uwmadison_bundle.slice_root(@dataset_dir, demo_dir=@demo_dir, generate=False)"
     config = _insert_after(config, "datalist", {"data_root": data_root})
     # mirror the input tree in output_dir: slice file names repeat across case-days
     *_, saver, monai_label = config["postprocessing"]["transforms"]
