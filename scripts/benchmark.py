@@ -1,0 +1,871 @@
+#!/usr/bin/env python
+"""Inference speed of every bundle network against the machine's own reference throughput (issue #9).
+
+    python scripts/benchmark.py                         # CPU, every bundle and the MONAI peers, ~16 min on 2 busy cores
+    python scripts/benchmark.py --quick                 # small volumes, few repeats, a subset of networks (~1 min)
+    python scripts/benchmark.py --bundles arunet3d,fct --repeats 7 --threads 2 --json out.json
+    python scripts/benchmark.py --device cuda           # on a GPU (timings synchronised)
+
+One run measures, on the same inputs:
+
+1. **Reference throughput** of the machine: a square matmul and a ``Conv3d(32 -> 32, 3^3, padding 1)`` (and, for
+   context, a ``Conv2d(32 -> 32, 3^2, padding 1)``), in GFLOP/s.
+2. **Per network** (each bundle's ``network_def`` from ``configs/inference.json`` at its default widths, random
+   weights, eval mode, ``torch.inference_mode``; and MONAI's UNet, AttentionUnet and SegResNet as peers, 3D at the 3D
+   ROI and 2D at the 2D ROI): parameters, forward GFLOPs of one ROI patch (batch 1), median patch latency, achieved
+   GFLOP/s and its ratio to a Conv3d reference measured in the same process just before, sliding-window throughput in
+   megavoxels/s with ``monai.inferers.sliding_window_inference`` and peak resident memory. Every network runs in its
+   own fresh worker process, so its peak RSS (``ru_maxrss``) is its own; the RSS after imports and building the
+   network is reported too.
+3. **Batch inference** (``scripts/segment.py``) over a folder of generated BraTS cases: total wall time of the
+   command, the sum of the per-case times of its ``summary.csv``, against the pure network time (the bundle's own
+   sliding window on the same cases, measured in the same run): one row per ``--backend`` of segment.py when it has
+   that option, else one eager row.
+
+FLOPs are counted with ``torch.utils.flop_counter.FlopCounterMode`` (2 FLOPs per multiply-add; convolutions,
+transposed convolutions and matrix products only: normalisation, activations, interpolation, pooling and
+concatenation count 0 FLOPs, so "achieved GFLOP/s" is the useful-arithmetic rate). Timings are medians over
+``--repeats`` runs after warm-up runs. Every comparison (ratio) is between figures measured in the same run.
+
+Output: one report on stdout (the network table, then the batch-inference rows), progress on stderr, and every raw
+figure as JSON (``--json``, default ``benchmark.json`` in the working directory).
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import math
+import os
+import platform
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+REPO = Path(__file__).resolve().parents[1]
+BUNDLES_DIR = REPO / "bundles"
+SEGMENT = REPO / "scripts" / "segment.py"
+
+ROI_2D = [256, 256]  # 2D bundles infer whole images (SimpleInferer); their native image size is 256 x 256
+SW_BATCH_2D = 4  # 2D bundles have no sliding window: 4 windows of 256^2 = one 512^2 image per network call
+VOLUME_3D = [240, 240, 155]  # BraTS
+IMAGES_2D = (8, [512, 512])  # 8 images of 512 x 512
+QUICK_VOLUME_3D = [48, 48, 32]  # quick mode also uses a 32^3 ROI (3D) and 128^2 (2D): 4 windows each
+QUICK_IMAGES_2D = (2, [128, 256])
+QUICK_BUNDLES = ["arunet3d", "unet2d"]
+QUICK_PEERS = ["SegResNet3d"]
+BATCH_BUNDLE = "arunet3d"
+BATCH_CASES = 10
+BATCH_SHAPE = [64, 64, 64]  # one 64^3 window per case at the bundle's settings (keeps the default run short)
+QUICK_BATCH_SHAPE = [32, 32, 32]
+
+# MONAI peers: name -> (class, spatial_dims, kwargs); in/out channels as the bundles of that dimension (BraTS 4 -> 3
+# regions, LGG RGB 3 -> 1 mask)
+PEERS: dict[str, tuple[str, int, dict[str, Any]]] = {
+    "UNet3d": ("UNet", 3, {"channels": [16, 32, 64, 128, 256], "strides": [2, 2, 2, 2], "num_res_units": 2}),
+    "AttentionUnet3d": ("AttentionUnet", 3, {"channels": [16, 32, 64, 128, 256], "strides": [2, 2, 2, 2]}),
+    "SegResNet3d": ("SegResNet", 3, {"init_filters": 16, "blocks_down": [1, 2, 2, 4], "blocks_up": [1, 1, 1]}),
+    "UNet2d": ("UNet", 2, {"channels": [16, 32, 64, 128, 256], "strides": [2, 2, 2, 2], "num_res_units": 2}),
+    "AttentionUnet2d": ("AttentionUnet", 2, {"channels": [16, 32, 64, 128, 256], "strides": [2, 2, 2, 2]}),
+    "SegResNet2d": ("SegResNet", 2, {"init_filters": 16, "blocks_down": [1, 2, 2, 4], "blocks_up": [1, 1, 1]}),
+}
+PEER_IO = {3: (4, 3), 2: (3, 1)}
+
+# op-name fragments -> category, for the profile summaries (first match wins)
+OP_CATEGORIES = [
+    ("conv", ("conv", "mkldnn_convolution", "slow_conv")),
+    ("interpolation", ("upsample", "interpolate", "grid_sampler")),
+    ("norm", ("norm", "batch_norm", "instance_norm", "group_norm", "layer_norm", "var_mean", "std")),
+    ("pooling", ("pool",)),
+    ("activation", ("relu", "clamp", "sigmoid", "gelu", "silu", "prelu", "elu", "tanh", "hardtanh")),
+    ("matmul/attention", ("addmm", "bmm", "matmul", "linear", "einsum", "scaled_dot_product", "softmax", "aten::mm")),
+    ("cat/copy", ("cat", "copy_", "clone", "contiguous", "to_copy", "stack", "pad", "index", "slice", "permute")),
+    ("elementwise", ("add", "mul", "sub", "div", "where", "fill", "zero", "mean", "sum")),
+]
+
+
+def log(message: str) -> None:
+    print(f"[benchmark {time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# What to measure (parent process: no torch needed)
+# ----------------------------------------------------------------------------------------------------------------------
+
+
+def bundle_spec(name: str) -> dict[str, Any]:
+    """Network spec of a bundle from its configs: ROI, sliding-window settings, input channels."""
+    root = BUNDLES_DIR / name
+    infer = json.loads((root / "configs" / "inference.json").read_text())
+    meta = json.loads((root / "configs" / "metadata.json").read_text())
+    net = infer["network_def"]
+    image = meta["network_data_format"]["inputs"]["image"]
+    dims = len(image["spatial_shape"])
+    inferer = infer.get("inferer", {})
+    sliding = str(inferer.get("_target_", "")).endswith("SlidingWindowInferer")
+    roi = list(infer["roi_size"]) if sliding and "roi_size" in infer else list(ROI_2D if dims == 2 else [64] * 3)
+    sw_batch = int(infer.get("sw_batch_size", 1)) if sliding else SW_BATCH_2D
+    overlap = float(inferer.get("overlap", 0.25)) if sliding else 0.0
+    config = {k: v for k, v in net.items() if k not in ("_target_", "spatial_dims", "in_channels", "out_channels")}
+    return {
+        "name": name, "kind": "bundle", "bundle": str(root), "spatial_dims": dims,
+        "class": str(net["_target_"]).rsplit(".", 1)[-1], "config": config,
+        "in_channels": int(image["num_channels"]), "roi": roi, "sw_batch_size": sw_batch,
+        "bundle_overlap": overlap, "bundle_inferer": "sliding window" if sliding else "whole image (SimpleInferer)",
+    }  # fmt: skip
+
+
+def peer_spec(name: str) -> dict[str, Any]:
+    cls, dims, kwargs = PEERS[name]
+    in_ch, out_ch = PEER_IO[dims]
+    return {
+        "name": name, "kind": "peer", "spatial_dims": dims, "class": cls, "config": dict(kwargs),
+        "in_channels": in_ch, "out_channels": out_ch, "roi": [64] * 3 if dims == 3 else list(ROI_2D),
+        "sw_batch_size": 2 if dims == 3 else SW_BATCH_2D, "bundle_overlap": None, "bundle_inferer": None,
+    }  # fmt: skip
+
+
+def all_bundles() -> list[str]:
+    return sorted(p.name for p in BUNDLES_DIR.iterdir() if (p / "configs" / "inference.json").is_file())
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# Worker side (fresh process per network): torch is imported here only
+# ----------------------------------------------------------------------------------------------------------------------
+
+
+def _sync(device: Any) -> None:
+    import torch
+
+    if getattr(device, "type", str(device)).startswith("cuda"):
+        torch.cuda.synchronize(device)
+
+
+def time_median(fn: Callable[[], Any], repeats: int, warmup: int, device: Any = "cpu") -> tuple[float, list[float]]:
+    """Median seconds of ``fn()`` over ``repeats`` runs after ``warmup`` runs (and every run's seconds)."""
+    for _ in range(warmup):
+        fn()
+    _sync(device)
+    times = []
+    for _ in range(max(1, repeats)):
+        start = time.perf_counter()
+        fn()
+        _sync(device)
+        times.append(time.perf_counter() - start)
+    return statistics.median(times), times
+
+
+def count_flops(fn: Callable[[], Any]) -> tuple[int, dict[str, int]]:
+    """Total FLOPs of ``fn()`` and FLOPs per aten op, with ``FlopCounterMode``."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    counter = FlopCounterMode(display=False, custom_mapping=_extra_flop_formulas())
+    with counter:
+        fn()
+    by_op = {str(op): int(n) for op, n in counter.get_flop_counts().get("Global", {}).items()}
+    return int(counter.get_total_flops()), by_op
+
+
+def _extra_flop_formulas() -> dict[Any, Callable[..., int]]:
+    """FLOP formulas FlopCounterMode lacks: the CPU flash attention kernel (scaled_dot_product_attention on CPU)."""
+    import torch
+    from torch.utils import flop_counter
+
+    formulas = {}
+    op = getattr(torch.ops.aten, "_scaled_dot_product_flash_attention_for_cpu", None)
+    if op is not None and hasattr(flop_counter, "sdpa_flop_count"):
+        def sdpa_cpu(query, key, value, *args, out_shape=None, **kwargs) -> int:
+            shape = lambda t: tuple(getattr(t, "shape", t))  # noqa: E731 - the counter passes shapes
+            return flop_counter.sdpa_flop_count(shape(query), shape(key), shape(value))
+
+        formulas[op] = sdpa_cpu
+    # networks that call the oneDNN kernel directly (custom_nets.blocks.onednn registers this formula itself; counted
+    # here too so a convolution counts the same FLOPs whichever kernel runs it)
+    mkldnn = getattr(torch.ops.aten, "mkldnn_convolution", None)
+    if mkldnn is not None and mkldnn not in flop_counter.flop_registry:
+        def mkldnn_conv(x_shape, w_shape, *args, out_shape=None, **kwargs) -> int:
+            return flop_counter.conv_flop_count(tuple(x_shape), tuple(w_shape), tuple(out_shape), transposed=False)
+
+        formulas[mkldnn] = mkldnn_conv
+    return formulas
+
+
+def time_paired(fn: Callable[[], Any], ref: Callable[[], Any], repeats: int, warmup: int, device: Any
+                ) -> tuple[list[float], list[float]]:  # fmt: skip
+    """Seconds of ``ref()`` and ``fn()`` run alternately (ref, fn, ref, fn, ...) after warm-up: each pair sees the
+    same machine load, so the ratio of a pair survives load changes on a shared machine."""
+    for _ in range(warmup):
+        ref()
+        fn()
+    _sync(device)
+    ref_times, times = [], []
+    for _ in range(max(1, repeats)):
+        for f, out in ((ref, ref_times), (fn, times)):
+            start = time.perf_counter()
+            f()
+            _sync(device)
+            out.append(time.perf_counter() - start)
+    return ref_times, times
+
+
+def reference_callable(quick: bool, device: Any) -> tuple[Callable[[], Any], int, str]:
+    """The Conv3d(32->32, 3^3, pad 1) reference as a callable, its FLOPs and description."""
+    import torch
+
+    size = [32] * 3 if quick else [64] * 3
+    conv = torch.nn.Conv3d(32, 32, 3, padding=1).to(device).eval()
+    x = torch.randn(1, 32, *size, generator=torch.Generator().manual_seed(0)).to(device)
+    fn = lambda: conv(x)  # noqa: E731
+    flops, _ = count_flops(fn)
+    return fn, flops, f"Conv3d(32->32, k3, pad 1) on 1x32x{'x'.join(map(str, size))}"
+
+
+def reference(kind: str, quick: bool, repeats: int, warmup: int, device: Any) -> dict[str, Any]:
+    """GFLOP/s of a matmul, a Conv3d(32->32, 3^3, pad 1) or a Conv2d(32->32, 3^2, pad 1)."""
+    import torch
+
+    gen = torch.Generator().manual_seed(0)
+    if kind == "matmul":
+        n = 1024 if quick else 2048
+        a, b = (torch.randn(n, n, generator=gen).to(device) for _ in range(2))
+        fn, shape = (lambda: torch.mm(a, b)), f"{n}x{n} @ {n}x{n}"
+    else:
+        dims = 3 if kind == "conv3d" else 2
+        size = ([32] * 3 if quick else [64] * 3) if dims == 3 else ([128] * 2 if quick else [256] * 2)
+        conv = (torch.nn.Conv3d if dims == 3 else torch.nn.Conv2d)(32, 32, 3, padding=1).to(device).eval()
+        x = torch.randn(1, 32, *size, generator=gen).to(device)
+        fn, shape = (lambda: conv(x)), f"Conv{dims}d(32->32, k3, pad 1) on 1x32x{'x'.join(map(str, size))}"
+    with torch.inference_mode():
+        flops, _ = count_flops(fn)
+        median, times = time_median(fn, repeats, warmup, device)
+    return {"what": shape, "flops": flops, "seconds": median, "times": times, "gflops_per_s": flops / median / 1e9}
+
+
+def build_network(spec: dict[str, Any]) -> Any:
+    if spec["kind"] == "bundle":
+        from monai.bundle import ConfigParser
+
+        root = Path(spec["bundle"])
+        parser = ConfigParser()
+        parser.read_meta(str(root / "configs" / "metadata.json"))
+        parser.read_config(str(root / "configs" / "inference.json"))
+        parser["bundle_root"] = str(root)
+        return parser.get_parsed_content("network_def")
+    import monai.networks.nets as nets
+
+    cls = getattr(nets, spec["class"])
+    kwargs = dict(spec["config"], spatial_dims=spec["spatial_dims"], in_channels=spec["in_channels"],
+                  out_channels=spec["out_channels"])  # fmt: skip
+    return cls(**kwargs)
+
+
+def _rss_mb() -> float | None:
+    try:
+        with open("/proc/self/statm") as f:
+            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+    except (OSError, ValueError, IndexError, AttributeError):
+        return None
+
+
+def _peak_rss_mb() -> float:
+    import resource
+
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return peak / 2**20 if sys.platform == "darwin" else peak / 1024  # bytes on macOS, KiB on Linux
+
+
+def _first(output: Any) -> Any:
+    if isinstance(output, (list, tuple)):
+        return output[0]
+    if isinstance(output, dict):
+        return next(iter(output.values()))
+    return output
+
+
+def categorise(op: str) -> str:
+    name = op.lower()
+    for category, fragments in OP_CATEGORIES:
+        if any(f in (name if f.startswith("aten::") else name.replace("aten::", "")) for f in fragments):
+            return category
+    return "other"
+
+
+def profile_forward(fn: Callable[[], Any], runs: int, top: int) -> dict[str, Any]:
+    """Self CPU time per op and per op category over ``runs`` forward passes (torch.profiler)."""
+    from torch.profiler import ProfilerActivity, profile
+
+    fn()
+    with profile(activities=[ProfilerActivity.CPU], record_shapes=True) as prof:
+        for _ in range(runs):
+            fn()
+    events = [(e.key, e.self_cpu_time_total, e.count) for e in prof.key_averages()]
+    # which convolutions ran on PyTorch's slow (im2col + GEMM) paths or transposed paths instead of oneDNN
+    slow = [e for e in prof.key_averages(group_by_input_shape=True)
+            if any(k in e.key for k in ("slow_conv", "conv_transpose", "_convolution")) and e.self_cpu_time_total > 0]
+    slow_shapes = [{"op": e.key, "input_shapes": [list(x) for x in e.input_shapes[:2]],
+                    "self_cpu_ms_per_run": e.self_cpu_time_total / 1000 / runs, "calls_per_run": e.count / runs}
+                   for e in sorted(slow, key=lambda e: -e.self_cpu_time_total)[:10]]
+    total = sum(t for _, t, _ in events) or 1.0
+    ops = sorted(events, key=lambda e: -e[1])
+    categories: dict[str, float] = {}
+    for key, t, _ in events:
+        categories[categorise(key)] = categories.get(categorise(key), 0.0) + t
+    return {
+        "runs": runs,
+        "total_self_cpu_ms_per_run": total / 1000 / runs,
+        "top_ops": [{"op": k, "self_cpu_ms_per_run": t / 1000 / runs, "share": t / total, "calls_per_run": c / runs}
+                    for k, t, c in ops[:top]],
+        "categories": {k: {"self_cpu_ms_per_run": v / 1000 / runs, "share": v / total}
+                       for k, v in sorted(categories.items(), key=lambda kv: -kv[1])},
+        "slow_conv_calls": slow_shapes,
+    }  # fmt: skip
+
+
+def measure_network(task: dict[str, Any]) -> dict[str, Any]:
+    """Everything about one network (runs in a fresh worker process)."""
+    import torch
+    from monai.inferers import sliding_window_inference
+
+    spec, opts = task["spec"], task["options"]
+    device = torch.device(opts["device"])
+    rss_start = _rss_mb()
+    net = build_network(spec).to(device).eval()
+    params = sum(p.numel() for p in net.parameters())
+    gen = torch.Generator().manual_seed(0)
+    x = torch.randn(1, spec["in_channels"], *spec["roi"], generator=gen).to(device)
+    result: dict[str, Any] = {"params": params, "rss_after_build_mb": None, "rss_start_mb": rss_start}
+    with torch.inference_mode():
+        def forward() -> Any:
+            return net(x)
+
+        flops, by_op = count_flops(forward)
+        out = _first(forward())
+        result.update(flops=flops, flops_by_op=by_op, output_shape=list(out.shape))
+        # the Conv3d reference in this same process, alternating with the network run by run: each ratio compares
+        # two runs made under the same machine load; % conv3d is the median of those per-pair ratios
+        ref_fn, ref_flops, ref_what = reference_callable(opts["quick"], device)
+        ref_times, times = time_paired(forward, ref_fn, opts["repeats"], opts["warmup"], device)
+        latency = statistics.median(times)
+        ratios = [(flops / t) / (ref_flops / r) for t, r in zip(times, ref_times)]
+        ref = {"what": ref_what, "flops": ref_flops, "seconds": statistics.median(ref_times), "times": ref_times,
+               "gflops_per_s": ref_flops / statistics.median(ref_times) / 1e9}
+        result.update(conv3d_reference=ref, latency_s=latency, latency_times=times,
+                      gflops_per_s=flops / latency / 1e9, ratio_to_conv3d=statistics.median(ratios),
+                      ratios_to_conv3d=ratios)
+        result["rss_after_build_mb"] = _rss_mb()
+
+        if not opts.get("no_sw"):
+            if spec["spatial_dims"] == 3:
+                batch, spatial = 1, list(opts["volume_3d"])
+            else:
+                batch, spatial = int(opts["images_2d"][0]), list(opts["images_2d"][1])
+            overlap = spec["bundle_overlap"] if opts["overlap"] == "bundle" and spec["bundle_overlap"] is not None \
+                else float(0.0 if opts["overlap"] == "bundle" else opts["overlap"])
+            volume = torch.randn(batch, spec["in_channels"], *spatial, generator=gen)
+            windows = _window_count(spatial, spec["roi"], overlap) * batch
+
+            def sw() -> Any:
+                return sliding_window_inference(volume, spec["roi"], spec["sw_batch_size"], lambda t: _first(net(t)),
+                                                overlap=overlap, mode="gaussian", sw_device=device, device="cpu")
+
+            sw_time, sw_times = time_median(sw, opts["sw_repeats"], 0, device)  # the patch runs warmed the network up
+            voxels = batch * math.prod(spatial)
+            result["sliding_window"] = {
+                "input": [batch, spec["in_channels"], *spatial], "roi": spec["roi"], "overlap": overlap,
+                "sw_batch_size": spec["sw_batch_size"], "mode": "gaussian", "windows": windows, "voxels": voxels,
+                "seconds": sw_time, "times": sw_times, "mvox_per_s": voxels / sw_time / 1e6,
+                "seconds_per_window": sw_time / windows,
+                "network_share_estimate": windows * latency / sw_time,
+            }  # fmt: skip
+        result["peak_rss_mb"] = _peak_rss_mb()
+        if opts.get("profile"):
+            result["profile"] = profile_forward(forward, opts["profile_runs"], opts["profile_top"])
+    return result
+
+
+def _window_count(spatial: Sequence[int], roi: Sequence[int], overlap: float) -> int:
+    """Number of windows MONAI's sliding window uses (as monai.inferers.utils._get_scan_interval)."""
+    count = 1
+    for size, r in zip(spatial, roi):
+        if size <= r:
+            continue
+        interval = max(int(r * (1 - overlap)), 1)
+        count *= math.ceil((size - r) / interval) + 1
+    return count
+
+
+def measure_batch_network(task: dict[str, Any]) -> dict[str, Any]:
+    """Pure network time of the bundle's inferer on every case of a folder (as BundleSegmenter.predict calls it)."""
+    import torch
+
+    from custom_nets.inference import BundleSegmenter, discover_cases, read_case, to_meta_tensor
+
+    opts = task["options"]
+    if not Path(task["checkpoint"]).is_file():  # random weights, saved for segment.py too
+        net = build_network({"kind": "bundle", "bundle": task["bundle"]})
+        torch.save(net.state_dict(), task["checkpoint"])
+        del net
+    with BundleSegmenter(task["bundle"], device=opts["device"], checkpoint=task["checkpoint"],
+                         overrides=task.get("overrides") or None) as seg:
+        cases = discover_cases(task["input"], seg.spec)
+        batches = []
+        for case in cases:
+            data = seg.preprocessing({"image": to_meta_tensor(read_case(case, seg.spec, seg.reader_2d))})
+            prepared = data["image"]
+            batches.append(torch.as_tensor(prepared.as_tensor() if hasattr(prepared, "as_tensor") else prepared)[None])
+        device = seg.device
+        with torch.no_grad():
+            seg.inferer(batches[0], seg.network)  # warm-up
+            per_case = []
+            for batch in batches:
+                start = time.perf_counter()
+                _first(seg.inferer(batch, seg.network))
+                _sync(device)
+                per_case.append(time.perf_counter() - start)
+    return {"cases": len(per_case), "shapes": [list(b.shape) for b in batches], "network_seconds": sum(per_case),
+            "per_case_seconds": per_case, "peak_rss_mb": _peak_rss_mb()}  # fmt: skip
+
+
+def worker_main(path: str) -> int:
+    task = json.loads(Path(path).read_text())
+    import torch
+
+    if task["options"].get("threads"):
+        torch.set_num_threads(int(task["options"]["threads"]))
+    torch.manual_seed(0)
+    import warnings
+
+    warnings.filterwarnings("ignore")
+    if task["task"] == "references":
+        o = task["options"]
+        out = {k: reference(k, o["quick"], o["repeats"], o["warmup"], torch.device(o["device"]))
+               for k in ("matmul", "conv3d", "conv2d")}  # fmt: skip
+        out["threads"] = torch.get_num_threads()
+        out["torch"] = torch.__version__
+    elif task["task"] == "network":
+        out = measure_network(task)
+    elif task["task"] == "batch_network":
+        out = measure_batch_network(task)
+    elif task["task"] == "checkpoint":
+        net = build_network({"kind": "bundle", "bundle": task["bundle"]})
+        torch.save(net.state_dict(), task["checkpoint"])
+        out = {"checkpoint": task["checkpoint"]}
+    else:
+        raise ValueError(task["task"])
+    Path(task["result"]).write_text(json.dumps(out))
+    return 0
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# Parent side
+# ----------------------------------------------------------------------------------------------------------------------
+
+
+def child_env(threads: int | None) -> dict[str, str]:
+    env = dict(os.environ)
+    if threads:
+        env["OMP_NUM_THREADS"] = env["MKL_NUM_THREADS"] = str(threads)
+    env.setdefault("PYTHONWARNINGS", "ignore")
+    return env
+
+
+def run_worker(task: dict[str, Any], workdir: Path, threads: int | None, timeout: float | None = None) -> dict[str, Any]:
+    """Run ``task`` in a fresh Python process; its result dict, or ``{"error": ...}``."""
+    fd, task_path = tempfile.mkstemp(suffix=".json", dir=workdir)
+    os.close(fd)
+    task = dict(task, result=task_path + ".out")
+    Path(task_path).write_text(json.dumps(task))
+    start = time.perf_counter()
+    proc = subprocess.run([sys.executable, str(Path(__file__).resolve()), "--worker", task_path],
+                          capture_output=True, text=True, env=child_env(threads), timeout=timeout)  # fmt: skip
+    wall = time.perf_counter() - start
+    result_path = Path(task["result"])
+    if proc.returncode != 0 or not result_path.is_file():
+        tail = (proc.stderr or proc.stdout).strip().splitlines()[-5:]
+        return {"error": f"worker exit {proc.returncode}: " + " | ".join(tail), "worker_wall_s": wall}
+    out = json.loads(result_path.read_text())
+    out["worker_wall_s"] = wall
+    return out
+
+
+def segment_backends() -> list[str] | None:
+    """The ``--backend`` choices of segment.py (None when it has no such option)."""
+    try:
+        from custom_nets.inference.cli import build_parser
+    except Exception:  # noqa: BLE001
+        return None
+    for action in build_parser()._actions:
+        if "--backend" in action.option_strings:
+            return list(action.choices) if action.choices else ["eager", "torchscript", "onnxruntime"]
+    return None
+
+
+def run_segment(bundle: str, input_dir: Path, output_dir: Path, checkpoint: Path, device: str, backend: str | None,
+                threads: int | None, overrides: dict[str, Any]) -> dict[str, Any]:  # fmt: skip
+    """``scripts/segment.py`` as a user runs it; wall time (process start to exit) and summary.csv figures."""
+    cmd = [sys.executable, str(SEGMENT), "--bundle", bundle, "-i", str(input_dir), "-o", str(output_dir),
+           "--checkpoint", str(checkpoint), "--device", device, "--overwrite", "--no-progress"]  # fmt: skip
+    for key, value in overrides.items():
+        cmd += ["--override", f"{key}={json.dumps(value)}"]
+    if backend is not None:
+        cmd += ["--backend", backend]
+    start = time.perf_counter()
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=child_env(threads))
+    wall = time.perf_counter() - start
+    row: dict[str, Any] = {"backend": backend or "eager (no --backend option)", "command": cmd[1:], "wall_s": wall,
+                           "exit_code": proc.returncode}  # fmt: skip
+    summary = output_dir / "summary.csv"
+    if summary.is_file():
+        with summary.open() as f:
+            rows = list(csv.DictReader(f))
+        row["cases_ok"] = sum(r["status"] == "ok" for r in rows)
+        row["case_seconds_sum"] = sum(float(r["seconds"] or 0) for r in rows)
+        for column in ("network_s", "network_seconds"):  # reported by the runner once backends count network time
+            if rows and column in rows[0]:
+                row["runner_network_s"] = sum(float(r[column] or 0) for r in rows)
+        for column in ("read_s", "pre_s", "post_s", "write_s"):  # the runner's per-stage split, when it has one
+            if rows and column in rows[0]:
+                row[f"runner_{column}"] = sum(float(r[column] or 0) for r in rows)
+    if proc.returncode != 0:
+        row["error"] = " | ".join((proc.stderr or proc.stdout).strip().splitlines()[-4:])
+    return row
+
+
+def fmt(value: Any, spec: str = ".2f", missing: str = "-") -> str:
+    if value is None or (isinstance(value, float) and not math.isfinite(value)):
+        return missing
+    return format(value, spec)
+
+
+def config_text(spec: dict[str, Any]) -> str:
+    items = ", ".join(f"{k}={json.dumps(v, separators=(',', ':'))}" for k, v in spec["config"].items())
+    return f"{spec['class']}({items})"
+
+
+def render(report: dict[str, Any]) -> str:
+    refs = report["references"]
+    lines = [
+        f"machine: {report['machine']['cpu']}, {report['machine']['cpus']} CPUs, torch {report['machine']['torch']}, "
+        f"{report['machine']['threads']} threads, device {report['options']['device']}"
+        + (" [--quick]" if report["options"]["quick"] else ""),
+        "reference: " + "; ".join(f"{k} {fmt(refs[k].get('gflops_per_s'), '.1f')} GFLOP/s ({refs[k].get('what')})"
+                                  for k in ("matmul", "conv3d", "conv2d") if k in refs),  # fmt: skip
+        "",
+    ]
+    head = ["network", "dims", "ROI", "params M", "GFLOP/patch", "latency ms", "GFLOP/s", "% conv3d",
+            "SW input", "windows", "SW s", "Mvox/s", "net %", "peak RSS MB"]  # fmt: skip
+    rows = []
+    for net in report["networks"]:
+        r, s = net.get("result", {}), net["spec"]
+        sw = r.get("sliding_window", {})
+        name = s["name"] + (" (peer)" if s["kind"] == "peer" else "")
+        if "error" in r:
+            rows.append([name, f"{s['spatial_dims']}D", "x".join(map(str, s["roi"])), "ERROR: " + r["error"][:80]])
+            continue
+        sw_input = "x".join(map(str, sw["input"][1:])) if sw else "-"
+        if sw and sw["input"][0] > 1:
+            sw_input = f"{sw['input'][0]}x({sw_input})"
+        rows.append([
+            name, f"{s['spatial_dims']}D", "x".join(map(str, s["roi"])), fmt(r["params"] / 1e6, ".2f"),
+            fmt(r["flops"] / 1e9, ".2f"), fmt(r["latency_s"] * 1e3, ".1f"), fmt(r["gflops_per_s"], ".1f"),
+            fmt(100 * r["ratio_to_conv3d"], ".0f"), sw_input, str(sw.get("windows", "-")), fmt(sw.get("seconds"), ".1f"),
+            fmt(sw.get("mvox_per_s"), ".3f"), fmt(100 * sw["network_share_estimate"] if sw else None, ".0f"),
+            fmt(r.get("peak_rss_mb"), ".0f"),
+        ])  # fmt: skip
+    widths = [max(len(str(x[i])) if i < len(x) else 0 for x in [head, *rows]) for i in range(len(head))]
+    lines.append("  ".join(h.ljust(w) for h, w in zip(head, widths)))
+    lines.append("  ".join("-" * w for w in widths))
+    for row in rows:
+        lines.append("  ".join(str(c).ljust(w) for c, w in zip(row, widths)).rstrip())
+    lines.append("")
+    lines.append("configs: " + "; ".join(f"{n['spec']['name']} = {config_text(n['spec'])}" for n in report["networks"]
+                                         if n["spec"]["kind"] == "peer") or "configs: (no peers)")  # fmt: skip
+    opts = report["options"]
+    lines.append(f"sliding window: monai sliding_window_inference, mode gaussian, overlap {opts['overlap']}, ROI as "
+                 f"listed, the bundle's sw_batch_size (2D and peers: {SW_BATCH_2D} in 2D, 2 in 3D); Mvox/s = input "
+                 f"voxels (pixels in 2D) per second; median of {opts['sw_repeats']} run(s) after the patch runs; "
+                 f"net % = windows x patch latency / SW time")  # fmt: skip
+    lines.append("% conv3d: median over runs of (network GFLOP/s / Conv3d reference GFLOP/s), the reference run "
+                 "alternating with the network in the same worker process")
+    batch = report.get("batch")
+    if batch:
+        lines.append("")
+        if "error" in batch:
+            lines.append(f"batch inference: ERROR {batch['error']}")
+        else:
+            net_s = batch["network"].get("network_seconds")
+            per_case = batch["network"].get("per_case_seconds") or []
+            robust = statistics.median(per_case) * len(per_case) if per_case else None
+            lines.append(f"batch inference: scripts/segment.py --bundle {batch['bundle']} on {batch['cases']} generated "
+                         f"BraTS cases of {'x'.join(map(str, [4, *batch['shape']]))}; pure network time (the bundle's "
+                         f"sliding window, eager, on the same cases) {fmt(net_s, '.1f')} s (median case x "
+                         f"{len(per_case)}: {fmt(robust, '.1f')} s)")  # fmt: skip
+            bhead = ["backend", "exit", "cases ok", "wall s", "sum case s", "segment net s", "network s",
+                     "wall / network", "cases / network", "segment net / network"]  # fmt: skip
+            brows = []
+            for row in batch["runs"]:
+                seg_net = row.get("runner_network_s")
+                brows.append([row["backend"], str(row["exit_code"]), str(row.get("cases_ok", "-")), fmt(row["wall_s"], ".1f"),
+                              fmt(row.get("case_seconds_sum"), ".1f"), fmt(seg_net, ".1f"), fmt(net_s, ".1f"),
+                              fmt(row.get("wall_over_network"), ".2f"), fmt(row.get("cases_over_network"), ".2f"),
+                              fmt(seg_net / net_s if seg_net is not None and net_s else None, ".2f")])
+            bw = [max(len(x[i]) for x in [bhead, *brows]) for i in range(len(bhead))]
+            lines.append("  ".join(h.ljust(w) for h, w in zip(bhead, bw)))
+            lines.append("  ".join("-" * w for w in bw))
+            lines += ["  ".join(c.ljust(w) for c, w in zip(r, bw)).rstrip() for r in brows]
+            lines.append("  (segment net s: the network time segment.py itself reports in summary.csv, network_s)")
+            for row in batch["runs"]:
+                if "error" in row:
+                    lines.append(f"  {row['backend']}: {row['error'][:300]}")
+            if not batch.get("backend_option"):
+                lines.append("  (segment.py has no --backend option yet: eager only; rows per backend appear once it has)")
+    profiles = [n for n in report["networks"] if "profile" in n.get("result", {})]
+    if profiles:
+        lines.append("")
+        lines.append("profiles (torch.profiler, self CPU time of one ROI-patch forward, share by op category; top ops):")
+        for n in profiles:
+            p = n["result"]["profile"]
+            cats = ", ".join(f"{k} {100 * v['share']:.0f}%" for k, v in p["categories"].items() if v["share"] >= 0.01)
+            ops = ", ".join(f"{o['op'].replace('aten::', '')} {100 * o['share']:.0f}%" for o in p["top_ops"][:6])
+            lines.append(f"  {n['spec']['name']}: {cats}")
+            lines.append(f"    top: {ops}")
+    return "\n".join(lines)
+
+
+def machine_info() -> dict[str, Any]:
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    try:
+        load = os.getloadavg()
+    except OSError:
+        load = None
+    return {"cpu": cpu, "cpus": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version(),
+            "loadavg_start": load}  # fmt: skip
+
+
+def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--quick", action="store_true",
+                   help=f"small volumes and ROIs, 2 repeats, bundles {','.join(QUICK_BUNDLES)} and peer {','.join(QUICK_PEERS)}")
+    p.add_argument("--bundles", help="comma-separated bundle names (default: all; --quick: a 3D and a 2D one); "
+                   "'none' for no bundle")
+    p.add_argument("--peers", help=f"comma-separated MONAI peers among {','.join(PEERS)} (default: all; 'none')")
+    p.add_argument("--repeats", type=int, help="timed runs per patch measurement (default 5, --quick 2)")
+    p.add_argument("--warmup", type=int, help="warm-up runs before timing (default 2, --quick 1)")
+    p.add_argument("--sw-repeats", type=int, help="timed sliding-window runs per network (default 1, --quick 1)")
+    p.add_argument("--overlap", default="0",
+                   help="sliding-window overlap for the throughput column, or 'bundle' for each bundle's own (0.5 for "
+                   "the 3D bundles: 4x more windows); default 0")
+    p.add_argument("--volume", help="3D sliding-window volume, e.g. 240,240,155 (default; --quick 48,48,32)")
+    p.add_argument("--images", help="2D sliding-window images as COUNTxHxW, e.g. 8x512x512 (default; --quick 2x128x256)")
+    p.add_argument("--roi-3d", help="ROI of every 3D network instead of its own, e.g. 32,32,32 (--quick: 32,32,32)")
+    p.add_argument("--roi-2d", help="ROI of every 2D network instead of 256,256, e.g. 128,128 (--quick: 128,128)")
+    p.add_argument("--threads", type=int, help="torch threads in every worker (default: torch's default)")
+    p.add_argument("--device", default="cpu", help="cpu (default), cuda, cuda:1, ...")
+    p.add_argument("--profile", default="worst:3",
+                   help="networks to profile with torch.profiler: 'worst:N' (lowest %% conv3d, default worst:3), a "
+                   "comma-separated list of names, or 'none'")
+    p.add_argument("--profile-top", type=int, default=12, help="top ops kept per profile (default 12)")
+    p.add_argument("--batch-bundle", default=BATCH_BUNDLE, help=f"bundle for the batch-inference rows (default "
+                   f"{BATCH_BUNDLE}; 'none' to skip)")
+    p.add_argument("--batch-cases", type=int, default=BATCH_CASES, help=f"generated cases (default {BATCH_CASES})")
+    p.add_argument("--batch-shape", help="generated case size x,y,z (default 64,64,64; --quick 32,32,32)")
+    p.add_argument("--batch-backends", help="comma-separated segment.py --backend values (default: every choice "
+                   "segment.py offers; eager only when it has no --backend option)")
+    p.add_argument("--json", "--output", dest="json", type=Path, default=Path("benchmark.json"),
+                   help="where to write the raw figures (default benchmark.json)")
+    p.add_argument("--workdir", type=Path, help="folder for generated cases and temporary files (default: a temp dir)")
+    p.add_argument("--from-json", type=Path, help="print the report of an earlier run's JSON, measure nothing")
+    p.add_argument("--worker", help=argparse.SUPPRESS)
+    args = p.parse_args(argv)
+    if args.repeats is None:
+        args.repeats = 2 if args.quick else 5
+    if args.warmup is None:
+        args.warmup = 1 if args.quick else 2
+    if args.sw_repeats is None:
+        args.sw_repeats = 1
+    if args.overlap != "bundle":
+        value = float(args.overlap)
+        if not 0 <= value < 1:
+            p.error("--overlap must be in [0, 1) or 'bundle'")
+    vol = args.volume or ",".join(map(str, QUICK_VOLUME_3D if args.quick else VOLUME_3D))
+    args.volume_3d = [int(v) for v in vol.split(",")]
+    if args.images:
+        count, *hw = args.images.lower().split("x")
+        args.images_2d = (int(count), [int(v) for v in hw])
+    else:
+        args.images_2d = QUICK_IMAGES_2D if args.quick else IMAGES_2D
+    roi3 = args.roi_3d or ("32,32,32" if args.quick else None)
+    roi2 = args.roi_2d or ("128,128" if args.quick else None)
+    args.roi_3d = [int(v) for v in roi3.split(",")] if roi3 else None
+    args.roi_2d = [int(v) for v in roi2.split(",")] if roi2 else None
+    shape = args.batch_shape or ",".join(map(str, QUICK_BATCH_SHAPE if args.quick else BATCH_SHAPE))
+    args.batch_shape_3d = [int(v) for v in shape.split(",")]
+    return args
+
+
+def select(args: argparse.Namespace) -> list[dict[str, Any]]:
+    bundles = all_bundles()
+    if args.bundles:
+        chosen = [] if args.bundles == "none" else [b.strip() for b in args.bundles.split(",") if b.strip()]
+        unknown = sorted(set(chosen) - set(bundles))
+        if unknown:
+            raise SystemExit(f"unknown bundle(s) {', '.join(unknown)}; known: {', '.join(bundles)}")
+    else:
+        chosen = QUICK_BUNDLES if args.quick else bundles
+    if args.peers:
+        peers = [] if args.peers == "none" else [x.strip() for x in args.peers.split(",") if x.strip()]
+        unknown = sorted(set(peers) - set(PEERS))
+        if unknown:
+            raise SystemExit(f"unknown peer(s) {', '.join(unknown)}; known: {', '.join(PEERS)}")
+    else:
+        peers = QUICK_PEERS if args.quick else list(PEERS)
+    specs = [bundle_spec(b) for b in chosen] + [peer_spec(p) for p in peers]
+    for spec in specs:
+        roi = args.roi_3d if spec["spatial_dims"] == 3 else args.roi_2d
+        if roi:
+            spec["roi"] = list(roi)
+    return sorted(specs, key=lambda s: (-s["spatial_dims"], s["kind"] != "bundle", s["name"]))
+
+
+def run_batch(args: argparse.Namespace, options: dict[str, Any], workdir: Path) -> dict[str, Any]:
+    bundle = str(BUNDLES_DIR / args.batch_bundle)
+    # --roi-3d (and --quick) apply to the batch rows too, through the bundle's roi_size
+    overrides = {"roi_size": args.roi_3d} if args.roi_3d else {}
+    out: dict[str, Any] = {"bundle": args.batch_bundle, "cases": args.batch_cases, "shape": args.batch_shape_3d,
+                           "overrides": overrides}
+    log(f"batch inference: generating {args.batch_cases} BraTS cases of {args.batch_shape_3d}")
+    from custom_nets.data.brats import generate_brats_demo
+
+    cases_dir = generate_brats_demo(workdir / "cases", num_cases=args.batch_cases, shape=args.batch_shape_3d)
+    checkpoint = workdir / "random_weights.pt"
+    checkpoint.unlink(missing_ok=True)
+    log("batch inference: pure network time (the bundle's sliding window) on the cases")
+    out["network"] = run_worker({"task": "batch_network", "bundle": bundle, "checkpoint": str(checkpoint),
+                                 "input": str(cases_dir), "overrides": overrides, "options": options},
+                                workdir, args.threads)  # fmt: skip
+    if "error" in out["network"] or not checkpoint.is_file():
+        return dict(out, error=f"network time on the cases failed: {out['network'].get('error')}")
+    backends = segment_backends()
+    out["backend_option"] = backends is not None
+    chosen = backends or [None]
+    if backends and args.batch_backends:
+        chosen = [b for b in args.batch_backends.split(",") if b in backends]
+    runs = []
+    for backend in chosen:
+        log(f"batch inference: scripts/segment.py --bundle {args.batch_bundle} --backend {backend or '(none)'}")
+        row = run_segment(bundle, cases_dir, workdir / f"out_{backend or 'default'}", checkpoint, args.device, backend,
+                          args.threads, overrides)  # fmt: skip
+        runs.append(row)
+    net_s = out["network"].get("network_seconds")
+    for row in runs:
+        if net_s:
+            row["wall_over_network"] = row["wall_s"] / net_s
+            if row.get("case_seconds_sum") is not None:
+                row["cases_over_network"] = row["case_seconds_sum"] / net_s
+    out["runs"] = runs
+    out["note"] = ("wall_s: the whole segment.py command (Python start, imports, bundle parsing, export for non-eager "
+                   "backends, reading, inference, postprocessing, writing); case_seconds_sum: the sum of summary.csv "
+                   "per-case seconds (read + compute + postprocess + write); network: the bundle's inferer alone on "
+                   "the preprocessed cases, after one warm-up case")  # fmt: skip
+    return out
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse_args(argv)
+    if args.worker:
+        return worker_main(args.worker)
+    if args.from_json:
+        print(render(json.loads(args.from_json.read_text())))
+        return 0
+    started = time.time()
+    specs = select(args)
+    options = {"device": args.device, "quick": args.quick, "repeats": args.repeats, "warmup": args.warmup,
+               "sw_repeats": args.sw_repeats, "overlap": args.overlap, "volume_3d": args.volume_3d,
+               "images_2d": args.images_2d, "threads": args.threads, "profile_runs": 3 if args.quick else 5,
+               "profile_top": args.profile_top}  # fmt: skip
+    tmp = None
+    if args.workdir:
+        workdir = args.workdir
+        workdir.mkdir(parents=True, exist_ok=True)
+    else:
+        tmp = tempfile.mkdtemp(prefix="benchmark-")
+        workdir = Path(tmp)
+    report: dict[str, Any] = {"machine": machine_info(), "options": {k: v for k, v in options.items()},
+                              "started_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(started))}  # fmt: skip
+    try:
+        log("reference throughput (matmul, Conv3d, Conv2d)")
+        refs = run_worker({"task": "references", "options": options}, workdir, args.threads)
+        if "error" in refs:
+            raise SystemExit(f"reference measurement failed: {refs['error']}")
+        report["machine"].update(threads=refs.pop("threads"), torch=refs.pop("torch"))
+        report["references"] = refs
+        named = [] if args.profile == "none" or args.profile.startswith("worst:") else \
+            [x.strip() for x in args.profile.split(",")]
+        networks = []
+        for i, spec in enumerate(specs, 1):
+            log(f"[{i}/{len(specs)}] {spec['name']} ({spec['spatial_dims']}D, ROI {'x'.join(map(str, spec['roi']))})")
+            # networks named in --profile are profiled in the same worker, after the timed runs
+            opts = dict(options, profile=spec["name"] in named)
+            result = run_worker({"task": "network", "spec": spec, "options": opts}, workdir, args.threads)
+            if "error" in result:
+                log(f"  {spec['name']} failed: {result['error']}")
+            else:
+                sw = result.get("sliding_window", {})
+                log(f"  {result['flops'] / 1e9:.2f} GFLOP, {result['latency_s'] * 1e3:.1f} ms, "
+                    f"{100 * result['ratio_to_conv3d']:.0f}% of conv3d, SW {sw.get('seconds', 0):.1f} s "
+                    f"({result['worker_wall_s']:.0f} s in all)")  # fmt: skip
+            networks.append({"spec": spec, "result": result})
+        report["networks"] = networks
+
+        # profiles of the networks furthest below the reference (or those named)
+        ok = [n for n in networks if "error" not in n["result"]]
+        if args.profile.startswith("worst:"):
+            chosen = [n["spec"]["name"] for n in sorted(ok, key=lambda n: n["result"]["ratio_to_conv3d"])][
+                : int(args.profile.split(":")[1])]
+        elif args.profile == "none":
+            chosen = []
+        else:
+            chosen = [x.strip() for x in args.profile.split(",")]
+        for n in networks:
+            if n["spec"]["name"] in chosen and "error" not in n["result"] and "profile" not in n["result"]:
+                log(f"profiling {n['spec']['name']} (torch.profiler)")
+                prof = run_worker({"task": "network", "spec": n["spec"],
+                                   "options": dict(options, no_sw=True, profile=True, repeats=1, warmup=1)},
+                                  workdir, args.threads)  # fmt: skip
+                n["result"]["profile"] = prof.get("profile", {"error": prof.get("error")})
+                if "profile" not in prof:
+                    n["result"].pop("profile")
+                    n["result"]["profile_error"] = prof.get("error")
+
+        if args.batch_bundle != "none" and args.batch_cases > 0:
+            report["batch"] = run_batch(args, options, workdir)
+    finally:
+        if tmp:
+            shutil.rmtree(tmp, ignore_errors=True)
+    report["seconds"] = time.time() - started
+    try:
+        report["machine"]["loadavg_end"] = os.getloadavg()
+    except OSError:
+        pass
+    args.json.parent.mkdir(parents=True, exist_ok=True)
+    args.json.write_text(json.dumps(report, indent=1))
+    print(render(report))
+    log(f"done in {report['seconds']:.0f} s; raw figures in {args.json}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
