@@ -23,3 +23,7 @@ from .full_scale import ClassificationGuidedModule, ConvNormAct, FullScaleDecode
 
 __all__ += ["ChannelLayerNorm", "ConvAttention", "FCTLayer", "WideFocus"]
 __all__ += ["ClassificationGuidedModule", "ConvNormAct", "FullScaleDecoderStage", "FullScaleSkip"]
+
+from .onednn import OneDNNConv2d, OneDNNConv3d, use_onednn_convolutions  # noqa: E402
+
+__all__ += ["OneDNNConv2d", "OneDNNConv3d", "use_onednn_convolutions"]

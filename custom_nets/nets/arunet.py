@@ -45,9 +45,10 @@ from monai.networks.layers.factories import Pool
 from monai.networks.layers.utils import get_act_layer, get_norm_layer
 
 from custom_nets.blocks.attention import AttentionGate
+from custom_nets.blocks.onednn import use_onednn_convolutions
 from custom_nets.blocks.residual import PreActResidualBlock
 from custom_nets.blocks.sampling import Downsample, Upsample
-from custom_nets.nets.utils import check_channels, check_input_size
+from custom_nets.nets.utils import check_channels, check_input_size, set_weight_memory_format, to_channels_last
 
 __all__ = ["ARUNet", "ARUNetDecoderBlock", "MaxPoolDownsample", "DOWNSAMPLE_MODES"]
 
@@ -256,13 +257,34 @@ class ARUNet(nn.Module):
         self.downsample = downsample
         self.size_divisor = 2 ** (n_levels - 1)
         self.interp_mode: str = _LINEAR_MODE[spatial_dims]
+        # eval-mode speed only (not a constructor argument, not in the state_dict): run the 2D network in channels-last
+        # memory format, see ``custom_nets.nets.utils.to_channels_last``; measured no gain for the 3D network
+        self.channels_last: bool = spatial_dims == 2
+        # inference on CPU always takes the oneDNN conv kernel (PyTorch's size heuristic sends some layers of the
+        # default ROI to a much slower native kernel); training and the state_dict are unchanged
+        use_onednn_convolutions(self)
+
+    def train(self, mode: bool = True):  # type: ignore[override]
+        """Set the mode; with :attr:`channels_last`, conv weights go channels-last in eval mode and back to the
+        default layout in training mode (``custom_nets.nets.utils.set_weight_memory_format``)."""
+        super().train(mode)
+        if getattr(self, "channels_last", False):
+            set_weight_memory_format(self, not mode)
+        return self
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """``(B, in_channels, *S)`` -> logits ``(B, out_channels, *S)``.
 
         In training mode with ``deep_supervision`` the result is ``(B, 1 + len(channels) - 2, out_channels, *S)``.
+        In eval mode with :attr:`channels_last` the network runs on a channels-last copy of ``x`` (same values, faster
+        oneDNN convolutions on CPU) and returns a contiguous tensor.
         """
         check_input_size(x, self.spatial_dims, self.size_divisor, "ARUNet")
+        if self.channels_last and not self.training:
+            return self._forward(to_channels_last(x)).contiguous()
+        return self._forward(x)
+
+    def _forward(self, x: torch.Tensor) -> torch.Tensor:
         skips: List[torch.Tensor] = []
         h = x
         for level in self.encoder:

@@ -36,8 +36,9 @@ import torch
 import torch.nn as nn
 from monai.networks.layers.factories import Conv, Pool
 
+from custom_nets.blocks.onednn import use_onednn_convolutions
 from custom_nets.blocks.se_residual import SEResidualBlock
-from custom_nets.nets.utils import check_channels, check_input_size
+from custom_nets.nets.utils import check_channels, check_input_size, set_weight_memory_format, to_channels_last
 
 __all__ = ["DDANet", "DDANetDecoderBlock", "DDANetEncoderBlock", "DualDecoderLevel", "ReconstructionAttention"]
 
@@ -222,10 +223,29 @@ class DDANet(nn.Module):
         self.channels = channels
         self.decoder_channels = decoder_channels
         self.size_divisor = 2**n_levels
+        # eval-mode speed only (not a constructor argument, not in the state_dict): run the 2D network in channels-last
+        # memory format, see ``custom_nets.nets.utils.to_channels_last``
+        self.channels_last: bool = spatial_dims == 2
+        # inference on CPU always takes the oneDNN conv kernel (PyTorch's size heuristic sends some layers of the
+        # default ROI to a much slower native kernel); training and the state_dict are unchanged
+        use_onednn_convolutions(self)
+
+    def train(self, mode: bool = True):  # type: ignore[override]
+        """Set the mode; with :attr:`channels_last`, conv weights go channels-last in eval mode and back to the
+        default layout in training mode (``custom_nets.nets.utils.set_weight_memory_format``)."""
+        super().train(mode)
+        if getattr(self, "channels_last", False):
+            set_weight_memory_format(self, not mode)
+        return self
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """``(B, in_channels, *S)`` -> eval: ``(B, out_channels, *S)``; training: ``(B, out_channels + 1, *S)``."""
         check_input_size(x, self.spatial_dims, self.size_divisor, "DDANet")
+        if self.channels_last and not self.training:
+            return self._forward(to_channels_last(x)).contiguous()
+        return self._forward(x)
+
+    def _forward(self, x: torch.Tensor) -> torch.Tensor:
         skips: List[torch.Tensor] = []
         h = x
         for block in self.encoder:

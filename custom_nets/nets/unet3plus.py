@@ -73,7 +73,8 @@ from custom_nets.blocks.full_scale import (
     gate_logits,
     suppress_absent,
 )
-from custom_nets.nets.utils import check_channels, check_input_size
+from custom_nets.blocks.onednn import use_onednn_convolutions
+from custom_nets.nets.utils import check_channels, check_input_size, set_weight_memory_format, to_channels_last
 
 __all__ = ["UNet3Plus", "UNet3PlusEncoderLevel"]
 
@@ -218,10 +219,29 @@ class UNet3Plus(nn.Module):
         self.cgm_threshold = float(cgm_threshold)
         self.size_divisor = 2 ** (n_levels - 1)
         self.interp_mode: str = _LINEAR_MODE[spatial_dims]
+        # eval-mode speed only (not a constructor argument, not in the state_dict): run the 2D network in channels-last
+        # memory format, see ``custom_nets.nets.utils.to_channels_last``
+        self.channels_last: bool = spatial_dims == 2
+        # inference on CPU always takes the oneDNN conv kernel (PyTorch's size heuristic sends some layers of the
+        # default ROI to a much slower native kernel); training and the state_dict are unchanged
+        use_onednn_convolutions(self)
+
+    def train(self, mode: bool = True):  # type: ignore[override]
+        """Set the mode; with :attr:`channels_last`, conv weights go channels-last in eval mode and back to the
+        default layout in training mode (``custom_nets.nets.utils.set_weight_memory_format``)."""
+        super().train(mode)
+        if getattr(self, "channels_last", False):
+            set_weight_memory_format(self, not mode)
+        return self
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """``(B, in_channels, *S)`` -> eval: logits ``(B, out_channels, *S)``; training: see the module docstring."""
         check_input_size(x, self.spatial_dims, self.size_divisor, "UNet3Plus")
+        if self.channels_last and not self.training:
+            return self._forward(to_channels_last(x)).contiguous()
+        return self._forward(x)
+
+    def _forward(self, x: torch.Tensor) -> torch.Tensor:
         encoded: List[torch.Tensor] = []
         h = x
         for encoder_level in self.encoder:

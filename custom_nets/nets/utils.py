@@ -36,3 +36,40 @@ def check_channels(channels: Sequence[int], min_levels: int, net_name: str) -> t
     if any(c <= 0 for c in channels):
         raise ValueError(f"{net_name} channel widths must be positive, got {list(channels)}.")
     return channels
+
+
+def to_channels_last(x: torch.Tensor) -> torch.Tensor:
+    """``x`` in channels-last memory format (``channels_last`` for 4-D, ``channels_last_3d`` for 5-D tensors).
+
+    Only the memory layout changes (same shape, same values); other ranks are returned unchanged. oneDNN (MKLDNN)
+    convolutions on CPU run natively on channels-last data, while on the default (channels-first) layout every
+    convolution reorders its input and output to a blocked layout and back: at full resolution with few channels
+    those reorders cost as much as the convolution. Every following op (norms, activations, additions,
+    concatenations, pooling, interpolation) keeps the layout.
+    """
+    if x.dim() == 4:
+        return x.contiguous(memory_format=torch.channels_last)
+    if x.dim() == 5:
+        return x.contiguous(memory_format=torch.channels_last_3d)
+    return x
+
+
+def set_weight_memory_format(module: torch.nn.Module, channels_last: bool) -> None:
+    """Store every 4-D / 5-D parameter of ``module`` in channels-last (``True``) or the default contiguous layout.
+
+    Values, shapes, parameter objects (so optimizer references) and ``state_dict`` keys are unchanged; only the
+    memory layout of the conv weights changes (a no-op for parameters already in that layout). A channels-last
+    network in eval mode then avoids one weight reorder per conv call. The networks call it from ``train(mode)``:
+    channels-last in eval mode, the default layout in training mode, so training runs exactly the reference
+    computation (a different conv algorithm changes the rounding, which batch statistics of small maps amplify).
+    """
+    with torch.no_grad():
+        for p in module.parameters():
+            if p.dim() == 4:
+                fmt = torch.channels_last if channels_last else torch.contiguous_format
+            elif p.dim() == 5:
+                fmt = torch.channels_last_3d if channels_last else torch.contiguous_format
+            else:
+                continue
+            if not p.is_contiguous(memory_format=fmt):
+                p.data = p.data.contiguous(memory_format=fmt)

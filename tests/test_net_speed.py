@@ -1,0 +1,247 @@
+"""Eval-mode speed-ups of the networks (issue #9) compute the same thing as the reference path.
+
+The 2D ``ARUNet`` / ``AttentionResUNet``, ``DRRMSAN``, ``UNet3Plus`` and ``DDANet`` keep their conv weights in
+channels-last memory format and, in eval mode, run on a channels-last copy of the input (``channels_last``). Each test
+compares the optimised module with the reference computation (``channels_last = False`` and contiguous weights) on
+the same weights: outputs in eval mode, outputs and gradients in training mode, checkpoint loading and TorchScript.
+"""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+import torch
+import torch.nn as nn
+
+from custom_nets.nets import DDANet, DRRMSAN, UNet3Plus
+from custom_nets.nets.arunet import ARUNet
+from custom_nets.nets.attention_resunet import AttentionResUNet
+from custom_nets.nets.utils import set_weight_memory_format, to_channels_last
+
+ATOL = 1e-5
+
+
+def _builders() -> dict:
+    return {
+        "arunet2d": lambda: ARUNet(spatial_dims=2, in_channels=3, out_channels=2, channels=(8, 16, 32)),
+        "attention_resunet": lambda: AttentionResUNet(in_channels=3, out_channels=1, channels=(8, 16, 32, 64)),
+        "drrmsan": lambda: DRRMSAN(in_channels=3, out_channels=1, base_width=8),
+        "unet3plus": lambda: UNet3Plus(in_channels=1, out_channels=3, channels=(8, 16, 32, 64), skip_channels=8),
+        "unet3plus_cgm_soft": lambda: UNet3Plus(
+            in_channels=1, out_channels=3, channels=(8, 16, 32, 64), skip_channels=8, cgm=True, cgm_mode="soft"
+        ),
+        "ddanet": lambda: DDANet(in_channels=3, out_channels=1, channels=(16, 32, 64), decoder_channels=(32, 16, 8)),
+    }
+
+
+BUILDERS = _builders()
+
+
+def _randomise_norm_stats(net: nn.Module) -> None:
+    """Non-trivial running statistics and affine parameters, so a wrong eval path would show."""
+    gen = torch.Generator().manual_seed(1)
+    for m in net.modules():
+        if isinstance(m, nn.modules.batchnorm._BatchNorm):
+            m.running_mean.copy_(torch.randn(m.num_features, generator=gen) * 0.1)
+            m.running_var.copy_(torch.rand(m.num_features, generator=gen) + 0.5)
+            if m.affine:
+                m.weight.data.copy_(torch.rand(m.num_features, generator=gen) + 0.5)
+                m.bias.data.copy_(torch.randn(m.num_features, generator=gen) * 0.1)
+
+
+def _reference(net: nn.Module) -> nn.Module:
+    """A copy running the reference path: no channels-last input, contiguous weights."""
+    ref = copy.deepcopy(net)
+    ref.channels_last = False
+    set_weight_memory_format(ref, False)
+    for p in ref.parameters():
+        assert p.is_contiguous()
+    return ref
+
+
+def _input(net: nn.Module, size: int = 64) -> torch.Tensor:
+    return torch.randn(2, net.in_channels, size, size, generator=torch.Generator().manual_seed(0))
+
+
+@pytest.mark.parametrize("name", sorted(BUILDERS))
+def test_eval_output_equals_reference(name: str) -> None:
+    torch.manual_seed(0)
+    net = BUILDERS[name]()
+    assert net.channels_last
+    _randomise_norm_stats(net)
+    net.eval()
+    ref = _reference(net).eval()
+    x = _input(net)
+    with torch.inference_mode():
+        out = net(x)
+        expected = ref(x)
+    assert out.shape == expected.shape
+    assert out.is_contiguous()
+    torch.testing.assert_close(out, expected, atol=ATOL, rtol=1e-5)
+    # the input itself is left untouched
+    assert x.is_contiguous()
+
+
+@pytest.mark.parametrize("name", sorted(BUILDERS))
+def test_training_outputs_and_gradients_equal_reference(name: str) -> None:
+    torch.manual_seed(0)
+    net = BUILDERS[name]().train()
+    ref = _reference(net).train()
+    x = _input(net)
+    torch.manual_seed(2)  # same dropout masks in both
+    out = net(x)
+    torch.manual_seed(2)
+    expected = ref(x)
+    torch.testing.assert_close(out, expected, atol=ATOL, rtol=1e-5)
+    out.float().pow(2).mean().backward()
+    expected.float().pow(2).mean().backward()
+    ref_params = dict(ref.named_parameters())
+    for key, p in net.named_parameters():
+        if p.grad is None:
+            assert ref_params[key].grad is None, key
+            continue
+        torch.testing.assert_close(p.grad, ref_params[key].grad, atol=ATOL, rtol=1e-4, msg=key)
+    # batch-norm running statistics were updated identically
+    ref_buffers = dict(ref.named_buffers())
+    for key, b in net.named_buffers():
+        torch.testing.assert_close(b, ref_buffers[key], atol=ATOL, rtol=1e-5, msg=key)
+
+
+@pytest.mark.parametrize("name", ["attention_resunet", "unet3plus"])
+def test_checkpoint_round_trip(name: str) -> None:
+    """state_dict keys unchanged; a checkpoint of contiguous tensors loads and gives the reference output."""
+    torch.manual_seed(0)
+    net = BUILDERS[name]()
+    _randomise_norm_stats(net)
+    ref = _reference(net)
+    state = {k: v.clone().contiguous() for k, v in ref.state_dict().items()}
+    torch.manual_seed(1)
+    fresh = BUILDERS[name]()
+    assert list(fresh.state_dict()) == list(state)
+    fresh.load_state_dict(state)
+    fresh.eval()
+    ref.eval()
+    x = _input(fresh)
+    with torch.inference_mode():
+        torch.testing.assert_close(fresh(x), ref(x), atol=ATOL, rtol=1e-5)
+
+
+@pytest.mark.parametrize("name", ["arunet2d", "drrmsan"])
+def test_torchscript_matches_eager(name: str) -> None:
+    torch.manual_seed(0)
+    net = BUILDERS[name]().eval()
+    scripted = torch.jit.script(net)
+    x = _input(net)
+    with torch.inference_mode():
+        torch.testing.assert_close(scripted(x), _reference(net).eval()(x), atol=ATOL, rtol=1e-5)
+
+
+def test_to_channels_last_only_changes_layout() -> None:
+    x4 = torch.randn(1, 3, 5, 6)
+    x5 = torch.randn(1, 3, 4, 5, 6)
+    y4, y5 = to_channels_last(x4), to_channels_last(x5)
+    assert y4.is_contiguous(memory_format=torch.channels_last)
+    assert y5.is_contiguous(memory_format=torch.channels_last_3d)
+    assert torch.equal(y4, x4) and torch.equal(y5, x5)
+    x3 = torch.randn(1, 3, 5)
+    assert to_channels_last(x3) is x3
+
+
+@pytest.mark.parametrize("name", sorted(BUILDERS))
+def test_weight_layout_follows_the_mode(name: str) -> None:
+    """Channels-last conv weights in eval mode only; training mode uses the default layout (reference computation)."""
+    net = BUILDERS[name]()
+    params = {k: p for k, p in net.named_parameters()}
+    assert all(p.is_contiguous() for p in net.parameters())
+    net.eval()
+    conv_weights = [p for p in net.parameters() if p.dim() == 4]
+    assert conv_weights and all(p.is_contiguous(memory_format=torch.channels_last) for p in conv_weights)
+    assert {k: p for k, p in net.named_parameters()} == params  # same parameter objects (optimizer references)
+    net.train()
+    assert all(p.is_contiguous() for p in net.parameters())
+
+
+def test_3d_networks_keep_the_default_layout() -> None:
+    net = ARUNet(spatial_dims=3, channels=(4, 8)).eval()
+    assert not net.channels_last
+    assert all(p.is_contiguous() for p in net.parameters())
+
+
+# --- oneDNN convolutions (custom_nets.blocks.onednn) -------------------------------------------------------------
+
+from custom_nets.blocks.onednn import OneDNNConv2d, OneDNNConv3d, use_onednn_convolutions  # noqa: E402
+from custom_nets.nets import FCT  # noqa: E402
+from custom_nets.nets.linknet import LinkNet  # noqa: E402
+from custom_nets.nets.pspnet import PSPNet  # noqa: E402
+
+ONEDNN_BUILDERS = {
+    "arunet3d": (lambda: ARUNet(spatial_dims=3, in_channels=4, out_channels=3, channels=(8, 16, 32)), 5, 32),
+    "linknet3d": (lambda: LinkNet(spatial_dims=3, in_channels=4, out_channels=3, channels=(8, 16, 32, 64)), 5, 32),
+    "pspnet3d": (lambda: PSPNet(spatial_dims=3, in_channels=4, out_channels=3, channels=(4, 8), layers=(1, 1)), 5, 16),
+    "fct": (lambda: FCT(spatial_dims=2, in_channels=1, out_channels=3, channels=(8, 16, 32, 64, 128)), 4, 64),
+    "drrmsan": (BUILDERS["drrmsan"], 4, 64),
+}
+
+
+def _plain_reference(net: nn.Module) -> nn.Module:
+    """A copy with ordinary convolutions (PyTorch's own kernel choice) and the default layout everywhere."""
+    ref = use_onednn_convolutions(copy.deepcopy(net), enabled=False)
+    if getattr(ref, "channels_last", False):
+        ref.channels_last = False
+        set_weight_memory_format(ref, False)
+    assert not any(isinstance(m, (OneDNNConv2d, OneDNNConv3d)) for m in ref.modules())
+    return ref
+
+
+@pytest.mark.parametrize("name", sorted(ONEDNN_BUILDERS))
+def test_onednn_convolutions_equal_reference(name: str) -> None:
+    builder, ndim, size = ONEDNN_BUILDERS[name]
+    torch.manual_seed(0)
+    net = builder()
+    assert any(isinstance(m, (OneDNNConv2d, OneDNNConv3d)) for m in net.modules())
+    _randomise_norm_stats(net)
+    net.eval()
+    ref = _plain_reference(net).eval()
+    assert list(net.state_dict()) == list(ref.state_dict())
+    x = torch.randn(1, net.in_channels, *([size] * (ndim - 2)), generator=torch.Generator().manual_seed(0))
+    with torch.inference_mode():
+        out = net(x)
+        expected = ref(x)
+    torch.testing.assert_close(out, expected, atol=ATOL, rtol=1e-5)
+    with torch.no_grad():
+        torch.testing.assert_close(net(x), expected, atol=ATOL, rtol=1e-5)
+
+
+def test_onednn_conv_kernel_choice_and_gradients() -> None:
+    """The oneDNN kernel runs only without autograd; with gradients the ordinary conv (and its backward) runs."""
+    torch.manual_seed(0)
+    conv = use_onednn_convolutions(nn.Sequential(nn.Conv3d(4, 16, 3, padding=1)))[0]
+    assert type(conv) is OneDNNConv3d
+    plain = use_onednn_convolutions(copy.deepcopy(nn.Sequential(conv)), enabled=False)[0]
+    assert type(plain) is nn.Conv3d
+    x = torch.randn(1, 4, 16, 16, 16)  # below PyTorch's oneDNN size threshold: the native kernel by default
+    from torch.profiler import ProfilerActivity, profile
+
+    with torch.inference_mode(), profile(activities=[ProfilerActivity.CPU]) as prof:
+        fast = conv(x)
+    assert any(e.key == "aten::mkldnn_convolution" for e in prof.key_averages())
+    with torch.inference_mode():
+        torch.testing.assert_close(fast, plain(x), atol=ATOL, rtol=1e-5)
+    xg = x.clone().requires_grad_(True)
+    conv(xg).sum().backward()
+    xr = x.clone().requires_grad_(True)
+    plain(xr).sum().backward()
+    assert torch.equal(xg.grad, xr.grad)
+    assert torch.equal(conv.weight.grad, plain.weight.grad)
+
+
+def test_onednn_convolutions_script_and_trace() -> None:
+    torch.manual_seed(0)
+    net = ONEDNN_BUILDERS["linknet3d"][0]().eval()
+    x = torch.randn(1, 4, 32, 32, 32)
+    with torch.no_grad():
+        expected = _plain_reference(net).eval()(x)
+        torch.testing.assert_close(torch.jit.script(net)(x), expected, atol=ATOL, rtol=1e-5)
+        traced = torch.jit.trace(net, x)
+    assert "mkldnn_convolution" not in str(traced.inlined_graph)
