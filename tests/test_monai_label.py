@@ -302,8 +302,8 @@ def test_infer_2d(server: Server, name: str, tmp_path: Path) -> None:
 def test_train_arunet3d_then_infer(server: Server, tmp_path: Path) -> None:
     """Training from MONAI Label's datalist (labels/final) finishes and writes models/model.pt, which inference uses.
 
-    5 epochs: the bundle validates (and its CheckpointSaver writes models/model.pt) every ``val_interval`` = 5 epochs;
-    a 1-epoch run only writes models/checkpoint_last.pt (docs/monai_label.md, "Training").
+    The first request runs 5 epochs, so the bundle validates (``val_interval`` = 5) and its CheckpointSaver writes
+    the best model; the second runs 2 epochs with no validation (docs/monai_label.md, "Train from 3D Slicer").
     """
     name = "arunet3d"
     model = server.app / "model" / name / "models" / "model.pt"
@@ -324,6 +324,17 @@ def test_train_arunet3d_then_infer(server: Server, tmp_path: Path) -> None:
     assert set(after) == set(before)
     assert any(not torch.equal(before[k], after[k]) for k in before), "models/model.pt was not rewritten by training"
     assert (model.parent / "checkpoint_last.pt").is_file()
+
+    # a second, shorter request (no validation in 2 epochs) trains again instead of resuming the finished run,
+    # and still leaves its weights in models/model.pt (ResumableCheckpoint, FinalModelSaver)
+    response = requests.post(f"{server.url}/train/{name}", params={"run_sync": "true"},
+                             json={"max_epochs": 2, "val_split": 0.5}, timeout=TRAIN_TIMEOUT)
+    assert response.status_code == 200, f"{response.status_code} {response.text[:500]}\n{server.log_tail()}"
+    log = server.log_tail(200_000)
+    assert "is from a finished run (5 epochs): starting a new run of 2 epochs" in log, log[-4000:]
+    assert "Epoch: 2/2" in log and "no validation in this run: saved the final weights" in log, log[-4000:]
+    again = torch.load(model, map_location="cpu", weights_only=True)
+    assert any(not torch.equal(after[k], again[k]) for k in after), "the second training did not reach model.pt"
 
     # the inference task reloads the changed checkpoint
     response = _infer(server, name, params={"image": UNLABELLED_CASE})
