@@ -88,34 +88,27 @@ def _mkldnn_conv(conv: nn.Module, x: torch.Tensor) -> torch.Tensor:
     )
 
 
-class OneDNNConv2d(nn.Conv2d):
+class _OneDNNForward:
+    """The forward shared by :class:`OneDNNConv2d` and :class:`OneDNNConv3d` (mixed in before ``nn.ConvNd``)."""
+
+    def forward(self, input: torch.Tensor) -> torch.Tensor:  # noqa: A002 (nn.ConvNd's argument name)
+        if torch.jit.is_scripting():
+            return self._conv_forward(input, self.weight, self.bias)
+        return self._eager_forward(input)
+
+    @torch.jit.unused
+    def _eager_forward(self, input: torch.Tensor) -> torch.Tensor:  # noqa: A002
+        if onednn_applicable(self, input):
+            return _mkldnn_conv(self, input)
+        return self._conv_forward(input, self.weight, self.bias)
+
+
+class OneDNNConv2d(_OneDNNForward, nn.Conv2d):
     """``nn.Conv2d`` that always uses the oneDNN kernel for inference on CPU (see the module docstring)."""
 
-    def forward(self, input: torch.Tensor) -> torch.Tensor:  # noqa: A002 (nn.Conv2d's argument name)
-        if torch.jit.is_scripting():
-            return self._conv_forward(input, self.weight, self.bias)
-        return self._eager_forward(input)
 
-    @torch.jit.unused
-    def _eager_forward(self, input: torch.Tensor) -> torch.Tensor:  # noqa: A002
-        if onednn_applicable(self, input):
-            return _mkldnn_conv(self, input)
-        return self._conv_forward(input, self.weight, self.bias)
-
-
-class OneDNNConv3d(nn.Conv3d):
+class OneDNNConv3d(_OneDNNForward, nn.Conv3d):
     """``nn.Conv3d`` that always uses the oneDNN kernel for inference on CPU (see the module docstring)."""
-
-    def forward(self, input: torch.Tensor) -> torch.Tensor:  # noqa: A002 (nn.Conv3d's argument name)
-        if torch.jit.is_scripting():
-            return self._conv_forward(input, self.weight, self.bias)
-        return self._eager_forward(input)
-
-    @torch.jit.unused
-    def _eager_forward(self, input: torch.Tensor) -> torch.Tensor:  # noqa: A002
-        if onednn_applicable(self, input):
-            return _mkldnn_conv(self, input)
-        return self._conv_forward(input, self.weight, self.bias)
 
 
 _SWAP = {nn.Conv2d: OneDNNConv2d, nn.Conv3d: OneDNNConv3d}

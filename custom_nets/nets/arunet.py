@@ -48,7 +48,7 @@ from custom_nets.blocks.attention import AttentionGate
 from custom_nets.blocks.onednn import use_onednn_convolutions
 from custom_nets.blocks.residual import PreActResidualBlock
 from custom_nets.blocks.sampling import Downsample, Upsample
-from custom_nets.nets.utils import check_channels, check_input_size, set_weight_memory_format, to_channels_last
+from custom_nets.nets.utils import ChannelsLastInEval, check_channels, check_input_size, to_channels_last
 
 __all__ = ["ARUNet", "ARUNetDecoderBlock", "MaxPoolDownsample", "DOWNSAMPLE_MODES"]
 
@@ -143,7 +143,7 @@ def _head(
     return nn.Sequential(*layers)
 
 
-class ARUNet(nn.Module):
+class ARUNet(ChannelsLastInEval):
     """Attention residual U-Net ("AR-UNet 3D") for 2D or 3D segmentation.
 
     From "Utilizing Attention, Linked Blocks, and Pyramid Pooling to Propel Brain Tumor Segmentation in 3D", with
@@ -264,13 +264,6 @@ class ARUNet(nn.Module):
         # default ROI to a much slower native kernel); training and the state_dict are unchanged
         use_onednn_convolutions(self)
 
-    def train(self, mode: bool = True):  # type: ignore[override]
-        """Set the mode; with :attr:`channels_last`, conv weights go channels-last in eval mode and back to the
-        default layout in training mode (``custom_nets.nets.utils.set_weight_memory_format``)."""
-        super().train(mode)
-        if getattr(self, "channels_last", False):
-            set_weight_memory_format(self, not mode)
-        return self
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """``(B, in_channels, *S)`` -> logits ``(B, out_channels, *S)``.

@@ -38,7 +38,7 @@ from monai.networks.layers.factories import Conv, Pool
 
 from custom_nets.blocks.onednn import use_onednn_convolutions
 from custom_nets.blocks.se_residual import SEResidualBlock
-from custom_nets.nets.utils import check_channels, check_input_size, set_weight_memory_format, to_channels_last
+from custom_nets.nets.utils import ChannelsLastInEval, check_channels, check_input_size, to_channels_last
 
 __all__ = ["DDANet", "DDANetDecoderBlock", "DDANetEncoderBlock", "DualDecoderLevel", "ReconstructionAttention"]
 
@@ -146,7 +146,7 @@ class DualDecoderLevel(nn.Module):
         return m, r
 
 
-class DDANet(nn.Module):
+class DDANet(ChannelsLastInEval):
     """DDANet (dual decoder attention network), 2D or 3D; see the module docstring for the structure.
 
     Shapes:
@@ -230,13 +230,6 @@ class DDANet(nn.Module):
         # default ROI to a much slower native kernel); training and the state_dict are unchanged
         use_onednn_convolutions(self)
 
-    def train(self, mode: bool = True):  # type: ignore[override]
-        """Set the mode; with :attr:`channels_last`, conv weights go channels-last in eval mode and back to the
-        default layout in training mode (``custom_nets.nets.utils.set_weight_memory_format``)."""
-        super().train(mode)
-        if getattr(self, "channels_last", False):
-            set_weight_memory_format(self, not mode)
-        return self
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """``(B, in_channels, *S)`` -> eval: ``(B, out_channels, *S)``; training: ``(B, out_channels + 1, *S)``."""

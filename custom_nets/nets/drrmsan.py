@@ -61,7 +61,7 @@ from monai.networks.layers.factories import Conv, Pool
 from custom_nets.blocks.attention import AttentionGate
 from custom_nets.blocks.multires import MultiResBlock, ResPath
 from custom_nets.blocks.onednn import use_onednn_convolutions
-from custom_nets.nets.utils import check_input_size, set_weight_memory_format, to_channels_last
+from custom_nets.nets.utils import ChannelsLastInEval, check_input_size, to_channels_last
 
 __all__ = ["DRRMSAN", "DRRMSANDecoderLevel", "DRRMSANEncoderLevel", "MinPool", "PooledImageInput"]
 
@@ -234,7 +234,7 @@ class DRRMSANDecoderLevel(nn.Module):
         return self.block(torch.cat([up, gated], dim=1))
 
 
-class DRRMSAN(nn.Module):
+class DRRMSAN(ChannelsLastInEval):
     """DRRMSAN (MultiResUNet + multi-scale pooled inputs + attention-gated ResPaths + deep supervision), 2D or 3D.
 
     See the module docstring for the level-by-level structure and the choices made.
@@ -338,13 +338,6 @@ class DRRMSAN(nn.Module):
         # default ROI to a much slower native kernel); training and the state_dict are unchanged
         use_onednn_convolutions(self)
 
-    def train(self, mode: bool = True):  # type: ignore[override]
-        """Set the mode; with :attr:`channels_last`, conv weights go channels-last in eval mode and back to the
-        default layout in training mode (``custom_nets.nets.utils.set_weight_memory_format``)."""
-        super().train(mode)
-        if getattr(self, "channels_last", False):
-            set_weight_memory_format(self, not mode)
-        return self
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """``(B, in_channels, *S)`` -> eval: ``(B, out_channels, *S)``; training: ``(B, 5, out_channels, *S)``."""

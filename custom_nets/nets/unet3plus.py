@@ -74,7 +74,7 @@ from custom_nets.blocks.full_scale import (
     suppress_absent,
 )
 from custom_nets.blocks.onednn import use_onednn_convolutions
-from custom_nets.nets.utils import check_channels, check_input_size, set_weight_memory_format, to_channels_last
+from custom_nets.nets.utils import ChannelsLastInEval, check_channels, check_input_size, to_channels_last
 
 __all__ = ["UNet3Plus", "UNet3PlusEncoderLevel"]
 
@@ -119,7 +119,7 @@ def _head(spatial_dims: int, in_channels: int, out_channels: int) -> nn.Module:
     return Convolution(spatial_dims, in_channels, out_channels, kernel_size=3, bias=True, conv_only=True)
 
 
-class UNet3Plus(nn.Module):
+class UNet3Plus(ChannelsLastInEval):
     """UNet 3+ (Huang et al. 2020, arXiv 2004.08790) for 2D or 3D segmentation; see the module docstring.
 
     Shapes:
@@ -226,13 +226,6 @@ class UNet3Plus(nn.Module):
         # default ROI to a much slower native kernel); training and the state_dict are unchanged
         use_onednn_convolutions(self)
 
-    def train(self, mode: bool = True):  # type: ignore[override]
-        """Set the mode; with :attr:`channels_last`, conv weights go channels-last in eval mode and back to the
-        default layout in training mode (``custom_nets.nets.utils.set_weight_memory_format``)."""
-        super().train(mode)
-        if getattr(self, "channels_last", False):
-            set_weight_memory_format(self, not mode)
-        return self
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """``(B, in_channels, *S)`` -> eval: logits ``(B, out_channels, *S)``; training: see the module docstring."""

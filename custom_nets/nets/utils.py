@@ -73,3 +73,19 @@ def set_weight_memory_format(module: torch.nn.Module, channels_last: bool) -> No
                 continue
             if not p.is_contiguous(memory_format=fmt):
                 p.data = p.data.contiguous(memory_format=fmt)
+
+
+class ChannelsLastInEval(torch.nn.Module):
+    """Base of the networks that run channels-last in eval mode (the 2D ones): keeps the conv weights' layout in step.
+
+    A subclass sets ``self.channels_last`` (a plain attribute: not a constructor argument, not in the ``state_dict``)
+    and runs its forward on :func:`to_channels_last` input when ``channels_last and not training``. ``train(mode)``
+    then puts the conv weights channels-last in eval mode and back to the default layout in training mode
+    (:func:`set_weight_memory_format`), so training computes exactly what the reference layout computes.
+    """
+
+    def train(self, mode: bool = True):  # type: ignore[override]
+        super().train(mode)
+        if getattr(self, "channels_last", False):
+            set_weight_memory_format(self, not mode)
+        return self
