@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 
 REPO = Path(__file__).resolve().parent.parent
 BUNDLES = REPO / "bundles"
@@ -39,6 +40,32 @@ def copy_bundle(name: str, tmp_path: Path) -> Path:
     target = tmp_path / f"{name} copy"
     shutil.copytree(BUNDLES / name, target, ignore=shutil.ignore_patterns("models", "runs", "eval", "demo_data"))
     return target
+
+
+def save_random_weights(bundle: Path, overrides: dict | None = None, weight_scale: float = 1.0) -> Path:
+    """Save ``bundle/models/model.pt``: the bundle's ``network_def`` (``overrides`` applied) with seeded random weights.
+
+    ``weight_scale`` multiplies every weight tensor (not biases or norm parameters): larger weights spread the logits,
+    so fewer voxels sit near a threshold in comparisons between backends.
+    """
+    from monai.bundle import ConfigParser
+
+    parser = ConfigParser()
+    parser.read_config(str(bundle / "configs" / "inference.json"))
+    parser["bundle_root"] = str(bundle)
+    for key, value in (overrides or {}).items():
+        parser[key] = value
+    torch.manual_seed(0)
+    network = parser.get_parsed_content("network_def")
+    if weight_scale != 1.0:
+        with torch.no_grad():
+            for parameter in network.parameters():
+                if parameter.ndim > 1:
+                    parameter.mul_(weight_scale)
+    path = bundle / "models" / "model.pt"
+    path.parent.mkdir(exist_ok=True)
+    torch.save(network.state_dict(), path)
+    return path
 
 
 @pytest.fixture()

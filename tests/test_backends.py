@@ -12,14 +12,13 @@ skip without it.
 
 from __future__ import annotations
 
-import shutil
 import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
-from conftest import BUNDLES
+from conftest import copy_bundle, save_random_weights
 
 from custom_nets.inference.backends import BACKENDS, build_backend
 from custom_nets.inference.errors import SetupError
@@ -38,26 +37,6 @@ def _available(backend: str) -> bool:
     except ImportError:
         return False
     return True
-
-
-def _random_weights_copy(name: str, target: Path, overrides: dict | None = None) -> Path:
-    from monai.bundle import ConfigParser
-
-    shutil.copytree(BUNDLES / name, target, ignore=shutil.ignore_patterns("models", "runs", "eval", "demo_data"))
-    (target / "models").mkdir()
-    parser = ConfigParser()
-    parser.read_config(str(target / "configs" / "inference.json"))
-    parser["bundle_root"] = str(target)
-    for key, value in (overrides or {}).items():
-        parser[key] = value
-    torch.manual_seed(0)
-    network = parser.get_parsed_content("network_def")
-    with torch.no_grad():  # larger weights than the default init: logits spread, fewer voxels near the threshold
-        for parameter in network.parameters():
-            if parameter.ndim > 1:
-                parameter.mul_(2.0)
-    torch.save(network.state_dict(), target / "models" / "model.pt")
-    return target
 
 
 def _meta_tensor(array: np.ndarray):
@@ -84,7 +63,8 @@ def reference(request, tmp_path_factory: pytest.TempPathFactory):
 
     name = request.param
     overrides, shape = CASES[name]
-    bundle = _random_weights_copy(name, tmp_path_factory.mktemp("backends") / name, overrides)
+    bundle = copy_bundle(name, tmp_path_factory.mktemp("backends"))
+    save_random_weights(bundle, overrides, weight_scale=2.0)
     rng = np.random.default_rng(0)
     if name == "unet2d":
         image = rng.integers(0, 255, shape).astype(np.float32)

@@ -21,7 +21,7 @@ import nibabel as nib
 import numpy as np
 import pytest
 import torch
-from conftest import REPO, bundle_names, copy_bundle
+from conftest import REPO, bundle_names, copy_bundle, save_random_weights
 
 from custom_nets.packaging import PackageError, package_bundle, vendor_configs
 
@@ -44,20 +44,6 @@ def run_without_custom_nets(args: list[str], cwd: Path, timeout: float = 600) ->
 def assert_custom_nets_not_importable(cwd: Path) -> None:
     probe = run_without_custom_nets(["-c", "import importlib.util as u; print(u.find_spec('custom_nets') is None)"], cwd)
     assert probe.stdout.strip() == "True", "custom_nets is importable in the isolated interpreter: the test proves nothing"
-
-
-def save_random_checkpoint(bundle: Path, channels: list[int]) -> Path:
-    from monai.bundle import ConfigParser
-
-    parser = ConfigParser()
-    parser.read_config(str(bundle / "configs" / "inference.json"))
-    parser["network_def#channels"] = channels
-    torch.manual_seed(0)
-    net = parser.get_parsed_content("network_def")
-    path = bundle / "models" / "model.pt"
-    path.parent.mkdir(exist_ok=True)
-    torch.save(net.state_dict(), path)
-    return path
 
 
 # ----------------------------------------------------------------------------------------------------- config rewrite
@@ -91,7 +77,7 @@ def test_vendor_configs_refuses_submodule_imports() -> None:
 # ------------------------------------------------------------------------------------------------- layout and errors
 def test_package_layout_zip_metadata_and_errors(tmp_path: Path) -> None:
     bundle = copy_bundle("arunet3d", tmp_path)
-    checkpoint = save_random_checkpoint(bundle, [8, 16, 32, 64])
+    checkpoint = save_random_weights(bundle, {"network_def#channels": [8, 16, 32, 64]})
     out = tmp_path / "dist"
     result = subprocess.run([sys.executable, str(SCRIPT), str(bundle), "-o", str(out), "--name", "arunet3d"],
                             capture_output=True, text=True, timeout=300)  # fmt: skip
@@ -136,7 +122,7 @@ def test_packaged_3d_bundle_infers_verifies_and_exports_without_custom_nets(tmp_
     from custom_nets.data.brats import generate_brats_demo
 
     bundle = copy_bundle("arunet3d", tmp_path)
-    checkpoint = save_random_checkpoint(bundle, [8, 16, 32, 64])
+    checkpoint = save_random_weights(bundle, {"network_def#channels": [8, 16, 32, 64]})
     package = package_bundle(bundle, tmp_path / "dist", name="arunet3d").folder
     configs = package / "configs"
     assert_custom_nets_not_importable(elsewhere)

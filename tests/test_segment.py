@@ -26,7 +26,7 @@ import nibabel as nib
 import numpy as np
 import pytest
 import torch
-from conftest import BUNDLES, REPO
+from conftest import BUNDLES, REPO, copy_bundle, save_random_weights
 
 from custom_nets.inference import discover_cases, read_case, sanitize_case_name, write_label_map
 from custom_nets.inference.cli import main
@@ -576,25 +576,11 @@ def _bundles(spatial_dims: int) -> list[Path]:
     return found
 
 
-def _random_weights_copy(bundle_dir: Path, target: Path, overrides: dict | None = None) -> Path:
-    from monai.bundle import ConfigParser
-
-    shutil.copytree(bundle_dir, target, ignore=shutil.ignore_patterns("models", "runs", "eval", "demo_data"))
-    (target / "models").mkdir()
-    parser = ConfigParser()
-    parser.read_config(str(target / "configs" / "inference.json"))
-    parser["bundle_root"] = str(target)
-    for key, value in (overrides or {}).items():
-        parser[key] = value
-    torch.manual_seed(0)
-    torch.save(parser.get_parsed_content("network_def").state_dict(), target / "models" / "model.pt")
-    return target
-
-
 @pytest.mark.parametrize("bundle_dir", _bundles(3), ids=lambda p: p.name)
 def test_3d_bundle_end_to_end(bundle_dir: Path, tmp_path: Path) -> None:
     """Every 3D bundle as it is (default widths, random weights) on one small BraTS case."""
-    bundle = _random_weights_copy(bundle_dir, tmp_path / "bundle 3d")
+    bundle = copy_bundle(bundle_dir.name, tmp_path)
+    save_random_weights(bundle)
     inputs = tmp_path / "in"
     _brats_case(inputs / "case one", "case one")
     output = tmp_path / "out"
@@ -611,7 +597,8 @@ def test_2d_bundle_end_to_end(bundle_dir: Path | None, tmp_path: Path) -> None:
         pytest.skip("no 2D bundle in bundles/ yet (metadata with a 2-element spatial_shape)")
     from PIL import Image
 
-    bundle = _random_weights_copy(bundle_dir, tmp_path / "bundle 2d")
+    bundle = copy_bundle(bundle_dir.name, tmp_path)
+    save_random_weights(bundle)
     meta = json.loads((bundle / "configs" / "metadata.json").read_text())
     channels = int(meta["network_data_format"]["inputs"]["image"]["num_channels"])
     rng = np.random.default_rng(0)
