@@ -359,7 +359,10 @@ def multi_gpu_train_config() -> dict:
         ],
         "run": ["$@train#trainer.run()"],
         "training": ["$@train#trainer.run()"],
-        "finalize": ["$dist.is_initialized() and dist.destroy_process_group()"],
+        # every rank waits for the others to finish their last handlers (rank 0 saves and logs) before the process
+        # group goes: a rank tearing down early aborted its peer at exit (gloo: "terminate called without an active
+        # exception")
+        "finalize": ["$dist.is_initialized() and dist.barrier()", "$dist.is_initialized() and dist.destroy_process_group()"],
     }
 
 
