@@ -162,11 +162,19 @@ def time_median(fn: Callable[[], Any], repeats: int, warmup: int, device: Any = 
 
 
 def count_flops(fn: Callable[[], Any]) -> tuple[int, dict[str, int]]:
-    """Total FLOPs of ``fn()`` and FLOPs per aten op, with ``FlopCounterMode``."""
+    """Total FLOPs of ``fn()`` and FLOPs per aten op, with ``FlopCounterMode``.
+
+    Attention is counted at its true head width: the zero channels that
+    :func:`custom_nets.blocks.conv_attention.padded_attention` adds to narrow heads on CPU (a kernel-speed device
+    that leaves the result unchanged) are switched off while counting, so they never count as work done."""
+    from unittest import mock
+
     from torch.utils.flop_counter import FlopCounterMode
 
+    from custom_nets.blocks import conv_attention
+
     counter = FlopCounterMode(display=False, custom_mapping=_extra_flop_formulas())
-    with counter:
+    with counter, mock.patch.object(conv_attention, "MIN_CPU_HEAD_DIM", 0):
         fn()
     by_op = {str(op): int(n) for op, n in counter.get_flop_counts().get("Global", {}).items()}
     return int(counter.get_total_flops()), by_op

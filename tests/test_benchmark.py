@@ -99,3 +99,31 @@ def test_batch(report):
     assert row["cases_ok"] == 2
     assert _finite_positive(row["wall_over_network"]) and _finite_positive(row["cases_over_network"])
     assert "batch inference" in stdout
+
+
+def test_attention_flops_counted_at_true_head_width():
+    """The zero channels padded onto narrow heads for the CPU kernel never count as FLOPs: 2 heads of 8 channels,
+    256 queries and 64 keys count 4 * 256 * 64 * 8 per head for the attention, not twice that."""
+    import importlib.util
+
+    import torch
+
+    from custom_nets.blocks.conv_attention import padded_attention
+
+    spec = importlib.util.spec_from_file_location("benchmark_script", SCRIPT)
+    benchmark = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(benchmark)
+    q, k, v = torch.randn(1, 2, 256, 8), torch.randn(1, 2, 64, 8), torch.randn(1, 2, 64, 8)
+    with torch.no_grad():
+        padded, _ = benchmark.count_flops(lambda: padded_attention(q, k, v, min_head_dim=16))
+        plain, _ = benchmark.count_flops(lambda: torch.nn.functional.scaled_dot_product_attention(q, k, v))
+    assert plain == 2 * 4 * 256 * 64 * 8
+    assert padded == 2 * 2 * 4 * 256 * 64 * 8  # called directly with an explicit width, padding is counted ...
+    from custom_nets.blocks.conv_attention import ConvAttention
+
+    layer = ConvAttention(2, 16, num_heads=2).eval()
+    x = torch.randn(1, 16, 16, 16)
+    with torch.no_grad():
+        total, by_op = benchmark.count_flops(lambda: layer(x))
+    attention = sum(n for op, n in by_op.items() if "attention" in op)
+    assert attention == 2 * 4 * 256 * 64 * 8  # ... but not when the network pads (MIN_CPU_HEAD_DIM off)

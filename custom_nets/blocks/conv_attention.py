@@ -20,6 +20,12 @@ per sample and head: at 112 x 112 (the first FCT layer of a 224 x 224 input) tha
 (157 MB in float32) per head if materialised. ``torch.nn.functional.scaled_dot_product_attention`` is used, which
 on recent PyTorch picks a memory-efficient kernel that does not store the full matrix when it can; the compute stays
 O(N^2). Keep 3D patches small (e.g. 64^3 gives 32^3 = 32768 queries at the first layer).
+
+Speed on CPU: PyTorch's CPU flash-attention kernel is slow for heads narrower than 16 channels (PyTorch 2.13, AVX-512
+EPYC, two threads, 16384 queries x 4096 keys: two heads of 8 channels 85 ms, the same heads zero-padded to 16 channels
+64 ms, one head of 16 channels 32 ms). :func:`padded_attention` pads such heads with zero channels, which leaves every
+score and output unchanged (the zeros add nothing to the dot products, and the padded output channels are dropped),
+with the scale of the true head width. The FCT bundle uses one head in its 16-wide blocks for the same reason.
 """
 
 from __future__ import annotations
@@ -32,7 +38,31 @@ import torch.nn as nn
 import torch.nn.functional as F
 from monai.networks.blocks import Convolution
 
-__all__ = ["ChannelLayerNorm", "ConvAttention", "FCTLayer", "WideFocus"]
+__all__ = ["ChannelLayerNorm", "ConvAttention", "FCTLayer", "WideFocus", "padded_attention"]
+
+#: narrowest head that PyTorch's CPU flash-attention kernel runs at full speed (see the module docstring); the
+#: default of :func:`padded_attention` as called by :class:`ConvAttention` in eager mode (0 turns the padding off)
+MIN_CPU_HEAD_DIM = 16
+
+
+def padded_attention(
+    q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, dropout_p: float = 0.0, min_head_dim: int = 16
+) -> torch.Tensor:
+    """Scaled dot-product attention ``softmax(q k^T / sqrt(d)) v`` over ``(B, heads, N, d)`` queries and
+    ``(B, heads, M, d)`` keys and values -> ``(B, heads, N, d)``.
+
+    On CPU, heads narrower than ``min_head_dim`` are zero-padded to it for the kernel and cut back after: same
+    result (the scale stays ``1 / sqrt(d)``), 1.3x faster for ``d = 8``. Elsewhere, and while tracing for export,
+    this is plain :func:`torch.nn.functional.scaled_dot_product_attention`.
+    """
+    if torch.jit.is_tracing() or q.device.type != "cpu" or q.shape[-1] >= min_head_dim:
+        return F.scaled_dot_product_attention(q, k, v, dropout_p=dropout_p)
+    head_dim = q.shape[-1]
+    pad = [0, min_head_dim - head_dim]
+    attended = F.scaled_dot_product_attention(
+        F.pad(q, pad), F.pad(k, pad), F.pad(v, pad), dropout_p=dropout_p, scale=head_dim**-0.5
+    )
+    return attended[..., :head_dim]
 
 
 class ChannelLayerNorm(nn.Module):
@@ -137,7 +167,10 @@ class ConvAttention(nn.Module):
         k = self._heads(self.proj_k(k))
         v = self._heads(self.proj_v(v))
         p = self.attn_dropout if self.training else 0.0
-        attended = F.scaled_dot_product_attention(q, k, v, dropout_p=p)  # (B, heads, N, C / heads)
+        if torch.jit.is_scripting():
+            attended = padded_attention(q, k, v, p, 16)  # (B, heads, N, C / heads)
+        else:
+            attended = padded_attention(q, k, v, p, MIN_CPU_HEAD_DIM)
         b, n = attended.shape[0], attended.shape[2]
         tokens = self.dropout(self.proj_out(attended.transpose(1, 2).reshape(b, n, self.channels)))
         return tokens.transpose(1, 2).reshape(x.shape)
