@@ -25,6 +25,7 @@ from ignite.engine import Engine, Events
 from monai.handlers import CheckpointLoader
 
 from custom_nets.data.naming import case_names_from_batch
+from custom_nets.flags import as_flag
 
 __all__ = [
     "CaseProgressLogger",
@@ -77,7 +78,8 @@ class ResumableCheckpoint:
         save_dict: objects with ``state_dict``/``load_state_dict``, e.g. ``{"model": net, "optimizer": opt}``; the
             engine the handler is attached to is added as ``"trainer"`` (so that the epoch count is restored, and
             configs need not reference the trainer from its own handler list).
-        resume: whether to load an existing checkpoint at start.
+        resume: whether to load an existing checkpoint at start (a bool, or a command-line spelling such as
+            ``"false"``: :func:`custom_nets.flags.as_flag`).
         filename: checkpoint file name.
         map_location: device for loading.
         enabled: ``False`` turns the handler off (multi-GPU: only rank 0 saves).
@@ -94,9 +96,9 @@ class ResumableCheckpoint:
     ) -> None:
         self.path = Path(save_dir) / filename
         self.save_dict = {k: v for k, v in save_dict.items() if v is not None}
-        self.resume = resume
+        self.resume = as_flag(resume, "resume")
         self.map_location = map_location
-        self.enabled = enabled
+        self.enabled = as_flag(enabled, "enabled")
 
     def attach(self, engine: Engine) -> None:
         self.save_dict.setdefault("trainer", engine)

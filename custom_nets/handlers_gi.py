@@ -27,6 +27,7 @@ from ignite.engine import Engine, Events
 
 from custom_nets.data.uwmadison import CLASSES, CSV_COLUMNS, masks_to_rle_rows
 from custom_nets.data.uwmadison_bundle import DEFAULT_SLICE_THICKNESS, slice_id_from_path
+from custom_nets.flags import as_flag
 from custom_nets.metrics_gi import case_day_metrics
 
 __all__ = ["CaseDayMetricsWriter", "RLESubmissionWriter"]
@@ -202,8 +203,8 @@ class RLESubmissionWriter:
         filename: CSV name.
         id_key: datalist field holding the slice id.
         spatial_order: ``"wh"`` (MONAI ``PILReader`` arrays) or ``"hw"``.
-        enabled: ``False`` (or the text ``"false"``) attaches nothing (the bundles switch the CSV on with
-            ``--write_rle True``).
+        enabled: ``False`` (or the text ``"false"``, see :func:`custom_nets.flags.as_flag`) attaches nothing (the
+            bundles switch the CSV on with ``--write_rle true``).
     """
 
     def __init__(
@@ -219,10 +220,7 @@ class RLESubmissionWriter:
         self.class_names = list(class_names)
         self.id_key = id_key
         self.spatial_order = spatial_order
-        # a command line may pass the text "false" (python-fire keeps lowercase true/false as strings)
-        if isinstance(enabled, str):
-            enabled = enabled.strip().lower() not in ("false", "0", "no", "none", "")
-        self.enabled = bool(enabled)
+        self.enabled = as_flag(enabled, "write_rle (RLE submission CSV enabled)")
         self.rows: list[tuple[str, str, str]] = []
 
     def attach(self, engine: Engine) -> None:

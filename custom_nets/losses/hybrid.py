@@ -47,6 +47,7 @@ from monai.metrics.regression import compute_ssim_and_cs
 from torch.nn.modules.loss import _Loss
 
 from custom_nets.blocks.full_scale import gate_logits
+from custom_nets.flags import as_flag
 from custom_nets.losses.deep_supervision import StackedDeepSupervisionLoss
 from custom_nets.losses.dice_bce import DiceBCELoss
 
@@ -313,9 +314,9 @@ class UNet3PlusLoss(_Loss):
             raise ValueError(f"cgm_weight must be non-negative, got {cgm_weight}.")
         self.seg_loss = HybridLoss() if seg_loss is None else seg_loss
         self.deep_supervision = StackedDeepSupervisionLoss(self.seg_loss, weights=weights, weight_mode=weight_mode)
-        self.cgm = cgm
+        self.cgm = as_flag(cgm, "UNet3PlusLoss cgm")
         self.cgm_weight = float(cgm_weight)
-        self.gate_heads = gate_heads
+        self.gate_heads = as_flag(gate_heads, "UNet3PlusLoss gate_heads")
 
     def forward(self, input: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         """``input (B, C, *S)`` or ``(B, H, C, *S)`` logits, ``target (B, C, *S)`` -> scalar."""

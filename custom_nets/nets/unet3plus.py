@@ -74,6 +74,7 @@ from custom_nets.blocks.full_scale import (
     suppress_absent,
 )
 from custom_nets.blocks.onednn import use_onednn_convolutions
+from custom_nets.flags import as_flag
 from custom_nets.nets.utils import ChannelsLastInEval, check_channels, check_input_size, to_channels_last
 
 __all__ = ["UNet3Plus", "UNet3PlusEncoderLevel"]
@@ -166,6 +167,8 @@ class UNet3Plus(ChannelsLastInEval):
             raise ValueError(
                 f"UNet3Plus in_channels and out_channels must be positive, got {in_channels} and {out_channels}."
             )
+        cgm = as_flag(cgm, "UNet3Plus cgm")
+        deep_supervision = as_flag(deep_supervision, "UNet3Plus deep_supervision")
         if cgm_mode not in _CGM_MODES:
             raise ValueError(f"UNet3Plus cgm_mode must be one of {_CGM_MODES}, got {cgm_mode!r}.")
         if not 0.0 < cgm_threshold < 1.0:
