@@ -9,9 +9,11 @@ MONAI Label and users can still override it (``--bundle_root DIR``).
 
 from __future__ import annotations
 
+import atexit
 import logging
 import os
 import sys
+import threading
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -26,6 +28,7 @@ __all__ = [
     "channel_output_transform",
     "config_file_from_argv",
     "default_device",
+    "end_distributed_run",
     "log_to_file",
     "prepare_run",
     "quiet_library_warnings",
@@ -136,3 +139,43 @@ def prepare_run() -> None:
     """What every bundle's ``initialize`` does first: quiet library noise, report dataset errors in one line."""
     quiet_library_warnings()
     report_dataset_errors_briefly()
+
+
+def _is_bundle_cli_process() -> bool:
+    """Whether this process is ``python -m monai.bundle ...`` (nothing of the user's runs after the workflow)."""
+    main = sys.modules.get("__main__")
+    spec = getattr(main, "__spec__", None)
+    return getattr(spec, "name", None) == "monai.bundle.__main__"
+
+
+def end_distributed_run() -> None:
+    """The ``finalize`` step of ``multi_gpu_train.json``: wait for every rank, destroy the process group, and, in a
+    ``torchrun`` worker running ``python -m monai.bundle``, end the process without interpreter teardown.
+
+    Why: ``destroy_process_group`` does not stop the gloo backend's threads while DistributedDataParallel's C++
+    reducer still holds the group, so the group is destroyed only when the interpreter tears down its objects at exit.
+    There a backend thread can still reach for the GIL and the worker aborts ("terminate called without an active
+    exception", SIGABRT) after a successful run, which fails the whole ``torchrun`` job (seen rarely in the
+    2-process CPU test, ``tests/test_multi_gpu.py``, under load). So the worker does what a normal exit does first (join the
+    non-daemon threads, run the ``atexit`` handlers: logging and TensorBoard flushes, ...), flushes stdout and
+    stderr, and exits with status 0 before the teardown. Anywhere else (a Python session, a test, a notebook) this
+    only destroys the process group and returns.
+    """
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        dist.barrier()
+        dist.destroy_process_group()
+    if not (_is_bundle_cli_process() and "TORCHELASTIC_RUN_ID" in os.environ):
+        return
+    current = threading.current_thread()
+    for thread in threading.enumerate():
+        if thread is not current and not thread.daemon:
+            thread.join()
+    atexit._run_exitfuncs()  # the handlers a normal exit would run, while the interpreter is whole
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):
+            pass
+    os._exit(0)

@@ -67,3 +67,34 @@ def test_torchrun_two_processes_on_cpu(name: str, tmp_path: Path) -> None:
         assert len(losses) == iterations, f"expected {iterations} logged iterations (rank 0 only), got {losses}"
     # the validation ran and was reported once (only rank 0 has a StatsHandler)
     assert output.count("Key metric:") == 1, output[-4000:]
+
+
+@pytest.mark.parametrize("in_torchrun", [True, False])
+def test_end_distributed_run_ends_only_torchrun_bundle_workers(in_torchrun: bool, tmp_path: Path) -> None:
+    """``custom_nets.bundle.end_distributed_run`` (the ``finalize`` of every ``multi_gpu_train.json``) ends a
+    ``torchrun`` worker of ``python -m monai.bundle`` before interpreter teardown, with status 0 and after the
+    ``atexit`` handlers; anywhere else it returns and the workflow goes on."""
+    config = tmp_path / "config.json"
+    config.write_text(
+        '{"imports": ["$import atexit", "$import custom_nets"],'
+        ' "initialize": ["$atexit.register(print, \'ATEXIT\', flush=True)"],'
+        ' "run": ["$print(\'RAN\', flush=True)"],'
+        ' "finalize": ["$custom_nets.bundle.end_distributed_run()", "$print(\'AFTER\', flush=True)"]}'
+    )
+    env = {k: v for k, v in os.environ.items() if k != "TORCHELASTIC_RUN_ID"}
+    if in_torchrun:
+        env["TORCHELASTIC_RUN_ID"] = "none"  # what torchrun sets in a standalone run
+    result = subprocess.run([sys.executable, "-m", "monai.bundle", "run", "--config_file", str(config)],
+                            cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    lines = result.stdout.splitlines()
+    assert "RAN" in lines and lines[-1:] == ["ATEXIT"], result.stdout[-3000:]
+    assert ("AFTER" in lines) is not in_torchrun, result.stdout[-3000:]
+    # in a plain Python process it never exits, even under torchrun's environment variable
+    from custom_nets.bundle import end_distributed_run
+
+    os.environ["TORCHELASTIC_RUN_ID"] = "none"
+    try:
+        end_distributed_run()
+    finally:
+        del os.environ["TORCHELASTIC_RUN_ID"]

@@ -362,7 +362,7 @@ def multi_gpu_train_config() -> dict:
         # every rank waits for the others to finish their last handlers (rank 0 saves and logs) before the process
         # group goes: a rank tearing down early aborted its peer at exit (gloo: "terminate called without an active
         # exception")
-        "finalize": ["$dist.is_initialized() and dist.barrier()", "$dist.is_initialized() and dist.destroy_process_group()"],
+        "finalize": ["$custom_nets.bundle.end_distributed_run()"],
     }
 
 
