@@ -46,7 +46,7 @@ MIN_CPU_HEAD_DIM = 16
 
 
 def padded_attention(
-    q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, dropout_p: float = 0.0, min_head_dim: int = 16
+    q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, dropout_p: float = 0.0, min_head_dim: int = MIN_CPU_HEAD_DIM
 ) -> torch.Tensor:
     """Scaled dot-product attention ``softmax(q k^T / sqrt(d)) v`` over ``(B, heads, N, d)`` queries and
     ``(B, heads, M, d)`` keys and values -> ``(B, heads, N, d)``.
@@ -167,8 +167,8 @@ class ConvAttention(nn.Module):
         k = self._heads(self.proj_k(k))
         v = self._heads(self.proj_v(v))
         p = self.attn_dropout if self.training else 0.0
-        if torch.jit.is_scripting():
-            attended = padded_attention(q, k, v, p, 16)  # (B, heads, N, C / heads)
+        if torch.jit.is_scripting():  # TorchScript cannot read a module global: the default width
+            attended = padded_attention(q, k, v, p)  # (B, heads, N, C / heads)
         else:
             attended = padded_attention(q, k, v, p, MIN_CPU_HEAD_DIM)
         b, n = attended.shape[0], attended.shape[2]
