@@ -45,10 +45,9 @@ from monai.networks.layers.factories import Pool
 from monai.networks.layers.utils import get_act_layer, get_norm_layer
 
 from custom_nets.blocks.attention import AttentionGate
-from custom_nets.blocks.onednn import use_onednn_convolutions
 from custom_nets.blocks.residual import PreActResidualBlock
 from custom_nets.blocks.sampling import Downsample, Upsample
-from custom_nets.nets.utils import ChannelsLastInEval, check_channels, check_input_size, to_channels_last
+from custom_nets.nets.utils import ChannelsLastInEval, check_channels, check_input_size
 
 __all__ = ["ARUNet", "ARUNetDecoderBlock", "MaxPoolDownsample", "DOWNSAMPLE_MODES"]
 
@@ -257,13 +256,8 @@ class ARUNet(ChannelsLastInEval):
         self.downsample = downsample
         self.size_divisor = 2 ** (n_levels - 1)
         self.interp_mode: str = _LINEAR_MODE[spatial_dims]
-        # eval-mode speed only (not a constructor argument, not in the state_dict): run the 2D network in channels-last
-        # memory format, see ``custom_nets.nets.utils.to_channels_last``; measured no gain for the 3D network
-        self.channels_last: bool = spatial_dims == 2
-        # inference on CPU always takes the oneDNN conv kernel (PyTorch's size heuristic sends some layers of the
-        # default ROI to a much slower native kernel); training and the state_dict are unchanged
-        use_onednn_convolutions(self)
-
+        # CPU inference speed only (oneDNN convs; channels-last in eval for the 2D network, no gain measured in 3D)
+        self.enable_fast_inference(channels_last=spatial_dims == 2)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """``(B, in_channels, *S)`` -> logits ``(B, out_channels, *S)``.
@@ -273,9 +267,7 @@ class ARUNet(ChannelsLastInEval):
         oneDNN convolutions on CPU) and returns a contiguous tensor.
         """
         check_input_size(x, self.spatial_dims, self.size_divisor, "ARUNet")
-        if self.channels_last and not self.training:
-            return self._forward(to_channels_last(x)).contiguous()
-        return self._forward(x)
+        return self._forward_in_eval_layout(x)
 
     def _forward(self, x: torch.Tensor) -> torch.Tensor:
         skips: List[torch.Tensor] = []

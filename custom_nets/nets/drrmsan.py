@@ -60,8 +60,7 @@ from monai.networks.layers.factories import Conv, Pool
 
 from custom_nets.blocks.attention import AttentionGate
 from custom_nets.blocks.multires import MultiResBlock, ResPath
-from custom_nets.blocks.onednn import use_onednn_convolutions
-from custom_nets.nets.utils import ChannelsLastInEval, check_input_size, to_channels_last
+from custom_nets.nets.utils import ChannelsLastInEval, check_input_size
 
 __all__ = ["DRRMSAN", "DRRMSANDecoderLevel", "DRRMSANEncoderLevel", "MinPool", "PooledImageInput"]
 
@@ -331,20 +330,13 @@ class DRRMSAN(ChannelsLastInEval):
         self.side_weights: List[float] = weights
         self.size_divisor = 2 ** (_N_LEVELS - 1)
         self.interp_mode: str = _LINEAR_MODE[spatial_dims]
-        # eval-mode speed only (not a constructor argument, not in the state_dict): run the 2D network in channels-last
-        # memory format, see ``custom_nets.nets.utils.to_channels_last``
-        self.channels_last: bool = spatial_dims == 2
-        # inference on CPU always takes the oneDNN conv kernel (PyTorch's size heuristic sends some layers of the
-        # default ROI to a much slower native kernel); training and the state_dict are unchanged
-        use_onednn_convolutions(self)
-
+        # CPU inference speed only (oneDNN convs; channels-last in eval for the 2D network)
+        self.enable_fast_inference(channels_last=spatial_dims == 2)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """``(B, in_channels, *S)`` -> eval: ``(B, out_channels, *S)``; training: ``(B, 5, out_channels, *S)``."""
         check_input_size(x, self.spatial_dims, self.size_divisor, "DRRMSAN")
-        if self.channels_last and not self.training:
-            return self._forward(to_channels_last(x)).contiguous()
-        return self._forward(x)
+        return self._forward_in_eval_layout(x)
 
     def _forward(self, x: torch.Tensor) -> torch.Tensor:
         h = self.stem(x)

@@ -76,13 +76,33 @@ def set_weight_memory_format(module: torch.nn.Module, channels_last: bool) -> No
 
 
 class ChannelsLastInEval(torch.nn.Module):
-    """Base of the networks that run channels-last in eval mode (the 2D ones): keeps the conv weights' layout in step.
+    """Base of the networks made fast for CPU inference: oneDNN convolutions and, in eval mode, channels-last.
 
-    A subclass sets ``self.channels_last`` (a plain attribute: not a constructor argument, not in the ``state_dict``)
-    and runs its forward on :func:`to_channels_last` input when ``channels_last and not training``. ``train(mode)``
-    then puts the conv weights channels-last in eval mode and back to the default layout in training mode
+    A subclass calls :meth:`enable_fast_inference` at the end of ``__init__``, implements its computation as
+    ``_forward(x)`` and returns ``self._forward_in_eval_layout(x)`` from ``forward``. With ``channels_last`` (a plain
+    attribute: not a constructor argument, not in the ``state_dict``; the 2D networks) the eval-mode forward runs on
+    a :func:`to_channels_last` copy of the input and returns a contiguous tensor, and ``train(mode)`` puts the conv
+    weights channels-last in eval mode and back to the default layout in training mode
     (:func:`set_weight_memory_format`), so training computes exactly what the reference layout computes.
     """
+
+    def enable_fast_inference(self, channels_last: bool) -> None:
+        """Take the oneDNN conv kernel for CPU inference (:func:`~custom_nets.blocks.onednn.use_onednn_convolutions`:
+        PyTorch's size heuristic sends some layers of the default ROIs to a much slower native kernel) and, if
+        ``channels_last``, run the eval-mode forward channels-last. Training and the ``state_dict`` are unchanged."""
+        from custom_nets.blocks.onednn import use_onednn_convolutions
+
+        self.channels_last = bool(channels_last)
+        use_onednn_convolutions(self)
+
+    def _forward(self, x: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    def _forward_in_eval_layout(self, x: torch.Tensor) -> torch.Tensor:
+        """``self._forward(x)``; in eval mode with ``channels_last`` on a channels-last copy of ``x``, made contiguous."""
+        if self.channels_last and not self.training:
+            return self._forward(to_channels_last(x)).contiguous()
+        return self._forward(x)
 
     def train(self, mode: bool = True):  # type: ignore[override]
         super().train(mode)
