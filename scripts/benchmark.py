@@ -204,10 +204,11 @@ def _extra_flop_formulas() -> dict[Any, Callable[..., int]]:
     return formulas
 
 
-def time_paired(fn: Callable[[], Any], ref: Callable[[], Any], repeats: int, warmup: int, device: Any
-                ) -> tuple[list[float], list[float]]:  # fmt: skip
+def time_paired(fn: Callable[[], Any], ref: Callable[[], Any], repeats: int, warmup: int, device: Any,
+                timer: Callable[[], float] = time.perf_counter) -> tuple[list[float], list[float]]:  # fmt: skip
     """Seconds of ``ref()`` and ``fn()`` run alternately (ref, fn, ref, fn, ...) after warm-up: each pair sees the
-    same machine load, so the ratio of a pair survives load changes on a shared machine."""
+    same machine load, so the ratio of a pair survives load changes on a shared machine. ``timer``: wall clock by
+    default; ``time.thread_time`` (with one torch thread) is nearly insensitive to other processes."""
     for _ in range(warmup):
         ref()
         fn()
@@ -215,10 +216,10 @@ def time_paired(fn: Callable[[], Any], ref: Callable[[], Any], repeats: int, war
     ref_times, times = [], []
     for _ in range(max(1, repeats)):
         for f, out in ((ref, ref_times), (fn, times)):
-            start = time.perf_counter()
+            start = timer()
             f()
             _sync(device)
-            out.append(time.perf_counter() - start)
+            out.append(timer() - start)
     return ref_times, times
 
 
@@ -289,11 +290,10 @@ def _peak_rss_mb() -> float:
 
 
 def _first(output: Any) -> Any:
-    if isinstance(output, (list, tuple)):
-        return output[0]
-    if isinstance(output, dict):
-        return next(iter(output.values()))
-    return output
+    """The segmentation output of a network that returns several (deep supervision): the first one."""
+    from custom_nets.inference.backends import first_output
+
+    return first_output(output)
 
 
 def categorise(op: str) -> str:
@@ -724,22 +724,21 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     return args
 
 
+def _chosen(text: str | None, known: Sequence[str], default: Sequence[str], what: str) -> list[str]:
+    """The names of a comma-separated option (``none``: no name; empty: ``default``), all of them ``known``."""
+    if not text:
+        return list(default)
+    chosen = [] if text == "none" else [x.strip() for x in text.split(",") if x.strip()]
+    unknown = sorted(set(chosen) - set(known))
+    if unknown:
+        raise SystemExit(f"unknown {what}(s) {', '.join(unknown)}; known: {', '.join(known)}")
+    return chosen
+
+
 def select(args: argparse.Namespace) -> list[dict[str, Any]]:
     bundles = all_bundles()
-    if args.bundles:
-        chosen = [] if args.bundles == "none" else [b.strip() for b in args.bundles.split(",") if b.strip()]
-        unknown = sorted(set(chosen) - set(bundles))
-        if unknown:
-            raise SystemExit(f"unknown bundle(s) {', '.join(unknown)}; known: {', '.join(bundles)}")
-    else:
-        chosen = QUICK_BUNDLES if args.quick else bundles
-    if args.peers:
-        peers = [] if args.peers == "none" else [x.strip() for x in args.peers.split(",") if x.strip()]
-        unknown = sorted(set(peers) - set(PEERS))
-        if unknown:
-            raise SystemExit(f"unknown peer(s) {', '.join(unknown)}; known: {', '.join(PEERS)}")
-    else:
-        peers = QUICK_PEERS if args.quick else list(PEERS)
+    chosen = _chosen(args.bundles, bundles, QUICK_BUNDLES if args.quick else bundles, "bundle")
+    peers = _chosen(args.peers, list(PEERS), QUICK_PEERS if args.quick else list(PEERS), "peer")
     specs = [bundle_spec(b) for b in chosen] + [peer_spec(p) for p in peers]
     for spec in specs:
         roi = args.roi_3d if spec["spatial_dims"] == 3 else args.roi_2d

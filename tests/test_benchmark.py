@@ -127,3 +127,18 @@ def test_attention_flops_counted_at_true_head_width():
         total, by_op = benchmark.count_flops(lambda: layer(x))
     attention = sum(n for op, n in by_op.items() if "attention" in op)
     assert attention == 2 * 4 * 256 * 64 * 8  # ... but not when the network pads (MIN_CPU_HEAD_DIM off)
+
+
+def test_profile_nets_uses_the_benchmark_measures(tmp_path):
+    """scripts/profile_nets.py (the in-process companion) reports the benchmark's FLOPs and ROI for a bundle."""
+    out = tmp_path / "profile.json"
+    cmd = [sys.executable, str(REPO / "scripts" / "profile_nets.py"), "fct", "--repeats", "1", "--warmup", "0",
+           "--ops", "2", "--threads", "1", "--json", str(out)]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    fct = json.loads(out.read_text())["networks"]["fct"]
+    assert fct["input"] == [1, 1, 256, 256]
+    # the attention FLOPs are counted (about 9.8 of the 17.5 GFLOP of a 256^2 patch), at the true head width
+    assert 17.0 < fct["gflop"] < 18.0
+    assert all(_finite_positive(fct[k]) for k in ("latency_ms", "gflops", "ref_gflops", "pct_ref"))
+    assert len(fct["profile"]["top_ops"]) == 2
