@@ -9,6 +9,8 @@ from monai.config import KeysCollection
 from monai.data import MetaTensor
 from monai.transforms import MapTransform
 
+from custom_nets.transforms.multilabel import multilabel_to_label_map
+
 __all__ = ["MonaiLabelOutputd"]
 
 # file types that hold an 8-bit label map losslessly and that MONAI Label's writer (ITK) writes
@@ -70,10 +72,7 @@ class MonaiLabelOutputd(MapTransform):
         array = pred.as_tensor() if isinstance(pred, MetaTensor) else torch.as_tensor(pred)
         array = array.detach().cpu()
         if self.multi_label:
-            channels = array > 0
-            label = torch.zeros(channels.shape[1:], dtype=torch.uint8)
-            for c in range(channels.shape[0]):
-                label[channels[c]] = c + 1
+            label = multilabel_to_label_map(array)
         else:
             if array.shape[0] != 1:
                 raise ValueError(f"expected a one-channel prediction (1, *spatial), got {tuple(array.shape)}; "

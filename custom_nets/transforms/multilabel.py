@@ -9,7 +9,17 @@ from monai.config import KeysCollection
 from monai.data import MetaTensor
 from monai.transforms import MapTransform
 
-__all__ = ["CentreSliceSourced", "MultiLabelToLabelMapd"]
+__all__ = ["CentreSliceSourced", "MultiLabelToLabelMapd", "multilabel_to_label_map"]
+
+
+def multilabel_to_label_map(pred: torch.Tensor) -> torch.Tensor:
+    """``(C, *spatial)`` channels (set where ``> 0``) -> ``uint8`` label map ``(*spatial)``: value ``c + 1`` where
+    channel ``c`` is set, 0 elsewhere; where channels overlap the **later** channel wins."""
+    channels = torch.as_tensor(pred.as_tensor() if isinstance(pred, MetaTensor) else pred) > 0
+    label = torch.zeros(channels.shape[1:], dtype=torch.uint8, device=channels.device)
+    for c in range(channels.shape[0]):
+        label[channels[c]] = c + 1
+    return label
 
 
 class MultiLabelToLabelMapd(MapTransform):
@@ -28,10 +38,7 @@ class MultiLabelToLabelMapd(MapTransform):
         d = dict(data)
         for key in self.key_iterator(d):
             pred = d[key]
-            channels = torch.as_tensor(pred.as_tensor() if isinstance(pred, MetaTensor) else pred) > 0
-            label = torch.zeros((1, *channels.shape[1:]), dtype=torch.uint8, device=channels.device)
-            for c in range(channels.shape[0]):
-                label[0][channels[c]] = c + 1
+            label = multilabel_to_label_map(pred)[None]
             if isinstance(pred, MetaTensor):
                 label = MetaTensor(label, meta=dict(pred.meta), applied_operations=list(pred.applied_operations))
             d[key] = label
