@@ -26,6 +26,7 @@ from monai.handlers import CheckpointLoader
 
 from custom_nets.data.naming import case_names_from_batch
 from custom_nets.flags import as_flag
+from custom_nets.inference.io import atomic_write
 
 __all__ = [
     "CaseProgressLogger",
@@ -136,9 +137,7 @@ class ResumableCheckpoint:
         for key, obj in self.save_dict.items():
             module = getattr(obj, "module", obj) if isinstance(obj, torch.nn.parallel.DistributedDataParallel) else obj
             state[key] = module.state_dict()
-        tmp = self.path.with_name(f".{self.path.name}.tmp")
-        torch.save(state, tmp)
-        os.replace(tmp, self.path)
+        atomic_write(self.path, lambda tmp: torch.save(state, tmp))
 
 
 class FinalModelSaver:
@@ -160,7 +159,7 @@ class FinalModelSaver:
                  enabled: bool = True) -> None:
         self.path = Path(save_dir) / filename
         self.network = network
-        self.enabled = enabled
+        self.enabled = as_flag(enabled, "enabled")
         self._started = 0.0
 
     def attach(self, engine: Engine) -> None:
@@ -176,9 +175,7 @@ class FinalModelSaver:
             return
         module = getattr(self.network, "module", self.network)
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = self.path.with_name(f".{self.path.name}.tmp")
-        torch.save(module.state_dict(), tmp)
-        os.replace(tmp, self.path)
+        atomic_write(self.path, lambda tmp: torch.save(module.state_dict(), tmp))
         logger.info(f"no validation in this run: saved the final weights as {self.path}")
 
 

@@ -99,10 +99,9 @@ class Backend:
 
 
 class TorchScriptBackend(Backend):
-    name = "torchscript"
+    """A scripted or traced, frozen network: called like the eager module."""
 
-    def run(self, x: torch.Tensor) -> torch.Tensor:
-        return self.network(x)
+    name = "torchscript"
 
 
 class OnnxRuntimeBackend(Backend):

@@ -239,8 +239,7 @@ def _read(case: Case, segmenter: Any, preview: bool = False) -> _ReadOutcome:
         # hand the pixels over without keeping a reference, so they are freed after preprocessing
         holder = [to_meta_tensor(loaded)]
         loaded.image = None
-        timings: dict[str, float] = {}
-        outcome.prepared = segmenter.prepare(holder.pop(), timings)
+        outcome.prepared = segmenter.prepare(holder.pop())
     except Exception as exc:  # noqa: BLE001
         outcome.loaded = None
         outcome.error = _error_text(case, exc)
