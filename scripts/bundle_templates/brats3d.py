@@ -359,9 +359,7 @@ def multi_gpu_train_config() -> dict:
         ],
         "run": ["$@train#trainer.run()"],
         "training": ["$@train#trainer.run()"],
-        # every rank waits for the others to finish their last handlers (rank 0 saves and logs) before the process
-        # group goes: a rank tearing down early aborted its peer at exit (gloo: "terminate called without an active
-        # exception")
+        # barrier, destroy the process group, end torchrun workers before interpreter teardown (see its docstring)
         "finalize": ["$custom_nets.bundle.end_distributed_run()"],
     }
 

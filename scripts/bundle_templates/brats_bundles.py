@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from bundle_templates import brats3d
+from bundle_templates.common import CHANGELOG_0_2_0_3D
 
 BRATS_3D_PAPER = (
     "Utilizing Attention, Linked Blocks, and Pyramid Pooling to Propel Brain Tumor Segmentation in 3D "
@@ -22,7 +23,7 @@ BUNDLES: dict[str, dict] = {
         "summary": "An attention residual U-Net for 3D segmentation of glioma sub-regions from multi-parametric MRI, "
         'after "Utilizing Attention, Linked Blocks, and Pyramid Pooling to Propel Brain Tumor Segmentation in 3D".',
         "version": "0.2.0",
-        "changelog": {"0.2.0": "outputs.pred.channel_def keyed by the label-map values inference writes (MONAI Label / 3D Slicer label names); network output channels in network_output_channels", "0.1.0": "first version: 4-modality BraTS regions, gated skips concatenated with decoder features"},
+        "changelog": {"0.2.0": CHANGELOG_0_2_0_3D, "0.1.0": "first version: 4-modality BraTS regions, gated skips concatenated with decoder features"},
         "description": "Attention residual U-Net (AR-UNet 3D): pre-activation residual blocks, stride-2 convolution "
         "downsampling, trilinear upsampling and additive attention gates on the skip connections, segmenting the "
         "tumour core, whole tumour and enhancing tumour from FLAIR, T1, T1ce and T2 MRI. No pretrained weights ship.",
@@ -54,7 +55,7 @@ BUNDLES: dict[str, dict] = {
         'sub-regions from multi-parametric MRI, after "Utilizing Attention, Linked Blocks, and Pyramid Pooling to Propel '
         'Brain Tumor Segmentation in 3D".',
         "version": "0.2.0",
-        "changelog": {"0.2.0": "outputs.pred.channel_def keyed by the label-map values inference writes (MONAI Label / 3D Slicer label names); network output channels in network_output_channels", "0.1.0": "first version: 4-modality BraTS regions, residual links restored, 3D throughout"},
+        "changelog": {"0.2.0": CHANGELOG_0_2_0_3D, "0.1.0": "first version: 4-modality BraTS regions, residual links restored, 3D throughout"},
         "description": "LinkNet 3D: a ResNet-18-style 3D encoder whose stage outputs are added to the matching "
         "decoder blocks (1x1 reduce, x2 transposed-convolution upsampling, 1x1 expand), segmenting the tumour core, "
         "whole tumour and enhancing tumour from FLAIR, T1, T1ce and T2 MRI. No pretrained weights ship.",
@@ -85,7 +86,7 @@ BUNDLES: dict[str, dict] = {
         'sub-regions from multi-parametric MRI, after "Utilizing Attention, Linked Blocks, and Pyramid Pooling to '
         'Propel Brain Tumor Segmentation in 3D".',
         "version": "0.2.0",
-        "changelog": {"0.2.0": "outputs.pred.channel_def keyed by the label-map values inference writes (MONAI Label / 3D Slicer label names); network output channels in network_output_channels", "0.1.0": "first version: 4-modality BraTS regions, dilated 3D ResNet-50-style encoder, pyramid pooling"},
+        "changelog": {"0.2.0": CHANGELOG_0_2_0_3D, "0.1.0": "first version: 4-modality BraTS regions, dilated 3D ResNet-50-style encoder, pyramid pooling"},
         "description": "PSPNet 3D: a dilated ResNet-50-style 3D bottleneck encoder (output stride 8) followed by a "
         "pyramid pooling module (bins 1, 2, 3, 6), a fusion convolution and a classifier upsampled to the input size, "
         "segmenting the tumour core, whole tumour and enhancing tumour from FLAIR, T1, T1ce and T2 MRI. No "

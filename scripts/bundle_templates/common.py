@@ -127,3 +127,10 @@ def sigmoid_postprocessing(invert: bool, final_output_ndim: int | None = None) -
         )
     steps.append({"_target_": "AsDiscreted", "keys": "pred", "threshold": 0.5})
     return steps
+
+
+# changelog entries shared by several bundles (the same change made to each)
+CHANGELOG_0_2_0_3D = (
+    "outputs.pred.channel_def keyed by the label-map values inference writes (MONAI Label / 3D Slicer label names); network output channels in network_output_channels"
+)
+CHANGELOG_0_2_0_2D = CHANGELOG_0_2_0_3D + "; MONAI Label gets a 2D uint8 label map (MonaiLabelOutputd)"

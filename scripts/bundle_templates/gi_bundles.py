@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from bundle_templates import gi2d
+from bundle_templates.common import CHANGELOG_0_2_0_2D
 
 UWMADISON_DATA = (
     "UW-Madison Carbone Cancer Center. UW-Madison GI Tract Image Segmentation, Kaggle competition, 2022. "
@@ -35,7 +36,7 @@ BUNDLES: dict[str, dict] = {
         "module) segmenting the large bowel, small bowel and stomach on 16-bit abdominal MRI slices, trained with "
         "the paper's hybrid focal + MS-SSIM + IoU loss.",
         "changelog": {
-            "0.2.0": "outputs.pred.channel_def keyed by the label-map values inference writes (MONAI Label / 3D Slicer label names); network output channels in network_output_channels; MONAI Label gets a 2D uint8 label map (MonaiLabelOutputd)",
+            "0.2.0": CHANGELOG_0_2_0_2D,
             "0.1.0": "first version: UNet 3+ with deep supervision and CGM (presence BCE), hybrid loss, 2D or 2.5D"
         },
         "description": "UNet 3+ on UW-Madison GI tract MRI slices (1 channel, or neighbouring slices with offsets), "
@@ -78,7 +79,7 @@ BUNDLES: dict[str, dict] = {
         "version": "0.3.0",
         "changelog": {
             "0.3.0": "one attention head in the two 16-wide blocks (the first encoder and the last decoder block), two elsewhere: every head is at least 16 channels wide, which PyTorch's CPU attention runs 2.7x faster than two 8-wide heads (whole network 1.6x faster on CPU); parameters and state_dict keys unchanged, but weights trained with 0.2.0 compute differently: retrain",
-            "0.2.0": "outputs.pred.channel_def keyed by the label-map values inference writes (MONAI Label / 3D Slicer label names); network output channels in network_output_channels; MONAI Label gets a 2D uint8 label map (MonaiLabelOutputd)",
+            "0.2.0": CHANGELOG_0_2_0_2D,
             "0.1.0": "first version: FCT with channel LayerNorm, 3-scale deep supervision (0.57/0.29/0.14), 2D or 2.5D"
         },
         "description": "FCT (Fully Convolutional Transformer) on UW-Madison GI tract MRI slices (1 channel, or "

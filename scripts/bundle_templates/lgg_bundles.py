@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from bundle_templates import seg2d
+from bundle_templates.common import CHANGELOG_0_2_0_2D
 
 LGG_DATA = (
     "Buda M., Saha A., Mazurowski M. A. Association of genomic subtypes of lower-grade gliomas with shape features "
@@ -30,7 +31,7 @@ BUNDLES: dict[str, dict] = {
         "title": "Attention residual U-Net 2D: lower-grade glioma segmentation on MRI slices (LGG)",
         "summary": "The reference model of the LGG comparison: a 2D attention residual U-Net (residual blocks, max-pool "
         "encoder, attention gates driven by the coarser decoder level) segmenting tumour on FLAIR-based MRI slices.",
-        "changelog": {"0.2.0": "outputs.pred.channel_def keyed by the label-map values inference writes (MONAI Label / 3D Slicer label names); network output channels in network_output_channels; MONAI Label gets a 2D uint8 label map (MonaiLabelOutputd)", "0.1.0": "first version: pre-activation residual blocks, attention-gated skips, Dice + focal loss"},
+        "changelog": {"0.2.0": CHANGELOG_0_2_0_2D, "0.1.0": "first version: pre-activation residual blocks, attention-gated skips, Dice + focal loss"},
         "description": "2D attention residual U-Net on LGG brain MRI slices (pre-contrast, FLAIR, post-contrast as 3 "
         "channels), one sigmoid tumour channel, Dice + focal loss by default (loss_name: dice, focal, dicefocal or "
         "wce). Inference writes one mask per image, or one 3D label map per NIfTI volume segmented slice by slice. "
@@ -51,7 +52,7 @@ BUNDLES: dict[str, dict] = {
         "title": "U-Net 2D baseline: lower-grade glioma segmentation on MRI slices (LGG)",
         "summary": "MONAI's U-Net as the baseline of the LGG comparison, trained with the same data, budget and "
         "pipeline as the attention residual U-Net.",
-        "changelog": {"0.2.0": "outputs.pred.channel_def keyed by the label-map values inference writes (MONAI Label / 3D Slicer label names); network output channels in network_output_channels; MONAI Label gets a 2D uint8 label map (MonaiLabelOutputd)", "0.1.0": "first version: MONAI UNet, Dice loss"},
+        "changelog": {"0.2.0": CHANGELOG_0_2_0_2D, "0.1.0": "first version: MONAI UNet, Dice loss"},
         "description": "MONAI UNet (residual units) on LGG brain MRI slices, one sigmoid tumour channel, Dice loss by "
         "default (loss_name: dice, focal, dicefocal or wce). No pretrained weights ship.",
         "references": [LGG_DATA, UNET],
@@ -73,7 +74,7 @@ BUNDLES: dict[str, dict] = {
         "title": "Attention U-Net 2D baseline: lower-grade glioma segmentation on MRI slices (LGG)",
         "summary": "MONAI's Attention U-Net as the second baseline of the LGG comparison, trained with the same data, "
         "budget and pipeline as the attention residual U-Net.",
-        "changelog": {"0.2.0": "outputs.pred.channel_def keyed by the label-map values inference writes (MONAI Label / 3D Slicer label names); network output channels in network_output_channels; MONAI Label gets a 2D uint8 label map (MonaiLabelOutputd)", "0.1.0": "first version: MONAI AttentionUnet, Dice loss"},
+        "changelog": {"0.2.0": CHANGELOG_0_2_0_2D, "0.1.0": "first version: MONAI AttentionUnet, Dice loss"},
         "description": "MONAI AttentionUnet on LGG brain MRI slices, one sigmoid tumour channel, Dice loss by default "
         "(loss_name: dice, focal, dicefocal or wce). No pretrained weights ship.",
         "references": [LGG_DATA, ATTENTION_UNET],

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from bundle_templates import polyp2d, seg2d
+from bundle_templates.common import CHANGELOG_0_2_0_2D
 
 KVASIR = "Jha D. et al. Kvasir-SEG: A Segmented Polyp Dataset. MultiMedia Modeling (MMM) 2020. arXiv:1911.07069"
 ISIC_2017 = (
@@ -33,7 +34,7 @@ BUNDLES: dict[str, dict] = {
         "summary": "DRRMSAN, a MultiResUNet with the input image average-, max- and min-pooled into the encoder at "
         "1/2, 1/4 and 1/8, attention-gated ResPath skips and deep supervision at four scales, segmenting colon polyps "
         "in endoscopy frames (Kvasir-SEG) or, with one override, skin lesions in dermoscopy images (ISIC 2017).",
-        "changelog": {"0.2.0": "outputs.pred.channel_def keyed by the label-map values inference writes (MONAI Label / 3D Slicer label names); network output channels in network_output_channels; MONAI Label gets a 2D uint8 label map (MonaiLabelOutputd)", "0.1.0": "first version: DRRMSAN (base width 16), BCE on all five outputs"},
+        "changelog": {"0.2.0": CHANGELOG_0_2_0_2D, "0.1.0": "first version: DRRMSAN (base width 16), BCE on all five outputs"},
         "description": "DRRMSAN (multi-scale pooled inputs, MultiRes blocks, attention-gated ResPaths, four deeply "
         "supervised side outputs and their weighted sum) on RGB images resized to image_size (256 x 256 by default), "
         "one sigmoid channel, binary cross-entropy on all five outputs. Kvasir-SEG layout by default, ISIC 2017 with "
@@ -71,7 +72,7 @@ BUNDLES: dict[str, dict] = {
         "summary": "DDANet, one encoder of squeeze-excitation residual blocks and two decoders: one segments, the other "
         "reconstructs the grayscale image and gates the first with its attention maps. Segments colon polyps in "
         "endoscopy frames (Kvasir-SEG) or, with one override, skin lesions in dermoscopy images (ISIC 2017).",
-        "changelog": {"0.2.0": "outputs.pred.channel_def keyed by the label-map values inference writes (MONAI Label / 3D Slicer label names); network output channels in network_output_channels; MONAI Label gets a 2D uint8 label map (MonaiLabelOutputd)", "0.1.0": "first version: DDANet (reference widths), Dice + BCE on the mask, BCE on the grayscale"},
+        "changelog": {"0.2.0": CHANGELOG_0_2_0_2D, "0.1.0": "first version: DDANet (reference widths), Dice + BCE on the mask, BCE on the grayscale"},
         "description": "DDANet (dual decoder attention network) on RGB images resized to image_size (256 x 256 by "
         "default), one sigmoid channel; trained with Dice + BCE on the mask plus BCE on the grayscale reconstruction "
         "(the reconstruction decoder only gates the mask decoder at inference). Kvasir-SEG layout by default, ISIC "
