@@ -99,7 +99,8 @@ class ChannelsLastInEval(torch.nn.Module):
         raise NotImplementedError
 
     def _forward_in_eval_layout(self, x: torch.Tensor) -> torch.Tensor:
-        """``self._forward(x)``; in eval mode with ``channels_last`` on a channels-last copy of ``x``, made contiguous."""
+        """``self._forward(x)``; in eval mode with ``channels_last``, on a channels-last copy of ``x`` (output made
+        contiguous)."""
         if self.channels_last and not self.training:
             return self._forward(to_channels_last(x)).contiguous()
         return self._forward(x)
