@@ -27,3 +27,7 @@ __all__ += ["ClassificationGuidedModule", "ConvNormAct", "FullScaleDecoderStage"
 from .onednn import OneDNNConv2d, OneDNNConv3d, use_onednn_convolutions  # noqa: E402
 
 __all__ += ["OneDNNConv2d", "OneDNNConv3d", "use_onednn_convolutions"]
+
+from .mix_transformer import MixTransformer  # noqa: E402
+
+__all__ += ["MixTransformer"]

@@ -14,3 +14,7 @@ from .fct import FCT  # noqa: E402
 from .unet3plus import UNet3Plus  # noqa: E402
 
 __all__ += ["FCT", "UNet3Plus"]
+
+from .ssformer import SSFormer  # noqa: E402
+
+__all__ += ["SSFormer"]
