@@ -189,8 +189,11 @@ def test_mismatched_checkpoints_give_one_clear_line_and_load_nothing(tmp_path: P
     del full["backbone.block1.0.attn.q.weight"], full["decode_head.linear_pred.bias"]
     full["decode_head.extra.weight"] = torch.zeros(1)
     full["backbone.norm4.weight"] = torch.zeros(3)
-    with pytest.raises(ValueError, match=r"missing \(2\): backbone\.block1\.0\.attn\.q\.weight, decode_head\.linear_pred"
-                       r"\.bias; unexpected \(1\): decode_head\.extra\.weight; wrong shape \(1\): backbone\.norm4\.weight"):
+    expected = (
+        r"missing \(2\): backbone\.block1\.0\.attn\.q\.weight, decode_head\.linear_pred\.bias; "
+        r"unexpected \(1\): decode_head\.extra\.weight; wrong shape \(1\): backbone\.norm4\.weight \[3\] vs \[512\]"
+    )
+    with pytest.raises(ValueError, match=expected):
         net.load_pretrained(full)
     with pytest.raises(ValueError, match="not found"):
         net.load_pretrained(tmp_path / "missing.pth")

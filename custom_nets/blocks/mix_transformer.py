@@ -102,9 +102,8 @@ class EfficientSelfAttention(nn.Module):
         self.proj = nn.Linear(dim, dim)
         self.reduce = sr_ratio > 1
         # no parameters (and no state_dict entries, as in MiT) when there is no reduction
-        self.sr: nn.Module = (
-            Conv[Conv.CONV, spatial_dims](dim, dim, kernel_size=sr_ratio, stride=sr_ratio) if self.reduce else nn.Identity()
-        )
+        conv = Conv[Conv.CONV, spatial_dims]
+        self.sr: nn.Module = conv(dim, dim, kernel_size=sr_ratio, stride=sr_ratio) if self.reduce else nn.Identity()
         self.norm: nn.Module = nn.LayerNorm(dim) if self.reduce else nn.Identity()
         self.dim = dim
         self.num_heads = num_heads
@@ -168,7 +167,13 @@ class MiTBlock(nn.Module):
     """
 
     def __init__(
-        self, spatial_dims: int, dim: int, num_heads: int, mlp_ratio: float = 4.0, sr_ratio: int = 1, drop_path: float = 0.0
+        self,
+        spatial_dims: int,
+        dim: int,
+        num_heads: int,
+        mlp_ratio: float = 4.0,
+        sr_ratio: int = 1,
+        drop_path: float = 0.0,
     ) -> None:
         super().__init__()
         self.norm1 = nn.LayerNorm(dim, eps=MIT_NORM_EPS)
@@ -221,7 +226,9 @@ class MixTransformer(nn.Module):
         settings = {"embed_dims": embed_dims, "depths": depths, "num_heads": num_heads, "sr_ratios": sr_ratios}
         for name, values in settings.items():
             if len(values) != 4 or any(int(v) < 1 for v in values):
-                raise ValueError(f"MixTransformer {name} must be four positive ints (one per stage), got {list(values)}.")
+                raise ValueError(
+                    f"MixTransformer {name} must be four positive ints (one per stage), got {list(values)}."
+                )
         if in_channels <= 0:
             raise ValueError(f"MixTransformer in_channels must be positive, got {in_channels}.")
         if not 0.0 <= drop_path_rate < 1.0:
@@ -237,7 +244,9 @@ class MixTransformer(nn.Module):
         def blocks(i: int) -> nn.ModuleList:
             return nn.ModuleList(
                 [
-                    MiTBlock(spatial_dims, dims[i], int(num_heads[i]), mlp_ratio, int(sr_ratios[i]), rates[starts[i] + j])
+                    MiTBlock(
+                        spatial_dims, dims[i], int(num_heads[i]), mlp_ratio, int(sr_ratios[i]), rates[starts[i] + j]
+                    )
                     for j in range(int(depths[i]))
                 ]
             )

@@ -1,9 +1,10 @@
 """SSFormer: a Mix Transformer encoder with the progressive locality decoder, for 2D or 3D segmentation.
 
-Reference: Wang, Huang, Hu, Yang, Tan, "Stepwise Feature Fusion: Local Guides Global", MICCAI 2022 (arXiv 2203.03635);
-reference code Qiming-Huang/ssformer (``mit_PLD_b2.py`` = SSFormer-S, ``mit_PLD_b4.py`` = SSFormer-L). Trained there at
-352 x 352 with AdamW (lr 1e-4, weight decay 0.01) and BCE + Dice; mean Dice on the PraNet test sets, S / L: Kvasir
-0.925 / 0.917, CVC-ClinicDB 0.916 / 0.906, CVC-ColonDB 0.772 / 0.802, ETIS 0.767 / 0.796, CVC-300 0.887 / 0.895.
+Reference: Wang, Huang, Tang, Meng, Su, Song, "Stepwise Feature Fusion: Local Guides Global", MICCAI 2022
+(arXiv 2203.03635); reference code Qiming-Huang/ssformer (``mit_PLD_b2.py`` = SSFormer-S, ``mit_PLD_b4.py`` =
+SSFormer-L). Trained there at 352 x 352 with AdamW (lr 1e-4, weight decay 0.01) and BCE + Dice; mean Dice on the
+PraNet test sets, S / L: Kvasir 0.925 / 0.917, CVC-ClinicDB 0.916 / 0.906, CVC-ColonDB 0.772 / 0.802, ETIS
+0.767 / 0.796, CVC-300 0.887 / 0.895.
 
 Architecture:
 
@@ -117,7 +118,12 @@ class ProgressiveLocalityDecoder(nn.Module):
     """
 
     def __init__(
-        self, spatial_dims: int, in_channels: Sequence[int], out_channels: int, channels: int = 256, dropout: float = 0.1
+        self,
+        spatial_dims: int,
+        in_channels: Sequence[int],
+        out_channels: int,
+        channels: int = 256,
+        dropout: float = 0.1,
     ) -> None:
         super().__init__()
         self.linear_c4 = LocalEmphasis(spatial_dims, in_channels[3], channels)
@@ -190,7 +196,8 @@ class SSFormer(nn.Module):
             raise ValueError(f"SSFormer variant must be one of {sorted(SSFORMER_VARIANTS)}, got {variant!r}.")
         if out_channels <= 0 or decoder_channels <= 0:
             raise ValueError(
-                f"SSFormer out_channels and decoder_channels must be positive, got {out_channels} and {decoder_channels}."
+                "SSFormer out_channels and decoder_channels must be positive, "
+                f"got {out_channels} and {decoder_channels}."
             )
         if not 0.0 <= dropout < 1.0:
             raise ValueError(f"SSFormer dropout must be in [0, 1), got {dropout}.")
@@ -230,9 +237,9 @@ class SSFormer(nn.Module):
         dict. A dict holding the weights under ``"state_dict"`` or ``"model"`` is unwrapped, and a ``"module."``
         prefix (DataParallel / DDP) is removed. Then, by the names it holds:
 
-        * no ``backbone.`` / ``decode_head.`` keys: an ImageNet MiT checkpoint of SegFormer (``patch_embed1.proj.weight``,
-          ``block1.0.attn.q.weight``, ...): its classifier (``head.*``) is dropped and the rest must match
-          ``self.backbone`` exactly; the decoder keeps its initialisation;
+        * no ``backbone.`` / ``decode_head.`` keys: an ImageNet MiT checkpoint of SegFormer
+          (``patch_embed1.proj.weight``, ``block1.0.attn.q.weight``, ...): its classifier (``head.*``) is dropped and
+          the rest must match ``self.backbone`` exactly; the decoder keeps its initialisation;
         * otherwise an SSFormer checkpoint (this class's or the reference repository's ``mit_PLD_b2`` / ``mit_PLD_b4``):
           the reference's unused ``decode_head.linear_fuse.*`` is dropped and the rest must match the whole network.
 
