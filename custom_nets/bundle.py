@@ -25,7 +25,9 @@ from .locate import config_file_from_argv
 __all__ = [
     "amp_enabled",
     "bundle_root",
+    "channel_metrics",
     "channel_output_transform",
+    "label_slug",
     "config_file_from_argv",
     "default_device",
     "end_distributed_run",
@@ -87,6 +89,26 @@ def channel_output_transform(channel: int, keys: Sequence[str] = ("pred", "label
         return tuple([item[key][channel : channel + 1] for item in output] for key in keys)
 
     return transform
+
+
+def label_slug(name: str) -> str:
+    """A label name as a metric or column name: ``"tumor core"`` -> ``"tumor_core"``."""
+    return "_".join(str(name).replace("/", " ").split())
+
+
+def channel_metrics(label_names: Sequence[str], prefix: str, hd95: bool = False) -> dict:
+    """One MONAI ``MeanDice`` (and ``HausdorffDistance`` 95 %) handler per output channel, named
+    ``<prefix>_dice_<label>``: the per-label validation metrics of any dataset's task."""
+    from monai.handlers import HausdorffDistance, MeanDice
+
+    metrics: dict = {}
+    for index, name in enumerate(label_names):
+        transform = channel_output_transform(index)
+        metrics[f"{prefix}_dice_{label_slug(name)}"] = MeanDice(include_background=True, output_transform=transform)
+        if hd95:
+            metrics[f"{prefix}_hd95_{label_slug(name)}"] = HausdorffDistance(
+                include_background=True, percentile=95, output_transform=transform)
+    return metrics
 
 
 _NOISY_WARNINGS = (

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 __all__ = ["case_name_from_path", "case_names_from_batch", "case_output_name"]
 
+# the first channel file of an nnU-Net case, <case>_0000 (what LoadImaged names a stacked image after)
+FIRST_CHANNEL_SUFFIX = re.compile(r"^(?P<case>.+)_0000$")
 _MODALITY_SUFFIXES = ("_flair", "_t1ce", "_t1", "_t2", "-t2f", "-t1n", "-t1c", "-t2w", "_image", "_img")
 
 
@@ -22,7 +25,8 @@ def case_name_from_path(path: str | os.PathLike) -> str:
     for suffix in _MODALITY_SUFFIXES:
         if name.lower().endswith(suffix):
             return name[: -len(suffix)]
-    return name
+    match = FIRST_CHANNEL_SUFFIX.match(name)
+    return match["case"] if match else name
 
 
 def case_names_from_batch(batch: Sequence[Mapping[str, Any]], image_key: str = "image") -> list[str]:

@@ -15,3 +15,11 @@ __all__ += ["CentreSliceSourced", "MultiLabelToLabelMapd"]
 from .monai_label import MonaiLabelOutputd  # noqa: E402
 
 __all__ += ["MonaiLabelOutputd"]
+
+from .regions import LabelToRegionsd, RegionsToLabelMapd  # noqa: E402
+
+__all__ += ["LabelToRegionsd", "RegionsToLabelMapd"]
+
+from .normalization import intensity_normalization  # noqa: E402
+
+__all__ += ["intensity_normalization"]
