@@ -1,7 +1,12 @@
 """Ignite handlers the bundles need beyond MONAI's.
 
 - :class:`ResumableCheckpoint`: saves the whole training state to one fixed file after every epoch (atomically) and
-  resumes from it when training starts again, so an interrupted run picks up where it stopped.
+  resumes from it when training starts again, so an interrupted run picks up where it stopped, with its best
+  validation metric.
+- :class:`BestModelSaver`, :class:`FinalModelSaver`: ``model.pt`` is the best validated model, also across resumes; a
+  run that never validates keeps a validated ``model.pt`` and saves its final weights beside it. Each model file has a
+  record (``model.json``: which epoch and metric, SHA-256), and the log says which model ``model.pt`` is.
+- :class:`TrainingProgressLogger`: one log line per training epoch with the elapsed time and an ETA.
 - :class:`CaseProgressLogger`: one log line per finished case of an inference or evaluation run, with an ETA.
 - :class:`RegionMetricsWriter`: writes the per-case values that MONAI's metric handlers already computed
   (``engine.state.metric_details``) as one CSV with named regions, plus a mean row, and logs the means.
@@ -12,10 +17,12 @@
 from __future__ import annotations
 
 import csv
+import json
 import logging
 import math
 import os
 import time
+import uuid
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -26,14 +33,19 @@ from monai.handlers import CheckpointLoader
 
 from custom_nets.data.naming import case_names_from_batch
 from custom_nets.flags import as_flag
-from custom_nets.inference.io import atomic_write
+from custom_nets.inference.io import atomic_write, file_sha256
 
 __all__ = [
+    "BestModelSaver",
     "CaseProgressLogger",
     "FinalModelSaver",
     "GroupedOverlapMetricsWriter",
     "RegionMetricsWriter",
     "ResumableCheckpoint",
+    "ResumeError",
+    "TrainingProgressLogger",
+    "model_record",
+    "save_model_file",
 ]
 
 logger = logging.getLogger(__name__)
@@ -67,12 +79,100 @@ class CaseProgressLogger:
         self._last = now
 
 
+class ResumeError(RuntimeError):
+    """A training run cannot continue from its checkpoint (unreadable, or from another network); one-line message."""
+
+
+def model_record_path(path: str | os.PathLike) -> Path:
+    """The record beside a model file: ``models/model.pt`` -> ``models/model.json``."""
+    return Path(path).with_suffix(".json")
+
+
+def model_record(path: str | os.PathLike) -> dict | None:
+    """What the record beside ``path`` says about the file now there (None: no record, or it describes other bytes).
+
+    The record holds the file's SHA-256, so a record that does not match the file is never believed. It keeps the
+    description of the file it replaced as ``previous``, so a kill between writing the record and renaming the file
+    into place leaves the old file still described.
+    """
+    path = Path(path)
+    try:
+        record = json.loads(model_record_path(path).read_text(encoding="utf-8"))
+        digest = file_sha256(path)
+    except (OSError, ValueError):
+        return None
+    for entry in (record, record.get("previous") or {}):
+        if isinstance(entry, dict) and entry.get("sha256") == digest:
+            return {k: v for k, v in entry.items() if k != "previous"}
+    return None
+
+
+def save_model_file(path: str | os.PathLike, network: torch.nn.Module, **record: Any) -> dict:
+    """Save ``network``'s state dict (a plain state dict, as inference and ``ckpt_export`` load) and its record.
+
+    Both are written atomically: the weights to a temporary name, then the record (with the weights' SHA-256 and the
+    previous record), then the weights renamed into place. Returns the record.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    module = getattr(network, "module", network)
+    state = module.state_dict()
+    previous = model_record(path)
+    entry = {"file": path.name, **record, "saved": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
+
+    def write(tmp: Path) -> None:
+        torch.save(state, tmp)
+        entry["sha256"] = file_sha256(tmp)
+        text = json.dumps({**entry, "previous": previous}, indent=2) + "\n"
+        atomic_write(model_record_path(path), lambda t: t.write_text(text, encoding="utf-8"))
+
+    atomic_write(path, write)
+    return entry
+
+
+def describe_model(record: dict | None) -> str:
+    """``epoch 16, val_mean_dice 0.7176 (validated)`` or ``final weights of a 3-epoch run (not validated)``."""
+    if record is None:
+        return "of unknown origin (no matching model record)"
+    if record.get("kind") == "validated" and isinstance(record.get("metric"), (int, float)):
+        return f"the validated model of epoch {record.get('epoch')}, {record.get('metric_name')} {record.get('metric'):.4f}"
+    return f"the final weights of a {record.get('epoch')}-epoch run (not validated)"
+
+
+class _ValidationState:
+    """The best-metric bookkeeping of a MONAI evaluator (``best_metric``, ``best_metric_epoch``) and the training
+    run's id, as a ``state_dict``/``load_state_dict`` object, so :class:`ResumableCheckpoint` saves and restores it."""
+
+    def __init__(self, validator: Engine) -> None:
+        self.validator = validator
+
+    def state_dict(self) -> dict:
+        state = self.validator.state
+        best = getattr(state, "best_metric", -1)
+        return {
+            "run": getattr(state, "training_run", None),
+            "metric_name": getattr(state, "key_metric_name", None),
+            "best_metric": float(best.item() if hasattr(best, "item") else best),
+            "best_metric_epoch": int(getattr(state, "best_metric_epoch", -1)),
+        }
+
+    def load_state_dict(self, saved: Mapping[str, Any]) -> None:
+        state = self.validator.state
+        state.training_run = saved.get("run") or state.training_run
+        state.best_metric = float(saved.get("best_metric", -1))
+        state.best_metric_epoch = int(saved.get("best_metric_epoch", -1))
+
+
 class ResumableCheckpoint:
     """Save ``save_dict`` to ``save_dir/filename`` after every epoch; load it when the trainer starts, if present.
 
     The file is written to a temporary name and renamed, so an interruption never leaves a truncated checkpoint.
     Loading is done by MONAI's :class:`~monai.handlers.CheckpointLoader` (``weights_only`` loading), so the trainer
-    continues from the saved epoch with the saved optimizer, scheduler and AMP scaler states.
+    continues from the saved epoch with the saved optimizer, scheduler and AMP scaler states. With ``validator``, the
+    checkpoint also carries the evaluator's best key metric and its epoch (and the run's id), so that a resumed run
+    replaces ``model.pt`` (:class:`BestModelSaver`) only with a better model than the best one before the interruption.
+    A checkpoint that cannot be resumed (unreadable, or from another network) stops the run with a one-line
+    :class:`ResumeError` before anything is overwritten.
 
     Args:
         save_dir: folder of the checkpoint (created if missing).
@@ -84,6 +184,8 @@ class ResumableCheckpoint:
         filename: checkpoint file name.
         map_location: device for loading.
         enabled: ``False`` turns the handler off (multi-GPU: only rank 0 saves).
+        validator: the evaluator whose best key metric is kept across resumes (MONAI's ``SupervisedEvaluator``).
+        model_filename: the best model's file in ``save_dir`` (:class:`BestModelSaver`), to report and reconcile.
     """
 
     def __init__(
@@ -94,18 +196,27 @@ class ResumableCheckpoint:
         filename: str = "checkpoint_last.pt",
         map_location: Any = None,
         enabled: bool = True,
+        validator: Engine | None = None,
+        model_filename: str = "model.pt",
     ) -> None:
         self.path = Path(save_dir) / filename
         self.save_dict = {k: v for k, v in save_dict.items() if v is not None}
         self.resume = as_flag(resume, "resume")
         self.map_location = map_location
         self.enabled = as_flag(enabled, "enabled")
+        self.validator = validator
+        self.model_path = Path(save_dir) / model_filename
+        if validator is not None:
+            validator.state.training_run = uuid.uuid4().hex[:12]  # a new run, unless resumed below
+            self.save_dict["validation"] = _ValidationState(validator)
 
     def attach(self, engine: Engine) -> None:
         self.save_dict.setdefault("trainer", engine)
         if self.resume and self.path.is_file():
-            load_dict = dict(self.save_dict)
-            finished = self._finished_epochs(engine)
+            saved = self._peek()
+            load_dict = {k: v for k, v in self.save_dict.items() if k in saved}
+            self._check_fits(saved, load_dict)
+            finished = self._finished_epochs(saved, engine)
             if finished is not None and "model" in load_dict:
                 # resuming a finished run would train nothing (MONAI Label's repeated training requests did exactly
                 # that): start a new run of max_epochs from the last weights, with a fresh optimizer and epoch count
@@ -115,21 +226,64 @@ class ResumableCheckpoint:
             else:
                 logger.info(f"resuming training from {self.path}")
             CheckpointLoader(load_path=str(self.path), load_dict=load_dict, map_location=self.map_location).attach(engine)
+            if "validation" in load_dict:
+                engine.add_event_handler(Events.STARTED, self._reconcile_best)
         if self.enabled:
             engine.add_event_handler(Events.EPOCH_COMPLETED, self.save)
 
-    def _finished_epochs(self, engine: Engine) -> int | None:
-        """The saved run's epoch count when it already reached this run's ``max_epochs``, else None."""
+    def _fail(self, problem: str) -> ResumeError:
+        return ResumeError(f"cannot resume training from {self.path}: {problem}; start over with --resume False "
+                           "(the file is then replaced) or move the file away")
+
+    def _peek(self) -> dict:
+        """The checkpoint's content (weights_only), or a one-line :class:`ResumeError`."""
         try:
-            saved = torch.load(self.path, map_location="cpu", weights_only=True).get("trainer", {})
-        except Exception as error:  # noqa: BLE001 - CheckpointLoader reports an unreadable file with its own error
-            logger.debug(f"could not peek at {self.path}: {error}")
-            return None
-        epoch = saved.get("epoch")
-        if epoch is None and saved.get("epoch_length"):
-            epoch = int(saved.get("iteration", 0)) // int(saved["epoch_length"])
+            saved = torch.load(self.path, map_location="cpu", weights_only=True)
+        except Exception as error:  # noqa: BLE001 - any unreadable file is the same problem for the user
+            first = " ".join(str(error).split())[:200]
+            raise self._fail(f"not a readable checkpoint ({type(error).__name__}: {first})") from None
+        if not isinstance(saved, dict) or "model" not in saved or "trainer" not in saved:
+            keys = ", ".join(map(str, list(saved)[:5])) if isinstance(saved, dict) else type(saved).__name__
+            raise self._fail(f"not a training checkpoint of these bundles (no 'model' and 'trainer'; found {keys})")
+        return saved
+
+    def _check_fits(self, saved: dict, load_dict: Mapping[str, Any]) -> None:
+        """The saved model must fit the network (another network's checkpoint fails here, not mid-way)."""
+        model = load_dict.get("model")
+        if not isinstance(model, torch.nn.Module) or not isinstance(saved.get("model"), dict):
+            return
+        expected = {k: tuple(v.shape) for k, v in getattr(model, "module", model).state_dict().items()}
+        found = {k: tuple(getattr(v, "shape", ())) for k, v in saved["model"].items()}
+        if found.keys() != expected.keys() and {k.removeprefix("module.") for k in found} == expected.keys():
+            found = {k.removeprefix("module."): v for k, v in found.items()}
+        missing = sorted(expected.keys() - found.keys())
+        unexpected = sorted(found.keys() - expected.keys())
+        shapes = sorted(k for k in expected.keys() & found.keys() if expected[k] != found[k])
+        if missing or unexpected or shapes:
+            parts = [f"{len(v)} {what} (e.g. {v[0]})" for what, v in
+                     (("missing", missing), ("unexpected", unexpected), ("of another shape", shapes)) if v]
+            raise self._fail("its model does not fit this network_def (" + ", ".join(parts) + "): it is from another "
+                             "network or other network settings")
+
+    def _finished_epochs(self, saved: dict, engine: Engine) -> int | None:
+        """The saved run's epoch count when it already reached this run's ``max_epochs``, else None."""
+        trainer = saved.get("trainer", {})
+        epoch = trainer.get("epoch")
+        if epoch is None and trainer.get("epoch_length"):
+            epoch = int(trainer.get("iteration", 0)) // int(trainer["epoch_length"])
         max_epochs = engine.state.max_epochs
         return int(epoch) if epoch is not None and max_epochs is not None and int(epoch) >= max_epochs else None
+
+    def _reconcile_best(self, engine: Engine) -> None:
+        """After loading: a best model written after the last checkpoint (killed in between) still counts."""
+        state = self.validator.state
+        record = model_record(self.model_path)
+        if (record and record.get("kind") == "validated" and record.get("run") == state.training_run
+                and int(record.get("epoch", -1)) > state.best_metric_epoch):
+            state.best_metric, state.best_metric_epoch = float(record["metric"]), int(record["epoch"])
+        if state.best_metric_epoch > 0:
+            logger.info(f"{self.model_path.name} is {describe_model(record)}; best so far in this run: epoch "
+                        f"{state.best_metric_epoch}, {state.key_metric_name} {state.best_metric:.4f}")
 
     def save(self, engine: Engine) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -140,24 +294,73 @@ class ResumableCheckpoint:
         atomic_write(self.path, lambda tmp: torch.save(state, tmp))
 
 
-class FinalModelSaver:
-    """Save the network as ``save_dir/filename`` when a run ends without having written that file itself.
+class BestModelSaver:
+    """Save the network as ``save_dir/filename`` whenever the evaluator's key metric reaches a new best.
 
-    ``models/model.pt`` is the best validated model (MONAI's ``CheckpointSaver`` on the key metric). A run with fewer
-    epochs than ``val_interval`` (MONAI Label's short training requests, a quick test) validates never and would leave
-    the previous weights in place, so inference and MONAI Label would silently keep using them. This handler then
-    writes the final weights there instead (atomically) and says so; a run that validated keeps its best model.
+    Attach it to the evaluator (MONAI's ``SupervisedEvaluator``, whose ``best_metric`` and ``best_metric_epoch`` it
+    reads; they survive a resume through :class:`ResumableCheckpoint`). MONAI's ``CheckpointSaver`` keeps its best score
+    to itself, so after a resume the first validation always counted as a new best; hence this handler. The file is a
+    plain state dict (what inference and ``ckpt_export`` load), with a record beside it (``model.json``: epoch, metric,
+    SHA-256; :func:`save_model_file`). Every validation logs which model the file is.
+
+    Args:
+        save_dir: folder of the model file.
+        network: the trained network (a ``DistributedDataParallel`` wrapper is unwrapped).
+        filename: the model file that inference loads.
+    """
+
+    def __init__(self, save_dir: str | os.PathLike, network: torch.nn.Module, filename: str = "model.pt") -> None:
+        self.path = Path(save_dir) / filename
+        self.network = network
+        self._best_before: tuple[float, int] | None = None
+
+    def attach(self, engine: Engine) -> None:
+        engine.add_event_handler(Events.EPOCH_STARTED, self._remember_best)
+        engine.add_event_handler(Events.EPOCH_COMPLETED, self._validated)
+
+    def _remember_best(self, engine: Engine) -> None:
+        self._best_before = (float(engine.state.best_metric), int(engine.state.best_metric_epoch))
+
+    def _validated(self, engine: Engine) -> None:
+        state = engine.state
+        name = getattr(state, "key_metric_name", None)
+        if name is None or name not in state.metrics:
+            return
+        if getattr(state, "training_run", None) is None:
+            state.training_run = uuid.uuid4().hex[:12]
+        current = float(state.metrics[name])
+        # a new best: MONAI's evaluator updated best_metric/best_metric_epoch during this validation (comparing with
+        # the epoch alone would take a resumed run's redone epoch for a new best)
+        if (float(state.best_metric), int(state.best_metric_epoch)) != self._best_before:
+            save_model_file(self.path, self.network, kind="validated", epoch=int(state.epoch), metric_name=name,
+                            metric=float(state.best_metric), run=state.training_run)
+            logger.info(f"{name} {current:.4f} at epoch {state.epoch}: new best, saved as {self.path}")
+        else:
+            logger.info(f"{name} {current:.4f} at epoch {state.epoch}; {self.path.name} stays the model of epoch "
+                        f"{state.best_metric_epoch} ({name} {float(state.best_metric):.4f})")
+
+
+class FinalModelSaver:
+    """When a run ends without having validated, keep its final weights without losing a validated model.
+
+    ``models/model.pt`` is the best validated model (:class:`BestModelSaver`). A run with fewer epochs than
+    ``val_interval`` (MONAI Label's short training requests, a quick test) never validates. Its final weights then go
+    to ``model.pt`` if that file is missing or itself holds unvalidated final weights, and otherwise beside it as
+    ``model_final.pt``: a validated model (or one of unknown origin) is never replaced by unvalidated weights. The log
+    says which model ``model.pt`` is. Writes are atomic, with a record (:func:`save_model_file`).
 
     Args:
         save_dir: folder of the model file.
         network: the trained network (a ``DistributedDataParallel`` wrapper is unwrapped).
         filename: the model file that inference loads.
         enabled: ``False`` turns the handler off (multi-GPU: only rank 0 saves).
+        final_filename: where the final weights go when ``filename`` holds a validated model.
     """
 
     def __init__(self, save_dir: str | os.PathLike, network: torch.nn.Module, filename: str = "model.pt",
-                 enabled: bool = True) -> None:
+                 enabled: bool = True, final_filename: str = "model_final.pt") -> None:
         self.path = Path(save_dir) / filename
+        self.final_path = Path(save_dir) / final_filename
         self.network = network
         self.enabled = as_flag(enabled, "enabled")
         self._started = 0.0
@@ -171,12 +374,55 @@ class FinalModelSaver:
         self._started = time.time()
 
     def _complete(self, engine: Engine) -> None:
+        epochs = int(engine.state.epoch)
         if self.path.is_file() and self.path.stat().st_mtime >= self._started:
+            logger.info(f"{self.path} is {describe_model(model_record(self.path))}")
             return
-        module = getattr(self.network, "module", self.network)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        atomic_write(self.path, lambda tmp: torch.save(module.state_dict(), tmp))
-        logger.info(f"no validation in this run: saved the final weights as {self.path}")
+        record = model_record(self.path) if self.path.is_file() else {"kind": "final"}
+        if record is not None and record.get("kind") == "final":
+            save_model_file(self.path, self.network, kind="final", epoch=epochs)
+            logger.info(f"no validation in this run: saved the final weights as {self.path}")
+            return
+        save_model_file(self.final_path, self.network, kind="final", epoch=epochs)
+        logger.warning(f"no validation in this run: saved the final weights as {self.final_path}; {self.path} "
+                       f"stays {describe_model(record)} (copy {self.final_path.name} over it to use the new weights)")
+
+
+class TrainingProgressLogger:
+    """Log ``epoch 3/50 done in 12.3 s (elapsed 0:00:37, ETA 0:08:50)`` after every training epoch.
+
+    The ETA is the mean time of this run's epochs so far (validation included) times the epochs left.
+    """
+
+    def __init__(self) -> None:
+        self._start = 0.0
+        self._epoch_start = 0.0
+        self._first_epoch = 0
+
+    def attach(self, engine: Engine) -> None:
+        engine.add_event_handler(Events.STARTED, self._started)
+        engine.add_event_handler(Events.EPOCH_STARTED, self._epoch_started)
+        engine.add_event_handler(Events.EPOCH_COMPLETED, self._log)
+
+    def _started(self, engine: Engine) -> None:
+        self._start = time.perf_counter()
+        self._first_epoch = int(engine.state.epoch)  # epochs already done by a resumed run
+
+    def _epoch_started(self, engine: Engine) -> None:
+        self._epoch_start = time.perf_counter()
+
+    def _log(self, engine: Engine) -> None:
+        now = time.perf_counter()
+        epoch, total = int(engine.state.epoch), int(engine.state.max_epochs or 0)
+        per_epoch = (now - self._start) / max(epoch - self._first_epoch, 1)
+        eta = _clock(per_epoch * max(total - epoch, 0))
+        logger.info(f"epoch {epoch}/{total} done in {now - self._epoch_start:.1f} s (elapsed "
+                    f"{_clock(now - self._start)}, ETA {eta})")
+
+
+def _clock(seconds: float) -> str:
+    seconds = int(round(seconds))
+    return f"{seconds // 3600}:{seconds % 3600 // 60:02d}:{seconds % 60:02d}"
 
 
 class RegionMetricsWriter:

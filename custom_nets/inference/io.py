@@ -21,6 +21,7 @@ back, then renamed (:func:`atomic_write`), so an interrupted run never leaves a 
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
 import uuid
@@ -43,6 +44,7 @@ __all__ = [
     "MAX_VOXELS",
     "atomic_write",
     "count_labels",
+    "file_sha256",
     "needs_itk",
     "read_case",
     "read_label_counts",
@@ -636,6 +638,15 @@ def atomic_write(path: str | os.PathLike, write: Callable[[Path], None],
         except OSError:
             pass
         raise
+
+
+def file_sha256(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
+    """The SHA-256 of a file's bytes (hex): the identity of a checkpoint in model records and ``summary.csv``."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(chunk), b""):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 def _label_dtype(label: np.ndarray) -> np.dtype:

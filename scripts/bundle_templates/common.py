@@ -25,25 +25,28 @@ def lr_scheduler() -> dict:
 
 
 def train_handlers() -> list[dict]:
-    """Resume/last checkpoint, LR schedule, periodic validation, console and TensorBoard loss, final model.
+    """Resume/last checkpoint, LR schedule, periodic validation, console and TensorBoard loss, final model, progress.
 
-    ``multi_gpu_train.json`` refers to these by position (0: checkpoint, 3 and 4: loss loggers, 5: final model):
-    keep the order.
+    ``multi_gpu_train.json`` refers to these by position (0: checkpoint, 3 and 4: loss loggers, 5: final model,
+    6: progress): keep the order, append new handlers at the end.
     """
     return [
         {
+            # carries the validator's best metric and its epoch, so a resumed run replaces model.pt only with a better one
             "_target_": "custom_nets.handlers.ResumableCheckpoint",
             "save_dir": "@ckpt_dir",
             "save_dict": {"model": "@network", "optimizer": "@optimizer", "lr_scheduler": "@lr_scheduler"},
             "resume": "@resume",
             "map_location": "@device",
+            "validator": "@validate#evaluator",
         },
         {"_target_": "LrScheduleHandler", "lr_scheduler": "@lr_scheduler", "print_lr": False},
         {"_target_": "ValidationHandler", "validator": "@validate#evaluator", "epoch_level": True, "interval": "@val_interval"},
         {"_target_": "StatsHandler", "tag_name": "train_loss", "output_transform": LOSS_OUTPUT},
         {"_target_": "TensorBoardStatsHandler", "log_dir": "@log_dir", "tag_name": "train_loss", "output_transform": LOSS_OUTPUT},
-        # a run too short to validate still leaves its weights where inference and MONAI Label look
+        # a run too short to validate leaves its weights as model.pt, or as model_final.pt beside a validated model.pt
         {"_target_": "custom_nets.handlers.FinalModelSaver", "save_dir": "@ckpt_dir", "network": "@network"},
+        {"_target_": "custom_nets.handlers.TrainingProgressLogger"},
     ]
 
 
@@ -84,14 +87,12 @@ def dataloader(dataset: str, batch_size: int | str, shuffle: bool) -> dict:
 
 
 def best_model_saver() -> dict:
-    """Keeps the best validation model as ``models/model.pt`` (what inference, export and MONAI Label load)."""
-    return {
-        "_target_": "CheckpointSaver",
-        "save_dir": "@ckpt_dir",
-        "save_dict": {"model": "@network"},
-        "save_key_metric": True,
-        "key_metric_filename": "model.pt",
-    }
+    """Keeps the best validation model as ``models/model.pt`` (what inference, export and MONAI Label load).
+
+    ``BestModelSaver`` rather than MONAI's ``CheckpointSaver``: its best score survives a resume (through
+    ``ResumableCheckpoint``), and ``models/model.json`` records which epoch and metric ``model.pt`` is.
+    """
+    return {"_target_": "custom_nets.handlers.BestModelSaver", "save_dir": "@ckpt_dir", "network": "@network"}
 
 
 def checkpoint_loader() -> dict:
