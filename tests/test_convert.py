@@ -212,15 +212,35 @@ def test_uwmadison_25d_channels_later_wins_labels_and_case_folds(public, convert
     _groups_never_split(out, lambda case: case.split("_day")[0])
 
 
-def test_uwmadison_describe_converts_once_into_a_cache(public, tmp_path):
-    src = tmp_path / "uw"
-    shutil.copytree(public["uwmadison"], src, ignore=shutil.ignore_patterns(CACHE_DIR))
+@pytest.mark.parametrize("name", ["uwmadison", "kvasir"])
+def test_masks_that_are_no_label_map_are_described_through_a_cached_conversion(name, public, tmp_path):
+    """UW-Madison (run-length masks) and Kvasir-SEG (lossy JPEG masks) are converted once into src/.canonical."""
+    src = tmp_path / name
+    shutil.copytree(public[name], src, ignore=shutil.ignore_patterns(CACHE_DIR))
     first = convert.describe(src)
-    cache = next((src / CACHE_DIR).iterdir())
+    (cache,) = (src / CACHE_DIR).iterdir()
     assert all(e["label"].startswith(str(cache.resolve())) for e in first["training"])
     stamp = (cache / "dataset.json").stat().st_mtime_ns
-    assert convert.describe(src) == first and (cache / "dataset.json").stat().st_mtime_ns == stamp
-    assert convert.detect(src) == "uwmadison"  # the hidden cache does not hide the layout
+    assert convert.describe(src) == first and (cache / "dataset.json").stat().st_mtime_ns == stamp  # reused
+    assert convert.detect(src) == name  # the hidden cache does not hide the layout
+    if name == "kvasir":  # a changed mask gets a new conversion
+        mask = next((src / "masks").iterdir())
+        os.utime(mask, ns=(stamp + 10**9, stamp + 10**9))
+        convert.describe(src)
+        assert len(list((src / CACHE_DIR).iterdir())) == 2
+
+
+@pytest.mark.parametrize("name", list(SMALL))
+def test_the_data_layer_reads_public_folders_and_conversions(name, public, converted):
+    """custom_nets.data.dataset reads both an unconverted public folder (through describe) and its conversion, and
+    its integrity checks (label values declared, geometry) pass on both."""
+    from custom_nets.data.dataset import check_dataset, read_dataset
+
+    in_place, canonical = read_dataset(public[name]), read_dataset(converted[name])
+    for dataset in (in_place, canonical):
+        check_dataset(dataset)
+    assert sorted(c["case"] for c in in_place.training) == sorted(c["case"] for c in canonical.training)
+    assert in_place.channel_names == canonical.channel_names
 
 
 def test_uwmadison_describe_without_a_writable_cache_names_the_command(public, tmp_path):

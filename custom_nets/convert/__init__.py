@@ -70,8 +70,9 @@ def describe(path: str | os.PathLike, layout: str | None = None) -> dict[str, An
     and, when some images have no label, ``test``: a list of ``{"case", "image"}`` (MONAI's
     ``load_decathlon_datalist`` reads both lists). Where the files are readable as
     they are the entries point at them, with the layout's own label values (BraTS 1/2/4 as regions, LGG and ISIC
-    masks 255, Kvasir's JPEG masks as the region 128..255); UW-Madison's run-length masks are converted once into
-    ``path/.canonical`` and that conversion is described.
+    masks 255); UW-Madison's run-length masks and Kvasir-SEG's JPEG masks are no label maps: such a folder is
+    converted once into ``path/.canonical/<layout>-<hash>`` (a changed dataset gets a new one) and that conversion
+    is described.
 
     Args:
         path: the public dataset folder.

@@ -17,6 +17,7 @@ does the rest, atomically.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import os
@@ -48,6 +49,7 @@ __all__ = [
     "describe_in_place",
     "describe_via_cache",
     "link_or_copy",
+    "listing_fingerprint",
     "save_png",
     "splits_by_group",
     "write_dataset",
@@ -208,36 +210,34 @@ def describe_in_place(layout: Layout, src: Path, entries: Sequence[Entry]) -> di
 def describe_canonical(folder: Path, layout: Layout) -> dict[str, Any]:
     """A Decathlon-style description (absolute paths) of a canonical folder written by :func:`write_dataset`.
 
-    Only for folders this package wrote (it trusts their names); user datasets are read by the data layer's reader.
+    The folder is read by the data layer's reader (:func:`custom_nets.data.dataset.read_dataset`); entries get their
+    ``"group"`` from :attr:`Layout.group_of_case`.
     """
-    info = json.loads((folder / DATASET_JSON).read_text(encoding="utf-8"))
-    ending = info["file_ending"]
-    n_channels = len(info["channel_names"])
+    from ..data.dataset import read_dataset  # the data layer imports this package lazily too
 
-    def images(images_dir: Path, case: str) -> str | list[str]:
-        paths = [str((images_dir / f"{case}_{c:04d}{ending}").resolve()) for c in range(n_channels)]
-        return paths[0] if n_channels == 1 else paths
-
-    def cases(names: Sequence[str], suffix: str) -> list[str]:
-        return sorted(n[: -len(suffix)] for n in names if n.endswith(suffix) and not n.startswith("."))
-
-    out = dict(info)
-    training = []
-    for case in cases(os.listdir(folder / "labelsTr"), ending):
-        entry: dict[str, Any] = {
-            "case": case,
-            "image": images(folder / "imagesTr", case),
-            "label": str((folder / "labelsTr" / f"{case}{ending}").resolve()),
-        }
-        if layout.group_of_case is not None:
-            entry["group"] = layout.group_of_case(case)
-        training.append(entry)
-    out["training"] = training
-    test_dir = folder / "imagesTs"
-    if test_dir.is_dir():
-        names = cases(os.listdir(test_dir), f"_0000{ending}")
-        out["test"] = [{"case": case, "image": images(test_dir, case)} for case in names]
+    dataset = read_dataset(folder)
+    out = json.loads((folder / DATASET_JSON).read_text(encoding="utf-8"))
+    out["training"] = [
+        {**entry, "group": layout.group_of_case(entry["case"])} if layout.group_of_case else dict(entry)
+        for entry in dataset.training
+    ]
+    if dataset.test:
+        out["test"] = [{"case": entry["case"], "image": entry["image"]} for entry in dataset.test]
     return out
+
+
+def listing_fingerprint(*folders: Path) -> str:
+    """A short hash of the names, sizes and modification times of the visible files in ``folders``: a cache key
+    that changes when a file is added, removed or rewritten."""
+    digest = hashlib.sha256()
+    for folder in folders:
+        if not folder.is_dir():
+            continue
+        for entry in sorted(os.scandir(folder), key=lambda e: e.name):
+            if entry.is_file() and not is_hidden(entry.name):
+                stat = entry.stat()
+                digest.update(f"{folder.name}/{entry.name}:{stat.st_size}:{stat.st_mtime_ns}\n".encode())
+    return digest.hexdigest()[:16]
 
 
 CACHE_DIR = ".canonical"

@@ -3,7 +3,9 @@
 
 Each image becomes one lossless RGB ``<case>_0000.png`` at its original size (the bundles resize); each mask a 0/1
 label PNG thresholded at ``> 127`` on its luminance (Kvasir-SEG masks are lossy RGB JPEGs, not strictly 0/255).
-Images without a mask go to ``imagesTs``. Discovery is :func:`custom_nets.data.polyp_skin.find_kvasir_cases` /
+Images without a mask go to ``imagesTs``. Kvasir-SEG's JPEG masks are no label map (values 1..254 at every edge, often
+three channels), so :func:`custom_nets.convert.describe` converts such a folder once into ``<folder>/.canonical``
+rather than reading it in place; ISIC's 0/255 PNG masks are read in place. Discovery is :func:`custom_nets.data.polyp_skin.find_kvasir_cases` /
 :func:`~custom_nets.data.polyp_skin.find_isic_cases`.
 """
 
@@ -23,7 +25,7 @@ from ..data.polyp_skin import (
     pil_to_luminance,
     pil_to_rgb,
 )
-from .core import Entry, Layout, save_png
+from .core import Entry, Layout, listing_fingerprint, save_png
 from .lgg import RGB_CHANNELS
 
 __all__ = ["ISIC", "KVASIR", "MASK_THRESHOLD"]
@@ -55,15 +57,12 @@ KVASIR = Layout(
     title="Kvasir-SEG",
     description="Colonoscopy frames (Jha et al., Kvasir-SEG, MMM 2020), RGB at their original sizes; label 1 polyp.",
     converted={"channel_names": RGB_CHANNELS, "labels": {"background": 0, "polyp": 1}, "file_ending": ".png"},
-    # lossy JPEG masks: every value above 127 is polyp (one region written as 1), the rest background
-    in_place={
-        "channel_names": RGB_CHANNELS,
-        "labels": {"background": 0, "polyp": list(range(MASK_THRESHOLD + 1, 256))},
-        "regions_class_order": [1],
-    },
+    # not readable in place: the masks are lossy (often RGB) JPEGs, whose values 1..255 are no label map
+    in_place=None,
     detect=lambda folder: (folder / _KVASIR_IMAGE_DIR).is_dir() and (folder / _KVASIR_MASK_DIR).is_dir(),
     find=lambda src, scratch: find_kvasir_cases(src, require_label=False),
     write_case=_write_case,
+    cache_key=lambda src: f"kvasir-{listing_fingerprint(src / _KVASIR_IMAGE_DIR, src / _KVASIR_MASK_DIR)}",
 )
 
 ISIC = Layout(
