@@ -19,7 +19,7 @@ from PIL import Image
 
 from custom_nets import convert
 from custom_nets.convert.__main__ import main as cli
-from custom_nets.convert.core import CACHE_DIR, SPLITS_FILE
+from custom_nets.convert.core import CACHE_DIR, SPLITS_JSON
 from custom_nets.data import brats, lgg, polyp_skin, uwmadison
 from custom_nets.data.common import PARTIAL_PREFIX
 from custom_nets.data.errors import DatasetError
@@ -133,7 +133,8 @@ def test_brats_2023_names_and_values_convert_alike(public, converted, tmp_path):
             data = np.asanyarray(image.dataobj)
             if modality == "seg":
                 data = np.where(data == 4, 3, data).astype(np.uint8)
-            nib.save(nib.Nifti1Image(data, image.affine, image.header), str(src / case / f"{case}-{codes[modality]}.nii"))
+            path = src / case / f"{case}-{codes[modality]}.nii"
+            nib.save(nib.Nifti1Image(data, image.affine, image.header), str(path))
     assert convert.detect(src) == "brats"
     out = convert.convert("brats", src, tmp_path / "out")
     for case in _cases(converted["brats"]):
@@ -158,7 +159,7 @@ def test_brats_bad_label_values_are_one_line_each_and_nothing_is_written(public,
 
 
 def _groups_never_split(folder: Path, group_of) -> None:
-    splits = json.loads((folder / SPLITS_FILE).read_text())
+    splits = json.loads((folder / SPLITS_JSON).read_text())
     cases = _cases(folder)
     assert len(splits) == min(5, len({group_of(c) for c in cases}))
     validated = []

@@ -31,7 +31,15 @@ import numpy as np
 from monai.utils import optional_import
 from PIL import Image
 
-from ..data.common import is_hidden, partial_path, raise_problems, remove_stale_partials, split_groups, write_text_atomic
+from ..data.common import (
+    is_hidden,
+    partial_path,
+    raise_problems,
+    remove_stale_partials,
+    split_groups,
+    write_text_atomic,
+)
+from ..data.dataset import DATASET_JSON, SPLITS_JSON, file_ending, read_dataset
 from ..data.errors import DatasetError
 
 tqdm, _ = optional_import("tqdm", name="tqdm")
@@ -40,10 +48,9 @@ __all__ = [
     "CACHE_DIR",
     "DATASET_JSON",
     "NUM_FOLDS",
-    "SPLITS_FILE",
+    "SPLITS_JSON",
     "SPLIT_SEED",
     "Layout",
-    "case_file_ending",
     "dataset_json",
     "describe_canonical",
     "describe_in_place",
@@ -57,8 +64,6 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-DATASET_JSON = "dataset.json"
-SPLITS_FILE = "splits_final.json"
 NUM_FOLDS = 5
 """Folds of a written ``splits_final.json`` (nnU-Net's default; fewer when there are fewer groups)."""
 SPLIT_SEED = 12345
@@ -125,12 +130,6 @@ def link_or_copy(src: str | os.PathLike, dst: Path) -> None:
 def save_png(array: np.ndarray, path: Path) -> None:
     """Write a uint8 / uint16 ``(H, W)`` or uint8 ``(H, W, 3)`` array as a lossless PNG (PIL infers the mode)."""
     Image.fromarray(np.ascontiguousarray(array)).save(path, format="PNG")
-
-
-def case_file_ending(path: str | os.PathLike) -> str:
-    """The file ending of an image path as ``dataset.json`` writes it: ``".nii.gz"``, ``".png"``, ``".jpg"``."""
-    name = os.fspath(path).lower()
-    return ".nii.gz" if name.endswith(".nii.gz") else os.path.splitext(name)[1]
 
 
 def _image_paths(entry: Mapping[str, Any]) -> list[str]:
@@ -200,7 +199,7 @@ def describe_in_place(layout: Layout, src: Path, entries: Sequence[Entry]) -> di
     if "regions_class_order" in layout.in_place:
         out["regions_class_order"] = list(layout.in_place["regions_class_order"])
     out["numTraining"] = len(labelled)
-    out["file_ending"] = case_file_ending(_image_paths(entries[0])[0]) if entries else layout.converted["file_ending"]
+    out["file_ending"] = file_ending(_image_paths(entries[0])[0]) if entries else layout.converted["file_ending"]
     out["training"] = [_training_entry(e) for e in labelled]
     if unlabelled:
         out["test"] = unlabelled
@@ -213,8 +212,6 @@ def describe_canonical(folder: Path, layout: Layout) -> dict[str, Any]:
     The folder is read by the data layer's reader (:func:`custom_nets.data.dataset.read_dataset`); entries get their
     ``"group"`` from :attr:`Layout.group_of_case`.
     """
-    from ..data.dataset import read_dataset  # the data layer imports this package lazily too
-
     dataset = read_dataset(folder)
     out = json.loads((folder / DATASET_JSON).read_text(encoding="utf-8"))
     out["training"] = [
@@ -371,9 +368,9 @@ def write_dataset(
         if layout.group_unit is not None:
             splits = splits_by_group(labelled, unit=layout.group_unit)
             if splits is None:
-                logger.warning("%s: fewer than 2 %ss, no %s written", src, layout.group_unit, SPLITS_FILE)
+                logger.warning("%s: fewer than 2 %ss, no %s written", src, layout.group_unit, SPLITS_JSON)
             else:
-                write_text_atomic(tmp / SPLITS_FILE, json.dumps(splits, indent=1) + "\n")
+                write_text_atomic(tmp / SPLITS_JSON, json.dumps(splits, indent=1) + "\n")
         for file_name, text in (extra_files or {}).items():
             write_text_atomic(tmp / file_name, text)
         _move_into_place(tmp, dst, overwrite, is_complete)

@@ -16,7 +16,7 @@ LAYOUTS: dict[str, Layout] = {
 
 
 def get_layout(name: str) -> Layout:
-    """The :class:`~custom_nets.convert.core.Layout` called ``name``; ``ValueError`` naming the valid names otherwise."""
+    """The :class:`~custom_nets.convert.core.Layout` called ``name``; ``ValueError`` naming the valid names if none."""
     key = str(name).strip().lower()
     if key not in LAYOUTS:
         raise ValueError(f"unknown dataset layout {name!r}; expected one of {', '.join(sorted(LAYOUTS))}")

@@ -3,10 +3,12 @@
 
 Each image becomes one lossless RGB ``<case>_0000.png`` at its original size (the bundles resize); each mask a 0/1
 label PNG thresholded at ``> 127`` on its luminance (Kvasir-SEG masks are lossy RGB JPEGs, not strictly 0/255).
-Images without a mask go to ``imagesTs``. Kvasir-SEG's JPEG masks are no label map (values 1..254 at every edge, often
-three channels), so :func:`custom_nets.convert.describe` converts such a folder once into ``<folder>/.canonical``
-rather than reading it in place; ISIC's 0/255 PNG masks are read in place. Discovery is :func:`custom_nets.data.polyp_skin.find_kvasir_cases` /
+Images without a mask go to ``imagesTs``. Discovery is :func:`custom_nets.data.polyp_skin.find_kvasir_cases` /
 :func:`~custom_nets.data.polyp_skin.find_isic_cases`.
+
+Kvasir-SEG's JPEG masks are no label map (values 1..254 along every edge, often three channels), so
+:func:`custom_nets.convert.describe` converts such a folder once into ``<folder>/.canonical`` rather than reading it
+in place; ISIC's 0/255 PNG masks are read in place.
 """
 
 from __future__ import annotations

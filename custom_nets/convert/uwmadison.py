@@ -1,13 +1,13 @@
 """UW-Madison GI tract (Kaggle 2022: ``train.csv`` run-length masks + 16-bit PNG slices) to the canonical layout.
 
 Every labelled slice is a 2.5D case named by its competition id (``case123_day20_slice_0066``): three channels, the
-slices at offsets -2, 0, +2 within its case-day (clamped at the ends, :func:`custom_nets.data.uwmadison.neighbour_slices`,
-what the 2.5D GI bundles feed their networks), each the original 16-bit PNG hard-linked (or copied) as
-``_0000.png``, ``_0001.png``, ``_0002.png``. The three run-length masks become one label map, 1 large bowel,
-2 small bowel, 3 stomach; where organs overlap the later one wins (stomach over small bowel over large bowel), the rule
-of :func:`custom_nets.transforms.multilabel.multilabel_to_label_map` that today's GI inference applies to its
-outputs. ``splits_final.json`` keeps all days of a case in one fold. Discovery and run-length decoding are
-:func:`custom_nets.data.uwmadison.find_uwmadison_slices`.
+slices at offsets -2, 0, +2 within its case-day (clamped at the ends,
+:func:`custom_nets.data.uwmadison.neighbour_slices`, what the 2.5D GI bundles feed their networks), each the original
+16-bit PNG hard-linked (or copied) as ``_0000.png``, ``_0001.png``, ``_0002.png``. The three run-length masks become
+one label map, 1 large bowel, 2 small bowel, 3 stomach; where organs overlap the later one wins (stomach over small
+bowel over large bowel), the rule of :func:`custom_nets.transforms.multilabel.multilabel_to_label_map` that today's GI
+inference applies to its outputs. ``splits_final.json`` keeps all days of a case in one fold. Discovery and
+run-length decoding are :func:`custom_nets.data.uwmadison.find_uwmadison_slices`.
 
 The masks cannot be read in place, so :func:`custom_nets.convert.describe` converts such a folder once into
 ``<folder>/.canonical/uwmadison-<hash of train.csv>`` (a changed CSV gets a new folder, as the mask cache does).
@@ -21,7 +21,14 @@ import numpy as np
 import torch
 from PIL import Image
 
-from ..data.uwmadison import _CSV_NAME, _IMAGE_SUBDIR, CLASSES, _csv_fingerprint, find_uwmadison_slices, neighbour_slices
+from ..data.uwmadison import (
+    _CSV_NAME,
+    _IMAGE_SUBDIR,
+    CLASSES,
+    _csv_fingerprint,
+    find_uwmadison_slices,
+    neighbour_slices,
+)
 from ..transforms.multilabel import multilabel_to_label_map
 from .core import Entry, Layout, link_or_copy, save_png
 

@@ -50,7 +50,9 @@ _GENERATORS: dict[str, Callable[..., Path]] = {
     "isic": generate_isic_demo,
     "uwmadison": generate_uwmadison_demo,
 }
-_TITLES = {"brats": "BraTS", "lgg": "LGG slice", "kvasir": "Kvasir-SEG", "isic": "ISIC 2017", "uwmadison": "UW-Madison GI"}
+_TITLES = {
+    "brats": "BraTS", "lgg": "LGG slice", "kvasir": "Kvasir-SEG", "isic": "ISIC 2017", "uwmadison": "UW-Madison GI",
+}  # fmt: skip
 # number of labelled cases of a demo, from its generation parameters
 _NUM_TRAINING: dict[str, Callable[[Mapping[str, Any]], int]] = {
     "brats": lambda p: p["num_cases"],
