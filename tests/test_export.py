@@ -31,6 +31,8 @@ TINY: dict[str, dict] = {
     "ddanet": {"network_def#channels": [4, 8, 16, 32], "network_def#decoder_channels": [16, 8, 4, 4]},
     "unet3plus": {"network_def#channels": [8, 16, 32, 64, 128], "network_def#skip_channels": 8},
     "fct": {"network_def#channels": [8, 16, 32, 64, 128]},
+    "ssformer": {"network_def#depths": [1, 1, 1, 1], "network_def#embed_dims": [8, 16, 32, 64],
+                 "network_def#num_heads": [1, 1, 2, 2], "network_def#decoder_channels": 16},
 }
 # PSPNet's pyramid pooling (adaptive average pooling to 1, 2, 3 and 6 bins) exports to ONNX only for a fixed input
 # size whose feature map (1/8 of the input) is divisible by every bin: 48 -> 6.

@@ -1,4 +1,5 @@
-"""Registry of the RGB lesion bundles: DRRMSAN and DDANet on Kvasir-SEG polyps (and ISIC 2017 skin lesions)."""
+"""Registry of the RGB lesion bundles: DRRMSAN, DDANet and SSFormer on Kvasir-SEG polyps (and ISIC 2017 skin
+lesions)."""
 
 from __future__ import annotations
 
@@ -106,4 +107,52 @@ BUNDLES: dict[str, dict] = {
             {"_target_": "custom_nets.transforms.AppendGrayscaled", "keys": "label", "image_key": "image"}
         ],
     },
+}
+
+SSFORMER_PAPER = (
+    "Wang J., Huang Q., Tang F., Meng J., Su J., Song S. Stepwise Feature Fusion: Local Guides Global. MICCAI 2022. "
+    "arXiv:2203.03635"
+)
+SEGFORMER = (
+    "Xie E., Wang W., Yu Z., Anandkumar A., Alvarez J. M., Luo P. SegFormer: Simple and Efficient Design for Semantic "
+    "Segmentation with Transformers. NeurIPS 2021. arXiv:2105.15203"
+)
+# SSFormer trains at 352 x 352 (the reference's size; every size must be divisible by 32)
+SSFORMER_TASK = {
+    **polyp2d.POLYP,
+    "common_values": {**polyp2d.POLYP["common_values"], "image_size": [352, 352]},
+    "image_classes": polyp2d.POLYP["image_classes"].replace("default 256 x 256", "default 352 x 352"),
+}
+
+BUNDLES["ssformer"] = {
+    **POLYP_COMMON,
+    "task": SSFORMER_TASK,
+    "size_divisor": [32, 32],
+    "learning_rate": 1e-4,
+    "optimizer_values": {"weight_decay": 0.01},
+    "version": "0.1.0",
+    "title": "SSFormer 2D: polyp (Kvasir-SEG) and skin-lesion (ISIC 2017) segmentation in RGB images",
+    "summary": "SSFormer-S, a Mix Transformer (MiT-B2) encoder with the progressive locality decoder (local emphasis "
+    "per stage, stepwise aggregation by concatenation), segmenting colon polyps in endoscopy frames (Kvasir-SEG) or, "
+    "with one override, skin lesions in dermoscopy images (ISIC 2017).",
+    "changelog": {
+        "0.1.0": "first version: SSFormer-S (MiT-B2 encoder), BCE + Dice, AdamW (lr 1e-4, weight decay 0.01), 352 x 352"
+    },
+    "description": "SSFormer (hierarchical Mix Transformer encoder, progressive locality decoder at 1/4 resolution, "
+    "logits resized to the input) on RGB images resized to image_size (352 x 352 by default, sizes divisible by 32), "
+    "one sigmoid channel, BCE + Dice loss. --network_def#variant L selects SSFormer-L (MiT-B4); "
+    "--network_def#pretrained_checkpoint loads a user-supplied ImageNet MiT or SSFormer checkpoint strictly. "
+    "Kvasir-SEG layout by default, ISIC 2017 with --layout isic --image_size [192,256]. Inference writes one PNG mask "
+    "per image at the image's original size. No pretrained weights ship.",
+    "references": [SSFORMER_PAPER, SEGFORMER, KVASIR, ISIC_2017],
+    "network_def": {
+        "_target_": "custom_nets.nets.SSFormer",
+        "spatial_dims": 2,
+        "in_channels": 3,
+        "out_channels": 1,
+        "variant": "S",
+        "pretrained_checkpoint": None,
+    },
+    "reference_widths": {"variant": "L"},
+    "loss_config": {"loss": {"_target_": "custom_nets.losses.DiceBCELoss"}},
 }

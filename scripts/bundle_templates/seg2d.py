@@ -33,6 +33,8 @@ Optional hooks (absent from ``LGG``, whose configs they leave unchanged):
 - bundle ``"loss_config"``: top-level train.json entries that include ``"loss"``, replacing the ``loss_name`` choice;
 - bundle ``"train_label_transforms"``: transforms appended to the training chain only (``train#label_transforms``),
   e.g. a reconstruction target; validation and evaluation see the plain label.
+- bundle ``"optimizer_values"``: arguments of the training optimizer replacing the shared defaults, e.g.
+  ``{"weight_decay": 0.01}``.
 """
 
 from __future__ import annotations
@@ -177,7 +179,7 @@ def train_config(task: dict, bundle: dict) -> dict:
         "seed=@seed, num_folds=@num_folds, fold=@fold)",
         **common.network(bundle["network_def"]),
         **_loss(task, bundle),
-        "optimizer": common.optimizer(),
+        "optimizer": {**common.optimizer(), **bundle.get("optimizer_values", {})},
         "lr_scheduler": common.lr_scheduler(),
         "train": {
             "deterministic_transforms": _load_image_transforms(task, keys, divisor),
