@@ -164,17 +164,13 @@ def time_median(fn: Callable[[], Any], repeats: int, warmup: int, device: Any = 
 def count_flops(fn: Callable[[], Any]) -> tuple[int, dict[str, int]]:
     """Total FLOPs of ``fn()`` and FLOPs per aten op, with ``FlopCounterMode``.
 
-    Attention is counted at its true head width: the zero channels that
-    :func:`custom_nets.blocks.conv_attention.padded_attention` adds to narrow heads on CPU (a kernel-speed device
-    that leaves the result unchanged) are switched off while counting, so they never count as work done."""
-    from unittest import mock
-
+    Count on the plain network (before :func:`custom_nets.inference.speedups.apply`): attention is then counted at
+    its true head width, whereas the zero channels the speed-ups pad onto narrow heads for the CPU kernel (a
+    kernel-speed device that leaves the result unchanged) would count as work done."""
     from torch.utils.flop_counter import FlopCounterMode
 
-    from custom_nets.blocks import conv_attention
-
     counter = FlopCounterMode(display=False, custom_mapping=_extra_flop_formulas())
-    with counter, mock.patch.object(conv_attention, "MIN_CPU_HEAD_DIM", 0):
+    with counter:
         fn()
     by_op = {str(op): int(n) for op, n in counter.get_flop_counts().get("Global", {}).items()}
     return int(counter.get_total_flops()), by_op
@@ -352,7 +348,11 @@ def measure_network(task: dict[str, Any]) -> dict[str, Any]:
         def forward() -> Any:
             return net(x)
 
-        flops, by_op = count_flops(forward)
+        flops, by_op = count_flops(forward)  # on the plain network
+        if spec["kind"] == "bundle":  # timed as inference runs it (segment.py, the bundle configs); peers as shipped
+            from custom_nets.inference import speedups
+
+            speedups.apply(net)
         out = _first(forward())
         result.update(flops=flops, flops_by_op=by_op, output_shape=list(out.shape))
         # the Conv3d reference in this same process, alternating with the network run by run: each ratio compares

@@ -30,6 +30,8 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import benchmark  # noqa: E402 - the sibling script: its measuring functions
 
+from custom_nets.inference import speedups  # noqa: E402
+
 CLOCKS = {"wall": time.perf_counter, "cpu": time.thread_time}
 """``wall``: elapsed time (what a user waits for; noisy when other processes share the cores). ``cpu``: CPU time of
 the calling thread, only meaningful with one intra-op thread (``--threads 1``), nearly insensitive to other load."""
@@ -46,7 +48,8 @@ def profile_bundle(name: str, repeats: int = 7, warmup: int = 2, ops: int = 0, c
         def run() -> Any:
             return net(x)
 
-        flops, _ = benchmark.count_flops(run)
+        flops, _ = benchmark.count_flops(run)  # on the plain network, then timed as inference runs it
+        speedups.apply(net)
         ref, ref_flops, _ = benchmark.reference_callable(quick=False, device="cpu")
         ref_times, times = benchmark.time_paired(run, ref, repeats, warmup, "cpu", timer=CLOCKS[clock])
         result: dict[str, Any] = {"input": [1, spec["in_channels"], *spec["roi"]], "gflop": flops / 1e9}

@@ -1,9 +1,11 @@
-"""Eval-mode speed-ups of the networks (issue #9) compute the same thing as the reference path.
+"""CPU inference speed-ups (issues #9 and #18: ``custom_nets.inference.speedups.apply``) compute what the plain
+networks compute.
 
-The 2D ``ARUNet`` / ``AttentionResUNet``, ``DRRMSAN``, ``UNet3Plus`` and ``DDANet`` keep their conv weights in
-channels-last memory format and, in eval mode, run on a channels-last copy of the input (``channels_last``). Each test
-compares the optimised module with the reference computation (``channels_last = False`` and contiguous weights) on
-the same weights: outputs in eval mode, outputs and gradients in training mode, checkpoint loading and TorchScript.
+The networks are plain modules; :func:`speedups.apply` swaps in oneDNN convolutions, pads narrow attention heads and,
+for the 2D ``ARUNet`` / ``AttentionResUNet``, ``DRRMSAN``, ``UNet3Plus`` and ``DDANet``, runs the eval-mode forward on
+a channels-last copy of the input. Each test compares the sped-up module with the plain module (the reference
+computation) on the same weights: outputs in eval mode, outputs and gradients in training mode, checkpoint loading
+and TorchScript; and the ``state_dict`` stays contiguous and the same in both modes.
 """
 
 from __future__ import annotations
@@ -16,8 +18,9 @@ import torch.nn as nn
 
 from custom_nets.nets import DDANet, DRRMSAN, UNet3Plus
 from custom_nets.nets.arunet import ARUNet
+from custom_nets.inference import speedups
+from custom_nets.inference.speedups import to_channels_last
 from custom_nets.nets.attention_resunet import AttentionResUNet
-from custom_nets.nets.utils import set_weight_memory_format, to_channels_last
 
 ATOL = 1e-5
 
@@ -35,7 +38,9 @@ def _builders() -> dict:
     }
 
 
-BUILDERS = _builders()
+PLAIN_BUILDERS = _builders()
+# the networks as inference runs them
+BUILDERS = {name: (lambda build=build: speedups.apply(build())) for name, build in PLAIN_BUILDERS.items()}
 
 
 def _randomise_norm_stats(net: nn.Module) -> None:
@@ -51,10 +56,9 @@ def _randomise_norm_stats(net: nn.Module) -> None:
 
 
 def _reference(net: nn.Module) -> nn.Module:
-    """A copy running the reference path: no channels-last input, contiguous weights."""
-    ref = copy.deepcopy(net)
-    ref.channels_last = False
-    set_weight_memory_format(ref, False)
+    """A plain copy (the reference path): no speed-up, contiguous weights."""
+    ref = speedups.remove(copy.deepcopy(net))
+    assert speedups.applied(ref) is None and not ref._forward_pre_hooks and not ref._forward_hooks
     for p in ref.parameters():
         assert p.is_contiguous()
     return ref
@@ -68,7 +72,7 @@ def _input(net: nn.Module, size: int = 64) -> torch.Tensor:
 def test_eval_output_equals_reference(name: str) -> None:
     torch.manual_seed(0)
     net = BUILDERS[name]()
-    assert net.channels_last
+    assert speedups.applied(net)["channels_last"]
     _randomise_norm_stats(net)
     net.eval()
     ref = _reference(net).eval()
@@ -117,7 +121,7 @@ def test_checkpoint_round_trip(name: str) -> None:
     ref = _reference(net)
     state = {k: v.clone().contiguous() for k, v in ref.state_dict().items()}
     torch.manual_seed(1)
-    fresh = BUILDERS[name]()
+    fresh = BUILDERS[name]()  # sped up before loading, as a bundle config does
     assert list(fresh.state_dict()) == list(state)
     fresh.load_state_dict(state)
     fresh.eval()
@@ -148,23 +152,51 @@ def test_to_channels_last_only_changes_layout() -> None:
     assert to_channels_last(x3) is x3
 
 
+def _conv_input_layouts(net: nn.Module, x: torch.Tensor) -> list[bool]:
+    """Whether each convolution of ``net(x)`` computed channels-last (its input, or its oneDNN forced layout)."""
+    seen: list[bool] = []
+
+    def hook(module: nn.Module, args: tuple) -> None:
+        inp = args[0]
+        seen.append(module.__dict__.get("channels_last", False) and not torch.is_grad_enabled()
+                    or (inp.is_contiguous(memory_format=torch.channels_last) and not inp.is_contiguous()))
+
+    handles = [m.register_forward_pre_hook(hook) for m in net.modules() if isinstance(m, nn.Conv2d)]
+    try:
+        net(x)
+    finally:
+        for h in handles:
+            h.remove()
+    return seen
+
+
 @pytest.mark.parametrize("name", sorted(BUILDERS))
-def test_weight_layout_follows_the_mode(name: str) -> None:
-    """Channels-last conv weights in eval mode only; training mode uses the default layout (reference computation)."""
+def test_layout_follows_the_mode(name: str) -> None:
+    """Channels-last convolutions in eval mode only; training mode uses the default layout (reference computation).
+    The parameters keep the default layout in every mode (same objects: optimizer references), so the state_dict is
+    contiguous and the same in train and eval modes."""
     net = BUILDERS[name]()
     params = {k: p for k, p in net.named_parameters()}
     assert all(p.is_contiguous() for p in net.parameters())
+    x = _input(net, 32)
     net.eval()
-    conv_weights = [p for p in net.parameters() if p.dim() == 4]
-    assert conv_weights and all(p.is_contiguous(memory_format=torch.channels_last) for p in conv_weights)
-    assert {k: p for k, p in net.named_parameters()} == params  # same parameter objects (optimizer references)
+    with torch.inference_mode():
+        layouts = _conv_input_layouts(net, x)
+    assert layouts and all(layouts)
+    assert {k: p for k, p in net.named_parameters()} == params
+    assert all(p.is_contiguous() for p in net.parameters())
+    eval_state = {k: v.clone() for k, v in net.state_dict().items()}
     net.train()
+    train_state = net.state_dict()  # before a training forward updates the batch-norm statistics
+    assert list(train_state) == list(eval_state)
+    assert all(v.is_contiguous() and torch.equal(v, eval_state[k]) for k, v in train_state.items())
+    assert not any(_conv_input_layouts(net, x))
     assert all(p.is_contiguous() for p in net.parameters())
 
 
 def test_3d_networks_keep_the_default_layout() -> None:
-    net = ARUNet(spatial_dims=3, channels=(4, 8)).eval()
-    assert not net.channels_last
+    net = speedups.apply(ARUNet(spatial_dims=3, channels=(4, 8))).eval()
+    assert not speedups.applied(net)["channels_last"]
     assert all(p.is_contiguous() for p in net.parameters())
 
 
@@ -180,25 +212,39 @@ ONEDNN_BUILDERS = {
     "linknet3d": (lambda: LinkNet(spatial_dims=3, in_channels=4, out_channels=3, channels=(8, 16, 32, 64)), 5, 32),
     "pspnet3d": (lambda: PSPNet(spatial_dims=3, in_channels=4, out_channels=3, channels=(4, 8), layers=(1, 1)), 5, 16),
     "fct": (lambda: FCT(spatial_dims=2, in_channels=1, out_channels=3, channels=(8, 16, 32, 64, 128)), 4, 64),
-    "drrmsan": (BUILDERS["drrmsan"], 4, 64),
+    "drrmsan": (PLAIN_BUILDERS["drrmsan"], 4, 64),
 }
 
 
 def _plain_reference(net: nn.Module) -> nn.Module:
     """A copy with ordinary convolutions (PyTorch's own kernel choice) and the default layout everywhere."""
-    ref = use_onednn_convolutions(copy.deepcopy(net), enabled=False)
-    if getattr(ref, "channels_last", False):
-        ref.channels_last = False
-        set_weight_memory_format(ref, False)
+    ref = speedups.remove(copy.deepcopy(net))
     assert not any(isinstance(m, (OneDNNConv2d, OneDNNConv3d)) for m in ref.modules())
     return ref
+
+
+@pytest.mark.parametrize("name", sorted(ONEDNN_BUILDERS))
+def test_networks_are_plain_modules(name: str) -> None:
+    """A network as built has ordinary convolutions, plain attention and no hooks; speedups.apply is undone by
+    speedups.remove, and applying twice is applying once."""
+    net = ONEDNN_BUILDERS[name][0]()
+    assert not any(isinstance(m, (OneDNNConv2d, OneDNNConv3d)) for m in net.modules())
+    assert all(getattr(m, "min_head_dim", 0) == 0 for m in net.modules())
+    assert not net._forward_pre_hooks and not net._forward_hooks and speedups.applied(net) is None
+    speedups.apply(net)
+    hooks = (len(net._forward_pre_hooks), len(net._forward_hooks))
+    assert speedups.apply(net) is net and (len(net._forward_pre_hooks), len(net._forward_hooks)) == hooks
+    assert any(isinstance(m, (OneDNNConv2d, OneDNNConv3d)) for m in net.modules())
+    speedups.remove(net)
+    assert not any(isinstance(m, (OneDNNConv2d, OneDNNConv3d)) for m in net.modules())
+    assert not net._forward_pre_hooks and not net._forward_hooks and speedups.applied(net) is None
 
 
 @pytest.mark.parametrize("name", sorted(ONEDNN_BUILDERS))
 def test_onednn_convolutions_equal_reference(name: str) -> None:
     builder, ndim, size = ONEDNN_BUILDERS[name]
     torch.manual_seed(0)
-    net = builder()
+    net = speedups.apply(builder())
     assert any(isinstance(m, (OneDNNConv2d, OneDNNConv3d)) for m in net.modules())
     _randomise_norm_stats(net)
     net.eval()
@@ -238,7 +284,7 @@ def test_onednn_conv_kernel_choice_and_gradients() -> None:
 
 def test_onednn_convolutions_script_and_trace() -> None:
     torch.manual_seed(0)
-    net = ONEDNN_BUILDERS["linknet3d"][0]().eval()
+    net = speedups.apply(ONEDNN_BUILDERS["linknet3d"][0]()).eval()
     x = torch.randn(1, 4, 32, 32, 32)
     with torch.no_grad():
         expected = _plain_reference(net).eval()(x)
@@ -290,7 +336,8 @@ def test_padded_attention_pads_only_narrow_cpu_heads() -> None:
         padded_attention(*_attention_inputs(32))
         padded_attention(*_attention_inputs(8), min_head_dim=0)
     assert seen == [16, 32, 8]
-    layer = ConvAttention(2, 16, num_heads=2).eval()
+    layer = speedups.apply(ConvAttention(2, 16, num_heads=2)).eval()
+    assert layer.min_head_dim == conv_attention.MIN_CPU_HEAD_DIM
     x = torch.randn(1, 16, 16, 16)
     with torch.no_grad():
         traced = torch.jit.trace(layer, x)
@@ -299,16 +346,18 @@ def test_padded_attention_pads_only_narrow_cpu_heads() -> None:
 
 
 def test_fct_narrow_heads_equal_unpadded_path() -> None:
-    """A whole FCT with 4-wide heads gives the same output padded (default) and unpadded, in eval and training, and
-    so does its TorchScript version (which pads too)."""
+    """A whole FCT with 4-wide heads gives the same output padded (speedups.apply) and unpadded (the plain module), in
+    eval and training, and so does its TorchScript version (which pads too)."""
     torch.manual_seed(0)
-    net = FCT(2, 1, 3, channels=(8, 16, 32), num_heads=2, dropout=0.0, layer_dropout=0.0)
+    plain = FCT(2, 1, 3, channels=(8, 16, 32), num_heads=2, dropout=0.0, layer_dropout=0.0)
+    net = speedups.apply(copy.deepcopy(plain))
+    assert all(m.min_head_dim == 16 for m in net.modules() if isinstance(m, ConvAttention))
     x = torch.randn(2, 1, 32, 32)
     for training in (False, True):
         net.train(training)
+        plain.train(training)
         out = net(x)
-        with mock.patch.object(conv_attention, "MIN_CPU_HEAD_DIM", 0):
-            expected = net(x)
+        expected = plain(x)
         torch.testing.assert_close(out, expected, atol=1e-5, rtol=1e-5)
     with torch.no_grad():
         torch.testing.assert_close(torch.jit.script(net.eval())(x), net(x), atol=1e-5, rtol=1e-5)

@@ -25,7 +25,9 @@ Speed on CPU: PyTorch's CPU flash-attention kernel is slow for heads narrower th
 EPYC, two threads, 16384 queries x 4096 keys: two heads of 8 channels 85 ms, the same heads zero-padded to 16 channels
 64 ms, one head of 16 channels 32 ms). :func:`padded_attention` pads such heads with zero channels, which leaves every
 score and output unchanged (the zeros add nothing to the dot products, and the padded output channels are dropped),
-with the scale of the true head width. The FCT bundle uses one head in its 16-wide blocks for the same reason.
+with the scale of the true head width; :class:`ConvAttention` does so when its ``min_head_dim`` is set (by
+:func:`custom_nets.inference.speedups.apply`; the plain module computes plain attention). The FCT bundle uses one head
+in its 16-wide blocks for the same reason.
 """
 
 from __future__ import annotations
@@ -40,8 +42,9 @@ from monai.networks.blocks import Convolution
 
 __all__ = ["ChannelLayerNorm", "ConvAttention", "FCTLayer", "WideFocus", "padded_attention"]
 
-#: narrowest head that PyTorch's CPU flash-attention kernel runs at full speed (see the module docstring); the
-#: default of :func:`padded_attention` as called by :class:`ConvAttention` in eager mode (0 turns the padding off)
+#: narrowest head that PyTorch's CPU flash-attention kernel runs at full speed (see the module docstring): the
+#: default of :func:`padded_attention`, and the width :func:`custom_nets.inference.speedups.apply` sets as
+#: :attr:`ConvAttention.min_head_dim` for inference
 MIN_CPU_HEAD_DIM = 16
 
 
@@ -152,6 +155,10 @@ class ConvAttention(nn.Module):
         self.num_heads = num_heads
         self.kv_stride = kv_stride
         self.attn_dropout = float(attn_dropout)
+        # heads narrower than this are zero-padded for the CPU attention kernel (:func:`padded_attention`); 0 (the
+        # plain module) computes plain scaled dot-product attention. An inference setting, not in the state_dict:
+        # custom_nets.inference.speedups.apply sets it to MIN_CPU_HEAD_DIM
+        self.min_head_dim: int = 0
 
     def _heads(self, tokens: torch.Tensor) -> torch.Tensor:
         """``(B, N, C)`` -> ``(B, heads, N, C / heads)``."""
@@ -167,10 +174,7 @@ class ConvAttention(nn.Module):
         k = self._heads(self.proj_k(k))
         v = self._heads(self.proj_v(v))
         p = self.attn_dropout if self.training else 0.0
-        if torch.jit.is_scripting():  # TorchScript cannot read a module global: the default width
-            attended = padded_attention(q, k, v, p)  # (B, heads, N, C / heads)
-        else:
-            attended = padded_attention(q, k, v, p, MIN_CPU_HEAD_DIM)
+        attended = padded_attention(q, k, v, p, self.min_head_dim)  # (B, heads, N, C / heads)
         b, n = attended.shape[0], attended.shape[2]
         tokens = self.dropout(self.proj_out(attended.transpose(1, 2).reshape(b, n, self.channels)))
         return tokens.transpose(1, 2).reshape(x.shape)

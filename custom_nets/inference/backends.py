@@ -4,7 +4,9 @@ The inferer (a sliding window, or a plain call) calls ``network(x)`` with a batc
 only that callable. Everything before and after it (preprocessing, flips of TTA, stitching, postprocessing) is the
 same for every backend.
 
-- ``eager``: the bundle's ``network_def`` module as it is.
+- ``eager``: the bundle's ``network_def`` module with the CPU inference speed-ups of
+  :func:`custom_nets.inference.speedups.apply` (oneDNN convolutions, channels-last 2D networks, padded attention
+  heads; same outputs up to float rounding, checked by ``tests/test_net_speed.py``).
 - ``torchscript``: ``torch.jit.script`` of the network (``torch.jit.trace`` on an example window when it cannot be
   scripted), then ``torch.jit.freeze`` and, on the CPU, ``torch.jit.optimize_for_inference``.
 - ``onnxruntime``: ``torch.onnx.export`` (TorchScript-based exporter, ``dynamo=False``, opset 17, dynamic batch and
@@ -240,7 +242,9 @@ def build_backend(name: str, network: torch.nn.Module, example_shape: Sequence[i
     if name not in BACKENDS:
         raise SetupError(f"unknown backend {name!r}; choose one of {', '.join(BACKENDS)}")
     if name == "eager":
-        return Backend(network)
+        from .speedups import apply
+
+        return Backend(apply(network))
     inputs = _example_inputs(example_shape, device, any_spatial_size, divisor)
     start = time.perf_counter()
     if name == "torchscript":

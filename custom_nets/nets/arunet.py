@@ -47,7 +47,7 @@ from monai.networks.layers.utils import get_act_layer, get_norm_layer
 from custom_nets.blocks.attention import AttentionGate
 from custom_nets.blocks.residual import PreActResidualBlock
 from custom_nets.blocks.sampling import Downsample, Upsample
-from custom_nets.nets.utils import ChannelsLastInEval, check_channels, check_input_size
+from custom_nets.nets.utils import check_channels, check_input_size
 
 __all__ = ["ARUNet", "ARUNetDecoderBlock", "MaxPoolDownsample", "DOWNSAMPLE_MODES"]
 
@@ -142,7 +142,7 @@ def _head(
     return nn.Sequential(*layers)
 
 
-class ARUNet(ChannelsLastInEval):
+class ARUNet(nn.Module):
     """Attention residual U-Net ("AR-UNet 3D") for 2D or 3D segmentation.
 
     From "Utilizing Attention, Linked Blocks, and Pyramid Pooling to Propel Brain Tumor Segmentation in 3D", with
@@ -256,20 +256,13 @@ class ARUNet(ChannelsLastInEval):
         self.downsample = downsample
         self.size_divisor = 2 ** (n_levels - 1)
         self.interp_mode: str = _LINEAR_MODE[spatial_dims]
-        # CPU inference speed only (oneDNN convs; channels-last in eval for the 2D network, no gain measured in 3D)
-        self.enable_fast_inference(channels_last=spatial_dims == 2)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """``(B, in_channels, *S)`` -> logits ``(B, out_channels, *S)``.
 
         In training mode with ``deep_supervision`` the result is ``(B, 1 + len(channels) - 2, out_channels, *S)``.
-        In eval mode with :attr:`channels_last` the network runs on a channels-last copy of ``x`` (same values, faster
-        oneDNN convolutions on CPU) and returns a contiguous tensor.
         """
         check_input_size(x, self.spatial_dims, self.size_divisor, "ARUNet")
-        return self._forward_in_eval_layout(x)
-
-    def _forward(self, x: torch.Tensor) -> torch.Tensor:
         skips: List[torch.Tensor] = []
         h = x
         for level in self.encoder:

@@ -37,7 +37,7 @@ import torch.nn as nn
 from monai.networks.layers.factories import Conv, Pool
 
 from custom_nets.blocks.se_residual import SEResidualBlock
-from custom_nets.nets.utils import ChannelsLastInEval, check_channels, check_input_size
+from custom_nets.nets.utils import check_channels, check_input_size
 
 __all__ = ["DDANet", "DDANetDecoderBlock", "DDANetEncoderBlock", "DualDecoderLevel", "ReconstructionAttention"]
 
@@ -145,7 +145,7 @@ class DualDecoderLevel(nn.Module):
         return m, r
 
 
-class DDANet(ChannelsLastInEval):
+class DDANet(nn.Module):
     """DDANet (dual decoder attention network), 2D or 3D; see the module docstring for the structure.
 
     Shapes:
@@ -222,15 +222,10 @@ class DDANet(ChannelsLastInEval):
         self.channels = channels
         self.decoder_channels = decoder_channels
         self.size_divisor = 2**n_levels
-        # CPU inference speed only (oneDNN convs; channels-last in eval for the 2D network)
-        self.enable_fast_inference(channels_last=spatial_dims == 2)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """``(B, in_channels, *S)`` -> eval: ``(B, out_channels, *S)``; training: ``(B, out_channels + 1, *S)``."""
         check_input_size(x, self.spatial_dims, self.size_divisor, "DDANet")
-        return self._forward_in_eval_layout(x)
-
-    def _forward(self, x: torch.Tensor) -> torch.Tensor:
         skips: List[torch.Tensor] = []
         h = x
         for block in self.encoder:

@@ -60,7 +60,7 @@ from monai.networks.layers.factories import Conv, Pool
 
 from custom_nets.blocks.attention import AttentionGate
 from custom_nets.blocks.multires import MultiResBlock, ResPath
-from custom_nets.nets.utils import ChannelsLastInEval, check_input_size
+from custom_nets.nets.utils import check_input_size
 
 __all__ = ["DRRMSAN", "DRRMSANDecoderLevel", "DRRMSANEncoderLevel", "MinPool", "PooledImageInput"]
 
@@ -233,7 +233,7 @@ class DRRMSANDecoderLevel(nn.Module):
         return self.block(torch.cat([up, gated], dim=1))
 
 
-class DRRMSAN(ChannelsLastInEval):
+class DRRMSAN(nn.Module):
     """DRRMSAN (MultiResUNet + multi-scale pooled inputs + attention-gated ResPaths + deep supervision), 2D or 3D.
 
     See the module docstring for the level-by-level structure and the choices made.
@@ -330,15 +330,10 @@ class DRRMSAN(ChannelsLastInEval):
         self.side_weights: List[float] = weights
         self.size_divisor = 2 ** (_N_LEVELS - 1)
         self.interp_mode: str = _LINEAR_MODE[spatial_dims]
-        # CPU inference speed only (oneDNN convs; channels-last in eval for the 2D network)
-        self.enable_fast_inference(channels_last=spatial_dims == 2)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """``(B, in_channels, *S)`` -> eval: ``(B, out_channels, *S)``; training: ``(B, 5, out_channels, *S)``."""
         check_input_size(x, self.spatial_dims, self.size_divisor, "DRRMSAN")
-        return self._forward_in_eval_layout(x)
-
-    def _forward(self, x: torch.Tensor) -> torch.Tensor:
         h = self.stem(x)
         skips: List[torch.Tensor] = [h]
         for level in self.encoder:

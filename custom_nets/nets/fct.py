@@ -55,7 +55,6 @@ from monai.networks.blocks import Convolution
 from monai.networks.layers.factories import Pool
 
 from custom_nets.blocks.conv_attention import ChannelLayerNorm, FCTLayer
-from custom_nets.blocks.onednn import use_onednn_convolutions
 from custom_nets.nets.utils import check_channels, check_input_size
 
 __all__ = ["FCT", "FCTDecoderBlock", "FCTEncoderBlock", "FCTHead"]
@@ -293,9 +292,6 @@ class FCT(nn.Module):
         self.deep_supervision = deep_supervision
         self.size_divisor = 2**n_levels
         self.interp_mode: str = _LINEAR_MODE[spatial_dims]
-        # inference on CPU always takes the oneDNN conv kernel (PyTorch's size heuristic sends some layers of the
-        # default ROI to a much slower native kernel); training and the state_dict are unchanged
-        use_onednn_convolutions(self)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """``(B, in_channels, *S)`` -> eval: ``(B, out_channels, *S)``; training with deep supervision:

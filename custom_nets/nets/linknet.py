@@ -45,7 +45,6 @@ import torch
 import torch.nn as nn
 from monai.networks.blocks import Convolution
 
-from custom_nets.blocks.onednn import use_onednn_convolutions
 from custom_nets.blocks.resnet import ResNetEncoder
 from custom_nets.nets.utils import check_channels, check_input_size
 
@@ -242,9 +241,6 @@ class LinkNet(nn.Module):
         self.out_channels = out_channels
         self.channels = channels
         self.divisor = self.encoder.output_strides[-1]
-        # inference on CPU always takes the oneDNN conv kernel (PyTorch's size heuristic sends some layers of the
-        # default ROI to a much slower native kernel); training and the state_dict are unchanged
-        use_onednn_convolutions(self)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """``(B, in_channels, *S)`` -> ``(B, out_channels, *S)`` logits."""

@@ -49,7 +49,6 @@ import torch.nn.functional as F
 from monai.networks.blocks import Convolution
 from monai.networks.layers.factories import Conv
 
-from custom_nets.blocks.onednn import use_onednn_convolutions
 from custom_nets.blocks.pyramid_pooling import PyramidPooling
 from custom_nets.blocks.resnet import ResNetEncoder
 from custom_nets.nets.utils import check_channels, check_input_size
@@ -157,9 +156,6 @@ class PSPNet(nn.Module):
         self.channels = channels
         self.divisor = self.encoder.output_strides[-1]
         self.mode = _LINEAR_MODE[spatial_dims]
-        # inference on CPU always takes the oneDNN conv kernel (PyTorch's size heuristic sends some layers of the
-        # default ROI to a much slower native kernel); training and the state_dict are unchanged
-        use_onednn_convolutions(self)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """``(B, in_channels, *S)`` -> ``(B, out_channels, *S)`` logits."""

@@ -74,7 +74,7 @@ from custom_nets.blocks.full_scale import (
     suppress_absent,
 )
 from custom_nets.flags import as_flag
-from custom_nets.nets.utils import ChannelsLastInEval, check_channels, check_input_size
+from custom_nets.nets.utils import check_channels, check_input_size
 
 __all__ = ["UNet3Plus", "UNet3PlusEncoderLevel"]
 
@@ -119,7 +119,7 @@ def _head(spatial_dims: int, in_channels: int, out_channels: int) -> nn.Module:
     return Convolution(spatial_dims, in_channels, out_channels, kernel_size=3, bias=True, conv_only=True)
 
 
-class UNet3Plus(ChannelsLastInEval):
+class UNet3Plus(nn.Module):
     """UNet 3+ (Huang et al. 2020, arXiv 2004.08790) for 2D or 3D segmentation; see the module docstring.
 
     Shapes:
@@ -221,15 +221,10 @@ class UNet3Plus(ChannelsLastInEval):
         self.cgm_threshold = float(cgm_threshold)
         self.size_divisor = 2 ** (n_levels - 1)
         self.interp_mode: str = _LINEAR_MODE[spatial_dims]
-        # CPU inference speed only (oneDNN convs; channels-last in eval for the 2D network)
-        self.enable_fast_inference(channels_last=spatial_dims == 2)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """``(B, in_channels, *S)`` -> eval: logits ``(B, out_channels, *S)``; training: see the module docstring."""
         check_input_size(x, self.spatial_dims, self.size_divisor, "UNet3Plus")
-        return self._forward_in_eval_layout(x)
-
-    def _forward(self, x: torch.Tensor) -> torch.Tensor:
         encoded: List[torch.Tensor] = []
         h = x
         for encoder_level in self.encoder:
