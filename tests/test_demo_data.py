@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 from pathlib import Path
@@ -87,3 +88,24 @@ def test_an_empty_folder_is_filled(tmp_path):
     (tmp_path / "empty").mkdir()
     out = demo.make_demo("isic", tmp_path / "empty", num_images=2)
     assert (out / "dataset.json").is_file() and demo.read_demo_marker(out)["task"] == "isic"
+
+
+def test_a_demo_made_meanwhile_by_another_process_is_shared(tmp_path, monkeypatch):
+    """Bundles (or ranks) asking at once: the one that finishes second drops its copy and uses the first's."""
+    out = tmp_path / "shared"
+    generate = demo._GENERATORS["isic"]
+    calls = []
+
+    @functools.wraps(generate)  # same signature: make_demo reads the parameters' defaults from it
+    def generate_while_another_process_finishes(folder, **parameters):
+        calls.append(folder)
+        generate(folder, **parameters)
+        if len(calls) == 1:  # the "other process" writes the same demo before this one is done
+            demo.make_demo("isic", out, num_images=2)
+
+    monkeypatch.setitem(demo._GENERATORS, "isic", generate_while_another_process_finishes)
+    assert demo.make_demo("isic", out, num_images=2) == out
+    first_stamp = (out / "dataset.json").stat().st_mtime_ns
+    assert len(calls) == 2 and demo.read_demo_marker(out)["parameters"]["num_images"] == 2
+    assert demo.make_demo("isic", out, num_images=2) == out and (out / "dataset.json").stat().st_mtime_ns == first_stamp
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["shared"]
