@@ -329,6 +329,7 @@ def test_cli_errors_are_one_line_with_exit_status_2(public, tmp_path, capsys):
         assert code == 2, what
         assert len(err.strip().splitlines()) == 1 and "error:" in err, (what, err)
     assert "missing" in cases["missing source"][1]
+    assert "holds the ISIC 2017 layout, not BraTS" in cases["wrong layout"][1]
     assert not any((tmp_path / n).exists() for n in "abc")
     code, _ = run("auto", str(public["isic"]), str(tmp_path / "d"))
     assert code == 0 and (tmp_path / "d" / "dataset.json").is_file()

@@ -117,4 +117,12 @@ def convert(
     """
     src_path = Path(src).expanduser()
     found = _detected(src_path) if str(layout).strip().lower() == "auto" else get_layout(layout)
+    if src_path.is_dir() and not found.detect(src_path):
+        other = detect(src_path)
+        if other is not None:
+            raise DatasetError(
+                f"source folder {src_path} holds the {LAYOUTS[other].title} layout, not {found.title}; convert it "
+                f"with the layout {other} (or auto)",
+                src_path,
+            )
     return write_dataset(found, src_path, dst, overwrite=overwrite, progress=progress)

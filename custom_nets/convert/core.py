@@ -42,7 +42,7 @@ from ..data.common import (
 from ..data.dataset import DATASET_JSON, SPLITS_JSON, file_ending, read_dataset
 from ..data.errors import DatasetError
 
-tqdm, _ = optional_import("tqdm", name="tqdm")
+tqdm, has_tqdm = optional_import("tqdm", name="tqdm")  # requirements.txt has it; the package runs without
 
 __all__ = [
     "CACHE_DIR",
@@ -347,8 +347,8 @@ def write_dataset(
             logger.warning("%d of %d cases of %s have no label: written to imagesTs", len(entries) - len(labelled),
                            len(entries), src)  # fmt: skip
         problems = []
-        bar = tqdm(entries, desc=f"{layout.name} -> {dst.name}", unit="case", disable=not progress)
-        for entry in bar:
+        show = progress and has_tqdm
+        for entry in tqdm(entries, desc=f"{layout.name} -> {dst.name}", unit="case") if show else entries:
             if "label" in entry:
                 problem = layout.write_case(entry, dirs["imagesTr"], dirs["labelsTr"])
             else:
