@@ -21,7 +21,13 @@ Layout (MONAI model zoo)::
     OUT_DIR/<name>/docs/README.md, LICENSE, large_files.yml
     OUT_DIR/<name>/models/model.pt            (when the bundle has a checkpoint, or --checkpoint is given)
     OUT_DIR/<name>/custom_nets/...            (the vendored package)
+    OUT_DIR/<name>/CHECKSUMS.sha256           (SHA-256 of every other file, ``sha256sum -c`` format)
     OUT_DIR/<name>_v<version>.zip             (the same folder, zipped)
+
+A bundle is code: its configs run Python expressions and classes, and the vendored package runs in whatever loads
+it. ``CHECKSUMS.sha256`` lets a user check that a package is the one that was made (``sha256sum -c``); batch
+inference (:func:`custom_nets.inference.model.find_bundle`) verifies it before parsing any config
+(:func:`verify_manifest`). It proves integrity, not trust: anyone can write a manifest for a bundle they made.
 
 Everything is written to a temporary name first and renamed at the end, so an interrupted run never leaves a
 half-written package behind.
@@ -42,8 +48,10 @@ from typing import Any
 
 from . import __version__
 from . import locate as _locate
+from .inference.io import file_sha256
 
-__all__ = ["PackageError", "PackagedBundle", "package_bundle", "vendor_configs"]
+__all__ = ["MANIFEST_NAME", "PackageError", "PackagedBundle", "package_bundle", "vendor_configs", "verify_manifest",
+           "write_manifest"]
 
 logger = logging.getLogger(__name__)
 
@@ -61,6 +69,60 @@ IMPORT_EXPRESSION = f"${_RUN_LOCATOR}['load_vendored'](@bundle_root, '{PACKAGE_N
 _NAME_IN_EXPRESSION = re.compile(rf"(?<![\w.@'\"]){PACKAGE_NAME}(?=\.)")
 _IGNORED = shutil.ignore_patterns("__pycache__", "*.pyc", "*.pyo", ".DS_Store")
 _BUNDLE_EXTRAS = ("LICENSE", "large_files.yml", "large_files.yaml", "large_files.json")
+MANIFEST_NAME = "CHECKSUMS.sha256"
+# what verify_manifest checks: code and configs; models/ (training rewrites model.pt; inference records its SHA-256)
+# and Python's byte-code caches are not checked
+_UNCHECKED_FOLDERS = ("models",)
+_CACHE_PARTS = ("__pycache__",)
+
+
+def write_manifest(folder: str | os.PathLike) -> Path:
+    """Write ``folder/CHECKSUMS.sha256``: one ``<sha256>  <relative path>`` line per file (``sha256sum -c`` format)."""
+    folder = Path(folder)
+    lines = [f"{file_sha256(path)}  {path.relative_to(folder).as_posix()}" for path in sorted(folder.rglob("*"))
+             if path.is_file() and path.name != MANIFEST_NAME and not _is_cache(path.relative_to(folder))]
+    manifest = folder / MANIFEST_NAME
+    manifest.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return manifest
+
+
+def _is_cache(relative: Path) -> bool:
+    return any(part in _CACHE_PARTS for part in relative.parts) or relative.suffix in (".pyc", ".pyo")
+
+
+def verify_manifest(folder: str | os.PathLike) -> str | None:
+    """Check a bundle folder against its ``CHECKSUMS.sha256``; the first problem found (one line), or None.
+
+    None also when there is no manifest (a bundle of the repository, or packaged before manifests). Files under
+    ``models/`` are not checked; a file under ``configs/`` or the vendored package that the manifest does not list is a
+    problem (added code).
+    """
+    folder = Path(folder)
+    manifest = folder / MANIFEST_NAME
+    if not manifest.is_file():
+        return None
+    listed: dict[str, str] = {}
+    for number, line in enumerate(manifest.read_text(encoding="utf-8", errors="replace").splitlines(), 1):
+        digest, _, name = line.partition("  ")
+        if not line.strip():
+            continue
+        if len(digest) != 64 or not name or Path(name).is_absolute() or ".." in Path(name).parts:
+            return f"{MANIFEST_NAME} line {number} is malformed"
+        listed[name] = digest.lower()
+    for name, digest in listed.items():
+        if Path(name).parts[0] in _UNCHECKED_FOLDERS:
+            continue
+        path = folder / name
+        if not path.is_file():
+            return f"{name} is listed in {MANIFEST_NAME} but missing"
+        if file_sha256(path) != digest:
+            return f"{name} does not match its SHA-256 in {MANIFEST_NAME}"
+    for code_folder in ("configs", PACKAGE_NAME):
+        for path in sorted((folder / code_folder).rglob("*")):
+            relative = path.relative_to(folder)
+            if path.is_file() and not _is_cache(relative) and relative.as_posix() not in listed:
+                return f"{relative.as_posix()} is not listed in {MANIFEST_NAME}"
+    return None
 
 
 class PackageError(RuntimeError):
@@ -252,6 +314,7 @@ def package_bundle(
         metadata["required_packages_version"] = required
         metadata["vendored_packages"] = {PACKAGE_NAME: __version__}
         _write_json(staged / "configs" / "metadata.json", metadata)
+        write_manifest(staged)
 
         if target.exists():
             shutil.rmtree(target)
@@ -261,4 +324,7 @@ def package_bundle(
     if make_zip:
         _zip_folder(target, archive)
     logger.info("packaged %s -> %s%s", source, target, f" and {archive}" if make_zip else "")
+    logger.info("a bundle is code (its configs run Python expressions; the vendored %s runs wherever it is loaded): "
+                "share it only with people who trust you, and its %s lets them check it is unchanged",
+                PACKAGE_NAME, MANIFEST_NAME)
     return PackagedBundle(folder=target, archive=archive if make_zip else None, version=version, checkpoint=weights)

@@ -7,6 +7,11 @@
 Writes ``OUT_DIR/<name>/`` and ``OUT_DIR/<name>_v<version>.zip``. The package runs with only the packages of
 ``requirements.txt`` installed, from any working directory, and loads in MONAI Label (docs/monai_label.md). How the
 configs are rewritten: custom_nets/packaging.py.
+
+A bundle is code: its configs run Python expressions and classes, and the vendored custom_nets runs wherever the
+package is loaded. The package carries CHECKSUMS.sha256 (SHA-256 of every file; ``sha256sum -c CHECKSUMS.sha256``),
+which segment.py verifies before loading; a receiver should still run it only if they trust its source
+(``segment.py --trust``).
 """
 
 from __future__ import annotations
@@ -41,6 +46,8 @@ def main(argv: list[str] | None = None) -> int:
     if packaged.archive:
         print(f"archive:    {packaged.archive}")
     print(f"checkpoint: {'models/model.pt' if packaged.checkpoint else 'none (untrained; train it or pass --checkpoint)'}")
+    print("checksums:  CHECKSUMS.sha256 in the bundle (verified by segment.py on load; sha256sum -c CHECKSUMS.sha256)")
+    print("note:       a bundle is code (its configs run Python); share it only with people who trust its source")
     return 0
 
 

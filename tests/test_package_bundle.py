@@ -117,6 +117,45 @@ def test_package_layout_zip_metadata_and_errors(tmp_path: Path) -> None:
     assert not (tmp_path / "other" / bundle.name).exists(), "a failed run must leave no package"
 
 
+def test_packages_carry_a_checksum_manifest_verified_on_load(tmp_path: Path) -> None:
+    """CHECKSUMS.sha256 lists every file (sha256sum -c format); batch inference refuses a changed package."""
+    import shutil
+
+    from custom_nets.inference.errors import SetupError
+    from custom_nets.inference.model import find_bundle
+    from custom_nets.packaging import MANIFEST_NAME, verify_manifest
+
+    bundle = copy_bundle("arunet3d", tmp_path)
+    save_random_weights(bundle, {"network_def#channels": [8, 16, 32, 64]})
+    packaged = package_bundle(bundle, tmp_path / "dist", name="arunet3d")
+    listed = {line.split("  ", 1)[1] for line in (packaged.folder / MANIFEST_NAME).read_text().splitlines()}
+    files = {p.relative_to(packaged.folder).as_posix() for p in packaged.folder.rglob("*") if p.is_file()}
+    assert listed == files - {MANIFEST_NAME} and "configs/inference.json" in listed and "models/model.pt" in listed
+    if shutil.which("sha256sum"):
+        check = subprocess.run(["sha256sum", "--check", "--quiet", MANIFEST_NAME], cwd=packaged.folder)
+        assert check.returncode == 0
+    assert verify_manifest(packaged.folder) is None
+    assert find_bundle(packaged.archive, tmp_path / "unzipped").root.name == "arunet3d"
+
+    tampered = tmp_path / "tampered.zip"  # one config changed after packaging (e.g. a $-expression added)
+    with zipfile.ZipFile(packaged.archive) as source, zipfile.ZipFile(tampered, "w") as target:
+        for item in source.infolist():
+            data = source.read(item)
+            if item.filename.endswith("configs/inference.json"):
+                data = data.replace(b'"imports": [', b'"x": "$print(1)",\n    "imports": [', 1)
+            target.writestr(item, data)
+    with pytest.raises(SetupError, match=r"configs/inference.json does not match its SHA-256 in CHECKSUMS.sha256"):
+        find_bundle(tampered, tmp_path / "tampered")
+
+    (packaged.folder / "models" / "model.pt").write_bytes(b"retrained")  # training rewrites models/: not checked
+    assert verify_manifest(packaged.folder) is None
+    (packaged.folder / "custom_nets" / "added.py").write_text("print('code nobody packaged')\n")
+    assert verify_manifest(packaged.folder) == f"custom_nets/added.py is not listed in {MANIFEST_NAME}"
+    (packaged.folder / "custom_nets" / "added.py").unlink()
+    (packaged.folder / "configs" / "inference.json").unlink()
+    assert "configs/inference.json is listed" in verify_manifest(packaged.folder)
+
+
 # ------------------------------------------------------------------------------------- runs without custom_nets
 def test_packaged_3d_bundle_infers_verifies_and_exports_without_custom_nets(tmp_path: Path, elsewhere: Path) -> None:
     from custom_nets.data.brats import generate_brats_demo

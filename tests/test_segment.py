@@ -172,8 +172,10 @@ def hidden_leftovers(folder: Path) -> list[str]:
     return [p.name for p in folder.rglob("*") if TEMP_MARKER in p.name]
 
 
-def run(bundle: Path, input_dir: Path, output: Path, *extra: str, overrides=MONO) -> int:
-    return main(["--bundle", str(bundle), "-i", str(input_dir), "-o", str(output), *overrides, *extra])
+def run(bundle: Path, input_dir: Path, output: Path, *extra: str, overrides=MONO, trust: bool = True) -> int:
+    """The command line on a test bundle (a copy outside bundles/, so ``--trust``, unless ``trust=False``)."""
+    return main(["--bundle", str(bundle), "-i", str(input_dir), "-o", str(output), *overrides, *extra,
+                 *(["--trust"] if trust else [])])
 
 
 # ----------------------------------------------------------------------------------------------------------------------
@@ -293,7 +295,8 @@ def test_brats_grouping_by_folder_and_by_suffix(brats_bundle: Path, tmp_path: Pa
     out = nib.load(output / "Pat 001 é.nii.gz")
     assert out.shape == SHAPE and set(np.unique(np.asarray(out.dataobj))) <= {0, 1, 2, 4}
     assert list(summary["P2"])[4:] == ["label_1_ml", "label_2_ml", "label_4_ml",
-                                       "read_s", "pre_s", "network_s", "post_s", "write_s"]
+                                       "read_s", "pre_s", "network_s", "post_s", "write_s",
+                                       "note", "model_sha256", "bundle_version", "settings"]
     assert float(summary["P2"]["network_s"]) > 0 and summary["P3"]["network_s"] == ""
 
 
@@ -507,7 +510,7 @@ def test_script_runs_as_a_subprocess(mono_bundle: Path, tmp_path: Path) -> None:
     (inputs / "bad.nii.gz").write_bytes(b"")
     env = dict(os.environ, PYTHONWARNINGS="ignore", OMP_NUM_THREADS="1")
     command = [sys.executable, str(REPO / "scripts" / "segment.py"), "--bundle", str(mono_bundle), "-i", str(inputs),
-               "-o", str(tmp_path / "out"), *MONO]
+               "-o", str(tmp_path / "out"), *MONO, "--trust"]
     result = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
     assert result.returncode == 1, result.stderr
     assert "FAILED bad" in result.stderr and "empty file" in result.stderr
@@ -584,7 +587,7 @@ def test_3d_bundle_end_to_end(bundle_dir: Path, tmp_path: Path) -> None:
     inputs = tmp_path / "in"
     _brats_case(inputs / "case one", "case one")
     output = tmp_path / "out"
-    assert main(["--bundle", str(bundle), "-i", str(inputs), "-o", str(output), "--override", "roi_size=[32,32,32]",
+    assert main(["--bundle", str(bundle), "-i", str(inputs), "-o", str(output), "--trust", "--override", "roi_size=[32,32,32]",
                  "--no-progress"]) == 0
     out = nib.load(output / "case one.nii.gz")
     assert out.shape == SHAPE and np.allclose(out.affine, OBLIQUE_AFFINE, atol=1e-5)
@@ -607,7 +610,7 @@ def test_2d_bundle_end_to_end(bundle_dir: Path | None, tmp_path: Path) -> None:
     pixels = rng.integers(0, 255, (48, 64, 3) if channels == 3 else (48, 64), dtype=np.uint8)  # 48 rows, 64 columns
     Image.fromarray(pixels).save(inputs / "an image.png")
     output = tmp_path / "out"
-    assert main(["--bundle", str(bundle), "-i", str(inputs), "-o", str(output), "--no-progress"]) == 0
+    assert main(["--bundle", str(bundle), "-i", str(inputs), "-o", str(output), "--no-progress", "--trust"]) == 0
     with Image.open(output / "an image.png") as written:
         assert written.size == (64, 48) and written.mode == "L"
         assert set(np.unique(np.asarray(written)).tolist()) <= {0, *map(int, meta.get("label_values", {"1": ""}))}

@@ -1,14 +1,20 @@
 """Command line of batch inference: ``python scripts/segment.py --bundle B -i IN -o OUT`` (see ``--help``).
 
 Exit codes: 0 every case succeeded (skipped cases count as success), 1 some case failed, 2 usage or setup error
-(nothing was segmented: bad option, bundle path, input folder, device, missing or mismatching checkpoint, no images
-found), 130 interrupted (Ctrl-C; ``summary.csv`` lists the cases finished so far).
+(nothing was segmented: bad option, bundle path, untrusted bundle, input or output folder, device, missing or
+mismatching checkpoint, no images found) or the output folder could take no further case (full or unwritable; the
+batch stopped, ``summary.csv`` lists what was done), 130 interrupted (Ctrl-C; ``summary.csv`` lists the cases
+finished so far).
+
+Nothing heavy (torch, MONAI) is imported before the options are parsed and the folders checked, so ``--help`` and
+usage errors answer at once.
 """
 
 from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 import time
 from collections.abc import Sequence
@@ -20,13 +26,19 @@ logger = logging.getLogger("custom_nets.inference")
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 
+REPOSITORY_BUNDLES = Path(__file__).resolve().parents[2] / "bundles"
+"""Bundles of this repository (a checkout): trusted. Any other bundle runs only with ``--trust``."""
+
 _EPILOG = """\
 inputs: .nii/.nii.gz, .nrrd/.nhdr, .mha/.mhd and DICOM series folders (3D bundles); .png/.jpg/.jpeg/.tif/.tiff/.bmp
 (2D bundles). Multi-channel bundles group files per case by folder or by the modality suffixes of their metadata
 (<case>_flair.nii.gz, <case>_t1.nii.gz, ...). Files named *_seg, *_label, *_mask, *_gt are ignored.
 outputs: OUTPUT_DIR/<case>.nii.gz (.nrrd/.mha kept; .png for 2D) with the input's geometry, OUTPUT_DIR/summary.csv,
 OUTPUT_DIR/preview/<case>.png with --preview. See docs/batch_inference.md.
-exit codes: 0 all cases ok or skipped, 1 some case failed, 2 usage/setup error, 130 interrupted.
+a bundle is code: its configs run Python expressions and classes, so a bundle from outside this repository's
+bundles/ folder runs only with --trust. Packaged zips carry CHECKSUMS.sha256, verified before loading.
+exit codes: 0 all cases ok or skipped, 1 some case failed, 2 usage/setup error or output folder full/unwritable,
+130 interrupted.
 """
 
 
@@ -53,12 +65,15 @@ def _overlap(text: str) -> float:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="segment.py",
+        prog=os.path.basename(sys.argv[0]) if sys.argv and sys.argv[0].endswith("segment") else "segment.py",
         description="Segment every case of a folder with a MONAI bundle: one label map per case, a summary CSV.",
         epilog=_EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--bundle", required=True, help="bundle folder (with configs/inference.json) or bundle zip")
+    parser.add_argument("--trust", action="store_true",
+                        help="run a bundle from outside this repository's bundles/ folder: a bundle runs code (its "
+                        "configs' $-expressions and _target_ classes), so use only bundles whose source you trust")
     parser.add_argument("-i", "--input", required=True, type=Path, help="folder of input images (searched recursively)")
     parser.add_argument("-o", "--output", required=True, type=Path, help="folder for label maps and summary.csv")
     parser.add_argument("--device", default="auto", help="auto (CUDA when present, default), cpu, cuda, cuda:1, ...")
@@ -70,7 +85,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--tta", action="store_true",
                         help="flip test-time augmentation: mean probability over all 2**D flips of the spatial axes "
                         "(8 passes in 3D, 4 in 2D)")
-    parser.add_argument("--overwrite", action="store_true", help="redo cases whose output exists (default: skip them)")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="redo cases whose output exists (default: skip those made by the same checkpoint, bundle "
+                        "version and settings, redo the others)")
+    parser.add_argument("--allow-resample", action="store_true",
+                        help="resample a channel whose grid differs from the first channel's onto it (noted in "
+                        "summary.csv); default: such a case fails")
     parser.add_argument("--workers", type=_non_negative_int, default=1,
                         help="background threads reading the next cases while one is segmented (0: read in turn; "
                         "default 1)")
@@ -111,6 +131,30 @@ def _configure_logging(verbose: bool) -> logging.Handler:
     return handler
 
 
+def _check_trust(bundle: str, trusted: bool) -> str | None:
+    """A bundle from outside this repository's ``bundles/`` folder needs ``--trust`` (it runs code)."""
+    path = Path(bundle).expanduser().resolve()
+    if trusted or path == REPOSITORY_BUNDLES or REPOSITORY_BUNDLES in path.parents:
+        return None
+    return (f"{bundle} is not a bundle of this repository: a bundle runs code (its configs' $-expressions and "
+            "_target_ classes, and a packaged bundle's vendored custom_nets); pass --trust if you trust its source")
+
+
+def _largest_input_bytes(input_dir: Path, limit: int = 5000) -> int:
+    """Size of the largest of the first ``limit`` files of the input folder (an estimate of what a case needs)."""
+    largest, seen = 0, 0
+    for root, _, files in os.walk(input_dir):
+        for name in files:
+            try:
+                largest = max(largest, os.stat(os.path.join(root, name)).st_size)
+            except OSError:
+                pass
+            seen += 1
+            if seen >= limit:
+                return largest
+    return largest
+
+
 def _check_folders(input_dir: Path, output_dir: Path) -> str | None:
     if not input_dir.exists():
         return f"input folder {input_dir} does not exist"
@@ -139,18 +183,28 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
+    from .io import MIN_FREE_BYTES, check_output_folder
+
+    problem = _check_folders(args.input, args.output) or _check_trust(args.bundle, args.trust)
+    if problem:
+        logger.error(f"error: {problem}")
+        return EXIT_USAGE
+    # the output folder is checked before the model is built: a label map is far smaller than its input file
+    needed = max(MIN_FREE_BYTES, _largest_input_bytes(args.input) // 4)
+    created = not args.output.exists()
+    problem = check_output_folder(args.output, needed)
+    if problem:
+        logger.error(f"error: {problem}")
+        return EXIT_USAGE
+
     from custom_nets.bundle import quiet_library_warnings
 
     from .discovery import discover_cases
-    from .errors import SetupError
+    from .errors import OutputError, SetupError
     from .model import BundleSegmenter
     from .runner import RunOptions, segment_cases
 
     quiet_library_warnings()
-    problem = _check_folders(args.input, args.output)
-    if problem:
-        logger.error(f"error: {problem}")
-        return EXIT_USAGE
     start = time.perf_counter()
     try:
         segmenter = BundleSegmenter(
@@ -165,6 +219,7 @@ def _run(args: argparse.Namespace) -> int:
         )
     except SetupError as exc:
         logger.error(f"error: {exc}")
+        _remove_if_empty(args.output, created)
         return EXIT_USAGE
     with segmenter:
         spec = segmenter.spec
@@ -172,15 +227,31 @@ def _run(args: argparse.Namespace) -> int:
         if not cases:
             kinds = "NIfTI, NRRD, MetaImage or DICOM" if spec.spatial_dims == 3 else "PNG, JPEG, TIFF or BMP"
             logger.error(f"error: no {kinds} images found in {args.input}")
+            _remove_if_empty(args.output, created)
             return EXIT_USAGE
         channels = ", ".join(spec.channel_name(i) for i in range(spec.num_channels))
         logger.info(f"{len(cases)} case(s) in {args.input}; bundle {segmenter.files.root.name} "
                     f"({spec.spatial_dims}D, {spec.num_channels} channel(s): {channels}) on {segmenter.device}, "
                     f"weights {segmenter.checkpoint}, backend {args.backend}" + (", TTA" if args.tta else ""))
+        settings = {"backend": args.backend, "amp": segmenter.amp, "overrides": list(args.override) or None}
         options = RunOptions(overwrite=args.overwrite, workers=args.workers, tta=args.tta, preview=args.preview,
-                             verbose=args.verbose, progress=not args.no_progress)
-        results = segment_cases(segmenter, cases, args.output, options)
+                             verbose=args.verbose, progress=not args.no_progress, allow_resample=args.allow_resample,
+                             settings=settings, free_bytes_needed=needed)
+        try:
+            results = segment_cases(segmenter, cases, args.output, options)
+        except OutputError as exc:
+            logger.error(f"error: {exc}")
+            return EXIT_USAGE
     counts = {status: sum(r.status == status for r in results) for status in ("ok", "failed", "skipped")}
     logger.info(f"{counts['ok']} ok, {counts['failed']} failed, {counts['skipped']} skipped in "
                 f"{time.perf_counter() - start:.1f} s; label maps and summary.csv in {args.output}")
     return EXIT_FAILED if counts["failed"] else EXIT_OK
+
+
+def _remove_if_empty(folder: Path, created: bool) -> None:
+    """Remove the output folder this run created (for the check) when nothing was written to it."""
+    if created:
+        try:
+            folder.rmdir()
+        except OSError:
+            pass

@@ -5,8 +5,9 @@ Rules (documented for users in ``docs/batch_inference.md``):
 - Image files: ``.nii``, ``.nii.gz``, ``.nrrd``, ``.nhdr``, ``.mha``, ``.mhd`` for 3D bundles; ``.png``, ``.jpg``,
   ``.jpeg``, ``.tif``, ``.tiff``, ``.bmp`` for 2D bundles. A folder holding DICOM files (``.dcm`` files, or any files
   that start with the DICOM preamble) is one DICOM series per ``SeriesInstanceUID`` (3D bundles).
-- The input folder is searched recursively. Hidden files and folders (name starting with ``.``), ``__MACOSX`` and the
-  output folder (when it lies inside the input folder) are ignored, and so are ground-truth files: names ending in
+- The input folder is searched recursively. Hidden files and folders (name starting with ``.``), ``__MACOSX``, the
+  output folder (when it lies inside the input folder) and the output folders of earlier runs (folders with a
+  ``summary.csv`` written by batch inference) are ignored, and so are ground-truth files: names ending in
   ``_seg``, ``_label``, ``_labels``, ``_mask``, ``_gt`` or ``_segmentation`` (also with ``-`` instead of ``_``).
 - Single-channel bundles, and bundles without ``input_channel_suffixes`` in their metadata: every image file and every
   DICOM series is one case, named after the file (without extension) or the series folder.
@@ -256,12 +257,27 @@ def _dicom_series(folder: Path, files: Sequence[Path]) -> list[Source]:
     return sources
 
 
+SUMMARY_HEADER = "case,status,seconds,error"
+"""How the ``summary.csv`` of batch inference starts: a folder holding one is an output folder, never input."""
+
+
+def _is_output_folder(folder: Path) -> bool:
+    try:
+        with open(folder / "summary.csv", encoding="utf-8", errors="replace") as f:
+            return f.readline().startswith(SUMMARY_HEADER)
+    except OSError:
+        return False
+
+
 def _walk(input_dir: Path, spatial_dims: int, exclude: Sequence[Path]) -> list[_Item]:
     excluded = {p.resolve() for p in exclude}
     items: list[_Item] = []
     for root, dirs, files in os.walk(input_dir):
         folder = Path(root)
         dirs[:] = sorted(d for d in dirs if not _is_hidden(d) and (folder / d).resolve() not in excluded)
+        for d in [d for d in dirs if _is_output_folder(folder / d)]:
+            logger.info(f"ignoring {folder / d}: the output folder of an earlier run (it has a summary.csv)")
+            dirs.remove(d)
         dicom_files: list[Path] = []
         for name in sorted(files):
             if _is_hidden(name):

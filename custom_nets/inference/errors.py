@@ -4,13 +4,15 @@
   records it (log line and ``summary.csv``) and goes on with the next case.
 - :class:`SetupError`: nothing can be segmented (bad bundle, missing checkpoint, checkpoint that does not fit the
   network, bad option). The command line stops before the first case with exit code 2.
+- :class:`OutputError`: no further case can be written (the output folder became full or unwritable); the batch
+  stops after recording what it did, with exit code 2.
 """
 
 from __future__ import annotations
 
 import os
 
-__all__ = ["CaseError", "SetupError"]
+__all__ = ["CaseError", "OutputError", "SetupError"]
 
 
 class CaseError(Exception):
@@ -29,3 +31,7 @@ class CaseError(Exception):
 
 class SetupError(Exception):
     """A problem that stops the whole run before any case: bad bundle, checkpoint, device or option."""
+
+
+class OutputError(Exception):
+    """The output folder cannot take any further case (full, unwritable); the message is one line."""

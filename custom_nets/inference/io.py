@@ -24,6 +24,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
+import shutil
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -43,6 +44,7 @@ __all__ = [
     "MAX_DIM_3D",
     "MAX_VOXELS",
     "atomic_write",
+    "check_output_folder",
     "count_labels",
     "file_sha256",
     "needs_itk",
@@ -64,8 +66,15 @@ MAX_DIM_3D = 10000
 MAX_DIM_2D = 50000
 """Largest width or height of a 2D image."""
 
+MIN_FREE_BYTES = 16 * 2**20
+"""Free space an output folder needs at least before a batch starts (and after a failed write, to go on)."""
+
 TEMP_MARKER = ".segtmp-"
 """Part of the temporary names of files being written (``.<name>.segtmp-<id><ext>``)."""
+
+MISREGISTRATION_TOLERANCE = 0.1
+"""Channels of one case whose grids place a corner voxel further apart than this fraction of the smallest voxel side
+are misregistered: the case fails, or with ``allow_resample`` the channel is resampled onto the first one's grid."""
 
 _LPS_TO_RAS = np.diag([-1.0, -1.0, 1.0, 1.0])
 _GEOMETRY_ATOL = 1e-3
@@ -114,6 +123,7 @@ class LoadedCase:
     image: np.ndarray
     geometry: Geometry
     filename: str
+    notes: list[str] = field(default_factory=list)  # what was done to the input (a resampled channel), for the summary
 
 
 @dataclass(frozen=True)
@@ -544,8 +554,13 @@ def _channel_hint(spec: InputSpec) -> str:
     return text
 
 
-def read_case(case: Case, spec: InputSpec, options_2d: Reader2DOptions | None = None) -> LoadedCase:
+def read_case(case: Case, spec: InputSpec, options_2d: Reader2DOptions | None = None,
+              allow_resample: bool = False) -> LoadedCase:
     """Read every input of ``case`` into one ``(C, *spatial)`` float32 array with the geometry of the first input.
+
+    Channels in separate files must share the first one's grid (shape, and voxel positions within
+    :data:`MISREGISTRATION_TOLERANCE` of a voxel); with ``allow_resample`` another grid is resampled onto the first
+    (MONAI's ``ResampleToMatch``, bilinear) and noted in :attr:`LoadedCase.notes`.
 
     Raises:
         CaseError: naming the file and the problem (see the module docstring).
@@ -568,6 +583,7 @@ def read_case(case: Case, spec: InputSpec, options_2d: Reader2DOptions | None = 
         raise CaseError(f"{len(case.sources)} input files for {spec.num_channels} channels", case.folder)
     out: np.ndarray | None = None
     geometry: Geometry | None = None
+    notes: list[str] = []
     for c, source in enumerate(case.sources):
         data, geo = read_source(source, 1, options_2d)
         if data.shape[0] != 1:
@@ -577,16 +593,49 @@ def read_case(case: Case, spec: InputSpec, options_2d: Reader2DOptions | None = 
         if out is None or geometry is None:
             geometry = geo
             out = np.empty((spec.num_channels, *data.shape[1:]), dtype=np.float32)
-        elif data.shape[1:] != out.shape[1:]:
-            raise CaseError(f"the {spec.channel_name(c)} image has shape {data.shape[1:]}, the "
-                            f"{spec.channel_name(0)} image {case.sources[0].path.name} has {out.shape[1:]}", source.path)
-        elif not np.allclose(geo.affine, geometry.affine, atol=_GEOMETRY_ATOL):
-            logger.warning(f"{source.path}: its affine differs from that of {case.sources[0].path.name}; "
-                           f"using the geometry of {case.sources[0].path.name}")
+        else:
+            problem = _grid_difference(geo, data.shape[1:], geometry, out.shape[1:])
+            if problem and not allow_resample:
+                raise CaseError(f"the {spec.channel_name(c)} image is not on the grid of the {spec.channel_name(0)} "
+                                f"image {case.sources[0].path.name}: {problem} (--allow-resample resamples it)",
+                                source.path)
+            if problem:
+                data = _resample_onto(data, geo.affine, geometry.affine, out.shape[1:])
+                notes.append(f"{spec.channel_name(c)} resampled onto the {spec.channel_name(0)} grid ({problem})")
+                logger.warning(f"{source.path}: {notes[-1]}")
         out[c] = data[0]
         del data
     assert out is not None and geometry is not None
-    return LoadedCase(out, geometry, str(case.sources[0].path))
+    return LoadedCase(out, geometry, str(case.sources[0].path), notes)
+
+
+def _grid_difference(geo: Geometry, shape: Sequence[int], reference: Geometry, reference_shape: Sequence[int]
+                     ) -> str:
+    """How the grid ``(geo, shape)`` differs from ``reference`` beyond :data:`MISREGISTRATION_TOLERANCE`; ``""``."""
+    if tuple(shape) != tuple(reference_shape):
+        return f"shape {tuple(shape)}, not {tuple(reference_shape)}"
+    corners = np.array(np.meshgrid(*[[0, n - 1] for n in shape], indexing="ij")).reshape(len(shape), -1)
+    homogeneous = np.vstack([corners, np.zeros((3 - len(shape), corners.shape[1])), np.ones(corners.shape[1])])
+    if geo.affine.shape != (4, 4) or reference.affine.shape != (4, 4):
+        return ""
+    distance = float(np.linalg.norm((geo.affine @ homogeneous - reference.affine @ homogeneous)[:3], axis=0).max())
+    voxel = float(np.linalg.norm(reference.affine[:3, :3], axis=0).min())
+    if distance > max(MISREGISTRATION_TOLERANCE * voxel, _GEOMETRY_ATOL):
+        return f"voxels up to {distance:.2f} mm away from the same voxel of the first image"
+    return ""
+
+
+def _resample_onto(data: np.ndarray, affine: np.ndarray, reference_affine: np.ndarray,
+                   reference_shape: Sequence[int]) -> np.ndarray:
+    """``(1, *S)`` ``data`` on grid ``affine``, resampled (bilinear, zeros outside) onto ``reference_affine``."""
+    import torch
+    from monai.data import MetaTensor
+    from monai.transforms import ResampleToMatch
+
+    source = MetaTensor(torch.from_numpy(np.ascontiguousarray(data)), affine=torch.as_tensor(affine))
+    target = MetaTensor(torch.zeros((1, *reference_shape)), affine=torch.as_tensor(reference_affine))
+    resampled = ResampleToMatch(mode="bilinear", padding_mode="zeros", dtype=torch.float64)(source, target)
+    return np.asarray(resampled.detach().cpu().numpy(), dtype=np.float32)
 
 
 def to_meta_tensor(loaded: LoadedCase):
@@ -638,6 +687,37 @@ def atomic_write(path: str | os.PathLike, write: Callable[[Path], None],
         except OSError:
             pass
         raise
+
+
+def check_output_folder(folder: str | os.PathLike, needed_bytes: int = MIN_FREE_BYTES) -> str | None:
+    """``None`` if files can be written to ``folder`` (created if missing), else the problem, on one line.
+
+    Checked by writing (and removing) a small file, not from permission bits (which do not stop root), and by the
+    free space: at least ``needed_bytes``.
+    """
+    folder = Path(folder)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        return f"the output folder {folder} cannot be created ({exc.strerror or exc})"
+    if not folder.is_dir():
+        return f"the output {folder} exists and is not a folder"
+    probe = temporary_path(folder / "write-test.tmp")
+    try:
+        with open(probe, "xb") as f:
+            f.write(b"\0" * 4096)
+    except OSError as exc:
+        return f"the output folder {folder} is not writable ({exc.strerror or exc})"
+    finally:
+        try:
+            probe.unlink()
+        except OSError:
+            pass
+    free = shutil.disk_usage(folder).free
+    if free < needed_bytes:
+        return (f"the output folder {folder} has {free / 2**20:.1f} MiB free, less than the {needed_bytes / 2**20:.0f} "
+                "MiB needed for a case")
+    return None
 
 
 def file_sha256(path: str | os.PathLike, chunk: int = 1 << 20) -> str:

@@ -121,6 +121,13 @@ def find_bundle(path: str | os.PathLike, workdir: Path | None = None) -> BundleF
     files = _bundle_files(path.resolve()) if path.is_dir() else None
     if files is None:
         raise SetupError(f"{path} is not a bundle: expected a folder with configs/inference.json (or a bundle zip)")
+    from custom_nets.packaging import MANIFEST_NAME, verify_manifest
+
+    problem = verify_manifest(files.root)
+    if problem:
+        raise SetupError(f"{path}: {problem}; the bundle was changed or damaged after packaging, do not run it")
+    if (files.root / MANIFEST_NAME).is_file():
+        logger.info(f"{path}: every file matches the bundle's {MANIFEST_NAME}")
     return files
 
 
@@ -173,6 +180,19 @@ def _listing(items: Sequence[str], limit: int = 8) -> str:
     return shown + (f", ... ({len(items) - limit} more)" if len(items) > limit else "")
 
 
+def _unreadable_checkpoint(checkpoint: Path, exc: BaseException) -> str:
+    """One line for a file ``torch.load(weights_only=True)`` cannot read (garbage, truncated, or pickled objects)."""
+    text = " ".join(str(exc).split())
+    if "Unsupported global" in text:
+        return (f"{checkpoint} holds Python objects besides tensors, which are not loaded for safety (weights_only); "
+                "save the network's state_dict() instead")
+    head = checkpoint.read_bytes()[:4] if checkpoint.is_file() else b""
+    kind = "a truncated or damaged PyTorch checkpoint" if head == b"PK\x03\x04" else "not a PyTorch checkpoint"
+    reason = text.split("WeightsUnpickler error:")[-1].split(" Check the documentation")[0].strip()
+    return (f"{checkpoint} is {kind} (torch.load: {type(exc).__name__}: {reason[:100]}); expected the models/model.pt "
+            "that training writes")
+
+
 def load_state_dict(network: torch.nn.Module, checkpoint: str | os.PathLike, what: str = "network_def") -> None:
     """Load ``checkpoint`` (``weights_only=True``; a state dict or ``{"model": state dict}``) into ``network``.
 
@@ -189,8 +209,7 @@ def load_state_dict(network: torch.nn.Module, checkpoint: str | os.PathLike, wha
     try:
         state = torch.load(checkpoint, map_location="cpu", weights_only=True)
     except Exception as exc:  # noqa: BLE001 - pickle, zip and unsafe-global errors
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise SetupError(f"cannot load checkpoint {checkpoint} ({type(exc).__name__}: {first})") from None
+        raise SetupError(_unreadable_checkpoint(checkpoint, exc)) from None
     if isinstance(state, Mapping) and isinstance(state.get("model"), Mapping):
         state = state["model"]
     if not isinstance(state, Mapping) or not all(isinstance(v, torch.Tensor) for v in state.values()):
@@ -207,6 +226,13 @@ def load_state_dict(network: torch.nn.Module, checkpoint: str | os.PathLike, wha
         if k in state and tuple(state[k].shape) != tuple(expected[k].shape)
     ]
     if missing or unexpected or mismatched:
+        common = len(expected) - len(missing)
+        if common < len(expected) / 2:  # most names differ: not a checkpoint of this network at all
+            raise CheckpointMismatch(
+                f"checkpoint {checkpoint} is not one of {type(network).__name__} ({what}): only {common} of the "
+                f"network's {len(expected)} parameter names are in it (it has e.g. {_listing(unexpected, 3)}); it is "
+                "probably another network's or another bundle's checkpoint: use the models/model.pt that this "
+                "bundle's training wrote, or pass --checkpoint with it")
         parts = []
         if missing:
             parts.append(f"{len(missing)} missing key(s): {_listing(missing)}")

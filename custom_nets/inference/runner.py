@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import csv
 import itertools
+import json
 import logging
 import os
 import sys
@@ -31,13 +32,16 @@ from typing import Any, Callable
 
 import numpy as np
 
-from .discovery import Case
-from .errors import CaseError
+from .discovery import SUMMARY_HEADER, Case
+from .errors import CaseError, OutputError
 from .io import (
+    MIN_FREE_BYTES,
     TEMP_MARKER,
     LoadedCase,
     atomic_write,
+    check_output_folder,
     count_labels,
+    file_sha256,
     needs_itk,
     read_case,
     read_label_counts,
@@ -46,13 +50,14 @@ from .io import (
     write_label_map,
 )
 
-__all__ = ["CaseResult", "RunOptions", "SummaryWriter", "output_path", "segment_cases"]
+__all__ = ["CaseResult", "RunOptions", "SummaryWriter", "output_path", "run_provenance", "segment_cases"]
 
 logger = logging.getLogger(__name__)
 
 SUMMARY_NAME = "summary.csv"
 TIMING_KEYS = ("read", "pre", "network", "post", "write")  # summary.csv columns read_s, pre_s, ... (seconds)
 PREVIEW_FOLDER = "preview"
+PROVENANCE_KEYS = ("model_sha256", "bundle_version", "settings")  # summary.csv columns: what made each output
 
 
 @dataclass
@@ -65,6 +70,9 @@ class RunOptions:
     preview: bool = False
     verbose: bool = False
     progress: bool = True
+    allow_resample: bool = False  # resample a channel on another grid onto the first one (noted in the summary)
+    settings: Mapping[str, Any] = field(default_factory=dict)  # more result-changing settings to record (backend...)
+    free_bytes_needed: int = MIN_FREE_BYTES  # free space the output folder needs to go on after a failed write
 
 
 @dataclass
@@ -79,11 +87,14 @@ class CaseResult:
     voxel_mm3: float = 1.0
     timings: dict[str, float] = field(default_factory=dict)
     cells: dict[str, str] | None = None  # label columns carried over from an earlier summary.csv (skipped cases)
+    note: str = ""  # what was done to the input (a resampled channel)
+    provenance: dict[str, str] = field(default_factory=dict)  # model and settings that made the output
+    output_error: bool = False  # failed while writing to the output folder (not in summary.csv)
 
 
 @dataclass
 class _ReadOutcome:
-    loaded: LoadedCase | None  # the case as read (geometry; image None once preprocessed)
+    loaded: LoadedCase | None  # the case as read (geometry; image None once preprocessed; notes)
     error: str
     seconds: float  # reading
     prepared: dict | None = None  # the bundle's preprocessing output (segmenters with prepare())
@@ -92,7 +103,8 @@ class _ReadOutcome:
 
 
 class SummaryWriter:
-    """``summary.csv``: case, status, seconds, error, one column per label value, then the time split; rewritten atomically.
+    """``summary.csv``: case, status, seconds, error, one column per label value, the time split, a note, and what
+    made each output (checkpoint SHA-256, bundle version, settings); rewritten atomically.
 
     3D bundles get ``label_<value>_ml`` columns (voxel count x voxel volume / 1000), 2D bundles ``label_<value>_pixels``.
     Label values come from the bundle's metadata; values found in outputs but not declared get columns too.
@@ -137,14 +149,15 @@ class SummaryWriter:
             else:
                 cells.append(str(result.counts.get(value, 0)))
         cells += [f"{result.timings[k]:.3f}" if k in result.timings else "" for k in TIMING_KEYS]
+        cells += [result.note, *(result.provenance.get(k, "") for k in PROVENANCE_KEYS)]
         return cells
 
     def write(self) -> None:
         def write(tmp: Path) -> None:
             with open(tmp, "w", newline="", encoding="utf-8") as f:
                 writer = csv.writer(f)
-                writer.writerow(["case", "status", "seconds", "error", *(self.column(v) for v in self.values),
-                                 *(f"{k}_s" for k in TIMING_KEYS)])
+                writer.writerow([*SUMMARY_HEADER.split(","), *(self.column(v) for v in self.values),
+                                 *(f"{k}_s" for k in TIMING_KEYS), "note", *PROVENANCE_KEYS])
                 for row in sorted(self.rows, key=lambda r: r.case):
                     writer.writerow(self._cells(row))
 
@@ -219,14 +232,14 @@ def _error_text(case: Case, exc: BaseException) -> str:
     return _one_line(f"{case.describe()}: {message}")
 
 
-def _read(case: Case, segmenter: Any, preview: bool = False) -> _ReadOutcome:
+def _read(case: Case, segmenter: Any, preview: bool = False, allow_resample: bool = False) -> _ReadOutcome:
     """Read one case and run the bundle's preprocessing on it (in a read-ahead thread). Never raises.
 
     Preprocessing runs here, overlapped with the network of the previous case, when the segmenter has ``prepare``.
     """
     start = time.perf_counter()
     try:
-        loaded = read_case(case, segmenter.spec, segmenter.reader_2d)
+        loaded = read_case(case, segmenter.spec, segmenter.reader_2d, allow_resample=allow_resample)
     except Exception as exc:  # noqa: BLE001 - every failure is a per-case error
         return _ReadOutcome(None, _error_text(case, exc), time.perf_counter() - start)
     outcome = _ReadOutcome(loaded, "", time.perf_counter() - start)
@@ -303,6 +316,7 @@ class _Computed:
     seconds: float
     inferred: dict | None = None  # segmenters with finish(): the network output, postprocessing still to do
     label: np.ndarray | None = None  # other segmenters: the label map
+    note: str = ""
 
 
 def _compute(segmenter: Any, case: Case, outcome: _ReadOutcome, waited: float, output_dir: Path,
@@ -320,7 +334,7 @@ def _compute(segmenter: Any, case: Case, outcome: _ReadOutcome, waited: float, o
     try:
         target = output_path(output_dir, case)
         geometry = loaded.geometry
-        computed = _Computed(case, target, geometry, shown, timings, 0.0)
+        computed = _Computed(case, target, geometry, shown, timings, 0.0, note="; ".join(loaded.notes))
         if prepared is not None:
             computed.inferred = segmenter.infer(prepared, tta=options.tta, timings=timings)
             del prepared
@@ -342,6 +356,7 @@ def _write(computed: _Computed, segmenter: Any, output_dir: Path) -> CaseResult:
     thread, overlapped with the network of the next case). Never raises (but Ctrl-C)."""
     case, timings = computed.case, computed.timings
     start = time.perf_counter()
+    writing = False
     try:
         if computed.inferred is not None:
             inferred, computed.inferred = computed.inferred, None
@@ -355,15 +370,17 @@ def _write(computed: _Computed, segmenter: Any, output_dir: Path) -> CaseResult:
             preview = output_dir / PREVIEW_FOLDER / f"{case.name}.png"
             write_preview_safe(preview, computed.shown, label, computed.geometry, segmenter.label_values)
             computed.shown = None
+        writing = True
         write_label_map(label, computed.geometry, computed.target)
         del label
     except Exception as exc:  # noqa: BLE001 - every failure is a per-case error
         timings["write"] = time.perf_counter() - start
         return CaseResult(case.name, "failed", computed.seconds + timings["write"], _error_text(case, exc),
-                          timings=timings)
+                          timings=timings, note=computed.note,
+                          output_error=writing and not isinstance(exc, CaseError))
     timings["write"] = time.perf_counter() - post_end
     return CaseResult(case.name, "ok", computed.seconds + time.perf_counter() - start, counts=counts,
-                      voxel_mm3=computed.geometry.voxel_volume_mm3, timings=timings)
+                      voxel_mm3=computed.geometry.voxel_volume_mm3, timings=timings, note=computed.note)
 
 
 def write_preview_safe(path: Path, image: np.ndarray, label: np.ndarray, geometry: Any,
@@ -392,28 +409,49 @@ def segment_cases(segmenter: Any, cases: Sequence[Case], output_dir: str | os.Pa
 
     options = options or RunOptions()
     output_dir = Path(output_dir)
-    output_dir.mkdir(parents=True, exist_ok=True)
+    problem = check_output_folder(output_dir, options.free_bytes_needed)
+    if problem:
+        raise OutputError(problem)
     _remove_stale_temporaries(output_dir)
     _remove_stale_temporaries(output_dir / PREVIEW_FOLDER)
     summary = SummaryWriter(output_dir / SUMMARY_NAME, segmenter.label_values, segmenter.spec.spatial_dims)
     results: list[CaseResult] = []
+    provenance = run_provenance(segmenter, options)
 
     previous = summary.previous_rows() if not options.overwrite else {}
     columns = [summary.column(v) for v in summary.values]
     todo: list[Case] = []
+    changed, unknown = [], []
     for case in cases:
         try:
             target = output_path(output_dir, case)
         except CaseError as exc:
             results.append(CaseResult(case.name, "failed", error=_error_text(case, exc)))
             continue
-        if target.exists() and not options.overwrite:
-            results.append(_existing_result(case, target, previous.get(case.name), columns))
-        else:
+        if not target.exists() or options.overwrite:
             todo.append(case)
+            continue
+        row = previous.get(case.name) or {}
+        made_by = {k: row.get(k) or "" for k in PROVENANCE_KEYS}
+        if not all(made_by.values()):
+            unknown.append(case.name)  # an output from before summary.csv recorded provenance, or without a row
+        elif made_by != provenance:
+            changed.append(case.name)
+            todo.append(case)
+            continue
+        skipped_result = _existing_result(case, target, previous.get(case.name), columns)
+        skipped_result.provenance = {k: v for k, v in made_by.items() if v}
+        skipped_result.note = row.get("note") or ""
+        results.append(skipped_result)
     skipped = sum(r.status == "skipped" for r in results)
     if skipped:
         logger.info(f"skipping {skipped} finished case(s) whose output exists (--overwrite redoes them)")
+    if unknown:
+        logger.warning(f"{len(unknown)} existing output(s) have no record of the model and settings that made them "
+                       f"in {SUMMARY_NAME} (e.g. {unknown[0]}): skipped as they are; --overwrite redoes them")
+    if changed:
+        logger.warning(f"redoing {len(changed)} case(s) whose output was made by another model, bundle version or "
+                       f"settings (e.g. {changed[0]}; see the {', '.join(PROVENANCE_KEYS)} columns of {SUMMARY_NAME})")
     for result in results:
         summary.add(result)
     summary.write()
@@ -424,12 +462,24 @@ def segment_cases(segmenter: Any, cases: Sequence[Case], output_dir: str | os.Pa
     bar = tqdm(total=len(todo), unit="case", file=sys.stderr, disable=not options.progress or not todo,
                dynamic_ncols=True, desc="segmenting")
     done: list[CaseResult] = []
+    stop: list[str] = []  # why no further case can be written
+
+    def output_failed() -> None:
+        """After a failed write: stop the batch if the output folder can take no further case."""
+        problem = check_output_folder(output_dir, options.free_bytes_needed)
+        if problem and not stop:
+            stop.append(problem)
 
     def record(result: CaseResult) -> None:
+        result.provenance = result.provenance or (provenance if result.status == "ok" else {})
         results.append(result)
         done.append(result)
         summary.add(result)
-        summary.write_soon()
+        try:
+            summary.write_soon()
+        except OSError as exc:
+            logger.error(f"{summary.path} not written: {_one_line(str(exc))}")
+            output_failed()
         counts[result.status] = counts.get(result.status, 0) + 1
         if result.status == "failed":
             logger.error(f"FAILED {result.case}: {result.error}")
@@ -442,6 +492,8 @@ def segment_cases(segmenter: Any, cases: Sequence[Case], output_dir: str | os.Pa
                         + (f", memory {rss:.0f} MiB" if rss is not None else ""))
         bar.update(1)
         bar.set_postfix(ok=counts["ok"], failed=counts["failed"], refresh=False)
+        if result.output_error:
+            output_failed()
 
     # the label map of case k is written in a background thread while case k+1 is segmented (with --workers > 0);
     # at most one write is in flight, so at most two label maps are in memory
@@ -449,7 +501,10 @@ def segment_cases(segmenter: Any, cases: Sequence[Case], output_dir: str | os.Pa
     in_flight: Future | None = None
     wall = time.perf_counter()
     try:
-        for case, outcome, waited in _prefetch(todo, lambda c: _read(c, segmenter, options.preview), options.workers):
+        read = lambda c: _read(c, segmenter, options.preview, options.allow_resample)  # noqa: E731
+        for case, outcome, waited in _prefetch(todo, read, options.workers):
+            if stop:
+                break
             item = _compute(segmenter, case, outcome, waited, output_dir, options)
             del outcome
             if in_flight is not None:  # the previous case's write, overlapped with this case's segmentation
@@ -472,10 +527,41 @@ def segment_cases(segmenter: Any, cases: Sequence[Case], output_dir: str | os.Pa
             if writer is not None:
                 writer.shutdown(wait=True)
             bar.close()
-            summary.write()
+            try:
+                summary.write()
+            except OSError as exc:
+                stop.append(f"{summary.path} cannot be written ({_one_line(str(exc))})")
     if done:
         _log_totals(done, time.perf_counter() - wall)
+    if stop:
+        left = len(todo) - len(done)
+        raise OutputError(f"stopped: {stop[0]}; {len(done)} case(s) done (listed in {SUMMARY_NAME}), {left} not "
+                          "attempted; free space or fix the folder and run again to do the rest")
     return results
+
+
+def run_provenance(segmenter: Any, options: RunOptions) -> dict[str, str]:
+    """What makes an output what it is, as ``summary.csv`` records it: the checkpoint's SHA-256, the bundle version
+    and the result-changing settings (TTA, sliding-window overlap, resampling, and ``options.settings``: backend,
+    AMP, config overrides). A re-run with other values redoes the cases instead of skipping them."""
+    checkpoint = getattr(segmenter, "checkpoint", None)
+    parser = getattr(segmenter, "parser", None)
+
+    def config(key: str) -> Any:
+        try:
+            return parser.get(key) if parser is not None else None
+        except Exception:  # noqa: BLE001 - a config without the key
+            return None
+
+    settings = {"tta": bool(options.tta), "allow_resample": bool(options.allow_resample),
+                "overlap": config("inferer#overlap"), **options.settings}
+    text = "; ".join(f"{key}={json.dumps(value, sort_keys=True, default=str)}"
+                     for key, value in sorted(settings.items()) if value is not None)
+    return {
+        "model_sha256": file_sha256(checkpoint) if checkpoint and Path(checkpoint).is_file() else "none",
+        "bundle_version": str(config("_meta_#version") or "unknown"),
+        "settings": text,
+    }
 
 
 def _log_totals(done: Sequence[CaseResult], wall: float) -> None:
