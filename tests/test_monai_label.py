@@ -53,7 +53,7 @@ BUNDLES_3D = ["arunet3d", "linknet3d", "pspnet3d"]
 # 2D bundles: their inference postprocessing ends with custom_nets.transforms.MonaiLabelOutputd, which gives MONAI
 # Label a uint8 (x, y) label map (docs/monai_label.md, "2D bundles"); the result's file type is the input's, or PNG
 # for a JPEG input
-BUNDLES_2D = ["unet2d", "attention_unet2d", "attention_resunet2d", "drrmsan", "ddanet", "unet3plus", "fct"]
+BUNDLES_2D = ["unet2d", "attention_unet2d", "attention_resunet2d", "drrmsan", "ddanet", "ssformer", "unet3plus", "fct"]
 ALL_BUNDLES = BUNDLES_3D + BUNDLES_2D
 
 
@@ -133,7 +133,7 @@ def _slices_2d(root: Path) -> dict[str, Path]:
     polyp = sorted((kvasir / "images").iterdir())[0]
     gi_slice = sorted((uw / "train").rglob("*.png"))[2]
     return {"unet2d": lgg_slice, "attention_unet2d": lgg_slice, "attention_resunet2d": lgg_slice,
-            "drrmsan": polyp, "ddanet": polyp, "unet3plus": gi_slice, "fct": gi_slice}
+            "drrmsan": polyp, "ddanet": polyp, "ssformer": polyp, "unet3plus": gi_slice, "fct": gi_slice}
 
 
 class Server:
