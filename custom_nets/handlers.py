@@ -33,7 +33,7 @@ from monai.handlers import CheckpointLoader
 
 from custom_nets.data.naming import case_names_from_batch
 from custom_nets.flags import as_flag
-from custom_nets.inference.io import atomic_write, file_sha256
+from custom_nets.inference.io import atomic_write, file_sha256, torch_load_reason
 
 __all__ = [
     "BestModelSaver",
@@ -240,8 +240,7 @@ class ResumableCheckpoint:
         try:
             saved = torch.load(self.path, map_location="cpu", weights_only=True)
         except Exception as error:  # noqa: BLE001 - any unreadable file is the same problem for the user
-            first = " ".join(str(error).split())[:200]
-            raise self._fail(f"not a readable checkpoint ({type(error).__name__}: {first})") from None
+            raise self._fail(f"not a readable checkpoint ({torch_load_reason(error)})") from None
         if not isinstance(saved, dict) or "model" not in saved or "trainer" not in saved:
             keys = ", ".join(map(str, list(saved)[:5])) if isinstance(saved, dict) else type(saved).__name__
             raise self._fail(f"not a training checkpoint of these bundles (no 'model' and 'trainer'; found {keys})")

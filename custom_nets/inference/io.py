@@ -51,6 +51,7 @@ __all__ = [
     "read_case",
     "read_label_counts",
     "read_source",
+    "torch_load_reason",
     "temporary_path",
     "to_meta_tensor",
     "warm_up_itk",
@@ -718,6 +719,13 @@ def check_output_folder(folder: str | os.PathLike, needed_bytes: int = MIN_FREE_
         return (f"the output folder {folder} has {free / 2**20:.1f} MiB free, less than the {needed_bytes / 2**20:.0f} "
                 "MiB needed for a case")
     return None
+
+
+def torch_load_reason(exc: BaseException) -> str:
+    """The useful part of a ``torch.load(weights_only=True)`` error, on one short line (PyTorch's message is a page)."""
+    text = " ".join(str(exc).split())
+    reason = text.split("WeightsUnpickler error:")[-1].split(" Check the documentation")[0].strip()
+    return f"{type(exc).__name__}: {reason[:100]}"
 
 
 def file_sha256(path: str | os.PathLike, chunk: int = 1 << 20) -> str:

@@ -39,7 +39,7 @@ import torch
 from .backends import first_output
 from .discovery import InputSpec
 from .errors import CaseError, SetupError
-from .io import Reader2DOptions
+from .io import Reader2DOptions, torch_load_reason
 
 __all__ = ["BundleSegmenter", "CheckpointMismatch", "extract_bundle", "find_bundle", "parse_overrides",
            "load_state_dict", "resolve_device"]
@@ -188,9 +188,7 @@ def _unreadable_checkpoint(checkpoint: Path, exc: BaseException) -> str:
                 "save the network's state_dict() instead")
     head = checkpoint.read_bytes()[:4] if checkpoint.is_file() else b""
     kind = "a truncated or damaged PyTorch checkpoint" if head == b"PK\x03\x04" else "not a PyTorch checkpoint"
-    reason = text.split("WeightsUnpickler error:")[-1].split(" Check the documentation")[0].strip()
-    return (f"{checkpoint} is {kind} (torch.load: {type(exc).__name__}: {reason[:100]}); expected the models/model.pt "
-            "that training writes")
+    return f"{checkpoint} is {kind} (torch.load: {torch_load_reason(exc)}); expected the models/model.pt that training writes"
 
 
 def load_state_dict(network: torch.nn.Module, checkpoint: str | os.PathLike, what: str = "network_def") -> None:
