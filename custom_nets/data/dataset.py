@@ -410,7 +410,8 @@ def parse_dataset(meta: Mapping[str, Any], root: Path, where: str) -> Dataset:
         for entry in meta.get("test", []) or []:
             image = entry.get("image", entry) if isinstance(entry, Mapping) else entry
             files = [_resolve(root, f) for f in (image if isinstance(image, list) else [image])]
-            test.append({"case": _case_name(files[0]), "image": _image_entry(files)})
+            case = entry.get("case") if isinstance(entry, Mapping) else None
+            test.append({"case": str(case or _case_name(files[0])), "image": _image_entry(files)})
         ending = meta.get("file_ending") or file_ending(training[0]["label"] if training else "") or ""
     else:
         ending = meta.get("file_ending")

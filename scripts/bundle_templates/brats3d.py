@@ -12,7 +12,6 @@ from typing import Any
 
 from bundle_templates import common
 
-REGIONS = ("TC", "WT", "ET")
 MODALITIES = ("FLAIR", "T1", "T1ce", "T2")
 # file-name suffixes of each input channel: BraTS 2018-2021 names first, then BraTS 2023 names
 CHANNEL_SUFFIXES = (("flair", "t2f"), ("t1", "t1n"), ("t1ce", "t1c"), ("t2", "t2w"))
@@ -34,59 +33,71 @@ COMMON: dict[str, Any] = {
     "demo_dir": "$os.path.join(@bundle_root, 'demo_data')",
     "device": "$custom_nets.bundle.default_device()",
     "amp": "$custom_nets.bundle.amp_enabled(@device)",
-    "et_label": 4,
 }
 
-# values of the BraTS label map that inference writes, and their names
-LABEL_VALUES = {"1": "necrotic / non-enhancing tumour core", "2": "peritumoral oedema", "4": "enhancing tumour"}
+DEMO = "brats"
+# the task of the bundle's default data (BraTS, BraTS 2023 numbering), for the metadata; a trained model's own task is
+# read from models/task.json
+LABEL_VALUES = {"1": "necrotic / non-enhancing tumour core", "2": "peritumoral oedema", "3": "enhancing tumour"}
+# training: the task of the dataset (written to models/task.json); inference and evaluation: the trained model's
+TRAIN_TASK = "$custom_nets.data.prepare_task(@data.task, @ckpt_dir, @resume)"
+TRAINED_TASK = f"$custom_nets.data.trained_task(@ckpt_dir, '{DEMO}')"
+DATA = f"$custom_nets.data.open_dataset(@dataset_dir, demo='{DEMO}', demo_dir=@demo_dir, spatial_dims=3)"
 
 
-def _load_transforms(keys: list[str]) -> list[dict]:
-    """Reading and orienting: a case's four modality files become one 4-channel image in RAS orientation."""
-    transforms: list[dict] = [
-        {"_target_": "LoadImaged", "keys": keys, "reader": "NibabelReader", "image_only": True},
+def _load_transforms(keys: list[str]) -> list[Any]:
+    """Reading and orienting: a case's channel files become one image in RAS orientation at the task's spacing; the
+    label map becomes one target channel per label or region of the task."""
+    transforms: list[Any] = [
+        {"_target_": "LoadImaged", "keys": keys, "image_only": True},
         {"_target_": "EnsureChannelFirstd", "keys": keys},
         {"_target_": "EnsureTyped", "keys": keys},
     ]
     if "label" in keys:
-        transforms += [
-            {"_target_": "MapLabelValued", "keys": "label", "orig_labels": [3], "target_labels": [4]},
-            {"_target_": "ConvertToMultiChannelBasedOnBratsClassesd", "keys": "label", "et_label": 4},
-        ]
+        transforms.append({"_target_": "custom_nets.transforms.LabelToRegionsd", "keys": "label",
+                           "regions": "$@task.region_values"})
     transforms += [
         {"_target_": "Orientationd", "keys": keys, "axcodes": "RAS", "labels": None},
-        {"_target_": "NormalizeIntensityd", "keys": "image", "nonzero": True, "channel_wise": True},
+        {"_target_": "Spacingd", "keys": keys, "pixdim": "$@task.pixdim",
+         "mode": ["bilinear", "nearest"][: len(keys)]},
+        "$custom_nets.transforms.intensity_normalization(@task)",
     ]
     return transforms
 
 
-def _region_metrics(prefix: str, hd95: bool) -> dict:
-    """Per-region Dice (and HD95) handlers named ``<prefix>_dice_tc`` ... computed by MONAI's metric handlers."""
-    metrics = {}
-    for index, region in enumerate(REGIONS):
-        transform = f"$custom_nets.bundle.channel_output_transform({index})"
-        metrics[f"{prefix}_dice_{region.lower()}"] = {
-            "_target_": "MeanDice",
-            "include_background": True,
-            "output_transform": transform,
+#: the inference sliding window of the 3D bundles (issue #18; each lever measured in docs/performance.md): the box
+#: around the nonzero (head) voxels only, windows of INFERENCE_ROI (fewer windows and less overlap overhead than the
+#: 64^3 training patches; the networks are fully convolutional, except that PSPNet's pyramid pooling averages over
+#: the whole window, so PSPNet keeps its training ROI), overlap INFERENCE_OVERLAP, gaussian blending
+INFERENCE_ROI = [128, 128, 128]
+INFERENCE_OVERLAP = 0.25
+WINDOW_SIZE_DEPENDENT = ("PSPNet",)
+
+
+def inference_roi(network_def: dict, roi_size: list[int]) -> list[int]:
+    """The inference window of a network: :data:`INFERENCE_ROI`, or the training ROI for window-size-dependent ones."""
+    name = str(network_def.get("_target_", "")).rsplit(".", 1)[-1]
+    return list(roi_size) if name in WINDOW_SIZE_DEPENDENT else list(INFERENCE_ROI)
+
+
+def _sliding_window(overlap: float, foreground: bool = False) -> dict:
+    """MONAI's sliding window at the training ROI (validation), or with ``foreground`` the inference window: the
+    foreground box only (``custom_nets.inferers.ForegroundSlidingWindowInferer``) at ``@inference_roi_size``."""
+    if not foreground:
+        return {
+            "_target_": "SlidingWindowInferer",
+            "roi_size": "@roi_size",
+            "sw_batch_size": "@sw_batch_size",
+            "overlap": overlap,
+            "mode": "gaussian",
         }
-        if hd95:
-            metrics[f"{prefix}_hd95_{region.lower()}"] = {
-                "_target_": "HausdorffDistance",
-                "include_background": True,
-                "percentile": 95,
-                "output_transform": transform,
-            }
-    return metrics
-
-
-def _sliding_window(overlap: float) -> dict:
     return {
-        "_target_": "SlidingWindowInferer",
-        "roi_size": "@roi_size",
+        "_target_": "custom_nets.inferers.ForegroundSlidingWindowInferer",
+        "roi_size": "@inference_roi_size",
         "sw_batch_size": "@sw_batch_size",
         "overlap": overlap,
         "mode": "gaussian",
+        "margin": 8,
     }
 
 
@@ -109,12 +120,12 @@ def train_config(network_def: dict, roi_size: list[int], learning_rate: float, b
         "fold": 0,
         "seed": 0,
         "resume": True,
-        "datalist": "$custom_nets.data.brats.brats_datalist(@dataset_dir, demo_dir=@demo_dir, role='all')",
-        "split": "$custom_nets.data.brats.split_cases(@datalist, val_fraction=@val_fraction, seed=@seed, "
-        "num_folds=@num_folds, fold=@fold)",
+        "data": DATA,
+        "task": TRAIN_TASK,
+        "split": "$@data.split(val_fraction=@val_fraction, seed=@seed, num_folds=@num_folds, fold=@fold)",
         "train_datalist": "$@split[0]",
         "val_datalist": "$@split[1]",
-        **common.network(network_def),
+        **common.network(network_def, task=True),
         "loss": {
             "_target_": "custom_nets.losses.StackedDeepSupervisionLoss",
             "loss": {"_target_": "DiceFocalLoss", "sigmoid": True, "batch": True, "smooth_nr": 1e-5, "smooth_dr": 1e-5},
@@ -163,7 +174,7 @@ def train_config(network_def: dict, roi_size: list[int], learning_rate: float, b
                     "output_transform": "$from_engine(['pred', 'label'])",
                 }
             },
-            "additional_metrics": _region_metrics("val", hd95=False),
+            "additional_metrics": "$custom_nets.bundle.channel_metrics(@task.label_names, 'val')",
             "handlers": [
                 {"_target_": "StatsHandler", "iteration_log": False},
                 {"_target_": "TensorBoardStatsHandler", "log_dir": "@log_dir", "iteration_log": False},
@@ -202,14 +213,22 @@ def train_config(network_def: dict, roi_size: list[int], learning_rate: float, b
     }
 
 
-def _inference_body(keys: list[str], role: str, invert: bool) -> dict:
+def _inference_body(keys: list[str], invert: bool) -> dict:
+    """Data, task and pipeline of inference (``keys`` image: unlabelled images) and evaluation (image and label)."""
+    if "label" in keys:  # a labelled dataset, checked against the model's task
+        data = {"data": DATA, "task": f"$custom_nets.data.check_task({TRAINED_TASK[1:]}, @data)",
+                "datalist": "$@data.training"}
+    else:
+        data = {"task": TRAINED_TASK,
+                "datalist": f"$custom_nets.data.inference_datalist(@dataset_dir, @task, '{DEMO}', @demo_dir)"}
     return {
-        "datalist": f"$custom_nets.data.brats.brats_datalist(@dataset_dir, demo_dir=@demo_dir, role='{role}')",
+        **data,
         "preprocessing": {"_target_": "Compose", "transforms": _load_transforms(keys)},
         "dataset": {"_target_": "Dataset", "data": "@datalist", "transform": "@preprocessing"},
         "dataloader": common.dataloader("@dataset", 1, shuffle=False),
-        "inferer": _sliding_window(overlap=0.5),
-        "postprocessing": {"_target_": "Compose", "transforms": common.sigmoid_postprocessing(invert=invert)},
+        "inferer": _sliding_window(overlap=INFERENCE_OVERLAP, foreground=True),
+        "postprocessing": {"_target_": "Compose",
+                           "transforms": common.sigmoid_postprocessing(invert=invert, label_map="label" not in keys)},
     }
 
 
@@ -219,10 +238,11 @@ def inference_config(network_def: dict, roi_size: list[int]) -> dict:
         **deepcopy(COMMON),
         "output_dir": "$os.path.join(@bundle_root, 'eval')",
         "roi_size": roi_size,
-        "sw_batch_size": 2,
+        "inference_roi_size": inference_roi(network_def, roi_size),
+        "sw_batch_size": 1,
         "num_workers": 2,
-        **common.network(network_def),
-        **_inference_body(["image"], role="infer", invert=True),
+        **common.network(network_def, task=True),
+        **_inference_body(["image"], invert=True),
         "handlers": [
             common.checkpoint_loader(),
             {"_target_": "custom_nets.handlers.CaseProgressLogger"},
@@ -241,7 +261,6 @@ def inference_config(network_def: dict, roi_size: list[int]) -> dict:
         "run": ["$@evaluator.run()"],
     }
     config["postprocessing"]["transforms"] += [
-        {"_target_": "custom_nets.transforms.RegionsToBratsLabelsd", "keys": "pred", "et_label": "@et_label"},
         {
             "_target_": "SaveImaged",
             "keys": "pred",
@@ -264,10 +283,11 @@ def evaluate_config(network_def: dict, roi_size: list[int]) -> dict:
         **deepcopy(COMMON),
         "output_dir": "$os.path.join(@bundle_root, 'eval')",
         "roi_size": roi_size,
-        "sw_batch_size": 2,
+        "inference_roi_size": inference_roi(network_def, roi_size),
+        "sw_batch_size": 1,
         "num_workers": 2,
-        **common.network(network_def),
-        **_inference_body(keys, role="all", invert=False),
+        **common.network(network_def, task=True),
+        **_inference_body(keys, invert=False),
         "metrics": {
             "mean_dice": {
                 "_target_": "MeanDice",
@@ -295,7 +315,7 @@ def evaluate_config(network_def: dict, roi_size: list[int]) -> dict:
                 "_target_": "custom_nets.handlers.RegionMetricsWriter",
                 "output_dir": "@output_dir",
                 "metric_names": ["dice", "hd95"],
-                "region_names": list(REGIONS),
+                "region_names": "$[custom_nets.bundle.label_slug(n) for n in @task.label_names]",
             },
         ],
         "evaluator": {
@@ -348,10 +368,10 @@ def multi_gpu_train_config() -> dict:
             # ignite creates its distributed context (a collective: new_group) on its first rank query; do it here on
             # every rank, so that a handler built on some ranks only can never leave the others waiting
             "$__import__('ignite.distributed').distributed.get_rank()",
-            # rank 0 first: it builds the datalist (generating the demo data set if needed) while the other ranks
-            # wait, so that they never write the same demo files concurrently; they then reuse what it wrote
+            # rank 0 first: it reads and checks the dataset (generating the demo data set if needed) while the other
+            # ranks wait, so that they never write the same demo files concurrently; they then reuse what it wrote
             "$dist.barrier() if dist.get_rank() > 0 else None",
-            "$len(@datalist)",
+            "$@task.in_channels",
             "$dist.barrier() if dist.get_rank() == 0 else None",
             "$custom_nets.bundle.prepare_run()",
             "$monai.utils.set_determinism(seed=@seed)",
@@ -387,19 +407,22 @@ def metadata(bundle: dict, versions: dict[str, str]) -> dict:
         "description": bundle["description"],
         "authors": "custom_nets contributors",
         "copyright": "Copyright (c) custom_nets contributors",
-        "data_source": "BraTS 2020/2021/2023 (https://www.synapse.org/brats), or the synthetic demo data generated by "
-        "custom_nets.data.brats.generate_brats_demo",
+        "data_source": "Any dataset in the nnU-Net v2 / Decathlon layout (dataset.json), BraTS 2020/2021/2023 "
+        "(https://www.synapse.org/brats) read in place or converted (python -m custom_nets.convert brats), or the "
+        "synthetic demo data (custom_nets.data.demo)",
         "data_type": "nibabel",
-        "image_classes": "4 channels: FLAIR, T1, T1ce, T2, each normalised to zero mean and unit variance over "
-        "non-zero (brain) voxels",
-        "label_classes": "BraTS labels: 1 necrotic/non-enhancing core, 2 oedema, 4 enhancing tumour (3 in BraTS 2023); "
-        "converted to 3 overlapping regions TC (1+4), WT (1+2+4), ET (4) for training",
-        "pred_classes": "3 sigmoid channels TC, WT, ET; inference writes one BraTS label map per case",
+        "image_classes": "4 channels: FLAIR, T1, T1ce, T2 (by default; a dataset's channel_names otherwise), each "
+        "normalised to zero mean and unit variance over non-zero (brain) voxels",
+        "label_classes": "BraTS 2023 numbering: 1 necrotic/non-enhancing core, 2 oedema, 3 enhancing tumour (BraTS "
+        "2021's 4 is read as 3), trained as 3 overlapping regions TC (1+3), WT (1+2+3), ET (3); a dataset's labels "
+        "or regions otherwise",
+        "pred_classes": "one sigmoid channel per region (TC, WT, ET by default); inference writes one label map per "
+        "case with the dataset's label values",
         # custom_nets extensions (ignored by MONAI): how batch inference groups a case's files into the input
         # channels, what the values of the saved label map mean, and what the network's output channels are
         "input_channel_suffixes": {str(i): list(s) for i, s in enumerate(CHANNEL_SUFFIXES)},
         "label_values": LABEL_VALUES,
-        "network_output_channels": {"0": "tumour core (TC)", "1": "whole tumour (WT)", "2": "enhancing tumour (ET)"},
+        "network_output_channels": {"0": "tumor core (TC)", "1": "whole tumor (WT)", "2": "enhancing tumor (ET)"},
         "eval_metrics": {},
         "intended_use": "Research and education only; not for clinical or diagnostic use. No pretrained weights ship "
         "with this bundle: train it on your data first.",

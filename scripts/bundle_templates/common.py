@@ -11,9 +11,17 @@ from copy import deepcopy
 LOSS_OUTPUT = "$from_engine(['loss'], first=True)"
 
 
-def network(network_def: dict) -> dict:
-    """``network_def`` and the instantiated ``network`` on ``@device``."""
-    return {"network_def": deepcopy(network_def), "network": "$@network_def.to(@device)"}
+def network(network_def: dict, task: bool = True) -> dict:
+    """``network_def`` and the instantiated ``network`` on ``@device``; with ``task``, the input and output channels
+    come from the config's ``@task`` (the dataset's channels and labels; a trained model's ``models/task.json``)."""
+    definition = deepcopy(network_def)
+    if task:
+        definition.update(TASK_CHANNELS)
+    return {"network_def": definition, "network": "$@network_def.to(@device)"}
+
+
+# the network's channels, from the task of the data (training) or of the trained model (inference)
+TASK_CHANNELS = {"in_channels": "$@task.in_channels", "out_channels": "$@task.out_channels"}
 
 
 def optimizer() -> dict:
@@ -104,10 +112,12 @@ def checkpoint_loader() -> dict:
     }
 
 
-def sigmoid_postprocessing(invert: bool, final_output_ndim: int | None = None) -> list[dict]:
+def sigmoid_postprocessing(invert: bool, final_output_ndim: int | None = None, label_map: bool = False,
+                           threshold: float | str = 0.5) -> list[dict]:
     """Sigmoid, optionally undo the preprocessing (``Invertd``: back to the input's geometry), threshold at 0.5.
 
-    ``final_output_ndim`` first keeps only the final output of a stacked deep-supervision prediction.
+    ``final_output_ndim`` first keeps only the final output of a stacked deep-supervision prediction. With
+    ``label_map``, the thresholded channels become one label map of the task's label values (what inference writes).
     """
     steps: list[dict] = []
     if final_output_ndim is not None:
@@ -126,8 +136,20 @@ def sigmoid_postprocessing(invert: bool, final_output_ndim: int | None = None) -
                 "to_tensor": True,
             }
         )
-    steps.append({"_target_": "AsDiscreted", "keys": "pred", "threshold": 0.5})
+    if label_map:
+        steps.append(LABEL_MAP | {"threshold": threshold})
+    else:
+        steps.append({"_target_": "AsDiscreted", "keys": "pred", "threshold": threshold})
     return steps
+
+
+# probabilities -> the label map of the task's values (regions nested, labels by the most probable channel)
+LABEL_MAP = {
+    "_target_": "custom_nets.transforms.RegionsToLabelMapd",
+    "keys": "pred",
+    "regions": "$@task.region_values",
+    "output_values": "$list(@task.output_values)",
+}
 
 
 # changelog entries shared by several bundles (the same change made to each)

@@ -1,24 +1,24 @@
 """Config template of the UW-Madison GI tract task: large bowel, small bowel and stomach on 16-bit MRI slices.
 
-Built on ``seg2d``: its task hooks (``load_transforms``, ``evaluate_transforms``, ``random_transforms``,
-``common_values``, ``infer_datalist``, ``data_type``; bundle ``loss_config``) carry most of the task, and the configs
-``seg2d`` returns are then adjusted here (network references, datalists with ``offsets``, validation at each slice's
-own size, the GI writers and metrics). What the task needs beyond LGG:
+Built on ``seg2d``: its task hooks (``spatial_transforms``, ``random_transforms``, ``common_values``,
+``evaluate_at_original_size``; bundle ``loss_config``) carry most of the task, and the configs ``seg2d`` returns are
+then adjusted here. What the task needs beyond LGG:
 
-- 16-bit PNG slices, scaled per slice from [0th, 99.8th percentile] to [0, 1] (the scanner's range varies by case and
-  day), optional 2.5D input: ``"offsets": [-2, 0, 2]`` stacks each slice with its neighbours as channels
-  (``in_channels`` follows; ``null``, the default, is plain 2D);
-- 3 independent sigmoid channels (the organs overlap), thresholded at ``threshold``;
 - slices of different sizes: training pads to ``roi_size`` and crops ``roi_size`` at random; validation, evaluation
   and inference pad each slice to a multiple of the network's ``size_divisor`` (or, with ``"resize_to": [W, H]``,
   resize every slice, training included, to that size) and restore every prediction to the slice's own size
-  (``Invertd``), so labels are compared and masks written at the original size;
-- evaluation per case-day in 3D (Dice, HD95 in mm, competition score; :mod:`custom_nets.metrics_gi`);
-- inference writes RGB mask PNGs mirroring the input folder tree and, with ``--write_rle True``, a competition-style
-  ``submission.csv``; volume inference writes a 1/2/3 label map (later classes win where organs overlap).
+  (``Invertd``), so labels are compared and label maps written at the original size;
+- the demo (and ``python -m custom_nets.convert uwmadison``) is 2.5D: each case is a slice with its neighbours at
+  -2 and +2 as three channels (any dataset's channels work the same way);
+- configs for the competition's own layout (``train.csv`` with run-length masks, ``train/case*/case*_day*/scans``):
+  ``inference_uwmadison.json`` writes RGB mask PNGs mirroring the input tree and, with ``--write_rle True``, a
+  competition-style ``submission.csv``; ``evaluate_uwmadison.json`` scores per case-day in 3D (Dice, HD95 in mm,
+  competition score; :mod:`custom_nets.metrics_gi`); ``inference_volume.json`` segments NIfTI volumes with the
+  neighbouring slices as channels.
 
-Configs written per bundle: ``train.json``, ``inference.json``, ``inference_volume.json``, ``evaluate.json``,
-``multi_gpu_train.json`` (shared with the other templates) and ``metadata.json``.
+Configs written per bundle: ``train.json``, ``inference.json``, ``evaluate.json``, ``inference_volume.json``,
+``inference_uwmadison.json``, ``evaluate_uwmadison.json``, ``multi_gpu_train.json`` (shared with the other templates)
+and ``metadata.json``.
 """
 
 from __future__ import annotations
@@ -26,29 +26,10 @@ from __future__ import annotations
 from copy import deepcopy
 from typing import Any
 
-from bundle_templates import brats3d, seg2d
+from bundle_templates import brats3d, common, seg2d
 
 CLASSES = ["large_bowel", "small_bowel", "stomach"]
 SCIPY_VERSION = "1.17.1"  # used by MONAI's surface distances (HD95); not in the shared VERSIONS table
-
-
-def _load_transforms(keys: list[str]) -> list[dict]:
-    """Read a slice (or a 2.5D list of slices) and its mask, name it after the centre slice, scale the 16 bits."""
-    return [
-        {"_target_": "LoadImaged", "keys": keys, "reader": "PILReader", "image_only": True},
-        {"_target_": "EnsureChannelFirstd", "keys": keys},
-        {"_target_": "custom_nets.transforms.CentreSliceSourced", "keys": "image", "source_key": "center_image"},
-        {
-            "_target_": "ScaleIntensityRangePercentilesd",
-            "keys": "image",
-            "lower": 0.0,
-            "upper": 99.8,
-            "b_min": 0.0,
-            "b_max": 1.0,
-            "clip": True,
-            "channel_wise": False,
-        },
-    ]
 
 
 # Training: resize image and mask when resize_to is set (random crops of roi_size follow in random_transforms).
@@ -68,14 +49,10 @@ VOLUME_SPATIAL = (
 )
 
 
-def _seg2d_load_hook(keys: list[str], size_divisor: int) -> list[Any]:
-    """``seg2d``'s ``load_transforms`` hook: the training chain for image + label, the inference chain for images."""
-    return _load_transforms(keys) + [TRAIN_SPATIAL if "label" in keys else IMAGE_SPATIAL]
-
-
-def _evaluate_transforms(size_divisor: int) -> list[Any]:
-    """``seg2d``'s ``evaluate_transforms`` hook: the label stays at the slice's size, the image is padded/resized."""
-    return _load_transforms(["image", "label"]) + [IMAGE_SPATIAL]
+def _spatial_transforms(keys: list[str], size_divisor: int) -> list[Any]:
+    """``seg2d``'s ``spatial_transforms`` hook: training resizes image and label (``resize_to``) before its random
+    crops; validation, evaluation and inference pad or resize the image only."""
+    return [TRAIN_SPATIAL if "label" in keys else IMAGE_SPATIAL]
 
 
 def _random_transforms(keys: list[str]) -> list[dict]:
@@ -99,37 +76,30 @@ def _random_transforms(keys: list[str]) -> list[dict]:
 
 GI = {
     "name": "UW-Madison GI tract MRI slices",
-    "datalist": "custom_nets.data.uwmadison.uwmadison_datalist",
-    "group_key": "case",
-    "in_channels": ["MRI slice"],
+    "demo": "'uwmadison'",
+    "in_channels": ["MRI slice -2", "MRI slice 0", "MRI slice +2"],
     "out_channels": CLASSES,
     "modality": "MR",
-    "image_reader": "PILReader",
     "output_ext": ".png",
-    "monai_label_output": {"multi_label": True},
     "output_postfix": "mask",
     "data_type": "png",
     # seg2d hooks
     "common_values": {
-        "offsets": None,
-        "in_channels": "$1 if @offsets is None else len(@offsets)",
         "resize_to": None,
         "threshold": 0.5,
-        "class_names": list(CLASSES),
     },
-    "load_transforms": _seg2d_load_hook,
+    "spatial_transforms": _spatial_transforms,
     "random_transforms": _random_transforms,
-    "evaluate_transforms": _evaluate_transforms,
-    "infer_datalist": "$custom_nets.data.uwmadison_bundle.slice_datalist(@dataset_dir, demo_dir=@demo_dir, "
-    "offsets=@offsets)",
+    "evaluate_at_original_size": True,
     "task": "Segmentation of the large bowel, small bowel and stomach on 2D abdominal MRI slices (UW-Madison GI "
     "Tract Image Segmentation)",
-    "data_source": "UW-Madison GI Tract Image Segmentation (Kaggle 2022; train.csv with run-length masks and 16-bit "
-    "PNG slices), or the synthetic demo data generated by custom_nets.data.uwmadison.generate_uwmadison_demo",
-    "image_classes": "1 channel: a 16-bit MRI slice scaled per slice from its [0th, 99.8th] percentile range to [0, 1] "
-    "(2.5D with offsets: one channel per neighbouring slice)",
-    "label_classes": "3 channels, multi-label (organs may overlap): large_bowel, small_bowel, stomach, decoded from "
-    "the run-length strings of train.csv",
+    "data_source": "Any 2D dataset in the nnU-Net v2 / Decathlon layout (dataset.json), UW-Madison GI Tract Image "
+    "Segmentation (Kaggle 2022; train.csv with run-length masks and 16-bit PNG slices) read in place or converted "
+    "(python -m custom_nets.convert uwmadison), or the synthetic demo data (custom_nets.data.demo)",
+    "image_classes": "3 channels: a 16-bit MRI slice and its neighbours at -2 and +2, scaled together from their "
+    "[0th, 99.8th] percentile range to [0, 1] (a dataset's channel_names otherwise)",
+    "label_classes": "large_bowel 1, small_bowel 2, stomach 3 (where organs overlap, the later one), one sigmoid "
+    "channel each (a dataset's labels otherwise)",
 }
 
 
@@ -147,32 +117,23 @@ def _insert_after(config: dict, anchor: str, values: dict) -> dict:
 
 def _with_divisor(config: dict, bundle: dict, **extra: Any) -> dict:
     """Add the network's ``size_divisor`` (and ``extra`` values) after the task's common values."""
-    return _insert_after(config, "class_names", {"size_divisor": bundle["size_divisor"][0], **extra})
-
-
-def _network(bundle: dict) -> dict:
-    network_def = deepcopy(bundle["network_def"])
-    network_def["in_channels"] = "@in_channels"
-    values: dict = {}
-    if "cgm" in network_def:
-        values["cgm"] = network_def["cgm"]
-        network_def["cgm"] = "@cgm"
-    return {**values, "network_def": network_def, "network": "$@network_def.to(@device)"}
+    return _insert_after(config, "threshold", {"size_divisor": bundle["size_divisor"][0], **extra})
 
 
 def _with_network(config: dict, bundle: dict) -> dict:
-    """Replace seg2d's network entries by the GI ones (``in_channels`` from ``offsets``, ``cgm`` a top-level value)."""
-    out: dict = {}
-    for key, value in config.items():
-        if key == "network_def":
-            out.update(_network(bundle))
-        elif key != "network":
-            out[key] = value
-    return out
+    """UNet 3+'s ``cgm`` (classification-guided module) as a top-level value, shared by network and loss."""
+    network_def = config["network_def"]
+    if "cgm" not in network_def:
+        return config
+    config = _insert_after(config, "task", {"cgm": network_def["cgm"]})
+    config["network_def"]["cgm"] = "@cgm"
+    return config
 
 
-def _postprocessing(preprocessing: str) -> list[dict]:
-    return [
+def _postprocessing(preprocessing: str, label_map: bool) -> list[dict]:
+    """Final output of the deep supervision stack, sigmoid, back to the slice's size, ``@threshold``; with
+    ``label_map`` the task's label map (what ``inference.json`` writes)."""
+    steps = [
         {"_target_": "custom_nets.transforms.SelectFinalOutputd", "keys": "pred", "reference_ndim": 3},
         {"_target_": "Activationsd", "keys": "pred", "sigmoid": True},
         {
@@ -183,13 +144,15 @@ def _postprocessing(preprocessing: str) -> list[dict]:
             "nearest_interp": False,
             "to_tensor": True,
         },
-        {"_target_": "AsDiscreted", "keys": "pred", "threshold": "@threshold"},
     ]
+    if label_map:
+        return steps + [{**common.LABEL_MAP, "threshold": "@threshold"}]
+    return steps + [{"_target_": "AsDiscreted", "keys": "pred", "threshold": "@threshold"}]
 
 
-def _datalist(role: str) -> str:
-    split = "val_fraction=@val_fraction, seed=@seed, num_folds=@num_folds, fold=@fold"
-    return f"${GI['datalist']}(@dataset_dir, demo_dir=@demo_dir, role={role}, offsets=@offsets, {split})"
+# the competition layout (train.csv + train/case*/case*_day*/scans): 2.5D neighbours as today's demo and converter
+UW_OFFSETS = [-2, 0, 2]
+UW_DEMO_DIR = "$os.path.join(@bundle_root, 'demo_data', 'uwmadison_layout')"
 
 
 def train_config(task: dict, bundle: dict) -> dict:
@@ -197,33 +160,57 @@ def train_config(task: dict, bundle: dict) -> dict:
     config = _with_divisor(config, bundle)
     config = _insert_after(config, "batch_size", {"roi_size": list(bundle["roi_size"])})
     config.update({"epochs": 30, "cache_rate": 0.0})
-    config["datalist"] = f"${GI['datalist']}(@dataset_dir, demo_dir=@demo_dir, role='all', offsets=@offsets)"
-    config["train_datalist"] = _datalist("'train'")
-    config["val_datalist"] = _datalist("'val'")
     config = _with_network(config, bundle)
     validate = config["validate"]
-    validate["preprocessing"] = {"_target_": "Compose", "transforms": _evaluate_transforms(bundle["size_divisor"][0])}
+    preprocessing = seg2d._load_image_transforms(task, ["image", "label"], bundle["size_divisor"][0], ["image"])
+    validate["preprocessing"] = {"_target_": "Compose", "transforms": preprocessing}
     validate["dataloader"]["batch_size"] = 1  # slices keep their own sizes
-    validate["postprocessing"] = {"_target_": "Compose", "transforms": _postprocessing("@validate#preprocessing")}
+    validate["postprocessing"] = {"_target_": "Compose",
+                                  "transforms": _postprocessing("@validate#preprocessing", label_map=False)}
     return config
 
 
 def inference_config(task: dict, bundle: dict) -> dict:
-    """A folder of slice PNGs to RGB mask PNGs (same size, same stem + ``_mask``), optionally ``submission.csv``."""
-    config = seg2d.inference_config(task, bundle)
-    config = _with_divisor(config, bundle, write_rle=False)
+    """Any dataset's slices (or a plain folder of PNGs) to label maps of the same size and stem."""
+    config = _with_network(_with_divisor(seg2d.inference_config(task, bundle), bundle), bundle)
+    *_, saver, monai_label = config["postprocessing"]["transforms"]
+    config["postprocessing"]["transforms"] = _postprocessing("@preprocessing", label_map=True) + [saver, monai_label]
+    return config
+
+
+def inference_uwmadison_config(task: dict, bundle: dict) -> dict:
+    """A UW-Madison folder of slice PNGs to RGB mask PNGs (same size, same stem + ``_mask``, mirroring the input
+    tree) and optionally a competition ``submission.csv``."""
+    config = _with_divisor(seg2d.inference_config(task, bundle), bundle, offsets=UW_OFFSETS, write_rle=False)
     config = _with_network(config, bundle)
+    config["demo_dir"] = UW_DEMO_DIR
+    config["datalist"] = ("$custom_nets.data.uwmadison_bundle.slice_datalist(@dataset_dir, demo_dir=@demo_dir, "
+                          "offsets=@offsets)")
     data_root = "$custom_nets.data.uwmadison_bundle.slice_root(@dataset_dir, demo_dir=@demo_dir, generate=False)"
     config = _insert_after(config, "datalist", {"data_root": data_root})
-    # mirror the input tree in output_dir: slice file names repeat across case-days
-    *_, saver, monai_label = config["postprocessing"]["transforms"]
-    saver = _insert_after(saver, "writer", {"data_root_dir": "@data_root"})
-    config["postprocessing"]["transforms"] = _postprocessing("@preprocessing") + [saver, monai_label]
+    config["preprocessing"]["transforms"].insert(
+        2, {"_target_": "custom_nets.transforms.CentreSliceSourced", "keys": "image", "source_key": "center_image"})
+    # mirror the input tree in output_dir (slice file names repeat across case-days); RGB masks, 0/255
+    saver = {
+        "_target_": "SaveImaged",
+        "keys": "pred",
+        "output_dir": "@output_dir",
+        "output_postfix": task["output_postfix"],
+        "output_ext": ".png",
+        "output_dtype": "$numpy.uint8",
+        "scale": 255,
+        "writer": "PILWriter",
+        "data_root_dir": "@data_root",
+        "separate_folder": False,
+        "resample": False,
+        "print_log": False,
+    }
+    config["postprocessing"]["transforms"] = _postprocessing("@preprocessing", label_map=False) + [saver]
     config["handlers"].append(
         {
             "_target_": "custom_nets.handlers_gi.RLESubmissionWriter",
             "output_dir": "@output_dir",
-            "class_names": "@class_names",
+            "class_names": "$[str(n) for n in @task.label_names]",
             "filename": "submission.csv",
             "enabled": "@write_rle",
         }
@@ -232,10 +219,12 @@ def inference_config(task: dict, bundle: dict) -> dict:
 
 
 def inference_volume_config(task: dict, bundle: dict) -> dict:
-    """NIfTI volumes segmented slice by slice (2D or 2.5D) into 1/2/3 label maps with the input's geometry."""
+    """NIfTI volumes segmented slice by slice (with the neighbouring slices as channels) into label maps with the
+    input's geometry."""
     config = seg2d.inference_volume_config(task, bundle)
-    config = _with_divisor(config, bundle, slice_thickness=3.0)
+    config = _with_divisor(config, bundle, offsets=UW_OFFSETS, slice_thickness=3.0)
     config = _with_network(config, bundle)
+    config["demo_dir"] = UW_DEMO_DIR
     config["datalist"] = (
         "$custom_nets.data.uwmadison_bundle.volume_datalist(@dataset_dir, demo_dir=@demo_dir, "
         "slice_thickness=@slice_thickness)"
@@ -261,26 +250,44 @@ def inference_volume_config(task: dict, bundle: dict) -> dict:
         "spatial_dim": "@slice_axis",
         "sw_batch_size": 16,
     }
-    steps = config["postprocessing"]["transforms"]
-    steps[2]["threshold"] = "@threshold"
-    steps.insert(3, {"_target_": "custom_nets.transforms.MultiLabelToLabelMapd", "keys": "pred"})
+    for step in config["postprocessing"]["transforms"]:
+        if step.get("_target_") == common.LABEL_MAP["_target_"]:
+            step["threshold"] = "@threshold"
+    return config
+
+
+def evaluate_uwmadison_config(task: dict, bundle: dict) -> dict:
+    """On the competition layout: per case-day (3D) Dice, HD95, normalised Hausdorff distance and competition score,
+    and their means."""
+    config = seg2d.evaluate_config(task, bundle)
+    split = {"role": "all", "val_fraction": 0.2, "seed": 0, "num_folds": None, "fold": 0}
+    config = _with_divisor(config, bundle, offsets=UW_OFFSETS, slice_thickness=3.0, **split)
+    config = _with_network(config, bundle)
+    config["demo_dir"] = UW_DEMO_DIR
+    del config["data"]
+    config["task"] = seg2d.trained_task(task)
+    config["datalist"] = ("$custom_nets.data.uwmadison.uwmadison_datalist(@dataset_dir, demo_dir=@demo_dir, "
+                          "role=@role, offsets=@offsets, val_fraction=@val_fraction, seed=@seed, "
+                          "num_folds=@num_folds, fold=@fold)")
+    config["preprocessing"]["transforms"].insert(
+        2, {"_target_": "custom_nets.transforms.CentreSliceSourced", "keys": "image", "source_key": "center_image"})
+    # the layout's masks are 3 binary channels already (run-length decoded), not a label map
+    config["preprocessing"]["transforms"] = [
+        t for t in config["preprocessing"]["transforms"] if t != seg2d.LABEL_TO_REGIONS]
+    config["postprocessing"]["transforms"] = _postprocessing("@preprocessing", label_map=False)
+    config["handlers"][2] = {
+        "_target_": "custom_nets.handlers_gi.CaseDayMetricsWriter",
+        "output_dir": "@output_dir",
+        "class_names": "$[str(n) for n in @task.label_names]",
+        "slice_thickness": "@slice_thickness",
+    }
     return config
 
 
 def evaluate_config(task: dict, bundle: dict) -> dict:
-    """Per case-day (3D) Dice, HD95, normalised Hausdorff distance and competition score, and their means."""
-    config = seg2d.evaluate_config(task, bundle)
-    split = {"role": "all", "val_fraction": 0.2, "seed": 0, "num_folds": None, "fold": 0}
-    config = _with_divisor(config, bundle, slice_thickness=3.0, **split)
-    config = _with_network(config, bundle)
-    config["datalist"] = _datalist("@role")
-    config["postprocessing"]["transforms"] = _postprocessing("@preprocessing")
-    config["handlers"][2] = {
-        "_target_": "custom_nets.handlers_gi.CaseDayMetricsWriter",
-        "output_dir": "@output_dir",
-        "class_names": "@class_names",
-        "slice_thickness": "@slice_thickness",
-    }
+    """Any labelled dataset: per-label Dice, IoU, precision and recall per group, at each slice's own size."""
+    config = _with_network(_with_divisor(seg2d.evaluate_config(task, bundle), bundle), bundle)
+    config["postprocessing"]["transforms"] = _postprocessing("@preprocessing", label_map=False)
     return config
 
 
@@ -304,5 +311,7 @@ def bundle_configs(bundle: dict, versions: dict[str, str]) -> dict[str, dict]:
         "inference.json": inference_config(task, bundle),
         "inference_volume.json": inference_volume_config(task, bundle),
         "evaluate.json": evaluate_config(task, bundle),
+        "inference_uwmadison.json": inference_uwmadison_config(task, bundle),
+        "evaluate_uwmadison.json": evaluate_uwmadison_config(task, bundle),
         "multi_gpu_train.json": brats3d.multi_gpu_train_config(),
     }
