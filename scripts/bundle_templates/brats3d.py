@@ -205,6 +205,7 @@ def train_config(network_def: dict, roi_size: list[int], learning_rate: float, b
         },
         "initialize": [
             "$custom_nets.bundle.prepare_run()",
+            common.CHECK_DATA_FIRST,
             "$monai.utils.set_determinism(seed=@seed)",
             "$custom_nets.bundle.log_to_file(os.path.join(@log_dir, 'train.log'))",
         ],

@@ -9,6 +9,9 @@ from __future__ import annotations
 from copy import deepcopy
 
 LOSS_OUTPUT = "$from_engine(['loss'], first=True)"
+# first in a training run's initialize: read and check the dataset (one line per problem, naming the file) before
+# anything is written (logs, checkpoints, models/task.json)
+CHECK_DATA_FIRST = "$@task.name"
 
 
 def network(network_def: dict, task: bool = True) -> dict:
