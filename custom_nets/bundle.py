@@ -135,8 +135,8 @@ def quiet_library_warnings() -> None:
 
 
 def report_dataset_errors_briefly() -> None:
-    """Make an uncaught :class:`~custom_nets.data.DatasetError` (or :class:`~custom_nets.handlers.ResumeError`) print
-    one line instead of a traceback.
+    """Make an uncaught :class:`~custom_nets.data.DatasetError` (or :class:`~custom_nets.handlers.ResumeError`, or
+    :class:`~custom_nets.nets.ssformer.PretrainedCheckpointError`) print one line instead of a traceback.
 
     MONAI wraps whatever a config expression raises in ``RuntimeError: Failed to evaluate ...``, so a missing dataset
     folder would otherwise end a bundle run with a long traceback whose useful line is buried in the middle. Any
@@ -148,10 +148,11 @@ def report_dataset_errors_briefly() -> None:
 
     def hook(exc_type, exc, tb):
         from custom_nets.handlers import ResumeError  # a checkpoint training cannot resume from: also one line
+        from custom_nets.nets.ssformer import PretrainedCheckpointError  # a user's weights that do not fit
 
         error: BaseException | None = exc
         while error is not None:
-            if isinstance(error, (DatasetError, ResumeError)):
+            if isinstance(error, (DatasetError, ResumeError, PretrainedCheckpointError)):
                 sys.stderr.write(f"error: {type(error).__name__}: {error}\n")
                 return
             error = error.__cause__ or error.__context__

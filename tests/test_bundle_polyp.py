@@ -9,8 +9,11 @@ from __future__ import annotations
 
 import csv
 import json
+import os
 import re
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -36,9 +39,10 @@ SIZE = ["--image_size", "[64,64]"]
 FAST = ["--num_workers", "0"]
 # training mode: DRRMSAN stacks [weighted sum, 4 side outputs]; DDANet concatenates [mask, grayscale reconstruction]
 TRAIN_SHAPE = {"drrmsan": (2, 5, 1, 64, 96), "ddanet": (2, 2, 64, 96), "ssformer": (2, 1, 64, 96)}
-# default network input (rows, columns) of each bundle: SSFormer trains at the reference's 352 x 352
+# default network input [width, height] of each bundle: SSFormer trains at the reference's 352 x 352
 IMAGE_SIZE = {"ddanet": [256, 256], "drrmsan": [256, 256], "ssformer": [352, 352]}
-METRIC_COLUMNS = {"case", "slices", "dice_polyp", "iou_polyp", "precision_polyp", "recall_polyp"}
+# evaluation rows are the dataset's groups: for Kvasir-SEG and ISIC each image is its own group (its case name)
+METRIC_COLUMNS = {"group", "slices", "dice_polyp", "iou_polyp", "precision_polyp", "recall_polyp"}
 
 
 @pytest.fixture(autouse=True)
@@ -95,7 +99,9 @@ def test_train_infer_evaluate_export(name: str, tmp_path: Path) -> None:
          "--batch_size", "4", *net, *FAST],
         cwd=cwd,
     )  # fmt: skip
-    for produced in ["models/model.pt", "models/checkpoint_last.pt", "runs/train.log", "demo_data/kvasir/images"]:
+    produced_files = ["models/model.pt", "models/checkpoint_last.pt", "models/task.json", "runs/train.log",
+                      "demo_data/kvasir/dataset.json", "demo_data/kvasir/imagesTr/DEMO_000_0000.png"]
+    for produced in produced_files:
         assert (bundle / produced).exists(), f"{produced} missing; log:\n{result.stderr[-2000:]}"
     assert not any(cwd.iterdir()), f"outputs leaked into the working directory: {list(cwd.iterdir())}"
     log = result.stdout + result.stderr
@@ -103,8 +109,9 @@ def test_train_infer_evaluate_export(name: str, tmp_path: Path) -> None:
     assert losses and all(np.isfinite(losses)), log[-2000:]
     assert "val_mean_dice" in log
 
-    # inference on the Kvasir-layout folder: its images only (the masks share their names), each mask at the size of
-    # its image (the demo images are 180-260 px per side, mostly non-square) and named after it
+    # inference on the demo dataset folder: its images only (never its label maps), each mask at the size of its image
+    # (the demo images are 180-260 px per side, mostly non-square), named after its case, holding the dataset's label
+    # values (0 background, 1 polyp)
     demo = bundle / "demo_data" / "kvasir"
     output = tmp_path / "predictions"
     run_bundle(
@@ -112,28 +119,28 @@ def test_train_infer_evaluate_export(name: str, tmp_path: Path) -> None:
          str(output), *net, *FAST],
         cwd=cwd,
     )  # fmt: skip
-    cases = sorted(p.stem for p in (demo / "images").glob("*.jpg"))
+    cases = sorted(p.name[: -len(".png")] for p in (demo / "labelsTr").glob("*.png"))
     assert len(cases) == 16
     assert sorted(p.name for p in output.iterdir()) == [f"{case}_mask.png" for case in cases]
     shapes, dice_of_files = [], {}
     for case in cases:
         pred = np.asarray(Image.open(output / f"{case}_mask.png"))
-        truth = np.asarray(Image.open(demo / "masks" / f"{case}.jpg").convert("L")) > 127
-        assert pred.shape == truth.shape == np.asarray(Image.open(demo / "images" / f"{case}.jpg")).shape[:2]
-        assert set(np.unique(pred)) <= {0, 255}
+        truth = np.asarray(Image.open(demo / "labelsTr" / f"{case}.png")) == 1
+        assert pred.shape == truth.shape == np.asarray(Image.open(demo / "imagesTr" / f"{case}_0000.png")).shape[:2]
+        assert set(np.unique(pred)) <= {0, 1}
         shapes.append(pred.shape)
-        dice_of_files[case] = dice(pred > 127, truth)
+        dice_of_files[case] = dice(pred == 1, truth)
     assert any(h != w for h, w in shapes), "no non-square image was checked"
 
     # evaluation: one row per image, scored at the image's original size (so it equals the Dice of the written masks),
     # and the mean over all images
     run_bundle(["run", "--config_file", str(configs / "evaluate.json"), *net, *FAST], cwd=cwd)
     rows = read_csv(bundle / "eval" / "metrics.csv")
-    assert [r["case"] for r in rows] == [*cases, "mean"]
+    assert [r["group"] for r in rows] == [*cases, "mean"]
     assert set(rows[0]) == METRIC_COLUMNS
     for row in rows[:-1]:
-        assert float(row["dice_polyp"]) == pytest.approx(dice_of_files[row["case"]], abs=1e-3), row["case"]
-        assert all(0.0 <= float(row[c]) <= 1.0 for c in METRIC_COLUMNS - {"case", "slices"})
+        assert float(row["dice_polyp"]) == pytest.approx(dice_of_files[row["group"]], abs=1e-3), row["group"]
+        assert all(0.0 <= float(row[c]) <= 1.0 for c in METRIC_COLUMNS - {"group", "slices"})
     assert float(rows[-1]["dice_polyp"]) == pytest.approx(np.mean([float(r["dice_polyp"]) for r in rows[:-1]]), abs=1e-3)
     assert int(rows[-1]["slices"]) == 16
 
@@ -215,19 +222,22 @@ def test_inference_masks_keep_size_name_and_orientation(tmp_path: Path) -> None:
     )  # fmt: skip
     assert sorted(p.name for p in output.iterdir()) == sorted(f"{stem}_mask.png" for stem in cases)
     for stem, expected in truth.items():
-        mask = np.asarray(Image.open(output / f"{stem}_mask.png")) > 127
+        values = np.asarray(Image.open(output / f"{stem}_mask.png"))
+        assert set(np.unique(values)) == {0, 1}, stem  # the label value of the one foreground label, not 255
+        mask = values == 1
         assert mask.shape == expected.shape, stem
         iou = (mask & expected).sum() / (mask | expected).sum()
         assert iou > 0.9, f"{stem}: IoU {iou:.3f} with the drawn block"
 
 
 def test_isic_layout_by_override(tmp_path: Path) -> None:
-    """``--layout isic --image_size [48,64] --dataset_dir DIR`` trains, evaluates and infers on the ISIC layout."""
+    """``--layout isic --image_size [64,48] --dataset_dir DIR`` trains, evaluates and infers on the ISIC layout (read
+    in place; image_size is [width, height])."""
     bundle = copy_bundle("ddanet", tmp_path)
     data = polyp_skin.generate_isic_demo(tmp_path / "ISIC 2017", num_images=6)
     image_dir = data / "ISIC-2017_Training_Data"
     shutil.copy(image_dir / "ISIC_DEMO000.jpg", image_dir / "ISIC_DEMO000_superpixels.png")  # never an input image
-    isic = ["--layout", "isic", "--image_size", "[48,64]", "--dataset_dir", str(data), *TINY["ddanet"], *FAST]
+    isic = ["--layout", "isic", "--image_size", "[64,48]", "--dataset_dir", str(data), *TINY["ddanet"], *FAST]
     cwd = tmp_path / "cwd"
     cwd.mkdir()
     configs = bundle / "configs"
@@ -238,7 +248,7 @@ def test_isic_layout_by_override(tmp_path: Path) -> None:
     cases = [f"ISIC_DEMO{i:03d}" for i in range(6)]
     run_bundle(["run", "--config_file", str(configs / "evaluate.json"), *isic], cwd=cwd)
     rows = read_csv(bundle / "eval" / "metrics.csv")
-    assert [r["case"] for r in rows] == [*cases, "mean"]
+    assert [r["group"] for r in rows] == [*cases, "mean"]
 
     output = tmp_path / "masks"
     run_bundle(["run", "--config_file", str(configs / "inference.json"), "--output_dir", str(output), *isic], cwd=cwd)
@@ -272,7 +282,7 @@ def test_ddanet_learns_the_demo_task(tmp_path: Path) -> None:
 
     run_bundle(["run", "--config_file", str(configs / "evaluate.json"), *net, *FAST], cwd=cwd)
     mean = read_csv(bundle / "eval" / "metrics.csv")[-1]
-    assert mean["case"] == "mean" and float(mean["dice_polyp"]) > 0.8, mean
+    assert mean["group"] == "mean" and float(mean["dice_polyp"]) > 0.8, mean
 
 
 def test_ssformer_learns_the_demo_task(tmp_path: Path) -> None:
@@ -302,7 +312,7 @@ def test_ssformer_learns_the_demo_task(tmp_path: Path) -> None:
 
     run_bundle(["run", "--config_file", str(configs / "evaluate.json"), *net, *FAST], cwd=cwd)
     mean = read_csv(bundle / "eval" / "metrics.csv")[-1]
-    assert mean["case"] == "mean" and float(mean["dice_polyp"]) > 0.75, mean
+    assert mean["group"] == "mean" and float(mean["dice_polyp"]) > 0.75, mean
 
 
 # ----------------------------------------------------------------------------------------------------------------------
@@ -368,6 +378,25 @@ def test_ssformer_loss_optimizer_and_pretrained_option(tmp_path: Path) -> None:
     assert any("mit.pth" in m and "missing (1): norm4.bias" in m for m in messages), messages
 
 
+def test_ssformer_unfitting_pretrained_checkpoint_stops_training_in_one_line(tmp_path: Path) -> None:
+    bundle = copy_bundle("ssformer", tmp_path)
+    checkpoint = tmp_path / "mit b5.pth"
+    torch.save({"patch_embed1.proj.weight": torch.zeros(64, 3, 7, 7), "block3.39.attn.q.weight": torch.zeros(1)},
+               checkpoint)
+    env = dict(os.environ, PYTHONWARNINGS="ignore")
+    result = subprocess.run(
+        [sys.executable, "-m", "monai.bundle", "run", "training", "--config_file", str(bundle / "configs" / "train.json"),
+         "--network_def#pretrained_checkpoint", str(checkpoint), *TINY["ssformer"], *SIZE, *FAST],
+        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert result.returncode == 1, result.stdout[-2000:] + result.stderr[-2000:]
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error: ")]
+    assert len(errors) == 1 and "Traceback" not in result.stderr, result.stderr[-3000:]
+    assert "PretrainedCheckpointError" in errors[0] and str(checkpoint) in errors[0]
+    assert "unexpected (1): block3.39.attn.q.weight" in errors[0] and "missing (" in errors[0]
+    assert not (bundle / "models" / "model.pt").exists()
+
+
 def test_layout_switch_and_inference_datalist(tmp_path: Path) -> None:
     assert polyp_skin.layout_datalist("kvasir") is polyp_skin.kvasir_datalist
     assert polyp_skin.layout_datalist(" ISIC ") is polyp_skin.isic_datalist
@@ -402,4 +431,4 @@ def test_metadata_and_files(name: str) -> None:
         assert values["layout"] == "kvasir" and values["image_size"] == IMAGE_SIZE[name]
     card = (BUNDLES / name / "docs" / "README.md").read_text()
     assert "No pretrained weights ship" in card and "@@" not in card
-    assert '--layout isic --image_size "[192,256]"' in card
+    assert '--layout isic --image_size "[256,192]"' in card  # [width, height]: ISIC 2017's 4:3 landscape images

@@ -55,7 +55,14 @@ from monai.networks.layers import Conv, Norm
 from custom_nets.blocks.mix_transformer import MixTransformer
 from custom_nets.nets.utils import check_input_size
 
-__all__ = ["ConvBNReLU", "LocalEmphasis", "ProgressiveLocalityDecoder", "SSFormer", "SSFORMER_VARIANTS"]
+__all__ = [
+    "ConvBNReLU",
+    "LocalEmphasis",
+    "PretrainedCheckpointError",
+    "ProgressiveLocalityDecoder",
+    "SSFormer",
+    "SSFORMER_VARIANTS",
+]
 
 #: encoder depths of the two published variants: S = MiT-B2, L = MiT-B4
 SSFORMER_VARIANTS = {"S": (3, 4, 6, 3), "L": (3, 8, 27, 3)}
@@ -64,6 +71,12 @@ _LINEAR_MODE = {2: "bilinear", 3: "trilinear"}
 _UNUSED_REFERENCE_PREFIXES = ("decode_head.linear_fuse.",)
 #: keys of SegFormer's ImageNet MiT checkpoints outside the encoder: the 1000-class classification head
 _MIT_CLASSIFIER_PREFIXES = ("head.",)
+
+
+class PretrainedCheckpointError(ValueError):
+    """A user-supplied checkpoint cannot be read or does not fit the network; the message names the file and every
+    missing, unexpected or wrongly shaped key (a bundle run prints it as one line, see
+    :func:`custom_nets.bundle.report_dataset_errors_briefly`)."""
 
 
 class LocalEmphasis(nn.Module):
@@ -244,19 +257,19 @@ class SSFormer(nn.Module):
           the reference's unused ``decode_head.linear_fuse.*`` is dropped and the rest must match the whole network.
 
         Raises:
-            ValueError: one line naming the checkpoint and every missing, unexpected and wrongly shaped key (or why
-                the file cannot be read). Nothing is loaded then.
+            PretrainedCheckpointError: (a ``ValueError``) one line naming the checkpoint and every missing,
+                unexpected and wrongly shaped key (or why the file cannot be read). Nothing is loaded then.
         """
         source = "the given state dict" if isinstance(checkpoint, Mapping) else str(checkpoint)
         state = _read_state_dict(checkpoint, source)
         if not any(k.startswith(("backbone.", "decode_head.")) for k in state):
             state = {k: v for k, v in state.items() if not k.startswith(_MIT_CLASSIFIER_PREFIXES)}
             target: nn.Module = self.backbone
-            kind = "ImageNet MiT encoder"
+            kind = "an ImageNet MiT encoder"
         else:
             state = {k: v for k, v in state.items() if not k.startswith(_UNUSED_REFERENCE_PREFIXES)}
             target = self
-            kind = "SSFormer"
+            kind = "an SSFormer"
         expected = target.state_dict()
         missing = [k for k in expected if k not in state]
         unexpected = [k for k in state if k not in expected]
@@ -271,8 +284,8 @@ class SSFormer(nn.Module):
                 for label, keys in (("missing", missing), ("unexpected", unexpected), ("wrong shape", mismatched))
                 if keys
             ]
-            raise ValueError(
-                f"{source}: not a {kind} checkpoint for SSFormer(variant={self.variant!r}, spatial_dims="
+            raise PretrainedCheckpointError(
+                f"{source}: read as {kind} checkpoint, it does not fit SSFormer(variant={self.variant!r}, spatial_dims="
                 f"{self.spatial_dims}, in_channels={self.in_channels}, out_channels={self.out_channels}); "
                 + "; ".join(problems)
             )
@@ -291,15 +304,18 @@ def _read_state_dict(checkpoint: str | os.PathLike | Mapping[str, torch.Tensor],
         state = checkpoint
     else:
         if not os.path.isfile(checkpoint):
-            raise ValueError(f"{source}: pretrained checkpoint not found (no such file).")
+            raise PretrainedCheckpointError(f"{source}: pretrained checkpoint not found (no such file).")
         try:
             state = torch.load(checkpoint, map_location="cpu", weights_only=True)
         except Exception as error:  # a pickle that is not a plain state dict, a truncated file, ...
-            raise ValueError(f"{source}: cannot read the checkpoint as a PyTorch state dict ({error}).") from None
+            first_line = (str(error).strip().splitlines() or [type(error).__name__])[0]
+            raise PretrainedCheckpointError(
+                f"{source}: cannot read the checkpoint as a PyTorch state dict ({first_line})."
+            ) from None
     for wrapper in ("state_dict", "model"):
         if isinstance(state, Mapping) and isinstance(state.get(wrapper), Mapping):
             state = state[wrapper]
             break
     if not isinstance(state, Mapping) or not all(isinstance(v, torch.Tensor) for v in state.values()):
-        raise ValueError(f"{source}: not a state dict (a mapping of parameter names to tensors).")
+        raise PretrainedCheckpointError(f"{source}: not a state dict (a mapping of parameter names to tensors).")
     return {(k[len("module."):] if k.startswith("module.") else k): v for k, v in state.items()}
