@@ -330,7 +330,8 @@ class BestModelSaver:
         current = float(state.metrics[name])
         # a new best: MONAI's evaluator updated best_metric/best_metric_epoch during this validation (comparing with
         # the epoch alone would take a resumed run's redone epoch for a new best)
-        if (float(state.best_metric), int(state.best_metric_epoch)) != self._best_before:
+        best, before = (float(state.best_metric), int(state.best_metric_epoch)), self._best_before or (0.0, -2)
+        if best != before and not (math.isnan(best[0]) and best[1] == before[1]):  # NaN != NaN: not a new best
             save_model_file(self.path, self.network, kind="validated", epoch=int(state.epoch), metric_name=name,
                             metric=float(state.best_metric), run=state.training_run)
             logger.info(f"{name} {current:.4f} at epoch {state.epoch}: new best, saved as {self.path}")
