@@ -696,6 +696,20 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
                    help="where to write the raw figures (default benchmark.json)")
     p.add_argument("--workdir", type=Path, help="folder for generated cases and temporary files (default: a temp dir)")
     p.add_argument("--from-json", type=Path, help="print the report of an earlier run's JSON, measure nothing")
+    p.add_argument("--brats-case", action="store_true",
+                   help="only the BraTS case (issue #18): segment.py's default path against the reference path on one "
+                   "synthetic 4x240x240x155 case with a known label, with a briefly trained model (custom_nets."
+                   "benchmarking); prints one summary line last")
+    p.add_argument("--levers", action="store_true",
+                   help="with --brats-case and --checkpoint: time each inference lever alone and together in one "
+                   "process on a 160x160x104 case (custom_nets.benchmarking.LEVERS) instead of the segment.py runs")
+    p.add_argument("--case-bundle", default="arunet3d", help="bundle of --brats-case (default arunet3d)")
+    p.add_argument("--checkpoint", type=Path, help="--brats-case: weights to use instead of training briefly")
+    p.add_argument("--train-seconds", type=float, default=150.0,
+                   help="--brats-case: training time on small synthetic cases (default 150)")
+    p.add_argument("--case-shape", default="240,240,155", help="--brats-case: case size x,y,z (default BraTS)")
+    p.add_argument("--default-args", default="",
+                   help="--brats-case: extra segment.py arguments of the default path (default: none)")
     p.add_argument("--worker", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     if args.repeats is None:
@@ -790,6 +804,63 @@ def run_batch(args: argparse.Namespace, options: dict[str, Any], workdir: Path) 
     return out
 
 
+def brats_case_main(args: argparse.Namespace) -> int:
+    """``--brats-case``: custom_nets.benchmarking.run_brats_case, its figures to --json and its line last."""
+    import shlex
+
+    from custom_nets.benchmarking import run_brats_case
+
+    tmp = None
+    if args.workdir:
+        workdir = args.workdir
+    else:
+        tmp = tempfile.mkdtemp(prefix="brats-case-")
+        workdir = Path(tmp)
+    started = time.time()
+    report: dict[str, Any] = {"machine": machine_info(), "started_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ",
+                                                                                    time.gmtime(started))}
+    if args.levers:
+        from custom_nets.benchmarking import measure_levers
+
+        if args.checkpoint is None:
+            raise SystemExit("--levers needs --checkpoint (e.g. the model.pt a --brats-case --workdir run trained)")
+        rows = measure_levers(BUNDLES_DIR / args.case_bundle, args.checkpoint, workdir=workdir)
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps({"machine": machine_info(), "levers": rows}, indent=1))
+        reference_s = rows[0]["seconds"]
+        print(f"{'lever':46s} {'backend':11s} {'windows':>7s} {'s':>7s} {'speed-up':>8s} {'agreement %':>11s} "
+              f"{'WT Dice':>7s}")
+        for row in rows:
+            print(f"{row['lever']:46s} {row['backend']:11s} {row['windows']:7d} {row['seconds']:7.1f} "
+                  f"{reference_s / row['seconds']:7.2f}x {100 * row['agreement']:11.2f} {row['wt_dice']:7.4f}")
+        return 0
+    try:
+        report["brats_case"] = run_brats_case(
+            BUNDLES_DIR / args.case_bundle, workdir, checkpoint=args.checkpoint, train_seconds=args.train_seconds,
+            shape=[int(v) for v in args.case_shape.split(",")], threads=args.threads,
+            default_args=shlex.split(args.default_args))
+    finally:
+        if tmp:
+            shutil.rmtree(tmp, ignore_errors=True)
+    report["seconds"] = time.time() - started
+    try:
+        report["machine"]["loadavg_end"] = os.getloadavg()
+    except OSError:
+        pass
+    args.json.parent.mkdir(parents=True, exist_ok=True)
+    args.json.write_text(json.dumps(report, indent=1))
+    case = report["brats_case"]
+    load = report["machine"].get("loadavg_start")
+    print(f"machine: {report['machine']['cpu']}, {report['machine']['cpus']} CPUs, load average at start "
+          f"{load[0]:.1f}" if load else "")
+    for name in ("default", "reference"):
+        run = case["runs"][name]
+        print(f"{name:9s}: case {run['case_s']:.1f} s (wall {run['wall_s']:.1f} s with start-up), peak RSS "
+              f"{run['peak_rss_mb']:.0f} MB, WT Dice {case['wt_dice'][name]:.4f}; segment.py {' '.join(run['command'][1:])}")
+    print(case["line"])
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     if args.worker:
@@ -797,6 +868,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.from_json:
         print(render(json.loads(args.from_json.read_text())))
         return 0
+    if args.brats_case:
+        return brats_case_main(args)
     started = time.time()
     specs = select(args)
     options = {"device": args.device, "quick": args.quick, "repeats": args.repeats, "warmup": args.warmup,

@@ -51,7 +51,8 @@ def _meta_tensor(array: np.ndarray):
 CASES = {
     # bundle, overrides, input (C, *spatial): 3D through a 32^3 sliding window of batch 2 (the last batch has one
     # window: another batch size than the export), 2D as a whole image of another size than the export example
-    "arunet3d": ({"network_def#channels": [4, 8, 16, 32], "roi_size": [32, 32, 32]}, (4, 48, 40, 32)),
+    "arunet3d": ({"network_def#channels": [4, 8, 16, 32], "roi_size": [32, 32, 32], "inference_roi_size": [32, 32, 32],
+                  "sw_batch_size": 2}, (4, 48, 40, 32)),
     "unet2d": ({}, (3, 96, 80)),
 }
 
