@@ -148,11 +148,12 @@ def report_dataset_errors_briefly() -> None:
 
     def hook(exc_type, exc, tb):
         from custom_nets.handlers import ResumeError  # a checkpoint training cannot resume from: also one line
+        from custom_nets.isolation import CasesFailed  # the failed cases of an isolated inference run
         from custom_nets.nets.ssformer import PretrainedCheckpointError  # a user's weights that do not fit
 
         error: BaseException | None = exc
         while error is not None:
-            if isinstance(error, (DatasetError, ResumeError, PretrainedCheckpointError)):
+            if isinstance(error, (DatasetError, ResumeError, PretrainedCheckpointError, CasesFailed)):
                 sys.stderr.write(f"error: {type(error).__name__}: {error}\n")
                 return
             error = error.__cause__ or error.__context__
