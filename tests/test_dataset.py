@@ -312,3 +312,16 @@ def test_png_labels_read_as_integers(tmp_path: Path) -> None:
     label = np.asarray(Image.open(root / "labelsTr" / "case_000.png"))
     assert set(np.unique(label).tolist()) <= {0, 1, 2}
     check_dataset(read_dataset(root), spatial_dims=2)
+
+
+def test_3d_volumes_given_to_a_2d_bundle(volumes: Path) -> None:
+    _one_problem(volumes, 2, "holds 3D volumes", "inference_volume.json")
+
+
+def test_2d_nifti_is_refused_with_what_to_do(tmp_path: Path) -> None:
+    path = tmp_path / "flat.nii.gz"
+    nib.save(nib.Nifti1Image(np.zeros((8, 8), np.float32), np.eye(4)), str(path))
+    from custom_nets.data.dataset import read_header
+
+    with pytest.raises(DatasetError, match="flat.nii.gz is a 2D NIfTI image; save 2D images as PNG"):
+        read_header(str(path))

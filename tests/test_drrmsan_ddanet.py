@@ -316,5 +316,9 @@ def test_append_grayscaled_values() -> None:
     torch.testing.assert_close(torch.as_tensor(one_channel["label"][1]), image[0])
     with pytest.raises(ValueError, match="spatial shape"):
         AppendGrayscaled(keys="label")({"image": image, "label": torch.zeros(1, 4, 4)})
-    with pytest.raises(ValueError, match="3 \\(RGB\\) or 1"):
-        AppendGrayscaled(keys="label")({"image": torch.zeros(2, 2, 3), "label": label})
+    # a dataset's own channels (not RGB): the intensity image is their mean
+    two = torch.stack([image[0], image[2]])
+    two_channels = AppendGrayscaled(keys="label")({"image": two, "label": label.float()})
+    torch.testing.assert_close(torch.as_tensor(two_channels["label"][1]), two.mean(0))
+    with pytest.raises(ValueError, match="channel-first"):
+        AppendGrayscaled(keys="label")({"image": torch.zeros(3), "label": label})

@@ -483,11 +483,11 @@ def read_header(path: str) -> Header:
 
             img = nib.load(path)
             shape = tuple(int(s) for s in img.shape)
-            spatial = shape[:3] if len(shape) > 3 else shape
+            if len(shape) < 3:  # MONAI's NIfTI writer cannot write such images back on their grid
+                raise DatasetError(f"file {path} is a 2D NIfTI image; save 2D images as PNG, or as NIfTI volumes "
+                                   "with one slice (H x W x 1)", path)
             channels = int(np.prod(shape[3:])) if len(shape) > 3 else 1
-            if len(spatial) == 3 and spatial[2] == 1 and len(shape) == 3:
-                spatial = spatial[:2]
-            return Header(spatial, channels, np.asarray(img.affine, dtype=float))
+            return Header(shape[:3], channels, np.asarray(img.affine, dtype=float))
         if ending in IMAGE_2D_ENDINGS:
             from PIL import Image
 
@@ -600,6 +600,9 @@ def check_dataset(dataset: Dataset, spatial_dims: int | None = None, check_value
                                 f"declared in dataset.json 'labels' ({sorted(declared)})")
     if spatial_dims == 3 and 2 in dims_seen:
         problems.append(f"dataset {dataset.root} holds 2D images; this bundle segments 3D volumes (use a 2D bundle)")
+    if spatial_dims == 2 and 3 in dims_seen:
+        problems.append(f"dataset {dataset.root} holds 3D volumes; this 2D bundle trains on 2D images (PNG, TIFF, "
+                        "...): use a 3D bundle, or segment volumes slice by slice with its inference_volume.json")
     if len(dims_seen) > 1:
         problems.append(f"dataset {dataset.root} mixes 2D and 3D images")
     raise_problems(dataset.root, problems)

@@ -28,8 +28,9 @@ BT601_WEIGHTS = (0.299, 0.587, 0.114)
 class RGBToGrayscale(Transform):
     """Channel-first RGB ``(3, *S)`` -> grayscale ``(1, *S)`` float32 with the BT.601 weights.
 
-    A one-channel image is returned as float32 unchanged (it already is grayscale); other channel counts raise
-    ``ValueError``. The result is a plain tensor (no metadata).
+    A one-channel image is returned as float32 unchanged (it already is grayscale); an image of another channel
+    count (a dataset's own channels, not RGB) gives the mean of its channels. The result is a plain tensor (no
+    metadata).
     """
 
     def __call__(self, image: torch.Tensor) -> torch.Tensor:
@@ -37,12 +38,12 @@ class RGBToGrayscale(Transform):
         if isinstance(img, MetaTensor):
             img = img.as_tensor()
         img = img.to(torch.float32)
-        if img.dim() < 2 or img.shape[0] not in (1, 3):
-            raise ValueError(
-                f"RGBToGrayscale expects a channel-first image with 3 (RGB) or 1 channel, got shape {tuple(img.shape)}."
-            )
+        if img.dim() < 2:
+            raise ValueError(f"RGBToGrayscale expects a channel-first image (C, *spatial), got shape {tuple(img.shape)}.")
         if img.shape[0] == 1:
             return img.clone()
+        if img.shape[0] != 3:  # not RGB (a dataset's own channels): their mean is the intensity image
+            return img.mean(dim=0, keepdim=True)
         weights = torch.tensor(BT601_WEIGHTS, dtype=torch.float32, device=img.device)
         return torch.tensordot(weights, img, dims=([0], [0])).unsqueeze(0)
 

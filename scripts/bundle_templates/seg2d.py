@@ -56,6 +56,8 @@ IMPORTS = [
 
 LGG = {
     "name": "LGG brain MRI slices",
+    # the training patch (random crops; LGG slices are 256 x 256, the demo's 128 x 128)
+    "common_values": {"roi_size": [128, 128]},
     "demo": "'lgg'",
     "in_channels": ["pre-contrast", "FLAIR", "post-contrast"],
     "out_channels": ["tumour"],
@@ -111,6 +113,10 @@ def _random_transforms(task: dict, keys: list[str]) -> list[dict]:
     if "random_transforms" in task:
         return task["random_transforms"](keys)
     return [
+        # one patch size per batch whatever the images' sizes (a dataset's images may differ; square, so that the
+        # 90-degree rotations keep it)
+        {"_target_": "SpatialPadd", "keys": keys, "spatial_size": "@roi_size"},
+        {"_target_": "RandSpatialCropd", "keys": keys, "roi_size": "@roi_size", "random_size": False},
         {"_target_": "RandFlipd", "keys": keys, "prob": 0.5, "spatial_axis": 0},
         {"_target_": "RandFlipd", "keys": keys, "prob": 0.5, "spatial_axis": 1},
         {"_target_": "RandRotate90d", "keys": keys, "prob": 0.5, "max_k": 3},
@@ -208,7 +214,7 @@ def train_config(task: dict, bundle: dict) -> dict:
         "validate": {
             "preprocessing": {"_target_": "Compose", "transforms": "@train#deterministic_transforms"},
             "dataset": common.cached_dataset("@val_datalist", "@validate#preprocessing"),
-            "dataloader": common.dataloader("@validate#dataset", 8, shuffle=False),
+            "dataloader": common.dataloader("@validate#dataset", 1, shuffle=False),  # images keep their own sizes
             "inferer": {"_target_": "SimpleInferer"},
             "postprocessing": {"_target_": "Compose", "transforms": _postprocessing(invert=False)},
             "key_metric": {
@@ -386,7 +392,7 @@ def evaluate_config(task: dict, bundle: dict) -> dict:
         "dataloader": {
             "_target_": "DataLoader",
             "dataset": "@dataset",
-            "batch_size": 1 if original_size else 8,
+            "batch_size": 1,  # images keep their own sizes
             "num_workers": "@num_workers",
         },
         "inferer": {"_target_": "SimpleInferer"},
