@@ -39,7 +39,7 @@ BUNDLES: dict[str, dict] = {
         "description": "DRRMSAN (multi-scale pooled inputs, MultiRes blocks, attention-gated ResPaths, four deeply "
         "supervised side outputs and their weighted sum) on RGB images resized to image_size (256 x 256 by default), "
         "one sigmoid channel, binary cross-entropy on all five outputs. Kvasir-SEG layout by default, ISIC 2017 with "
-        "--layout isic --image_size [192,256]. Inference writes one PNG mask per image at the image's original size. "
+        "--layout isic --image_size [256,192]. Inference writes one PNG mask per image at the image's original size. "
         "No pretrained weights ship.",
         "references": [
             "DRRMSAN: Deep Residual Regularized Multi-Scale Attention Networks. arXiv 2021 (2D RGB segmentation of LGG "
@@ -77,7 +77,7 @@ BUNDLES: dict[str, dict] = {
         "description": "DDANet (dual decoder attention network) on RGB images resized to image_size (256 x 256 by "
         "default), one sigmoid channel; trained with Dice + BCE on the mask plus BCE on the grayscale reconstruction "
         "(the reconstruction decoder only gates the mask decoder at inference). Kvasir-SEG layout by default, ISIC "
-        "2017 with --layout isic --image_size [192,256]. Inference writes one PNG mask per image at the image's "
+        "2017 with --layout isic --image_size [256,192]. Inference writes one PNG mask per image at the image's "
         "original size. No pretrained weights ship.",
         "references": [
             "Tomar N. K., Jha D., Ali S., Johansen H. D., Johansen D., Riegler M. A., Halvorsen P. DDANet: Dual Decoder "
