@@ -20,6 +20,7 @@ import csv
 import json
 import logging
 import math
+import operator
 import os
 import time
 import uuid
@@ -53,6 +54,9 @@ logger = logging.getLogger(__name__)
 class CaseProgressLogger:
     """Log ``[i/n] <case> (s) ETA hh:mm:ss`` after every batch of an evaluator, so long inference shows progress.
 
+    ``n`` is the epoch length, or the data's ``__length_hint__`` when the engine has none (an
+    :class:`~custom_nets.isolation.IsolatedLoader`, which skips failed cases); ``?`` when neither is known.
+
     Args:
         batch_transform: maps ``engine.state.batch`` to the case names; by default read from the image metadata.
     """
@@ -61,6 +65,7 @@ class CaseProgressLogger:
         self.batch_transform = batch_transform
         self._start = 0.0
         self._last = 0.0
+        self._first_iteration = 0
 
     def attach(self, engine: Engine) -> None:
         engine.add_event_handler(Events.EPOCH_STARTED, self._started)
@@ -68,14 +73,19 @@ class CaseProgressLogger:
 
     def _started(self, engine: Engine) -> None:
         self._start = self._last = time.perf_counter()
+        self._first_iteration = engine.state.iteration
 
     def _log(self, engine: Engine) -> None:
         now = time.perf_counter()
-        done, total = engine.state.iteration - (engine.state.epoch - 1) * engine.state.epoch_length, engine.state.epoch_length
-        remaining = (now - self._start) / max(done, 1) * (total - done) if total else 0.0
+        done = engine.state.iteration - self._first_iteration
+        total = engine.state.epoch_length or operator.length_hint(engine.state.dataloader, 0)
         names = ", ".join(self.batch_transform(engine.state.batch))
-        eta = time.strftime("%H:%M:%S", time.gmtime(remaining))
-        logger.info(f"[{done}/{total}] {names} ({now - self._last:.1f} s) ETA {eta}")
+        if total:
+            remaining = (now - self._start) / max(done, 1) * max(total - done, 0)
+            eta = f" ETA {time.strftime('%H:%M:%S', time.gmtime(remaining))}"
+        else:
+            eta = ""
+        logger.info(f"[{done}/{total or '?'}] {names} ({now - self._last:.1f} s){eta}")
         self._last = now
 
 

@@ -129,6 +129,11 @@ class IsolatedLoader:
             self.succeeded += 1
             yield batch
 
+    def __length_hint__(self) -> int:
+        """The number of items (an upper bound of the batches yielded); no ``__len__``, so MONAI leaves
+        ``epoch_length`` unset and the epoch ends with the last good item."""
+        return len(self.loader)
+
     def attach(self, engine: Any) -> None:
         from ignite.engine import Events
 

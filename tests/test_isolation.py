@@ -13,6 +13,7 @@ from monai.data import DataLoader, Dataset
 from monai.engines import SupervisedEvaluator
 from monai.transforms import Compose, EnsureChannelFirstd, LoadImaged
 
+from custom_nets.handlers import CaseProgressLogger
 from custom_nets.isolation import CasesFailed, IsolatedCases, IsolatedLoader
 
 
@@ -45,8 +46,8 @@ def test_bad_cases_fail_alone_and_the_run_ends_non_zero(tmp_path, caplog, worker
                                      lambda e: seen.append(str(e.state.batch[0]["image"].meta["filename_or_obj"])))
 
     evaluator = SupervisedEvaluator(device=torch.device("cpu"), val_data_loader=loader, network=torch.nn.Identity(),
-                                    val_handlers=[loader, Record()])
-    caplog.set_level(logging.ERROR)
+                                    val_handlers=[loader, Record(), CaseProgressLogger()])
+    caplog.set_level(logging.INFO)
     with pytest.raises(CasesFailed) as error:
         evaluator.run()
     assert [name.rsplit("/", 1)[-1] for name in seen] == ["good1.nii.gz", "good2.nii.gz", "good3.nii.gz"]
@@ -54,6 +55,8 @@ def test_bad_cases_fail_alone_and_the_run_ends_non_zero(tmp_path, caplog, worker
     failed = [r.getMessage() for r in caplog.records if r.getMessage().startswith("FAILED")]
     assert len(failed) == 2 and all("\n" not in line for line in failed)
     assert "empty.nii.gz" in failed[0] and "text.nii.gz" in failed[1]
+    progress = [r.getMessage() for r in caplog.records if r.getMessage().startswith("[")]
+    assert [line.split("]")[0] for line in progress] == ["[1/5", "[2/5", "[3/5"] and "good3" in progress[-1]
 
 
 def test_a_run_without_failures_completes(tmp_path) -> None:
