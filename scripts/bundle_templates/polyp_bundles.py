@@ -142,7 +142,7 @@ BUNDLES["ssformer"] = {
     "logits resized to the input) on RGB images resized to image_size (352 x 352 by default, sizes divisible by 32), "
     "one sigmoid channel, BCE + Dice loss. --network_def#variant L selects SSFormer-L (MiT-B4); "
     "--network_def#pretrained_checkpoint loads a user-supplied ImageNet MiT or SSFormer checkpoint strictly. "
-    "Kvasir-SEG layout by default, ISIC 2017 with --layout isic --image_size [192,256]. Inference writes one PNG mask "
+    "Kvasir-SEG layout by default, ISIC 2017 with --layout isic --image_size [256,192]. Inference writes one PNG mask "
     "per image at the image's original size. No pretrained weights ship.",
     "references": [SSFORMER_PAPER, SEGFORMER, KVASIR, ISIC_2017],
     "network_def": {
