@@ -26,8 +26,10 @@ logger = logging.getLogger("custom_nets.inference")
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 
-REPOSITORY_BUNDLES = Path(__file__).resolve().parents[2] / "bundles"
-"""Bundles of this repository (a checkout): trusted. Any other bundle runs only with ``--trust``."""
+_CHECKOUT = Path(__file__).resolve().parents[2]
+REPOSITORY_BUNDLES = _CHECKOUT / "bundles" if (_CHECKOUT / "pyproject.toml").is_file() else None
+"""Bundles of this repository, when running from a checkout: trusted. Any other bundle (and every bundle of an
+installed package) runs only with ``--trust``."""
 
 _EPILOG = """\
 inputs: .nii/.nii.gz, .nrrd/.nhdr, .mha/.mhd and DICOM series folders (3D bundles); .png/.jpg/.jpeg/.tif/.tiff/.bmp
@@ -134,7 +136,7 @@ def _configure_logging(verbose: bool) -> logging.Handler:
 def _check_trust(bundle: str, trusted: bool) -> str | None:
     """A bundle from outside this repository's ``bundles/`` folder needs ``--trust`` (it runs code)."""
     path = Path(bundle).expanduser().resolve()
-    if trusted or path == REPOSITORY_BUNDLES or REPOSITORY_BUNDLES in path.parents:
+    if trusted or (REPOSITORY_BUNDLES is not None and REPOSITORY_BUNDLES in path.parents):
         return None
     return (f"{bundle} is not a bundle of this repository: a bundle runs code (its configs' $-expressions and "
             "_target_ classes, and a packaged bundle's vendored custom_nets); pass --trust if you trust its source")
