@@ -69,7 +69,7 @@ def _load_transforms(keys: list[str]) -> list[Any]:
 #: around the nonzero (head) voxels only, windows of INFERENCE_ROI (fewer windows and less overlap overhead than the
 #: 64^3 training patches; the networks are fully convolutional, except that PSPNet's pyramid pooling averages over
 #: the whole window, so PSPNet keeps its training ROI), overlap INFERENCE_OVERLAP, gaussian blending
-INFERENCE_ROI = [128, 128, 128]
+INFERENCE_ROI = [96, 96, 96]
 INFERENCE_OVERLAP = 0.25
 WINDOW_SIZE_DEPENDENT = ("PSPNet",)
 
