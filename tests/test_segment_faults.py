@@ -99,8 +99,9 @@ def test_too_little_free_space_is_refused_before_the_model(mono_bundle: Path, tm
     assert "MiB free, less than" in one_line_error(capsys.readouterr().err)
 
 
+@pytest.mark.parametrize("workers", ["0", "1"])  # writing in turn, or in the background writer thread
 def test_a_full_disk_mid_batch_stops_cleanly_with_a_complete_summary(mono_bundle: Path, tmp_path: Path, monkeypatch,
-                                                                     capsys) -> None:
+                                                                     capsys, workers: str) -> None:
     inputs = three_cases(tmp_path / "in")
     output = tmp_path / "out"
     real_save, real_usage = nib.save, shutil.disk_usage
@@ -117,7 +118,7 @@ def test_a_full_disk_mid_batch_stops_cleanly_with_a_complete_summary(mono_bundle
     monkeypatch.setattr(nib, "save", save)
     monkeypatch.setattr(inference_io.shutil, "disk_usage",
                         lambda path: usage(10**9, 10**9, 0) if full else real_usage(path))
-    assert run(mono_bundle, inputs, output, "--workers", "0") == 2
+    assert run(mono_bundle, inputs, output, "--workers", workers) == 2
     err = capsys.readouterr().err
     line = one_line_error(err)
     assert "stopped:" in line and "MiB free" in line and "1 not attempted" in line

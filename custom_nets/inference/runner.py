@@ -512,6 +512,8 @@ def segment_cases(segmenter: Any, cases: Sequence[Case], output_dir: str | os.Pa
                 in_flight = None  # only now: on Ctrl-C while waiting, the finally below still records it
                 record(written)
                 del written
+            if stop:  # that write showed the folder can take no further case: this one is not written either
+                break
             if isinstance(item, CaseResult):
                 record(item)
             elif writer is not None:
