@@ -145,7 +145,8 @@ def describe_model(record: dict | None) -> str:
     if record is None:
         return "of unknown origin (no matching model record)"
     if record.get("kind") == "validated" and isinstance(record.get("metric"), (int, float)):
-        return f"the validated model of epoch {record.get('epoch')}, {record.get('metric_name')} {record.get('metric'):.4f}"
+        metric = f"{record.get('metric_name')} {record.get('metric'):.4f}"
+        return f"the validated model of epoch {record.get('epoch')}, {metric}"
     return f"the final weights of a {record.get('epoch')}-epoch run (not validated)"
 
 
@@ -235,7 +236,8 @@ class ResumableCheckpoint:
                 load_dict = {"model": load_dict["model"]}
             else:
                 logger.info(f"resuming training from {self.path}")
-            CheckpointLoader(load_path=str(self.path), load_dict=load_dict, map_location=self.map_location).attach(engine)
+            loader = CheckpointLoader(load_path=str(self.path), load_dict=load_dict, map_location=self.map_location)
+            loader.attach(engine)
             if "validation" in load_dict:
                 engine.add_event_handler(Events.STARTED, self._reconcile_best)
         if self.enabled:

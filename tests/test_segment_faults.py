@@ -7,7 +7,7 @@ The bundles and data helpers are those of ``tests/test_segment.py`` (throw-away 
 from __future__ import annotations
 
 import errno
-import os
+import re
 import shutil
 import subprocess
 import sys
@@ -79,11 +79,11 @@ def test_an_unwritable_output_folder_is_one_line_and_exit_2_before_the_model(mon
             raise OSError(errno.EROFS, "Read-only file system", str(path))
         return real_open(path, mode, *args, **kwargs)
 
-    monkeypatch.setattr("builtins.open", read_only)
-    assert run(mono_bundle, inputs, output) == 2
+    with monkeypatch.context() as patch:
+        patch.setattr("builtins.open", read_only)
+        assert run(mono_bundle, inputs, output) == 2
     line = one_line_error(capsys.readouterr().err)
     assert "not writable" in line and "Read-only file system" in line and str(output) in line
-    monkeypatch.undo()
 
     # a folder that cannot be created (/proc refuses new folders, even for root)
     assert run(mono_bundle, inputs, Path("/proc/no-such-folder/out")) == 2
@@ -156,7 +156,8 @@ def test_a_case_whose_path_is_too_long_fails_alone(mono_bundle: Path, tmp_path: 
 # ----------------------------------------------------------------------------------------------------------------------
 
 
-def test_a_rerun_with_another_checkpoint_or_settings_redoes_the_cases(mono_bundle: Path, tmp_path: Path, capsys) -> None:
+def test_a_rerun_with_another_checkpoint_or_settings_redoes_the_cases(mono_bundle: Path, tmp_path: Path,
+                                                                       capsys) -> None:
     inputs = three_cases(tmp_path / "in")
     output = tmp_path / "out"
     assert run(mono_bundle, inputs, output) == 0
@@ -191,7 +192,7 @@ def test_a_rerun_with_another_checkpoint_or_settings_redoes_the_cases(mono_bundl
 # ----------------------------------------------------------------------------------------------------------------------
 
 
-def test_a_bundle_from_outside_the_repository_needs_trust(mono_bundle: Path, tmp_path: Path, capsys, monkeypatch) -> None:
+def test_a_bundle_from_outside_the_repository_needs_trust(mono_bundle: Path, tmp_path: Path, capsys) -> None:
     inputs = three_cases(tmp_path / "in")
     marker = tmp_path / "marker"
     config = mono_bundle.parent / "evil"
@@ -236,7 +237,8 @@ def test_garbage_and_foreign_checkpoints_get_clear_one_line_errors(mono_bundle: 
 # ----------------------------------------------------------------------------------------------------------------------
 
 
-def test_a_misregistered_channel_fails_its_case_unless_resampling_is_allowed(brats_bundle: Path, tmp_path: Path) -> None:
+def test_a_misregistered_channel_fails_its_case_unless_resampling_is_allowed(brats_bundle: Path,
+                                                                               tmp_path: Path) -> None:
     inputs = tmp_path / "in"
     rng = np.random.default_rng(0)
     shifted = OBLIQUE_AFFINE.copy()
@@ -304,7 +306,7 @@ def test_pyproject_declares_the_console_command_and_the_imported_packages() -> N
 
     project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
     assert project["scripts"]["custom-nets-segment"] == "custom_nets.inference.cli:main"
-    declared = {d.split(">")[0].split("<")[0].split("=")[0].split("[")[0].strip().lower() for d in project["dependencies"]}
+    declared = {re.split(r"[<>=\[ ]", d, maxsplit=1)[0].lower() for d in project["dependencies"]}
     for needed in ("monai", "numpy", "nibabel", "pillow", "scipy", "tqdm", "pytorch-ignite", "itk", "pydicom",
                    "tensorboard", "jsonschema", "fire"):
         assert needed in declared, f"{needed} is imported by custom_nets but not declared in pyproject.toml"

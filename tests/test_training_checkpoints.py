@@ -135,7 +135,8 @@ def make_validated_trainer(ckpt_dir: Path, max_epochs: int, scores: dict[int, fl
                                     key_val_metric={"val_score": ScriptedScore(scores)},
                                     val_handlers=[BestModelSaver(save_dir=ckpt_dir, network=network)])
     handlers = [
-        ResumableCheckpoint(save_dir=ckpt_dir, save_dict={"model": network, "optimizer": optimizer}, validator=evaluator),
+        ResumableCheckpoint(save_dir=ckpt_dir, save_dict={"model": network, "optimizer": optimizer},
+                            validator=evaluator),
         ValidationHandler(validator=evaluator, interval=val_interval, epoch_level=True),
         FinalModelSaver(save_dir=ckpt_dir, network=network),
         TrainingProgressLogger(),
@@ -249,12 +250,14 @@ def test_the_template_handlers_keep_the_best_model_across_a_resume(tmp_path: Pat
             "ckpt_dir": str(tmp_path / "models"), "log_dir": str(tmp_path / "runs"), "device": "$torch.device('cpu')",
             "resume": True, "amp": False, "epochs": epochs, "val_interval": 1, "learning_rate": 0.1,
             "network": {"_target_": "torch.nn.Linear", "in_features": 3, "out_features": 1},
-            "optimizer": common.optimizer(), "lr_scheduler": common.lr_scheduler(), "loss": {"_target_": "torch.nn.MSELoss"},
+            "optimizer": common.optimizer(), "lr_scheduler": common.lr_scheduler(),
+            "loss": {"_target_": "torch.nn.MSELoss"},
             "data": "$[{'image': torch.ones(2, 3) * i, 'label': torch.ones(2, 1)} for i in range(2)]",
             "train": {"dataloader": "@data", "inferer": {"_target_": "SimpleInferer"},
                       "handlers": common.train_handlers(), "trainer": common.trainer()},
             "validate": {"handlers": [common.best_model_saver()], "evaluator": {
-                "_target_": "SupervisedEvaluator", "device": "@device", "val_data_loader": "@data", "network": "@network",
+                "_target_": "SupervisedEvaluator", "device": "@device", "val_data_loader": "@data",
+                "network": "@network",
                 "key_val_metric": {"val_score": ScriptedScore(scores)}, "val_handlers": "@validate#handlers"}},
         })
         return parser

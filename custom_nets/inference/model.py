@@ -188,7 +188,8 @@ def _unreadable_checkpoint(checkpoint: Path, exc: BaseException) -> str:
                 "save the network's state_dict() instead")
     head = checkpoint.read_bytes()[:4] if checkpoint.is_file() else b""
     kind = "a truncated or damaged PyTorch checkpoint" if head == b"PK\x03\x04" else "not a PyTorch checkpoint"
-    return f"{checkpoint} is {kind} (torch.load: {torch_load_reason(exc)}); expected the models/model.pt that training writes"
+    return (f"{checkpoint} is {kind} (torch.load: {torch_load_reason(exc)}); expected the models/model.pt that "
+            "training writes")
 
 
 def load_state_dict(network: torch.nn.Module, checkpoint: str | os.PathLike, what: str = "network_def") -> None:
