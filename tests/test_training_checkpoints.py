@@ -268,3 +268,26 @@ def test_the_template_handlers_keep_the_best_model_across_a_resume(tmp_path: Pat
     assert model_record(model)["epoch"] == 2
     config(5, {4: 0.5, 5: 0.7}).get_parsed_content("train#trainer").run()
     assert model.read_bytes() == best, "a resumed run replaced the best model with a worse one"
+
+
+def test_a_bundle_run_that_cannot_resume_ends_with_one_line(tmp_path: Path) -> None:
+    """``python -m monai.bundle run training`` with a damaged checkpoint_last.pt: one error line, the file untouched."""
+    import subprocess
+    import sys
+
+    from conftest import copy_bundle
+
+    bundle = copy_bundle("unet2d", tmp_path)
+    checkpoint = bundle / "models" / "checkpoint_last.pt"
+    checkpoint.parent.mkdir()
+    checkpoint.write_bytes(os.urandom(3000))
+    before = checkpoint.read_bytes()
+    env = dict(os.environ, PYTHONWARNINGS="ignore", OMP_NUM_THREADS="1")
+    result = subprocess.run([sys.executable, "-m", "monai.bundle", "run", "training", "--config_file",
+                             str(bundle / "configs" / "train.json"), "--epochs", "1", "--num_workers", "0"],
+                            cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)  # fmt: skip
+    assert result.returncode != 0
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and "ResumeError: cannot resume training from" in errors[0], result.stderr[-3000:]
+    assert "not a readable checkpoint" in errors[0] and "Traceback" not in result.stderr
+    assert checkpoint.read_bytes() == before
