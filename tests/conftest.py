@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -40,6 +41,12 @@ def copy_bundle(name: str, tmp_path: Path) -> Path:
     target = tmp_path / f"{name} copy"
     shutil.copytree(BUNDLES / name, target, ignore=shutil.ignore_patterns("models", "runs", "eval", "demo_data"))
     return target
+
+
+def labelled_cases(dataset: Path) -> list[str]:
+    """The case names of a canonical (nnU-Net v2) dataset folder, read from ``labelsTr`` (``<case><file_ending>``)."""
+    ending = json.loads((dataset / "dataset.json").read_text())["file_ending"]
+    return sorted(p.name[: -len(ending)] for p in (dataset / "labelsTr").iterdir() if p.name.endswith(ending))
 
 
 def save_random_weights(bundle: Path, overrides: dict | None = None, weight_scale: float = 1.0) -> Path:

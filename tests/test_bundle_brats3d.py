@@ -17,7 +17,7 @@ import nibabel as nib
 import numpy as np
 import pytest
 import torch
-from conftest import copy_bundle, run_bundle
+from conftest import copy_bundle, labelled_cases, run_bundle
 
 # Tiny settings so that a bundle trains, infers and evaluates in about a minute on 2 CPU cores.
 FAST = {
@@ -41,11 +41,17 @@ def test_train_infer_evaluate_export(name: str, tmp_path: Path, elsewhere: Path)
         ["run", "training", "--config_file", str(configs / "train.json"), "--epochs", "2", "--val_interval", "1", *fast],
         cwd=elsewhere,
     )
-    for produced in ["models/model.pt", "models/checkpoint_last.pt", "runs/train.log", "demo_data/DEMO_000"]:
+    demo_files = ["demo_data/dataset.json", "demo_data/imagesTr/DEMO_000_0000.nii.gz", "demo_data/labelsTr/DEMO_000.nii.gz"]
+    for produced in ["models/model.pt", "models/checkpoint_last.pt", "models/task.json", "runs/train.log", *demo_files]:
         assert (bundle / produced).exists(), f"{produced} missing; stdout:\n{result.stdout[-2000:]}"
     assert list((bundle / "runs").glob("events.out.tfevents.*")), "no TensorBoard event file"
     assert not any(elsewhere.iterdir()), f"outputs leaked into the working directory: {list(elsewhere.iterdir())}"
-    assert "val_dice_wt" in result.stdout + result.stderr
+    assert "val_dice_whole_tumor" in result.stdout + result.stderr
+    # the task the model was trained on (regions TC, WT, ET in that order, BraTS 2023 values) is stored for inference
+    task = json.loads((bundle / "models" / "task.json").read_text())
+    assert task["label_names"] == ["tumor core", "whole tumor", "enhancing tumor"]
+    assert task["regions"] == [[1, 3], [1, 2, 3], [3]] and task["output_values"] == [1, 2, 3]
+    assert task["channel_names"] == ["FLAIR", "T1", "T1ce", "T2"] and task["spatial_dims"] == 3
 
     # resuming: a third epoch continues from the saved state instead of starting over
     result = run_bundle(
@@ -55,29 +61,31 @@ def test_train_infer_evaluate_export(name: str, tmp_path: Path, elsewhere: Path)
     log = result.stdout + result.stderr
     assert "resuming training from" in log and "Epoch: 3/3" in log and "Epoch: 1/3" not in log
 
-    # inference over a folder: one label map per case, with the input's shape and affine, BraTS label values
+    # inference over a folder: one label map per case, with the input's shape and affine, BraTS 2023 label values
     output = tmp_path / "predictions"
     demo = bundle / "demo_data"
     run_bundle(
         ["run", "--config_file", str(configs / "inference.json"), "--dataset_dir", str(demo), "--output_dir", str(output), *fast],
         cwd=elsewhere,
     )
-    cases = sorted(p.name for p in demo.iterdir() if p.is_dir())
+    cases = labelled_cases(demo)
+    assert len(cases) == json.loads((demo / "dataset.json").read_text())["numTraining"]
     assert sorted(p.name for p in output.iterdir()) == [f"{c}_seg.nii.gz" for c in cases]
     for case in cases[:2]:
-        image = nib.load(demo / case / f"{case}_flair.nii.gz")
+        image = nib.load(demo / "imagesTr" / f"{case}_0000.nii.gz")
         pred = nib.load(output / f"{case}_seg.nii.gz")
         assert pred.shape == image.shape
         np.testing.assert_allclose(pred.affine, image.affine, atol=1e-5)
-        assert set(np.unique(np.asarray(pred.dataobj))) <= {0, 1, 2, 4}
+        assert set(np.unique(np.asarray(pred.dataobj))) <= {0, 1, 2, 3}
 
     # evaluation: per-case, per-region Dice and HD95 and a mean row
     run_bundle(["run", "--config_file", str(configs / "evaluate.json"), "--dataset_dir", str(demo), *fast], cwd=elsewhere)
     with open(bundle / "eval" / "metrics.csv", newline="") as f:
         rows = list(csv.DictReader(f))
     assert [r["case"] for r in rows] == [*cases, "mean"]
-    assert set(rows[0]) == {"case"} | {f"{m}_{r}" for m in ("dice", "hd95") for r in ("TC", "WT", "ET")}
-    assert all(0.0 <= float(r["dice_WT"]) <= 1.0 for r in rows)
+    regions = ("tumor_core", "whole_tumor", "enhancing_tumor")
+    assert set(rows[0]) == {"case"} | {f"{m}_{r}" for m in ("dice", "hd95") for r in regions}
+    assert all(0.0 <= float(r["dice_whole_tumor"]) <= 1.0 for r in rows)
 
     # the network matches the metadata, and TorchScript export reproduces the eager network
     run_bundle(
@@ -152,7 +160,7 @@ def test_learning_on_demo_data(name: str, tmp_path: Path, elsewhere: Path) -> No
     per_epoch = len(losses) // epochs
     assert per_epoch > 0, log[-3000:]
     first, last = np.mean(losses[:per_epoch]), np.mean(losses[-2 * per_epoch :])
-    wt_dice = [float(v) for v in re.findall(r"val_dice_wt: ([0-9.]+)", log)]
+    wt_dice = [float(v) for v in re.findall(r"val_dice_whole_tumor: ([0-9.]+)", log)]
     # Dice + focal over three small regions stays near 1 early on; a 5% fall in 48 steps is real learning
     assert last < 0.95 * first, f"loss did not fall: first epoch {first:.3f}, last two epochs {last:.3f}"
     assert max(wt_dice) > 0.7, f"whole-tumour Dice per epoch: {wt_dice}"

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import csv
 import json
-import shutil
 from pathlib import Path
 
 import nibabel as nib
@@ -16,6 +15,7 @@ from monai.bundle import ConfigParser
 from PIL import Image
 
 from custom_nets.data import lgg
+from custom_nets.data.dataset import read_dataset
 
 LGG_BUNDLES = ["attention_resunet2d", "unet2d", "attention_unet2d"]
 TINY = ["--network_def#channels", "[4,8,16,32,64]"]
@@ -41,20 +41,23 @@ def test_train_infer_evaluate_export(name: str, tmp_path: Path) -> None:
 
     run_bundle(["run", "training", "--config_file", str(configs / "train.json"), "--epochs", "2", "--val_interval", "1", *FAST], cwd=cwd)
     assert (bundle / "models" / "model.pt").is_file() and (bundle / "runs" / "train.log").is_file()
+    assert json.loads((bundle / "models" / "task.json").read_text())["label_names"] == ["tumour"]
     assert not any(cwd.iterdir())
 
-    # 2D inference: any folder of images; masks keep the image's size (non-square too) and name stem
+    # 2D inference: any folder of images (TIFF and PNG); masks keep the image's size (non-square too) and name stem,
+    # written as label-value PNGs (the dataset's values: 0 background, 1 tumour)
     images = tmp_path / "images dir"
     images.mkdir()
-    source = bundle / "demo_data" / "DEMO_LGG_000" / "DEMO_LGG_000_4.tif"
-    shutil.copy(source, images / "square.tif")
+    source = bundle / "demo_data" / "imagesTr" / "DEMO_LGG_000_4_0000.png"
+    Image.open(source).save(images / "square.tif")
     Image.fromarray(np.asarray(Image.open(source))[:112, :80]).save(images / "wide ünïcode.png")
     out = tmp_path / "masks"
     run_bundle(["run", "--config_file", str(configs / "inference.json"), "--dataset_dir", str(images), "--output_dir", str(out), *TINY], cwd=cwd)
+    assert sorted(p.name for p in out.iterdir()) == ["square_mask.png", "wide ünïcode_mask.png"]
     for stem, ext in [("square", ".tif"), ("wide ünïcode", ".png")]:
-        mask = Image.open(out / f"{stem}_mask.tif")
-        assert mask.size == Image.open(images / f"{stem}{ext}").size
-        assert set(np.unique(np.asarray(mask))) <= {0, 255}
+        mask = Image.open(out / f"{stem}_mask.png")
+        assert mask.size == Image.open(images / f"{stem}{ext}").size and mask.mode == "L"
+        assert set(np.unique(np.asarray(mask))) <= {0, 1}
 
     # 3D NIfTI volume, slice by slice: the label map keeps the volume's shape and affine
     volumes = tmp_path / "volumes"
@@ -67,12 +70,13 @@ def test_train_infer_evaluate_export(name: str, tmp_path: Path) -> None:
     assert pred.shape == (120, 128, 5)
     np.testing.assert_allclose(pred.affine, affine, atol=1e-5)
 
-    # evaluation: one row per patient, pooled over all its slices, and a mean row
+    # evaluation: one row per group of the dataset (a patient: see test_demo_groups_are_patients), pooled over all
+    # its slices, and a mean row
     run_bundle(["run", "--config_file", str(configs / "evaluate.json"), *FAST[:-2]], cwd=cwd)
     with open(bundle / "eval" / "metrics.csv", newline="") as f:
         rows = list(csv.DictReader(f))
-    patients = sorted({item["patient"] for item in lgg.lgg_datalist("demo", bundle / "demo_data", role="all")})
-    assert [r["patient"] for r in rows] == [*patients, "mean"]
+    groups = sorted({item["group"] for item in read_dataset(bundle / "demo_data").training})
+    assert [r["group"] for r in rows] == [*groups, "mean"]
     assert {"dice_tumour", "iou_tumour", "precision_tumour", "recall_tumour"} <= set(rows[0])
     assert int(rows[-1]["slices"]) == sum(int(r["slices"]) for r in rows[:-1])
 
@@ -97,13 +101,29 @@ def test_split_is_by_patient_and_wce_weight_comes_from_training_masks(tmp_path: 
     parser = parse(bundle / "configs" / "train.json", bundle_root=str(bundle), loss_name="wce")
     train, val = parser.get_parsed_content("train_datalist"), parser.get_parsed_content("val_datalist")
     assert train and val
-    assert not {i["patient"] for i in train} & {i["patient"] for i in val}
+    # cases are slices <patient>_<n>; splits_final.json keeps a patient's slices on one side
+    assert not {patient_of(i["case"]) for i in train} & {patient_of(i["case"]) for i in val}
     weight = parser.get_parsed_content("positive_class_weight")
     assert weight == pytest.approx(lgg.positive_class_weight(train)) and weight > 1
     loss = parser.get_parsed_content("loss")
     assert isinstance(loss.loss, torch.nn.BCEWithLogitsLoss) and loss.loss.pos_weight.item() == pytest.approx(weight)
     parser = parse(bundle / "configs" / "train.json", bundle_root=str(bundle))
     assert parser.get_parsed_content("positive_class_weight") is None
+
+
+def patient_of(case: str) -> str:
+    """The patient of an LGG slice case ``<patient>_<n>``."""
+    return case.rsplit("_", 1)[0]
+
+
+def test_demo_groups_are_patients(tmp_path: Path) -> None:
+    """Evaluation and the split pool an LGG patient's slices: the datalist's group of a slice is its patient."""
+    from custom_nets.data.dataset import open_dataset
+
+    dataset = open_dataset("demo", demo="lgg", demo_dir=tmp_path / "demo", spatial_dims=2)
+    assert len(dataset.training) == 72
+    assert [c["group"] for c in dataset.training] == [patient_of(c["case"]) for c in dataset.training]
+    assert len({c["group"] for c in dataset.training}) == 6
 
 
 @pytest.mark.parametrize("loss_name", ["dice", "focal", "dicefocal", "wce"])
