@@ -23,3 +23,7 @@ __all__ += ["LabelToRegionsd", "RegionsToLabelMapd"]
 from .normalization import intensity_normalization  # noqa: E402
 
 __all__ += ["intensity_normalization"]
+
+from .resample import TaskSpacingd  # noqa: E402
+
+__all__ += ["TaskSpacingd"]

@@ -58,7 +58,7 @@ def _load_transforms(keys: list[str]) -> list[Any]:
                            "regions": "$@task.region_values"})
     transforms += [
         {"_target_": "Orientationd", "keys": keys, "axcodes": "RAS", "labels": None},
-        {"_target_": "Spacingd", "keys": keys, "pixdim": "$@task.pixdim",
+        {"_target_": "custom_nets.transforms.TaskSpacingd", "keys": keys, "pixdim": "$@task.pixdim",
          "mode": ["bilinear", "nearest"][: len(keys)]},
         "$custom_nets.transforms.intensity_normalization(@task)",
     ]
@@ -210,7 +210,7 @@ def train_config(network_def: dict, roi_size: list[int], learning_rate: float, b
             "$custom_nets.bundle.log_to_file(os.path.join(@log_dir, 'train.log'))",
         ],
         "run": ["$@train#trainer.run()"],
-        "training": ["$@train#trainer.run()"],
+        "training": common.TRAINING,
     }
 
 
@@ -379,7 +379,7 @@ def multi_gpu_train_config() -> dict:
             "$custom_nets.bundle.log_to_file(os.path.join(@log_dir, 'train.log')) if dist.get_rank() == 0 else None",
         ],
         "run": ["$@train#trainer.run()"],
-        "training": ["$@train#trainer.run()"],
+        "training": common.TRAINING,
         # barrier, destroy the process group, end torchrun workers before interpreter teardown (see its docstring)
         "finalize": ["$custom_nets.bundle.end_distributed_run()"],
     }

@@ -9,6 +9,9 @@ from __future__ import annotations
 from copy import deepcopy
 
 LOSS_OUTPUT = "$from_engine(['loss'], first=True)"
+# "monai.bundle run training" is "run": a reference, so that evaluating the whole config (MONAI Label's and 3D
+# Slicer's root run_id "") starts the trainer once, not once per id
+TRAINING = "@run"
 # first in a training run's initialize: read and check the dataset (one line per problem, naming the file) before
 # anything is written (logs, checkpoints, models/task.json)
 CHECK_DATA_FIRST = "$@task.name"

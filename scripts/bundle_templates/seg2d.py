@@ -244,7 +244,7 @@ def train_config(task: dict, bundle: dict) -> dict:
         "initialize": [*_quiet_init("@seed"), common.CHECK_DATA_FIRST,
                        "$custom_nets.bundle.log_to_file(os.path.join(@log_dir, 'train.log'))"],
         "run": ["$@train#trainer.run()"],
-        "training": ["$@train#trainer.run()"],
+        "training": common.TRAINING,
     }
 
 
