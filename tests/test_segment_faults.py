@@ -265,6 +265,7 @@ def test_a_misregistered_channel_fails_its_case_unless_resampling_is_allowed(bra
     summary = read_summary(output)
     assert summary["moved"]["status"] == "ok" and "T2 resampled onto the FLAIR grid" in summary["moved"]["note"]
     assert summary["smaller"]["status"] == "ok" and "resampled" in summary["smaller"]["note"]
+    assert summary["good"]["status"] == "skipped", "--allow-resample does not change a registered case's result"
     assert nib.load(output / "moved.nii.gz").shape == SHAPE
 
 

@@ -544,8 +544,8 @@ def segment_cases(segmenter: Any, cases: Sequence[Case], output_dir: str | os.Pa
 
 def run_provenance(segmenter: Any, options: RunOptions) -> dict[str, str]:
     """What makes an output what it is, as ``summary.csv`` records it: the checkpoint's SHA-256, the bundle version
-    and the result-changing settings (TTA, sliding-window overlap, resampling, and ``options.settings``: backend,
-    AMP, config overrides). A re-run with other values redoes the cases instead of skipping them."""
+    and the result-changing settings (TTA, sliding-window overlap, and ``options.settings``: backend, AMP, config
+    overrides). A re-run with other values redoes the cases instead of skipping them."""
     checkpoint = getattr(segmenter, "checkpoint", None)
     parser = getattr(segmenter, "parser", None)
 
@@ -555,8 +555,8 @@ def run_provenance(segmenter: Any, options: RunOptions) -> dict[str, str]:
         except Exception:  # noqa: BLE001 - a config without the key
             return None
 
-    settings = {"tta": bool(options.tta), "allow_resample": bool(options.allow_resample),
-                "overlap": config("inferer#overlap"), **options.settings}
+    # not allow_resample: it changes only cases that would fail without it (and those record it in their note)
+    settings = {"tta": bool(options.tta), "overlap": config("inferer#overlap"), **options.settings}
     text = "; ".join(f"{key}={json.dumps(value, sort_keys=True, default=str)}"
                      for key, value in sorted(settings.items()) if value is not None)
     return {
