@@ -33,7 +33,13 @@ def test_make_demo_writes_a_deterministic_canonical_dataset(task, tmp_path):
     info = json.loads((out / "dataset.json").read_text())
     assert info["numTraining"] == COUNT[task] == len(list((out / "labelsTr").iterdir()))
     expected = {k: v for k, v in demo.DEMO_TASKS[task].items() if k not in ("spatial_dims", "spacing")}
+    training = info.pop("training", None)  # grouped tasks list their cases with the patient of each
     assert {**info, "numTraining": None} == {**expected, "numTraining": None}
+    if task in ("lgg", "uwmadison"):
+        assert len(training) == COUNT[task] and all(entry["group"] for entry in training)
+        assert len({entry["group"] for entry in training}) < COUNT[task]
+    else:
+        assert training is None
     assert "SYNTHETIC" in info["description"]
     marker = json.loads((out / demo.DEMO_FILE).read_text())
     assert marker["task"] == task and marker["parameters"] == {**marker["parameters"], **TINY[task]}
@@ -48,6 +54,14 @@ def test_demo_tasks_keep_todays_default_sizes():
     assert demo.DEMO_TASKS["brats"]["spatial_dims"] == 3 and demo.DEMO_TASKS["lgg"]["spatial_dims"] == 2
     assert len(demo.DEMO_TASKS["brats"]["channel_names"]) == 4
     assert demo.DEMO_TASKS["uwmadison"]["labels"] == {"background": 0, "large_bowel": 1, "small_bowel": 2, "stomach": 3}
+
+
+def test_a_demo_of_an_older_version_is_made_anew(tmp_path):
+    out = demo.make_demo("kvasir", tmp_path / "d", num_images=2)
+    marker = json.loads((out / demo.DEMO_FILE).read_text())
+    (out / demo.DEMO_FILE).write_text(json.dumps({**marker, "demo_version": 1}))
+    assert demo.make_demo("kvasir", out, num_images=2) == out
+    assert json.loads((out / demo.DEMO_FILE).read_text()) == marker
 
 
 def test_make_demo_reuses_refuses_and_overwrites(tmp_path):

@@ -364,6 +364,8 @@ def write_dataset(
             if description is None else description,
             len(labelled),
         )  # fmt: skip
+        if layout.group_unit is not None:  # the patient of each case, for grouped splits and per-patient metrics
+            info["training"] = _grouped_training_list(tmp, labelled, info["file_ending"])
         write_text_atomic(tmp / DATASET_JSON, json.dumps(info, indent=2) + "\n")
         if layout.group_unit is not None:
             splits = splits_by_group(labelled, unit=layout.group_unit)
@@ -379,6 +381,20 @@ def write_dataset(
             shutil.rmtree(tmp, ignore_errors=True)
     logger.info("converted %d cases of %s (%s) into %s", len(entries), src, layout.title, dst)
     return dst
+
+
+def _grouped_training_list(folder: Path, labelled: Sequence[Entry], ending: str) -> list[dict[str, Any]]:
+    """Decathlon-style ``training`` entries (paths relative to the dataset) with each case's ``"group"``: the reader
+    takes the groups from them (nnU-Net v2 ignores the key and scans ``imagesTr`` itself)."""
+    channels: dict[str, list[str]] = {}
+    for path in sorted((folder / "imagesTr").iterdir()):
+        channels.setdefault(path.name[: -len(ending)].rsplit("_", 1)[0], []).append(f"imagesTr/{path.name}")
+    out = []
+    for entry in labelled:
+        images = channels[entry["case"]]
+        out.append({"image": images[0] if len(images) == 1 else images, "label": f"labelsTr/{entry['case']}{ending}",
+                    "group": str(entry["group"])})
+    return out
 
 
 def _move_into_place(tmp: Path, dst: Path, overwrite: bool, is_complete: Callable[[Path], bool] | None) -> None:

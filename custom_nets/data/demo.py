@@ -41,7 +41,7 @@ __all__ = ["DEMO_FILE", "DEMO_TASKS", "make_demo", "read_demo_marker"]
 
 DEMO_FILE = "demo.json"
 """The marker next to a demo's ``dataset.json``: task, generator and its parameters."""
-_DEMO_VERSION = 1
+_DEMO_VERSION = 2  # 2: dataset.json lists the cases with their groups (patients)
 
 _GENERATORS: dict[str, Callable[..., Path]] = {
     "brats": generate_brats_demo,
@@ -167,8 +167,10 @@ def make_demo(task: str, out_dir: str | os.PathLike, *, overwrite: bool = False,
         return out
     if out.exists() and not out.is_dir():
         raise DatasetError(f"demo data folder {out} exists but is not a folder; expected a folder (or nothing)", out)
+    found = read_demo_marker(out) if out.is_dir() else None
+    if found and found.get("task") == task and found.get("parameters") == parameters:
+        overwrite = True  # the same demo made by an older version of this module: made anew
     if out.is_dir() and any(out.iterdir()) and not overwrite:
-        found = read_demo_marker(out)
         what = (
             f"the {found.get('task')} demo made with {found.get('parameters')} (see {out / DEMO_FILE})"
             if found else "files that are not a demo made by make_demo (no demo.json)"
