@@ -96,7 +96,7 @@ def check_model_is_best_so_far(folder: Path) -> None:
 def test_training_survives_random_kills(tmp_path: Path) -> None:
     script = tmp_path / "train.py"
     script.write_text(SCRIPT)
-    epochs, kills = 14, 6
+    epochs, kills = 40, 6  # enough epochs that no run finishes before its kill (a finished run is not resumed)
     rng = random.Random(21)
     env = dict(os.environ, PYTHONWARNINGS="ignore", OMP_NUM_THREADS="1")
     command = [sys.executable, str(script), str(tmp_path)]
@@ -108,6 +108,7 @@ def test_training_survives_random_kills(tmp_path: Path) -> None:
             assert process.poll() is None, process.stderr.read().decode()[-3000:]
             time.sleep(0.05)
         time.sleep(rng.uniform(0.0, 1.2))  # an epoch takes about 0.25 s: kills land anywhere, writes included
+        assert process.poll() is None, "the run ended before its kill"
         os.kill(process.pid, signal.SIGKILL)
         process.wait()
         process.stderr.close()
