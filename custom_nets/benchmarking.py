@@ -1,4 +1,11 @@
-"""One BraTS-sized case through ``scripts/segment.py``: the default path against the reference path (issue #18).
+"""The measuring core of ``scripts/benchmark.py`` and ``scripts/profile_nets.py`` (issues #9, #18 and #20).
+
+- Network measurements: :func:`count_flops` (``FlopCounterMode`` on the plain network, with formulas for CPU flash
+  attention and oneDNN convolutions), :func:`time_median`, :func:`time_paired` (the network alternating with a
+  reference), :func:`reference_callable` / :func:`reference` (matmul and convolution throughput), :func:`profile_forward`,
+  :func:`bundle_spec` / :func:`build_network` / :func:`all_bundles`, :func:`window_count`.
+- The BraTS case (issue #18): :func:`run_brats_case`, :func:`measure_levers`, :func:`synthetic_brats_case`,
+  :func:`train_brats_network`.
 
 ``python scripts/benchmark.py --brats-case`` calls :func:`run_brats_case`:
 
@@ -23,6 +30,7 @@ from __future__ import annotations
 import csv
 import json
 import math
+import statistics
 import os
 import subprocess
 import sys
@@ -33,7 +41,11 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["REFERENCE_INFERER", "run_brats_case", "synthetic_brats_case", "train_brats_network"]
+__all__ = [
+    "LEVERS", "REFERENCE_INFERER", "all_bundles", "build_network", "bundle_spec", "count_flops", "measure_levers",
+    "profile_forward", "reference", "reference_callable", "run_brats_case", "synthetic_brats_case", "time_median",
+    "time_paired", "train_brats_network", "window_count",
+]
 
 BRATS_SHAPE = (240, 240, 155)
 MODALITIES = ("flair", "t1", "t1ce", "t2")
@@ -49,6 +61,245 @@ _INTENSITY = {
     "enhancing": (520.0, 450.0, 950.0, 600.0),
     "necrosis": (420.0, 180.0, 200.0, 920.0),
 }
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# Measuring core of scripts/benchmark.py and scripts/profile_nets.py (FLOPs, paired timing, profiles, bundle specs)
+# ----------------------------------------------------------------------------------------------------------------------
+
+BUNDLES_DIR = Path(__file__).resolve().parents[1] / "bundles"
+ROI_2D = [256, 256]  # 2D bundles infer whole images (SimpleInferer); their native image size is 256 x 256
+SW_BATCH_2D = 4  # 2D bundles have no sliding window: 4 windows of 256^2 = one 512^2 image per network call
+
+# op-name fragments -> category, for the profile summaries (first match wins)
+OP_CATEGORIES = [
+    ("conv", ("conv", "mkldnn_convolution", "slow_conv")),
+    ("interpolation", ("upsample", "interpolate", "grid_sampler")),
+    ("norm", ("norm", "batch_norm", "instance_norm", "group_norm", "layer_norm", "var_mean", "std")),
+    ("pooling", ("pool",)),
+    ("activation", ("relu", "clamp", "sigmoid", "gelu", "silu", "prelu", "elu", "tanh", "hardtanh")),
+    ("matmul/attention", ("addmm", "bmm", "matmul", "linear", "einsum", "scaled_dot_product", "softmax", "aten::mm")),
+    ("cat/copy", ("cat", "copy_", "clone", "contiguous", "to_copy", "stack", "pad", "index", "slice", "permute")),
+    ("elementwise", ("add", "mul", "sub", "div", "where", "fill", "zero", "mean", "sum")),
+]
+
+
+
+def bundle_spec(name: str) -> dict[str, Any]:
+    """Network spec of a bundle from its configs: ROI, sliding-window settings, input channels."""
+    root = BUNDLES_DIR / name
+    infer = json.loads((root / "configs" / "inference.json").read_text())
+    meta = json.loads((root / "configs" / "metadata.json").read_text())
+    net = infer["network_def"]
+    image = meta["network_data_format"]["inputs"]["image"]
+    dims = len(image["spatial_shape"])
+    inferer = infer.get("inferer", {})
+    sliding = str(inferer.get("_target_", "")).endswith("SlidingWindowInferer")
+    roi = list(infer["roi_size"]) if sliding and "roi_size" in infer else list(ROI_2D if dims == 2 else [64] * 3)
+    sw_batch = int(infer.get("sw_batch_size", 1)) if sliding else SW_BATCH_2D
+    overlap = float(inferer.get("overlap", 0.25)) if sliding else 0.0
+    config = {k: v for k, v in net.items() if k not in ("_target_", "spatial_dims", "in_channels", "out_channels")}
+    return {
+        "name": name, "kind": "bundle", "bundle": str(root), "spatial_dims": dims,
+        "class": str(net["_target_"]).rsplit(".", 1)[-1], "config": config,
+        "in_channels": int(image["num_channels"]), "roi": roi, "sw_batch_size": sw_batch,
+        "bundle_overlap": overlap, "bundle_inferer": "sliding window" if sliding else "whole image (SimpleInferer)",
+    }  # fmt: skip
+
+
+def all_bundles() -> list[str]:
+    return sorted(p.name for p in BUNDLES_DIR.iterdir() if (p / "configs" / "inference.json").is_file())
+
+
+def _sync(device: Any) -> None:
+    import torch
+
+    if getattr(device, "type", str(device)).startswith("cuda"):
+        torch.cuda.synchronize(device)
+
+
+def time_median(fn: Callable[[], Any], repeats: int, warmup: int, device: Any = "cpu") -> tuple[float, list[float]]:
+    """Median seconds of ``fn()`` over ``repeats`` runs after ``warmup`` runs (and every run's seconds)."""
+    for _ in range(warmup):
+        fn()
+    _sync(device)
+    times = []
+    for _ in range(max(1, repeats)):
+        start = time.perf_counter()
+        fn()
+        _sync(device)
+        times.append(time.perf_counter() - start)
+    return statistics.median(times), times
+
+
+def count_flops(fn: Callable[[], Any]) -> tuple[int, dict[str, int]]:
+    """Total FLOPs of ``fn()`` and FLOPs per aten op, with ``FlopCounterMode``.
+
+    Count on the plain network (before :func:`custom_nets.inference.speedups.apply`): attention is then counted at
+    its true head width, whereas the zero channels the speed-ups pad onto narrow heads for the CPU kernel (a
+    kernel-speed device that leaves the result unchanged) would count as work done."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    counter = FlopCounterMode(display=False, custom_mapping=_extra_flop_formulas())
+    with counter:
+        fn()
+    by_op = {str(op): int(n) for op, n in counter.get_flop_counts().get("Global", {}).items()}
+    return int(counter.get_total_flops()), by_op
+
+
+def _extra_flop_formulas() -> dict[Any, Callable[..., int]]:
+    """FLOP formulas FlopCounterMode lacks: the CPU flash attention kernel (scaled_dot_product_attention on CPU)."""
+    import torch
+    from torch.utils import flop_counter
+
+    formulas = {}
+    op = getattr(torch.ops.aten, "_scaled_dot_product_flash_attention_for_cpu", None)
+    if op is not None and hasattr(flop_counter, "sdpa_flop_count"):
+        def sdpa_cpu(query, key, value, *args, out_shape=None, **kwargs) -> int:
+            shape = lambda t: tuple(getattr(t, "shape", t))  # noqa: E731 - the counter passes shapes
+            return flop_counter.sdpa_flop_count(shape(query), shape(key), shape(value))
+
+        formulas[op] = sdpa_cpu
+    # networks that call the oneDNN kernel directly (custom_nets.blocks.onednn registers this formula itself; counted
+    # here too so a convolution counts the same FLOPs whichever kernel runs it)
+    mkldnn = getattr(torch.ops.aten, "mkldnn_convolution", None)
+    if mkldnn is not None and mkldnn not in flop_counter.flop_registry:
+        def mkldnn_conv(x_shape, w_shape, *args, out_shape=None, **kwargs) -> int:
+            return flop_counter.conv_flop_count(tuple(x_shape), tuple(w_shape), tuple(out_shape), transposed=False)
+
+        formulas[mkldnn] = mkldnn_conv
+    return formulas
+
+
+def time_paired(fn: Callable[[], Any], ref: Callable[[], Any], repeats: int, warmup: int, device: Any,
+                timer: Callable[[], float] = time.perf_counter) -> tuple[list[float], list[float]]:  # fmt: skip
+    """Seconds of ``ref()`` and ``fn()`` run alternately (ref, fn, ref, fn, ...) after warm-up: each pair sees the
+    same machine load, so the ratio of a pair survives load changes on a shared machine. ``timer``: wall clock by
+    default; ``time.thread_time`` (with one torch thread) is nearly insensitive to other processes."""
+    for _ in range(warmup):
+        ref()
+        fn()
+    _sync(device)
+    ref_times, times = [], []
+    for _ in range(max(1, repeats)):
+        for f, out in ((ref, ref_times), (fn, times)):
+            start = timer()
+            f()
+            _sync(device)
+            out.append(timer() - start)
+    return ref_times, times
+
+
+def reference_callable(quick: bool, device: Any) -> tuple[Callable[[], Any], int, str]:
+    """The Conv3d(32->32, 3^3, pad 1) reference as a callable, its FLOPs and description."""
+    import torch
+
+    size = [32] * 3 if quick else [64] * 3
+    conv = torch.nn.Conv3d(32, 32, 3, padding=1).to(device).eval()
+    x = torch.randn(1, 32, *size, generator=torch.Generator().manual_seed(0)).to(device)
+    fn = lambda: conv(x)  # noqa: E731
+    flops, _ = count_flops(fn)
+    return fn, flops, f"Conv3d(32->32, k3, pad 1) on 1x32x{'x'.join(map(str, size))}"
+
+
+def reference(kind: str, quick: bool, repeats: int, warmup: int, device: Any) -> dict[str, Any]:
+    """GFLOP/s of a matmul, a Conv3d(32->32, 3^3, pad 1) or a Conv2d(32->32, 3^2, pad 1)."""
+    import torch
+
+    gen = torch.Generator().manual_seed(0)
+    if kind == "matmul":
+        n = 1024 if quick else 2048
+        a, b = (torch.randn(n, n, generator=gen).to(device) for _ in range(2))
+        fn, shape = (lambda: torch.mm(a, b)), f"{n}x{n} @ {n}x{n}"
+    else:
+        dims = 3 if kind == "conv3d" else 2
+        size = ([32] * 3 if quick else [64] * 3) if dims == 3 else ([128] * 2 if quick else [256] * 2)
+        conv = (torch.nn.Conv3d if dims == 3 else torch.nn.Conv2d)(32, 32, 3, padding=1).to(device).eval()
+        x = torch.randn(1, 32, *size, generator=gen).to(device)
+        fn, shape = (lambda: conv(x)), f"Conv{dims}d(32->32, k3, pad 1) on 1x32x{'x'.join(map(str, size))}"
+    with torch.inference_mode():
+        flops, _ = count_flops(fn)
+        median, times = time_median(fn, repeats, warmup, device)
+    return {"what": shape, "flops": flops, "seconds": median, "times": times, "gflops_per_s": flops / median / 1e9}
+
+
+def build_network(spec: dict[str, Any]) -> Any:
+    if spec["kind"] == "bundle":
+        from monai.bundle import ConfigParser
+
+        root = Path(spec["bundle"])
+        parser = ConfigParser()
+        parser.read_meta(str(root / "configs" / "metadata.json"))
+        parser.read_config(str(root / "configs" / "inference.json"))
+        parser["bundle_root"] = str(root)
+        return parser.get_parsed_content("network_def")
+    import monai.networks.nets as nets
+
+    cls = getattr(nets, spec["class"])
+    kwargs = dict(spec["config"], spatial_dims=spec["spatial_dims"], in_channels=spec["in_channels"],
+                  out_channels=spec["out_channels"])  # fmt: skip
+    return cls(**kwargs)
+
+
+def _rss_mb() -> float | None:
+    try:
+        with open("/proc/self/statm") as f:
+            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+    except (OSError, ValueError, IndexError, AttributeError):
+        return None
+
+
+def _peak_rss_mb() -> float:
+    import resource
+
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return peak / 2**20 if sys.platform == "darwin" else peak / 1024  # bytes on macOS, KiB on Linux
+
+
+def _first(output: Any) -> Any:
+    """The segmentation output of a network that returns several (deep supervision): the first one."""
+    from custom_nets.inference.backends import first_output
+
+    return first_output(output)
+
+
+def categorise(op: str) -> str:
+    name = op.lower()
+    for category, fragments in OP_CATEGORIES:
+        if any(f in (name if f.startswith("aten::") else name.replace("aten::", "")) for f in fragments):
+            return category
+    return "other"
+
+
+def profile_forward(fn: Callable[[], Any], runs: int, top: int) -> dict[str, Any]:
+    """Self CPU time per op and per op category over ``runs`` forward passes (torch.profiler)."""
+    from torch.profiler import ProfilerActivity, profile
+
+    fn()
+    with profile(activities=[ProfilerActivity.CPU], record_shapes=True) as prof:
+        for _ in range(runs):
+            fn()
+    events = [(e.key, e.self_cpu_time_total, e.count) for e in prof.key_averages()]
+    # which convolutions ran on PyTorch's slow (im2col + GEMM) paths or transposed paths instead of oneDNN
+    slow = [e for e in prof.key_averages(group_by_input_shape=True)
+            if any(k in e.key for k in ("slow_conv", "conv_transpose", "_convolution")) and e.self_cpu_time_total > 0]
+    slow_shapes = [{"op": e.key, "input_shapes": [list(x) for x in e.input_shapes[:2]],
+                    "self_cpu_ms_per_run": e.self_cpu_time_total / 1000 / runs, "calls_per_run": e.count / runs}
+                   for e in sorted(slow, key=lambda e: -e.self_cpu_time_total)[:10]]
+    total = sum(t for _, t, _ in events) or 1.0
+    ops = sorted(events, key=lambda e: -e[1])
+    categories: dict[str, float] = {}
+    for key, t, _ in events:
+        categories[categorise(key)] = categories.get(categorise(key), 0.0) + t
+    return {
+        "runs": runs,
+        "total_self_cpu_ms_per_run": total / 1000 / runs,
+        "top_ops": [{"op": k, "self_cpu_ms_per_run": t / 1000 / runs, "share": t / total, "calls_per_run": c / runs}
+                    for k, t, c in ops[:top]],
+        "categories": {k: {"self_cpu_ms_per_run": v / 1000 / runs, "share": v / total}
+                       for k, v in sorted(categories.items(), key=lambda kv: -kv[1])},
+        "slow_conv_calls": slow_shapes,
+    }  # fmt: skip
 
 
 def _log(message: str) -> None:
@@ -234,8 +485,12 @@ def _dice(prediction: np.ndarray, truth: np.ndarray) -> float:
 
 def run_brats_case(bundle: str | os.PathLike, workdir: str | os.PathLike, checkpoint: str | os.PathLike | None = None,
                    train_seconds: float = 150.0, shape: Sequence[int] = BRATS_SHAPE, threads: int | None = None,
-                   default_args: Sequence[str] = (), seed: int = 1000) -> dict[str, Any]:
-    """The whole measurement (see the module docstring); returns every figure, ``line`` the summary line."""
+                   default_args: Sequence[str] = (), seed: int = 1000,
+                   variants: Sequence[tuple[str, Sequence[str]]] = ()) -> dict[str, Any]:
+    """The whole measurement (see the module docstring); returns every figure, ``line`` the summary line.
+
+    ``variants``: further ``(name, segment.py arguments)`` runs on the same case, each compared with the reference
+    like the default path (``variant_lines``), e.g. ``("onnxruntime", ["--backend", "onnxruntime"])``."""
     import nibabel as nib
     import torch
     from monai.bundle import ConfigParser
@@ -267,21 +522,28 @@ def run_brats_case(bundle: str | os.PathLike, workdir: str | os.PathLike, checkp
 
     runs = {}
     reference_args = ["--backend", "eager", "--override", "inferer=" + json.dumps(REFERENCE_INFERER)]
-    for name, extra in (("default", list(default_args)), ("reference", reference_args)):
+    for name, extra in (("default", list(default_args)), ("reference", reference_args),
+                        *((n, list(a)) for n, a in variants)):
         _log(f"segment.py, {name} path{': ' + ' '.join(extra) if extra else ' (its defaults)'}")
         runs[name] = _run_segment(bundle, inputs, workdir / f"out_{name}", Path(checkpoint), extra, threads)
         _log(f"  {name}: case {runs[name]['case_s']:.1f} s, wall {runs[name]['wall_s']:.1f} s, "
              f"peak RSS {runs[name]['peak_rss_mb']:.0f} MB")
     labels = {k: np.asarray(nib.load(r["output"]).dataobj) for k, r in runs.items()}
-    if labels["default"].shape != label.shape or labels["reference"].shape != label.shape:
-        raise RuntimeError(f"label maps of shape {labels['default'].shape} / {labels['reference'].shape}, "
-                           f"expected {label.shape}")
+    for name, value in labels.items():
+        if value.shape != label.shape:
+            raise RuntimeError(f"the {name} path wrote a label map of shape {value.shape}, expected {label.shape}")
     agreement = float(np.mean(labels["default"] == labels["reference"]))
     truth = label > 0
     dice = {k: _dice(v > 0, truth) for k, v in labels.items()}
     speedup = runs["reference"]["case_s"] / runs["default"]["case_s"]
     result.update(runs=runs, agreement=agreement, wt_dice=dice, wt_dice_change=dice["default"] - dice["reference"],
                   speedup=speedup, peak_rss_mb=runs["default"]["peak_rss_mb"])
+    result["variant_lines"] = [
+        f"{name}: {runs[name]['case_s']:.1f} s, speed-up {runs['reference']['case_s'] / runs[name]['case_s']:.2f}x, "
+        f"label agreement {100 * float(np.mean(labels[name] == labels['reference'])):.2f} %, WT Dice change "
+        f"{dice[name] - dice['reference']:+.4f}, peak RSS {runs[name]['peak_rss_mb']:.0f} MB"
+        for name, _ in variants
+    ]
     result["line"] = (
         f"brats case: default {runs['default']['case_s']:.1f} s, reference {runs['reference']['case_s']:.1f} s, "
         f"speed-up {speedup:.2f}x, label agreement {100 * agreement:.2f} %, WT Dice change "
@@ -362,8 +624,11 @@ def measure_levers(bundle: str | os.PathLike, checkpoint: str | os.PathLike, sha
                                                       workdir=workdir)
             seg = segmenters[backend]
             if "batch" not in segmenters:
-                meta = {"affine": np.eye(4), "filename_or_obj": "case"}
                 from monai.data import MetaTensor
+                from monai.utils import MetaKeys, SpaceKeys
+
+                meta = {MetaKeys.ORIGINAL_AFFINE: np.eye(4), MetaKeys.SPATIAL_SHAPE: np.asarray(image.shape[1:]),
+                        MetaKeys.ORIGINAL_CHANNEL_DIM: 0, MetaKeys.SPACE: SpaceKeys.RAS, "filename_or_obj": "case"}
 
                 prepared = seg.prepare(MetaTensor(torch.from_numpy(image), affine=torch.eye(4, dtype=torch.float64),
                                                   meta=meta))

@@ -27,6 +27,9 @@ transposed convolutions and matrix products only: normalisation, activations, in
 concatenation count 0 FLOPs, so "achieved GFLOP/s" is the useful-arithmetic rate). Timings are medians over
 ``--repeats`` runs after warm-up runs. Every comparison (ratio) is between figures measured in the same run.
 
+The measuring core (FLOP counting, paired timing, profiles, bundle specs, the BraTS case) is
+:mod:`custom_nets.benchmarking`; this script runs it in worker processes and prints the report.
+
 Output: one report on stdout (the network table, then the batch-inference rows), progress on stderr, and every raw
 figure as JSON (``--json``, default ``benchmark.json`` in the working directory).
 """
@@ -49,11 +52,29 @@ from pathlib import Path
 from typing import Any, Callable, Sequence
 
 REPO = Path(__file__).resolve().parents[1]
-BUNDLES_DIR = REPO / "bundles"
 SEGMENT = REPO / "scripts" / "segment.py"
+from custom_nets.benchmarking import (  # noqa: E402 - the measuring core lives in the package (issue #20)
+    BUNDLES_DIR,
+    OP_CATEGORIES,
+    ROI_2D,
+    SW_BATCH_2D,
+    _first,
+    _peak_rss_mb,
+    _rss_mb,
+    _sync,
+    all_bundles,
+    build_network,
+    bundle_spec,
+    categorise,
+    count_flops,
+    profile_forward,
+    reference,
+    reference_callable,
+    time_median,
+    time_paired,
+    window_count,
+)
 
-ROI_2D = [256, 256]  # 2D bundles infer whole images (SimpleInferer); their native image size is 256 x 256
-SW_BATCH_2D = 4  # 2D bundles have no sliding window: 4 windows of 256^2 = one 512^2 image per network call
 VOLUME_3D = [240, 240, 155]  # BraTS
 IMAGES_2D = (8, [512, 512])  # 8 images of 512 x 512
 QUICK_VOLUME_3D = [48, 48, 32]  # quick mode also uses a 32^3 ROI (3D) and 128^2 (2D): 4 windows each
@@ -77,19 +98,6 @@ PEERS: dict[str, tuple[str, int, dict[str, Any]]] = {
 }
 PEER_IO = {3: (4, 3), 2: (3, 1)}
 
-# op-name fragments -> category, for the profile summaries (first match wins)
-OP_CATEGORIES = [
-    ("conv", ("conv", "mkldnn_convolution", "slow_conv")),
-    ("interpolation", ("upsample", "interpolate", "grid_sampler")),
-    ("norm", ("norm", "batch_norm", "instance_norm", "group_norm", "layer_norm", "var_mean", "std")),
-    ("pooling", ("pool",)),
-    ("activation", ("relu", "clamp", "sigmoid", "gelu", "silu", "prelu", "elu", "tanh", "hardtanh")),
-    ("matmul/attention", ("addmm", "bmm", "matmul", "linear", "einsum", "scaled_dot_product", "softmax", "aten::mm")),
-    ("cat/copy", ("cat", "copy_", "clone", "contiguous", "to_copy", "stack", "pad", "index", "slice", "permute")),
-    ("elementwise", ("add", "mul", "sub", "div", "where", "fill", "zero", "mean", "sum")),
-]
-
-
 def log(message: str) -> None:
     print(f"[benchmark {time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
 
@@ -97,28 +105,6 @@ def log(message: str) -> None:
 # ----------------------------------------------------------------------------------------------------------------------
 # What to measure (parent process: no torch needed)
 # ----------------------------------------------------------------------------------------------------------------------
-
-
-def bundle_spec(name: str) -> dict[str, Any]:
-    """Network spec of a bundle from its configs: ROI, sliding-window settings, input channels."""
-    root = BUNDLES_DIR / name
-    infer = json.loads((root / "configs" / "inference.json").read_text())
-    meta = json.loads((root / "configs" / "metadata.json").read_text())
-    net = infer["network_def"]
-    image = meta["network_data_format"]["inputs"]["image"]
-    dims = len(image["spatial_shape"])
-    inferer = infer.get("inferer", {})
-    sliding = str(inferer.get("_target_", "")).endswith("SlidingWindowInferer")
-    roi = list(infer["roi_size"]) if sliding and "roi_size" in infer else list(ROI_2D if dims == 2 else [64] * 3)
-    sw_batch = int(infer.get("sw_batch_size", 1)) if sliding else SW_BATCH_2D
-    overlap = float(inferer.get("overlap", 0.25)) if sliding else 0.0
-    config = {k: v for k, v in net.items() if k not in ("_target_", "spatial_dims", "in_channels", "out_channels")}
-    return {
-        "name": name, "kind": "bundle", "bundle": str(root), "spatial_dims": dims,
-        "class": str(net["_target_"]).rsplit(".", 1)[-1], "config": config,
-        "in_channels": int(image["num_channels"]), "roi": roi, "sw_batch_size": sw_batch,
-        "bundle_overlap": overlap, "bundle_inferer": "sliding window" if sliding else "whole image (SimpleInferer)",
-    }  # fmt: skip
 
 
 def peer_spec(name: str) -> dict[str, Any]:
@@ -131,204 +117,9 @@ def peer_spec(name: str) -> dict[str, Any]:
     }  # fmt: skip
 
 
-def all_bundles() -> list[str]:
-    return sorted(p.name for p in BUNDLES_DIR.iterdir() if (p / "configs" / "inference.json").is_file())
-
-
 # ----------------------------------------------------------------------------------------------------------------------
 # Worker side (fresh process per network): torch is imported here only
 # ----------------------------------------------------------------------------------------------------------------------
-
-
-def _sync(device: Any) -> None:
-    import torch
-
-    if getattr(device, "type", str(device)).startswith("cuda"):
-        torch.cuda.synchronize(device)
-
-
-def time_median(fn: Callable[[], Any], repeats: int, warmup: int, device: Any = "cpu") -> tuple[float, list[float]]:
-    """Median seconds of ``fn()`` over ``repeats`` runs after ``warmup`` runs (and every run's seconds)."""
-    for _ in range(warmup):
-        fn()
-    _sync(device)
-    times = []
-    for _ in range(max(1, repeats)):
-        start = time.perf_counter()
-        fn()
-        _sync(device)
-        times.append(time.perf_counter() - start)
-    return statistics.median(times), times
-
-
-def count_flops(fn: Callable[[], Any]) -> tuple[int, dict[str, int]]:
-    """Total FLOPs of ``fn()`` and FLOPs per aten op, with ``FlopCounterMode``.
-
-    Count on the plain network (before :func:`custom_nets.inference.speedups.apply`): attention is then counted at
-    its true head width, whereas the zero channels the speed-ups pad onto narrow heads for the CPU kernel (a
-    kernel-speed device that leaves the result unchanged) would count as work done."""
-    from torch.utils.flop_counter import FlopCounterMode
-
-    counter = FlopCounterMode(display=False, custom_mapping=_extra_flop_formulas())
-    with counter:
-        fn()
-    by_op = {str(op): int(n) for op, n in counter.get_flop_counts().get("Global", {}).items()}
-    return int(counter.get_total_flops()), by_op
-
-
-def _extra_flop_formulas() -> dict[Any, Callable[..., int]]:
-    """FLOP formulas FlopCounterMode lacks: the CPU flash attention kernel (scaled_dot_product_attention on CPU)."""
-    import torch
-    from torch.utils import flop_counter
-
-    formulas = {}
-    op = getattr(torch.ops.aten, "_scaled_dot_product_flash_attention_for_cpu", None)
-    if op is not None and hasattr(flop_counter, "sdpa_flop_count"):
-        def sdpa_cpu(query, key, value, *args, out_shape=None, **kwargs) -> int:
-            shape = lambda t: tuple(getattr(t, "shape", t))  # noqa: E731 - the counter passes shapes
-            return flop_counter.sdpa_flop_count(shape(query), shape(key), shape(value))
-
-        formulas[op] = sdpa_cpu
-    # networks that call the oneDNN kernel directly (custom_nets.blocks.onednn registers this formula itself; counted
-    # here too so a convolution counts the same FLOPs whichever kernel runs it)
-    mkldnn = getattr(torch.ops.aten, "mkldnn_convolution", None)
-    if mkldnn is not None and mkldnn not in flop_counter.flop_registry:
-        def mkldnn_conv(x_shape, w_shape, *args, out_shape=None, **kwargs) -> int:
-            return flop_counter.conv_flop_count(tuple(x_shape), tuple(w_shape), tuple(out_shape), transposed=False)
-
-        formulas[mkldnn] = mkldnn_conv
-    return formulas
-
-
-def time_paired(fn: Callable[[], Any], ref: Callable[[], Any], repeats: int, warmup: int, device: Any,
-                timer: Callable[[], float] = time.perf_counter) -> tuple[list[float], list[float]]:  # fmt: skip
-    """Seconds of ``ref()`` and ``fn()`` run alternately (ref, fn, ref, fn, ...) after warm-up: each pair sees the
-    same machine load, so the ratio of a pair survives load changes on a shared machine. ``timer``: wall clock by
-    default; ``time.thread_time`` (with one torch thread) is nearly insensitive to other processes."""
-    for _ in range(warmup):
-        ref()
-        fn()
-    _sync(device)
-    ref_times, times = [], []
-    for _ in range(max(1, repeats)):
-        for f, out in ((ref, ref_times), (fn, times)):
-            start = timer()
-            f()
-            _sync(device)
-            out.append(timer() - start)
-    return ref_times, times
-
-
-def reference_callable(quick: bool, device: Any) -> tuple[Callable[[], Any], int, str]:
-    """The Conv3d(32->32, 3^3, pad 1) reference as a callable, its FLOPs and description."""
-    import torch
-
-    size = [32] * 3 if quick else [64] * 3
-    conv = torch.nn.Conv3d(32, 32, 3, padding=1).to(device).eval()
-    x = torch.randn(1, 32, *size, generator=torch.Generator().manual_seed(0)).to(device)
-    fn = lambda: conv(x)  # noqa: E731
-    flops, _ = count_flops(fn)
-    return fn, flops, f"Conv3d(32->32, k3, pad 1) on 1x32x{'x'.join(map(str, size))}"
-
-
-def reference(kind: str, quick: bool, repeats: int, warmup: int, device: Any) -> dict[str, Any]:
-    """GFLOP/s of a matmul, a Conv3d(32->32, 3^3, pad 1) or a Conv2d(32->32, 3^2, pad 1)."""
-    import torch
-
-    gen = torch.Generator().manual_seed(0)
-    if kind == "matmul":
-        n = 1024 if quick else 2048
-        a, b = (torch.randn(n, n, generator=gen).to(device) for _ in range(2))
-        fn, shape = (lambda: torch.mm(a, b)), f"{n}x{n} @ {n}x{n}"
-    else:
-        dims = 3 if kind == "conv3d" else 2
-        size = ([32] * 3 if quick else [64] * 3) if dims == 3 else ([128] * 2 if quick else [256] * 2)
-        conv = (torch.nn.Conv3d if dims == 3 else torch.nn.Conv2d)(32, 32, 3, padding=1).to(device).eval()
-        x = torch.randn(1, 32, *size, generator=gen).to(device)
-        fn, shape = (lambda: conv(x)), f"Conv{dims}d(32->32, k3, pad 1) on 1x32x{'x'.join(map(str, size))}"
-    with torch.inference_mode():
-        flops, _ = count_flops(fn)
-        median, times = time_median(fn, repeats, warmup, device)
-    return {"what": shape, "flops": flops, "seconds": median, "times": times, "gflops_per_s": flops / median / 1e9}
-
-
-def build_network(spec: dict[str, Any]) -> Any:
-    if spec["kind"] == "bundle":
-        from monai.bundle import ConfigParser
-
-        root = Path(spec["bundle"])
-        parser = ConfigParser()
-        parser.read_meta(str(root / "configs" / "metadata.json"))
-        parser.read_config(str(root / "configs" / "inference.json"))
-        parser["bundle_root"] = str(root)
-        return parser.get_parsed_content("network_def")
-    import monai.networks.nets as nets
-
-    cls = getattr(nets, spec["class"])
-    kwargs = dict(spec["config"], spatial_dims=spec["spatial_dims"], in_channels=spec["in_channels"],
-                  out_channels=spec["out_channels"])  # fmt: skip
-    return cls(**kwargs)
-
-
-def _rss_mb() -> float | None:
-    try:
-        with open("/proc/self/statm") as f:
-            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
-    except (OSError, ValueError, IndexError, AttributeError):
-        return None
-
-
-def _peak_rss_mb() -> float:
-    import resource
-
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return peak / 2**20 if sys.platform == "darwin" else peak / 1024  # bytes on macOS, KiB on Linux
-
-
-def _first(output: Any) -> Any:
-    """The segmentation output of a network that returns several (deep supervision): the first one."""
-    from custom_nets.inference.backends import first_output
-
-    return first_output(output)
-
-
-def categorise(op: str) -> str:
-    name = op.lower()
-    for category, fragments in OP_CATEGORIES:
-        if any(f in (name if f.startswith("aten::") else name.replace("aten::", "")) for f in fragments):
-            return category
-    return "other"
-
-
-def profile_forward(fn: Callable[[], Any], runs: int, top: int) -> dict[str, Any]:
-    """Self CPU time per op and per op category over ``runs`` forward passes (torch.profiler)."""
-    from torch.profiler import ProfilerActivity, profile
-
-    fn()
-    with profile(activities=[ProfilerActivity.CPU], record_shapes=True) as prof:
-        for _ in range(runs):
-            fn()
-    events = [(e.key, e.self_cpu_time_total, e.count) for e in prof.key_averages()]
-    # which convolutions ran on PyTorch's slow (im2col + GEMM) paths or transposed paths instead of oneDNN
-    slow = [e for e in prof.key_averages(group_by_input_shape=True)
-            if any(k in e.key for k in ("slow_conv", "conv_transpose", "_convolution")) and e.self_cpu_time_total > 0]
-    slow_shapes = [{"op": e.key, "input_shapes": [list(x) for x in e.input_shapes[:2]],
-                    "self_cpu_ms_per_run": e.self_cpu_time_total / 1000 / runs, "calls_per_run": e.count / runs}
-                   for e in sorted(slow, key=lambda e: -e.self_cpu_time_total)[:10]]
-    total = sum(t for _, t, _ in events) or 1.0
-    ops = sorted(events, key=lambda e: -e[1])
-    categories: dict[str, float] = {}
-    for key, t, _ in events:
-        categories[categorise(key)] = categories.get(categorise(key), 0.0) + t
-    return {
-        "runs": runs,
-        "total_self_cpu_ms_per_run": total / 1000 / runs,
-        "top_ops": [{"op": k, "self_cpu_ms_per_run": t / 1000 / runs, "share": t / total, "calls_per_run": c / runs}
-                    for k, t, c in ops[:top]],
-        "categories": {k: {"self_cpu_ms_per_run": v / 1000 / runs, "share": v / total}
-                       for k, v in sorted(categories.items(), key=lambda kv: -kv[1])},
-        "slow_conv_calls": slow_shapes,
-    }  # fmt: skip
 
 
 def measure_network(task: dict[str, Any]) -> dict[str, Any]:
@@ -376,7 +167,7 @@ def measure_network(task: dict[str, Any]) -> dict[str, Any]:
             overlap = spec["bundle_overlap"] if opts["overlap"] == "bundle" and spec["bundle_overlap"] is not None \
                 else float(0.0 if opts["overlap"] == "bundle" else opts["overlap"])
             volume = torch.randn(batch, spec["in_channels"], *spatial, generator=gen)
-            windows = _window_count(spatial, spec["roi"], overlap) * batch
+            windows = window_count(spatial, spec["roi"], overlap) * batch
 
             def sw() -> Any:
                 return sliding_window_inference(volume, spec["roi"], spec["sw_batch_size"], lambda t: _first(net(t)),
@@ -395,17 +186,6 @@ def measure_network(task: dict[str, Any]) -> dict[str, Any]:
         if opts.get("profile"):
             result["profile"] = profile_forward(forward, opts["profile_runs"], opts["profile_top"])
     return result
-
-
-def _window_count(spatial: Sequence[int], roi: Sequence[int], overlap: float) -> int:
-    """Number of windows MONAI's sliding window uses (as monai.inferers.utils._get_scan_interval)."""
-    count = 1
-    for size, r in zip(spatial, roi):
-        if size <= r:
-            continue
-        interval = max(int(r * (1 - overlap)), 1)
-        count *= math.ceil((size - r) / interval) + 1
-    return count
 
 
 def measure_batch_network(task: dict[str, Any]) -> dict[str, Any]:
@@ -700,6 +480,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
                    help="only the BraTS case (issue #18): segment.py's default path against the reference path on one "
                    "synthetic 4x240x240x155 case with a known label, with a briefly trained model (custom_nets."
                    "benchmarking); prints one summary line last")
+    p.add_argument("--variant", action="append", default=[], metavar="NAME=ARGS",
+                   help="--brats-case: a further segment.py run compared with the reference like the default path, "
+                   "e.g. --variant 'onnxruntime=--backend onnxruntime' (repeatable)")
     p.add_argument("--levers", action="store_true",
                    help="with --brats-case and --checkpoint: time each inference lever alone and together in one "
                    "process on a 160x160x104 case (custom_nets.benchmarking.LEVERS) instead of the segment.py runs")
@@ -838,7 +621,8 @@ def brats_case_main(args: argparse.Namespace) -> int:
         report["brats_case"] = run_brats_case(
             BUNDLES_DIR / args.case_bundle, workdir, checkpoint=args.checkpoint, train_seconds=args.train_seconds,
             shape=[int(v) for v in args.case_shape.split(",")], threads=args.threads,
-            default_args=shlex.split(args.default_args))
+            default_args=shlex.split(args.default_args),
+            variants=[(v.split("=", 1)[0], shlex.split(v.split("=", 1)[1] if "=" in v else "")) for v in args.variant])
     finally:
         if tmp:
             shutil.rmtree(tmp, ignore_errors=True)
@@ -853,10 +637,12 @@ def brats_case_main(args: argparse.Namespace) -> int:
     load = report["machine"].get("loadavg_start")
     print(f"machine: {report['machine']['cpu']}, {report['machine']['cpus']} CPUs, load average at start "
           f"{load[0]:.1f}" if load else "")
-    for name in ("default", "reference"):
+    for name in case["runs"]:
         run = case["runs"][name]
         print(f"{name:9s}: case {run['case_s']:.1f} s (wall {run['wall_s']:.1f} s with start-up), peak RSS "
               f"{run['peak_rss_mb']:.0f} MB, WT Dice {case['wt_dice'][name]:.4f}; segment.py {' '.join(run['command'][1:])}")
+    for line in case.get("variant_lines", []):
+        print(line)
     print(case["line"])
     return 0
 

@@ -1,6 +1,6 @@
 """Profile the CPU forward of bundle networks in this process, against the Conv3d reference (issue #9).
 
-A quick, in-process companion of ``scripts/benchmark.py`` with the same pieces: the network of each bundle's
+A quick, in-process companion of ``scripts/benchmark.py`` with the same pieces (:mod:`custom_nets.benchmarking`): the network of each bundle's
 ``configs/inference.json`` at its default widths on the benchmark's ROI patch (batch 1, eval,
 ``torch.inference_mode``), FLOPs counted as the benchmark counts them (CPU flash attention included, at the true head
 width), the ``Conv3d(32 -> 32, 3^3)`` reference on ``1 x 32 x 64^3`` run alternately with the network, and the
@@ -27,10 +27,8 @@ from typing import Any, Sequence
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-import benchmark  # noqa: E402 - the sibling script: its measuring functions
-
-from custom_nets.inference import speedups  # noqa: E402
+from custom_nets import benchmarking as benchmark  # the measuring core shared with scripts/benchmark.py
+from custom_nets.inference import speedups
 
 CLOCKS = {"wall": time.perf_counter, "cpu": time.thread_time}
 """``wall``: elapsed time (what a user waits for; noisy when other processes share the cores). ``cpu``: CPU time of

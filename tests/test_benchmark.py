@@ -137,7 +137,9 @@ def test_profile_nets_uses_the_benchmark_measures(tmp_path):
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
     fct = json.loads(out.read_text())["networks"]["fct"]
-    assert fct["input"] == [1, 1, 256, 256]
+    meta = json.loads((REPO / "bundles" / "fct" / "configs" / "metadata.json").read_text())
+    channels = meta["network_data_format"]["inputs"]["image"]["num_channels"]  # 3 since the 2.5D neighbour stacks
+    assert fct["input"] == [1, channels, 256, 256]
     # the attention FLOPs are counted (about 9.8 of the 17.5 GFLOP of a 256^2 patch), at the true head width
     assert 17.0 < fct["gflop"] < 18.0
     assert all(_finite_positive(fct[k]) for k in ("latency_ms", "gflops", "ref_gflops", "pct_ref"))

@@ -89,13 +89,9 @@ def test_bundle_network_is_plain_and_speedups_keep_outputs(name: str) -> None:
 def test_flops_are_counted_on_unpatched_networks() -> None:
     """FlopCounterMode on a plain FCT attention layer counts the attention at its true head width (2 heads of 8
     channels, 256 queries, 64 keys), with no constant patched; the sped-up layer pads its heads to 16 channels."""
-    import importlib.util
-
+    from custom_nets import benchmarking as benchmark
     from custom_nets.blocks.conv_attention import ConvAttention
 
-    spec = importlib.util.spec_from_file_location("benchmark_script", REPO / "scripts" / "benchmark.py")
-    benchmark = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(benchmark)
     layer = ConvAttention(2, 16, num_heads=2).eval()
     x = torch.randn(1, 16, 16, 16)
     with torch.no_grad():
