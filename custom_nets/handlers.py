@@ -30,7 +30,7 @@ from typing import Any
 
 import torch
 from ignite.engine import Engine, Events
-from monai.handlers import CheckpointLoader
+from monai.handlers import CheckpointLoader, ValidationHandler
 
 from custom_nets.data.naming import case_names_from_batch
 from custom_nets.flags import as_flag
@@ -41,6 +41,7 @@ __all__ = [
     "CaseProgressLogger",
     "FinalModelSaver",
     "GroupedOverlapMetricsWriter",
+    "PeriodicValidation",
     "RegionMetricsWriter",
     "ResumableCheckpoint",
     "ResumeError",
@@ -398,6 +399,27 @@ class FinalModelSaver:
         save_model_file(self.final_path, self.network, kind="final", epoch=epochs)
         logger.warning(f"no validation in this run: saved the final weights as {self.final_path}; {self.path} "
                        f"stays {describe_model(record)} (copy {self.final_path.name} over it to use the new weights)")
+
+
+class PeriodicValidation(ValidationHandler):
+    """MONAI's epoch-level ``ValidationHandler`` that also validates after the last epoch when the interval skipped it.
+
+    So every run that finishes has validated its final weights (a MONAI Label training request of fewer epochs than
+    ``interval`` included), and :class:`BestModelSaver` decides whether they become ``model.pt``. Attach it before
+    :class:`FinalModelSaver` (it runs first on ``COMPLETED``).
+    """
+
+    def __init__(self, validator: Any, interval: int, exec_at_start: bool = False) -> None:
+        super().__init__(interval=interval, validator=validator, epoch_level=True, exec_at_start=exec_at_start)
+
+    def attach(self, engine: Engine) -> None:
+        super().attach(engine)
+        engine.add_event_handler(Events.COMPLETED, self._final)
+
+    def _final(self, engine: Engine) -> None:
+        epoch = int(engine.state.epoch)
+        if epoch > 0 and epoch % self.interval != 0:
+            self.validator.run(epoch)
 
 
 class TrainingProgressLogger:

@@ -291,3 +291,26 @@ def test_a_bundle_run_that_cannot_resume_ends_with_one_line(tmp_path: Path) -> N
     assert len(errors) == 1 and "ResumeError: cannot resume training from" in errors[0], result.stderr[-3000:]
     assert "not a readable checkpoint" in errors[0] and "Traceback" not in result.stderr
     assert checkpoint.read_bytes() == before
+
+
+@pytest.mark.parametrize("epochs,expected", [(3, [2, 3]), (4, [2, 4]), (1, [1])])
+def test_periodic_validation_also_validates_after_the_last_epoch(epochs: int, expected: list[int]) -> None:
+    """A run of fewer (or not a multiple of) val_interval epochs still validates its final weights, once."""
+    from ignite.engine import Engine
+
+    from custom_nets.handlers import PeriodicValidation
+
+    from monai.engines import Evaluator
+
+    class Validator(Evaluator):
+        def __init__(self) -> None:  # no data, no network: only records when it is asked to run
+            self.epochs: list[int] = []
+
+        def run(self, global_epoch: int = 1) -> None:
+            self.epochs.append(global_epoch)
+
+    validator = Validator()
+    trainer = Engine(lambda engine, batch: None)
+    PeriodicValidation(validator=validator, interval=2).attach(trainer)
+    trainer.run([0, 1], max_epochs=epochs)
+    assert validator.epochs == expected

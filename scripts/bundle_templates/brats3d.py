@@ -354,6 +354,7 @@ def multi_gpu_train_config() -> dict:
         "train#handlers#0#enabled": "$dist.get_rank() == 0",
         "train#handlers#3#_disabled_": "$dist.get_rank() > 0",
         "train#handlers#4#_disabled_": "$dist.get_rank() > 0",
+        "train#handlers#6#_disabled_": "$dist.get_rank() > 0",
         "train#handlers#5#enabled": "$dist.get_rank() == 0",
         "validate#sampler": {"_target_": "DistributedSampler", "dataset": "@validate#dataset", "even_divisible": False, "shuffle": False},
         "validate#dataloader#sampler": "@validate#sampler",

@@ -55,7 +55,9 @@ def train_handlers() -> list[dict]:
             "validator": "@validate#evaluator",
         },
         {"_target_": "LrScheduleHandler", "lr_scheduler": "@lr_scheduler", "print_lr": False},
-        {"_target_": "ValidationHandler", "validator": "@validate#evaluator", "epoch_level": True, "interval": "@val_interval"},
+        # every val_interval epochs and after the last one, so that every finished run has validated its weights
+        {"_target_": "custom_nets.handlers.PeriodicValidation", "validator": "@validate#evaluator",
+         "interval": "@val_interval"},
         {"_target_": "StatsHandler", "tag_name": "train_loss", "output_transform": LOSS_OUTPUT},
         {"_target_": "TensorBoardStatsHandler", "log_dir": "@log_dir", "tag_name": "train_loss", "output_transform": LOSS_OUTPUT},
         # a run too short to validate leaves its weights as model.pt, or as model_final.pt beside a validated model.pt
