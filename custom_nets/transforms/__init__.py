@@ -20,9 +20,9 @@ from .regions import LabelToRegionsd, RegionsToLabelMapd  # noqa: E402
 
 __all__ += ["LabelToRegionsd", "RegionsToLabelMapd"]
 
-from .normalization import intensity_normalization  # noqa: E402
+from .normalization import PlannedNormalized, intensity_normalization  # noqa: E402
 
-__all__ += ["intensity_normalization"]
+__all__ += ["PlannedNormalized", "intensity_normalization"]
 
 from .resample import TaskSpacingd  # noqa: E402
 
