@@ -5,7 +5,8 @@ Two throw-away bundles are made from ``bundles/arunet3d`` in temporary folders (
 - ``brats``: the real AR-UNet pipeline with tiny widths (``--override network_def#channels=[4,8,16,32]``) and a
   random-weights checkpoint, for the 4-modality BraTS layouts.
 - ``mono``: one input channel, and ``network_def`` replaced by a 1x1 convolution whose weights make every region
-  channel ``10 * normalised intensity``: the label map is 4 exactly where the input is above its mean. That makes
+  channel ``10 * normalised intensity``, and a ``models/task.json`` of one channel with the BraTS regions (as training
+  writes it): the label map is 3 (ET) exactly where the input is above its mean. That makes
   the expected output known, so geometry and orientation round trips (and TTA) are checked voxel by voxel.
 
 Volumes are small (about 32x32x24), so the whole file runs in well under a minute on 2 CPU cores.
@@ -28,6 +29,7 @@ import pytest
 import torch
 from conftest import BUNDLES, REPO, copy_bundle, save_random_weights
 
+from custom_nets.data.dataset import Task, demo_task, prepare_task
 from custom_nets.inference import discover_cases, read_case, sanitize_case_name, write_label_map
 from custom_nets.inference.cli import main
 from custom_nets.inference.discovery import InputSpec
@@ -76,6 +78,8 @@ def mono_bundle(tmp_path_factory: pytest.TempPathFactory) -> Path:
     meta["network_data_format"]["inputs"]["image"].update(num_channels=1, channel_def={"0": "image"})
     meta.pop("input_channel_suffixes")
     meta_file.write_text(json.dumps(meta, indent=4))
+    brats = demo_task("brats")  # the BraTS regions (TC, WT, ET -> 1, 2, 3) on one channel, at the input's own spacing
+    prepare_task(Task("mono", ("image",), brats.label_names, brats.regions, brats.output_values, 3), bundle / "models")
     conv = torch.nn.Conv3d(1, 3, 1)
     with torch.no_grad():
         conv.weight.fill_(10.0)
@@ -85,7 +89,7 @@ def mono_bundle(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def blob(shape=SHAPE, low=0.1, high=1.0) -> tuple[np.ndarray, np.ndarray]:
-    """An image with an off-centre box (so flips and axis swaps show) and the mask where the mono bundle labels 4."""
+    """An image with an off-centre box (so flips and axis swaps show) and the mask where the mono bundle labels 3."""
     image = np.full(shape, low, dtype=np.float32)
     mask = np.zeros(shape, dtype=bool)
     mask[3:12, shape[1] // 2: shape[1] - 3, 2:9] = True
@@ -206,7 +210,7 @@ def test_every_3d_format_keeps_the_input_geometry(mono_bundle: Path, tmp_path: P
         out, src = nib.load(output / f"{name}.nii.gz"), nib.load(inputs / source)
         assert out.shape == src.shape and np.allclose(out.affine, src.affine, atol=1e-5)
         assert out.get_data_dtype() == np.uint8
-        np.testing.assert_array_equal(np.asarray(out.dataobj), np.where(mask, 4, 0))
+        np.testing.assert_array_equal(np.asarray(out.dataobj), np.where(mask, 3, 0))
     for name, source in [("volume.nrrd", "nested/volume.nrrd"), ("meta image.mha", "meta image.mha"),
                          ("header.mha", "header.mhd")]:
         src, out = itk.imread(str(inputs / source)), itk.imread(str(output / name))
@@ -215,22 +219,22 @@ def test_every_3d_format_keeps_the_input_geometry(mono_bundle: Path, tmp_path: P
         np.testing.assert_allclose(np.asarray(out.GetOrigin()), np.asarray(src.GetOrigin()), atol=1e-5)
         np.testing.assert_allclose(itk.array_from_matrix(out.GetDirection()),
                                    itk.array_from_matrix(src.GetDirection()), atol=1e-6)
-        np.testing.assert_array_equal(itk.array_from_image(out).T, np.where(mask, 4, 0), err_msg=name)
+        np.testing.assert_array_equal(itk.array_from_image(out).T, np.where(mask, 3, 0), err_msg=name)
     # DICOM: the geometry the tags describe (x along the rows' direction, y along the columns', z along the normal)
     out = itk.imread(str(output / "dicom série.nii.gz"))
     np.testing.assert_allclose(np.asarray(out.GetSpacing()), [0.7, 0.9, 2.5], rtol=1e-5)
     np.testing.assert_allclose(np.asarray(out.GetOrigin()), [-30.0, 12.0, 40.0], atol=1e-4)
     np.testing.assert_allclose(itk.array_from_matrix(out.GetDirection()),
                                [[0.0, 0.0, -1.0], [1.0, 0.0, 0.0], [0.0, -1.0, 0.0]], atol=1e-5)
-    np.testing.assert_array_equal(itk.array_from_image(out).T, np.where(mask, 4, 0))
+    np.testing.assert_array_equal(itk.array_from_image(out).T, np.where(mask, 3, 0))
 
     summary = read_summary(output)
     assert set(summary) == {"oblique", "plain", "volume", "meta image", "header", "dicom série"}
     assert all(row["status"] == "ok" and row["error"] == "" for row in summary.values())
     assert list(next(iter(summary.values())))[:4] == ["case", "status", "seconds", "error"]
     voxel_ml = abs(np.linalg.det(OBLIQUE_AFFINE[:3, :3])) / 1000
-    assert float(summary["oblique"]["label_4_ml"]) == pytest.approx(mask.sum() * voxel_ml, abs=1e-3)
-    assert float(summary["dicom série"]["label_4_ml"]) == pytest.approx(mask.sum() * 0.7 * 0.9 * 2.5 / 1000, abs=1e-3)
+    assert float(summary["oblique"]["label_3_ml"]) == pytest.approx(mask.sum() * voxel_ml, abs=1e-3)
+    assert float(summary["dicom série"]["label_3_ml"]) == pytest.approx(mask.sum() * 0.7 * 0.9 * 2.5 / 1000, abs=1e-3)
     assert float(summary["oblique"]["label_1_ml"]) == 0.0
     assert not hidden_leftovers(output)
 
@@ -247,7 +251,7 @@ def test_tta_preview_and_zip_bundle(mono_bundle: Path, tmp_path: Path) -> None:
 
     assert run(archive, inputs, output, "--tta", "--preview", "--verbose", "--workers", "0") == 0
 
-    np.testing.assert_array_equal(np.asarray(nib.load(output / "case.nii.gz").dataobj), np.where(mask, 4, 0))
+    np.testing.assert_array_equal(np.asarray(nib.load(output / "case.nii.gz").dataobj), np.where(mask, 3, 0))
     from PIL import Image
 
     with Image.open(output / "preview" / "case.png") as preview:
@@ -293,8 +297,8 @@ def test_brats_grouping_by_folder_and_by_suffix(brats_bundle: Path, tmp_path: Pa
     assert nib.load(output / "four.nii.gz").shape == SHAPE
     assert tuple(itk.imread(str(output / "vector.nrrd")).GetLargestPossibleRegion().GetSize()) == SHAPE
     out = nib.load(output / "Pat 001 é.nii.gz")
-    assert out.shape == SHAPE and set(np.unique(np.asarray(out.dataobj))) <= {0, 1, 2, 4}
-    assert list(summary["P2"])[4:] == ["label_1_ml", "label_2_ml", "label_4_ml",
+    assert out.shape == SHAPE and set(np.unique(np.asarray(out.dataobj))) <= {0, 1, 2, 3}
+    assert list(summary["P2"])[4:] == ["label_1_ml", "label_2_ml", "label_3_ml",
                                        "read_s", "pre_s", "network_s", "post_s", "write_s",
                                        "note", "model_sha256", "bundle_version", "settings"]
     assert float(summary["P2"]["network_s"]) > 0 and summary["P3"]["network_s"] == ""
@@ -377,7 +381,7 @@ def test_bad_inputs_fail_alone(mono_bundle: Path, tmp_path: Path) -> None:
         assert summary[case]["status"] == "failed", case
         assert file_name in summary[case]["error"] and problem in summary[case]["error"], summary[case]["error"]
         assert "\n" not in summary[case]["error"]
-        assert summary[case]["label_4_ml"] == ""
+        assert summary[case]["label_3_ml"] == ""
     assert {p.name for p in output.iterdir()} == {"good.nii.gz", "summary.csv"}
 
 
@@ -409,7 +413,7 @@ def test_resume_skips_finished_cases_and_overwrite_redoes_them(mono_bundle: Path
     assert run(mono_bundle, inputs, output) == 0
     summary = read_summary(output)
     assert {k: v["status"] for k, v in summary.items()} == {"a": "skipped", "b": "ok", "c": "skipped"}
-    assert float(summary["a"]["label_4_ml"]) == pytest.approx(float(summary["b"]["label_4_ml"]))  # read back
+    assert float(summary["a"]["label_3_ml"]) == pytest.approx(float(summary["b"]["label_3_ml"]))  # read back
     assert (output / "a.nii.gz").stat().st_mtime_ns == stamps["a.nii.gz"]
 
     assert run(mono_bundle, inputs, output, "--overwrite") == 0
@@ -421,7 +425,7 @@ def test_resume_skips_finished_cases_and_overwrite_redoes_them(mono_bundle: Path
     summary = read_summary(output)
     assert {v["status"] for v in summary.values()} == {"skipped"}
     voxel_ml = abs(np.linalg.det(OBLIQUE_AFFINE[:3, :3])) / 1000
-    assert float(summary["c"]["label_4_ml"]) == pytest.approx(mask.sum() * voxel_ml, abs=1e-3)
+    assert float(summary["c"]["label_3_ml"]) == pytest.approx(mask.sum() * voxel_ml, abs=1e-3)
 
 
 def test_failed_write_leaves_no_partial_file(mono_bundle: Path, tmp_path: Path, monkeypatch) -> None:
@@ -515,6 +519,88 @@ def test_script_runs_as_a_subprocess(mono_bundle: Path, tmp_path: Path) -> None:
     assert result.returncode == 1, result.stderr
     assert "FAILED bad" in result.stderr and "empty file" in result.stderr
     assert (tmp_path / "out" / "a.nii.gz").exists()
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# A model trained on a user's own data (models/task.json)
+# ----------------------------------------------------------------------------------------------------------------------
+
+OWN_TINY = {"network_def#channels": [4, 8, 16, 32], "inference_roi_size": [32, 32, 32]}
+
+
+def own_data_bundle(tmp_path: Path) -> tuple[Path, Path]:
+    """A 2-channel, 2-label synthetic dataset unlike the BraTS default (oblique, anisotropic) and an AR-UNet bundle
+    whose ``models/`` holds random weights and the task.json training writes for it: ``(bundle, dataset)``."""
+    from custom_nets.data import read_dataset
+    from custom_nets.data.synthetic import make_synthetic_dataset
+
+    data = make_synthetic_dataset(tmp_path / "own data", num_channels=2, num_labels=2, num_cases=2, num_test=2,
+                                  shape=(28, 24, 12), spacing=(1.0, 1.2, 2.5))
+    bundle = copy_bundle("arunet3d", tmp_path)
+    prepare_task(read_dataset(data).task, bundle / "models")
+    save_random_weights(bundle, OWN_TINY, weight_scale=4.0)
+    return bundle, data
+
+
+def test_own_data_model_segments_nnunet_named_images_like_its_inference_json(tmp_path: Path) -> None:
+    """segment.py reads the model's task (no overrides beyond network widths): 2 channels grouped from nnU-Net names,
+    the task's label values only, the input's geometry; the same label maps as the bundle's own inference.json
+    (issue 17: both paths agree); a dataset folder as ``-i`` segments its imagesTs."""
+    from conftest import run_bundle
+
+    bundle, data = own_data_bundle(tmp_path)
+    inputs = tmp_path / "nnunet named"
+    shutil.copytree(data / "imagesTs", inputs)
+    names = sorted({p.name.rsplit("_", 1)[0] for p in inputs.iterdir()})
+    assert len(names) == 2 and len(list(inputs.iterdir())) == 4  # <case>_0000 and <case>_0001 each
+    overrides = [item for key, value in OWN_TINY.items() for item in ("--override", f"{key}={json.dumps(value)}")]
+    output = tmp_path / "segment out"
+
+    assert run(bundle, inputs, output, "--no-progress", overrides=overrides) == 0
+
+    summary = read_summary(output)
+    assert set(summary) == set(names) and all(row["status"] == "ok" for row in summary.values())
+    assert [c for c in next(iter(summary.values())) if c.startswith("label_")] == ["label_1_ml", "label_2_ml"]
+    bundle_out = tmp_path / "bundle out"
+    run_bundle(["run", "--config_file", str(bundle / "configs" / "inference.json"), "--dataset_dir", str(inputs),
+                "--output_dir", str(bundle_out),
+                *[item for key, value in OWN_TINY.items() for item in (f"--{key}", json.dumps(value))]], cwd=tmp_path)
+    found_values = set()
+    for name in names:
+        source = nib.load(inputs / f"{name}_0000.nii.gz")
+        ours, theirs = nib.load(output / f"{name}.nii.gz"), nib.load(bundle_out / f"{name}_seg.nii.gz")
+        assert ours.shape == source.shape and np.allclose(ours.affine, source.affine, atol=1e-5)
+        labels = np.asarray(ours.dataobj)
+        assert set(np.unique(labels).tolist()) <= {0, 1, 2}
+        np.testing.assert_array_equal(labels, np.asarray(theirs.dataobj), err_msg=name)
+        found_values |= set(np.unique(labels).tolist())
+    assert found_values > {0}  # the random network labels something, so the comparison means something
+
+    dataset_output = tmp_path / "dataset out"
+    assert run(bundle, data, dataset_output, "--no-progress", overrides=overrides) == 0
+    assert set(read_summary(dataset_output)) == set(names)
+    for name in names:
+        np.testing.assert_array_equal(np.asarray(nib.load(dataset_output / f"{name}.nii.gz").dataobj),
+                                      np.asarray(nib.load(output / f"{name}.nii.gz").dataobj))
+
+
+def test_nnunet_naming_groups_only_complete_channel_sets(tmp_path: Path) -> None:
+    """``<case>_0000`` ... files are one case when every group in the folder holds exactly the model's channels;
+    else each file is a case (the data layer's rule); BraTS suffix grouping still applies beside it."""
+    two = InputSpec(3, 2, ("MR0", "MR1"))
+    for name in ["grouped/a_0000.nii.gz", "grouped/a_0001.nii.gz", "grouped/b_0000.nii.gz", "grouped/b_0001.nii.gz",
+                 "incomplete/c_0000.nii.gz", "incomplete/c_0001.nii.gz", "incomplete/d_0000.nii.gz"]:
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_bytes(b"x")
+    cases = {c.name: c for c in discover_cases(tmp_path, two)}
+    assert set(cases) == {"a", "b", "c_0000", "c_0001", "d_0000"}
+    assert [s.path.name for s in cases["a"].sources] == ["a_0000.nii.gz", "a_0001.nii.gz"]
+    brats = InputSpec(3, 4, ("FLAIR", "T1", "T1ce", "T2"), (("flair",), ("t1",), ("t1ce",), ("t2",)))
+    for c in range(4):
+        (tmp_path / "brats" / f"e_{c:04d}.nii.gz").parent.mkdir(exist_ok=True)
+        (tmp_path / "brats" / f"e_{c:04d}.nii.gz").write_bytes(b"x")
+    cases = {c.name: c for c in discover_cases(tmp_path / "brats", brats)}
+    assert set(cases) == {"e"} and len(cases["e"].sources) == 4 and cases["e"].error is None
 
 
 # ----------------------------------------------------------------------------------------------------------------------
@@ -645,7 +731,7 @@ def test_exported_backends_give_the_eager_label_maps(mono_bundle: Path, tmp_path
     for name in ("a", "b"):
         expected = np.asarray(nib.load(tmp_path / "eager" / f"{name}.nii.gz").dataobj)
         np.testing.assert_array_equal(np.asarray(nib.load(tmp_path / backend / f"{name}.nii.gz").dataobj), expected)
-    np.testing.assert_array_equal(np.asarray(nib.load(tmp_path / backend / "a.nii.gz").dataobj) == 4, mask)
+    np.testing.assert_array_equal(np.asarray(nib.load(tmp_path / backend / "a.nii.gz").dataobj) == 3, mask)
     row = read_summary(tmp_path / backend)["a"]
     assert all(float(row[f"{k}_s"]) >= 0 for k in ("read", "pre", "network", "post", "write"))  # filled in
 

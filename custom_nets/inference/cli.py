@@ -225,7 +225,12 @@ def _run(args: argparse.Namespace) -> int:
         return EXIT_USAGE
     with segmenter:
         spec = segmenter.spec
-        cases = discover_cases(args.input, spec, exclude=[args.output])
+        try:
+            cases = discover_cases(args.input, spec, exclude=[args.output])
+        except SetupError as exc:
+            logger.error(f"error: {exc}")
+            _remove_if_empty(args.output, created)
+            return EXIT_USAGE
         if not cases:
             kinds = "NIfTI, NRRD, MetaImage or DICOM" if spec.spatial_dims == 3 else "PNG, JPEG, TIFF or BMP"
             logger.error(f"error: no {kinds} images found in {args.input}")

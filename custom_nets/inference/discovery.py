@@ -9,8 +9,13 @@ Rules (documented for users in ``docs/batch_inference.md``):
   output folder (when it lies inside the input folder) and the output folders of earlier runs (folders with a
   ``summary.csv`` written by batch inference) are ignored, and so are ground-truth files: names ending in
   ``_seg``, ``_label``, ``_labels``, ``_mask``, ``_gt`` or ``_segmentation`` (also with ``-`` instead of ``_``).
-- Single-channel bundles, and bundles without ``input_channel_suffixes`` in their metadata: every image file and every
-  DICOM series is one case, named after the file (without extension) or the series folder.
+- A dataset folder (with ``dataset.json``, nnU-Net v2 / Decathlon) segments its test images (``imagesTs`` or its
+  ``test`` list; its training images when it has none), as the bundles' ``inference.json`` does.
+- nnU-Net naming, for every bundle: the images of one folder named ``<case>_0000.<ext>``, ``<case>_0001.<ext>`` ...
+  are the channel files of ``<case>`` when every such group holds exactly the model's channel files (one ``_0000``
+  file for an RGB model), the rule of the data layer (``custom_nets.data.dataset``, ``inference.json``'s datalist).
+- Single-channel bundles, and bundles without ``input_channel_suffixes`` in their metadata: every other image file
+  and every DICOM series is one case, named after the file (without extension) or the series folder.
 - Multi-channel bundles with ``input_channel_suffixes`` (BraTS: ``flair``/``t2f``, ``t1``/``t1n``, ``t1ce``/``t1c``,
   ``t2``/``t2w``): the images of one folder whose names end in ``_<suffix>`` or ``-<suffix>`` (any letter case) are
   grouped by the name before the suffix: ``<case>_flair.nii.gz`` ... side by side in one flat folder give one case per
@@ -32,6 +37,8 @@ from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from .errors import SetupError
 
 __all__ = [
     "Case",
@@ -60,7 +67,9 @@ _MAX_NAME_BYTES = 150
 
 @dataclass(frozen=True)
 class InputSpec:
-    """What a bundle expects as input, read from its metadata (``network_data_format.inputs.image``).
+    """What a bundle expects as input: from the model's task (``custom_nets.data.Task``), with the file-name suffixes
+    of the bundle's metadata (``input_channel_suffixes``); bundles without a task: their metadata's
+    ``network_data_format.inputs.image``.
 
     Attributes:
         spatial_dims: 2 or 3.
@@ -74,6 +83,11 @@ class InputSpec:
     num_channels: int = 1
     channel_names: tuple[str, ...] = ()
     channel_suffixes: tuple[tuple[str, ...], ...] | None = None
+
+    @property
+    def in_channels(self) -> int:
+        """The network's input channels (as ``custom_nets.data.Task.in_channels``, for the data layer's grouping)."""
+        return self.num_channels
 
     def channel_name(self, index: int) -> str:
         return self.channel_names[index] if index < len(self.channel_names) else f"channel {index}"
@@ -313,9 +327,31 @@ def _match_channel(name: str, table: Sequence[tuple[str, int]]) -> tuple[str, in
     return None
 
 
+def _nnunet_cases(items: Sequence[_Item], spec: InputSpec) -> tuple[list[tuple[str, Path, Case]], list[_Item]]:
+    """Cases of the folders in nnU-Net naming (``<case>_0000.<ext>`` ...) by the data layer's rule, and the other
+    items (the data layer decides per folder, so discovery and ``inference.json`` group a folder alike)."""
+    from custom_nets.data.dataset import _plain_folder_cases
+
+    by_folder: dict[Path, dict[str, Source]] = defaultdict(dict)
+    for item in items:
+        if item.source.kind != "dicom":
+            by_folder[item.source.path.parent][str(item.source.path)] = item.source
+    raw: list[tuple[str, Path, Case]] = []
+    grouped: set[str] = set()
+    for folder, sources in by_folder.items():
+        for entry in _plain_folder_cases(folder, spec):
+            files = [entry["image"]] if isinstance(entry["image"], str) else list(entry["image"])
+            if entry["case"] == strip_extension(Path(files[0]).name) or not all(f in sources for f in files):
+                continue  # not grouped: one file per case, below
+            case = Case("", tuple(sources[f] for f in files), output_extension(sources[files[0]]))
+            raw.append((entry["case"], folder, case))
+            grouped.update(files)
+    return raw, [item for item in items if str(item.source.path) not in grouped]
+
+
 def _group_cases(items: Sequence[_Item], spec: InputSpec) -> list[tuple[str, Path, Case]]:
     """Cases before naming: ``(raw name, folder, case)``."""
-    raw: list[tuple[str, Path, Case]] = []
+    raw, items = _nnunet_cases(items, spec)
     if not spec.groups_by_suffix:
         for item in items:
             src = item.source
@@ -410,5 +446,34 @@ def discover_cases(input_dir: str | os.PathLike, spec: InputSpec, exclude: Itera
         Cases with unique, file-name-safe names; cases that cannot run as found (missing modality) carry ``error``.
     """
     input_dir = Path(input_dir)
+    if (input_dir / "dataset.json").is_file():
+        return _unique_names(_dataset_cases(input_dir, spec), input_dir)
     items = _walk(input_dir, spec.spatial_dims, [Path(p) for p in exclude])
     return _unique_names(_group_cases(items, spec), input_dir)
+
+
+def _dataset_cases(folder: Path, spec: InputSpec) -> list[tuple[str, Path, Case]]:
+    """The test images of a dataset folder (``imagesTs`` or ``test``, else its training images) as cases.
+
+    The same choice as ``custom_nets.data.inference_datalist``, without its all-or-nothing header check: here a bad
+    image fails its own case.
+    """
+    from custom_nets.data import DatasetError, read_dataset
+
+    try:
+        dataset = read_dataset(folder)
+    except DatasetError as error:
+        raise SetupError(str(error)) from None
+    raw = []
+    for entry in dataset.test or dataset.training:
+        files = [entry["image"]] if isinstance(entry["image"], str) else list(entry["image"])
+        sources = []
+        for f in files:
+            ext = image_extension(Path(f).name, spec.spatial_dims)
+            kind = "2d" if spec.spatial_dims == 2 else "nifti" if ext in NIFTI_EXTENSIONS else "itk"
+            sources.append(Source(Path(f), kind))
+        case = Case("", tuple(sources), output_extension(sources[0]), folder=Path(files[0]).parent)
+        if len(files) > 1 and len(files) != spec.num_channels:
+            case.error = f"{folder}: case {entry['case']}: {len(files)} channel files, the model takes {spec.num_channels}"
+        raw.append((str(entry["case"]), Path(files[0]).parent, case))
+    return raw

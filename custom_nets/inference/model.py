@@ -36,6 +36,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from custom_nets.data.dataset import TASK_FILE
+
 from .backends import first_output
 from .discovery import InputSpec
 from .errors import CaseError, SetupError
@@ -342,8 +344,10 @@ class BundleSegmenter:
         workdir: where a bundle zip is extracted (a temporary folder, removed by :meth:`close`, if not given).
 
     Attributes:
-        spec: the input the bundle expects (:class:`~custom_nets.inference.discovery.InputSpec`).
-        label_values: the label values of the output maps and their names (metadata ``label_values``).
+        task: the model's :class:`custom_nets.data.Task` (the config's ``task``: ``models/task.json`` written by
+            training, else the bundle's demo task); ``None`` for a bundle whose config has none.
+        spec: the input the bundle expects (:class:`~custom_nets.inference.discovery.InputSpec`), from the task.
+        label_values: the label values of the output maps and their names (the task's output values).
         reader_2d: how 2D images are read to match the bundle's ``LoadImaged``.
 
     Raises:
@@ -389,7 +393,10 @@ class BundleSegmenter:
                     parser[key] = value
                 except Exception as exc:  # noqa: BLE001
                     raise SetupError(f"cannot apply override {key}={value!r}: {type(exc).__name__}: {exc}") from None
+            if checkpoint and "ckpt_dir" in parser.get("") and (Path(checkpoint).parent / TASK_FILE).is_file():
+                parser["ckpt_dir"] = str(Path(checkpoint).parent)  # the task of these weights: their task.json
             self.parser = parser
+            self.task = self._task()
             self.spec = self._input_spec()
             self.label_values = self._label_values()
             self._configure_inferer(sw_batch_size, overlap)
@@ -419,27 +426,42 @@ class BundleSegmenter:
         meta = self.parser.get("_meta_", {})
         return meta if isinstance(meta, dict) else {}
 
+    def _task(self) -> Any:
+        """The model's task (``custom_nets.data.Task``: the config's ``task``, i.e. ``models/task.json`` written by
+        training, else the bundle's demo task), or ``None`` for a bundle whose config has no ``task``."""
+        if "task" not in self.parser.get(""):
+            return None
+        return self._parse("task")
+
     def _input_spec(self) -> InputSpec:
+        """Input channels, their names and 2D/3D from the task; the metadata's file-name suffixes (BraTS ``_flair``
+        ...) apply when its channel names are the task's. Bundles without a ``task`` are described by their metadata."""
         meta = self._meta()
         image = meta.get("network_data_format", {}).get("inputs", {}).get("image", {})
-        net_def = self.parser.get("network_def", {}) or {}
-        declared_in = net_def.get("in_channels") if isinstance(net_def, dict) else None
-        num_channels = image.get("num_channels", declared_in if isinstance(declared_in, int) else 1)
-        try:
-            num_channels = int(num_channels)
-        except (TypeError, ValueError):
-            raise SetupError(f"metadata num_channels {num_channels!r} is not an integer") from None
-        if isinstance(declared_in, int) and declared_in != num_channels:
-            raise SetupError(f"metadata says {num_channels} input channel(s) but network_def#in_channels is "
-                             f"{declared_in}; override both consistently")
-        shape = image.get("spatial_shape")
-        dims = net_def.get("spatial_dims") if isinstance(net_def, dict) else None
-        spatial_dims = len(shape) if shape else int(dims) if isinstance(dims, int) else 3
+        channel_def = image.get("channel_def", {}) or {}
+        if self.task is not None:
+            names, spatial_dims = tuple(self.task.channel_names), int(self.task.spatial_dims)
+            meta_names = tuple(str(channel_def.get(str(i), channel_def.get(i, ""))) for i in range(len(names)))
+            num_channels = len(names)
+            suffixes = meta.get("input_channel_suffixes") if meta_names == names else None
+        else:
+            net_def = self.parser.get("network_def", {}) or {}
+            declared_in = net_def.get("in_channels") if isinstance(net_def, dict) else None
+            num_channels = image.get("num_channels", declared_in if isinstance(declared_in, int) else 1)
+            try:
+                num_channels = int(num_channels)
+            except (TypeError, ValueError):
+                raise SetupError(f"metadata num_channels {num_channels!r} is not an integer") from None
+            if isinstance(declared_in, int) and declared_in != num_channels:
+                raise SetupError(f"metadata says {num_channels} input channel(s) but network_def#in_channels is "
+                                 f"{declared_in}; override both consistently")
+            shape = image.get("spatial_shape")
+            dims = net_def.get("spatial_dims") if isinstance(net_def, dict) else None
+            spatial_dims = len(shape) if shape else int(dims) if isinstance(dims, int) else 3
+            names = tuple(str(channel_def.get(str(i), channel_def.get(i, f"channel {i}"))) for i in range(num_channels))
+            suffixes = meta.get("input_channel_suffixes")
         if spatial_dims not in (2, 3):
             raise SetupError(f"bundles with {spatial_dims} spatial dimensions are not supported (2 or 3)")
-        channel_def = image.get("channel_def", {}) or {}
-        names = tuple(str(channel_def.get(str(i), channel_def.get(i, f"channel {i}"))) for i in range(num_channels))
-        suffixes = meta.get("input_channel_suffixes")
         table = None
         if isinstance(suffixes, dict) and suffixes and num_channels > 1:  # {} : every channel in one file
             table = tuple(tuple(str(s) for s in suffixes.get(str(i), suffixes.get(i, ())) or ()) for i in range(num_channels))
@@ -450,7 +472,8 @@ class BundleSegmenter:
                          channel_suffixes=table)
 
     def _label_values(self) -> dict[int, str]:
-        values = self._meta().get("label_values") or {}
+        """``{value: name}`` of the label maps: the task's output values, else the metadata's ``label_values``."""
+        values = self.task.label_values if self.task is not None else self._meta().get("label_values") or {}
         out = {}
         for key, name in values.items() if isinstance(values, dict) else []:
             try:
