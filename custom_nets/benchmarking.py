@@ -2,8 +2,8 @@
 
 - Network measurements: :func:`count_flops` (``FlopCounterMode`` on the plain network, with formulas for CPU flash
   attention and oneDNN convolutions), :func:`time_median`, :func:`time_paired` (the network alternating with a
-  reference), :func:`reference_callable` / :func:`reference` (matmul and convolution throughput), :func:`profile_forward`,
-  :func:`bundle_spec` / :func:`build_network` / :func:`all_bundles`, :func:`window_count`.
+  reference), :func:`reference_callable` / :func:`reference` (matmul and convolution throughput),
+  :func:`profile_forward`, :func:`bundle_spec` / :func:`build_network` / :func:`all_bundles`, :func:`window_count`.
 - The BraTS case (issue #18): :func:`run_brats_case`, :func:`measure_levers`, :func:`synthetic_brats_case`,
   :func:`train_brats_network`.
 
@@ -595,7 +595,8 @@ def _labels_from_regions(probabilities: Any) -> np.ndarray:
     return label
 
 
-#: the case of :func:`measure_levers`: the BraTS proportions at 2/3 of the size (the reference takes 48 windows, not 196)
+#: the case of :func:`measure_levers`: the BraTS proportions at 2/3 of the size (the reference takes 48 windows,
+#: not 196)
 LEVER_SHAPE = (160, 160, 104)
 
 

@@ -640,7 +640,8 @@ def brats_case_main(args: argparse.Namespace) -> int:
     for name in case["runs"]:
         run = case["runs"][name]
         print(f"{name:9s}: case {run['case_s']:.1f} s (wall {run['wall_s']:.1f} s with start-up), peak RSS "
-              f"{run['peak_rss_mb']:.0f} MB, WT Dice {case['wt_dice'][name]:.4f}; segment.py {' '.join(run['command'][1:])}")
+              f"{run['peak_rss_mb']:.0f} MB, WT Dice {case['wt_dice'][name]:.4f}; "
+              f"segment.py {' '.join(run['command'][1:])}")
     for line in case.get("variant_lines", []):
         print(line)
     print(case["line"])

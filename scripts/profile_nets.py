@@ -1,9 +1,10 @@
 """Profile the CPU forward of bundle networks in this process, against the Conv3d reference (issue #9).
 
-A quick, in-process companion of ``scripts/benchmark.py`` with the same pieces (:mod:`custom_nets.benchmarking`): the network of each bundle's
-``configs/inference.json`` at its default widths on the benchmark's ROI patch (batch 1, eval,
+A quick, in-process companion of ``scripts/benchmark.py`` with the same pieces (:mod:`custom_nets.benchmarking`): the
+network of each bundle's ``configs/inference.json`` at its default widths on the benchmark's ROI patch (batch 1, eval,
 ``torch.inference_mode``), FLOPs counted as the benchmark counts them (CPU flash attention included, at the true head
-width), the ``Conv3d(32 -> 32, 3^3)`` reference on ``1 x 32 x 64^3`` run alternately with the network, and the
+width, on the plain network), timed as inference runs it (``custom_nets.inference.speedups.apply``), the
+``Conv3d(32 -> 32, 3^3)`` reference on ``1 x 32 x 64^3`` run alternately with the network, and the
 torch.profiler top ops. It adds ``--clock cpu``: thread CPU time with one thread, nearly insensitive to other load on
 a shared machine. For the full report (peers, sliding window, memory, batch inference) use ``scripts/benchmark.py``.
 
