@@ -107,6 +107,7 @@ def check_export_parity(config: Path, checkpoint: Path, exported: Path, override
 
     parser = ConfigParser()
     parser.read_config(str(config))
+    parser["bundle_root"] = str(config.parent.parent)  # its models/task.json, not the working directory's
     for key, value in zip(overrides[::2], overrides[1::2]):
         parser[key.lstrip("-")] = json.loads(value)
     eager = parser.get_parsed_content("network_def")

@@ -27,6 +27,7 @@ def parse(config: Path, **overrides) -> ConfigParser:
     parser = ConfigParser()
     parser.read_config(str(config))
     parser.read_meta(str(config.parent / "metadata.json"))
+    parser["bundle_root"] = str(config.parent.parent)  # its models/task.json, not the working directory's
     for key, value in overrides.items():
         parser[key] = value
     return parser
