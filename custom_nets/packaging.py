@@ -20,6 +20,8 @@ Layout (MONAI model zoo)::
     OUT_DIR/<name>/configs/{metadata,inference,train,...}.json, logging.conf
     OUT_DIR/<name>/docs/README.md, LICENSE, large_files.yml
     OUT_DIR/<name>/models/model.pt            (when the bundle has a checkpoint, or --checkpoint is given)
+    OUT_DIR/<name>/models/task.json, plans.json  (beside the weights when training wrote them: the model's channels,
+                                              labels and spacing, so the package infers with the model's own task)
     OUT_DIR/<name>/custom_nets/...            (the vendored package)
     OUT_DIR/<name>/CHECKSUMS.sha256           (SHA-256 of every other file, ``sha256sum -c`` format)
     OUT_DIR/<name>_v<version>.zip             (the same folder, zipped)
@@ -48,6 +50,7 @@ from typing import Any
 
 from . import __version__
 from . import locate as _locate
+from .data.dataset import TASK_FILE, Task
 from .inference.io import file_sha256
 
 __all__ = ["MANIFEST_NAME", "PackageError", "PackagedBundle", "package_bundle", "vendor_configs", "verify_manifest",
@@ -73,6 +76,8 @@ MANIFEST_NAME = "CHECKSUMS.sha256"
 # what verify_manifest checks: code and configs; models/ (training rewrites model.pt; inference records its SHA-256)
 # and Python's byte-code caches are not checked
 _UNCHECKED_FOLDERS = ("models",)
+# written by training beside model.pt (custom_nets.data.dataset.TASK_FILE, custom_nets.planning): shipped with it
+MODEL_COMPANIONS = (TASK_FILE, "plans.json")
 _CACHE_PARTS = ("__pycache__",)
 
 
@@ -230,6 +235,28 @@ def _check_checkpoint(path: Path) -> None:
         raise PackageError(f"{path}: expected a network state_dict (or a dict with a 'model' state_dict)")
 
 
+def _read_task(path: Path) -> Task:
+    try:
+        return Task.from_dict(json.loads(path.read_text()))
+    except (OSError, ValueError, KeyError, TypeError) as error:
+        raise PackageError(f"{path}: not a readable task.json ({type(error).__name__}: {error}); retrain, or delete "
+                           "it to ship the bundle's default task") from None
+
+
+def _describe_task(metadata: dict, task: Task) -> None:
+    """Make ``metadata.json`` describe the shipped model's task: input channels, output channels, label values; the
+    file-name suffixes (BraTS ``_flair`` ...) stay only when the channels are the bundle's own."""
+    data_format = metadata.setdefault("network_data_format", {})
+    image = data_format.setdefault("inputs", {}).setdefault("image", {})
+    channel_def = {str(i): name for i, name in enumerate(task.channel_names)}
+    if image.get("channel_def") != channel_def:
+        metadata.pop("input_channel_suffixes", None)
+    image.update(num_channels=task.in_channels, channel_def=channel_def)
+    pred = data_format.setdefault("outputs", {}).setdefault("pred", {})
+    pred.update(num_channels=task.out_channels, channel_def=dict(task.label_values))
+    metadata["label_values"] = dict(task.label_values)
+
+
 def _zip_folder(folder: Path, archive: Path) -> None:
     partial = archive.with_name(f".{archive.name}.partial")
     try:
@@ -282,8 +309,10 @@ def package_bundle(
     if checkpoint and not weights.is_file():
         raise PackageError(f"{weights}: checkpoint not found")
     weights = weights if weights.is_file() else None
+    task = None
     if weights is not None:
         _check_checkpoint(weights)
+        task = _read_task(weights.parent / TASK_FILE) if (weights.parent / TASK_FILE).is_file() else None
 
     out.mkdir(parents=True, exist_ok=True)
     locator = _locator_source()
@@ -301,6 +330,11 @@ def package_bundle(
         if weights is not None:
             (staged / "models").mkdir()
             shutil.copy2(weights, staged / "models" / "model.pt")
+            for companion in MODEL_COMPANIONS:
+                if (weights.parent / companion).is_file():
+                    shutil.copy2(weights.parent / companion, staged / "models" / companion)
+            if task is not None:
+                _describe_task(metadata, task)
 
         for config_path in sorted((staged / "configs").glob("*.json")):
             if config_path.name == "metadata.json":

@@ -8,8 +8,11 @@
 The network is ``network_def`` of the bundle's ``configs/inference.json`` (with ``--override KEY=VALUE`` applied, VALUE
 read as JSON when it parses, else as a string), in eval mode, with the weights of ``--checkpoint`` if given (a
 ``model.pt`` state dict or a ``checkpoint_last.pt`` with a ``"model"`` entry; none: random weights). The input is
-named ``image`` and the output ``pred``; the batch axis and every spatial axis are dynamic. The example input has the
-channel count and the size divisor of ``metadata.json``'s ``network_data_format``.
+named ``image`` and the output ``pred``; the batch axis and every spatial axis are dynamic. The network's input and
+output channels are the model's task (``task.json`` beside ``--checkpoint``, else the bundle's ``models/task.json``
+that training writes, else its demo task), as in ``inference.json``: a model trained on one's own data exports with
+no override. The example input has the task's channel count and the size divisor of ``metadata.json``'s
+``network_data_format``.
 
 After export, ONNX Runtime runs the model on the example input and on a second input of another batch size and
 spatial size, and each output is compared with eager PyTorch: the maximum absolute difference is printed and must be
@@ -47,17 +50,27 @@ def parse_override(text: str) -> tuple[str, Any]:
         return key.lstrip("-"), value
 
 
-def load_network(bundle: Path, overrides: dict[str, Any] | None = None, checkpoint: Path | None = None) -> torch.nn.Module:
-    """The eval-mode ``network_def`` of ``bundle/configs/inference.json``, on the CPU."""
+def bundle_parser(bundle: Path, overrides: dict[str, Any] | None = None, checkpoint: Path | None = None):
+    """``bundle/configs/inference.json`` (and its metadata) parsed, with ``overrides``; with a ``checkpoint`` that has
+    a ``task.json`` beside it, that is the task (its folder becomes ``ckpt_dir``)."""
     from monai.bundle import ConfigParser
+
+    from custom_nets.data.dataset import TASK_FILE
 
     parser = ConfigParser()
     parser.read_meta(str(bundle / "configs" / "metadata.json"))
     parser.read_config(str(bundle / "configs" / "inference.json"))
     parser["bundle_root"] = str(bundle)
+    if checkpoint is not None and "ckpt_dir" in parser.get("") and (Path(checkpoint).parent / TASK_FILE).is_file():
+        parser["ckpt_dir"] = str(Path(checkpoint).parent)
     for key, value in (overrides or {}).items():
         parser[key] = value
-    network = parser.get_parsed_content("network_def")
+    return parser
+
+
+def load_network(bundle: Path, overrides: dict[str, Any] | None = None, checkpoint: Path | None = None) -> torch.nn.Module:
+    """The eval-mode ``network_def`` of ``bundle/configs/inference.json``, on the CPU."""
+    network = bundle_parser(bundle, overrides, checkpoint).get_parsed_content("network_def")
     if checkpoint is not None:
         state = torch.load(checkpoint, map_location="cpu", weights_only=True)
         if isinstance(state, dict) and isinstance(state.get("model"), dict):
@@ -66,20 +79,25 @@ def load_network(bundle: Path, overrides: dict[str, Any] | None = None, checkpoi
     return network.cpu().eval()
 
 
-def input_spec(bundle: Path) -> tuple[int, list[int]]:
-    """Input channels and per-axis size divisors (1 where any size works) from ``metadata.json``."""
-    meta = json.loads((bundle / "configs" / "metadata.json").read_text())
-    image = meta["network_data_format"]["inputs"]["image"]
+def input_spec(bundle: Path, overrides: dict[str, Any] | None = None, checkpoint: Path | None = None,
+               ) -> tuple[int, list[int]]:
+    """Input channels (the config's ``task``, else ``metadata.json``) and per-axis size divisors (1 where any size
+    works, from ``metadata.json``)."""
+    parser = bundle_parser(bundle, overrides, checkpoint)
+    image = parser.get("_meta_#network_data_format#inputs#image")
     divisors = []
     for axis in image["spatial_shape"]:
         text = str(axis)
         divisors.append(int(text.split("*")[0]) if text.split("*")[0].isdigit() else 1)
+    if "task" in parser.get(""):
+        return int(parser.get_parsed_content("task").in_channels), divisors
     return int(image["num_channels"]), divisors
 
 
-def example_inputs(bundle: Path, spatial_size: list[int] | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+def example_inputs(bundle: Path, spatial_size: list[int] | None = None, overrides: dict[str, Any] | None = None,
+                   checkpoint: Path | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """The export input (batch 1) and a second one of batch 2 and a different spatial size, for the parity check."""
-    channels, divisors = input_spec(bundle)
+    channels, divisors = input_spec(bundle, overrides, checkpoint)
     if spatial_size is None:
         minimum = 32 if len(divisors) == 3 else 64
         spatial_size = [max(d, -(-minimum // d) * d) for d in divisors]
@@ -140,7 +158,7 @@ def export_and_check(
     import onnx
 
     network = load_network(bundle, overrides, checkpoint)
-    first, second = example_inputs(bundle, spatial_size)
+    first, second = example_inputs(bundle, spatial_size, overrides, checkpoint)
     dynamic_spatial = True
     try:
         export(network, first, output, dynamic_spatial=True)

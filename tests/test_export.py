@@ -114,3 +114,29 @@ def test_command_line(tmp_path: Path) -> None:
     assert "max abs diff ONNX Runtime vs eager" in result.stdout
     assert "parity OK" in result.stdout
     assert output.is_file()
+
+
+def test_own_data_model_exports_with_its_task_channels(tmp_path: Path) -> None:
+    """A model trained on own data (``task.json`` beside ``model.pt``: 2 channels, 2 labels, unlike unet2d's RGB
+    default) exports with no channel override: the example input and the ONNX graph take the task's channels."""
+    import shutil
+
+    from custom_nets.data.dataset import Task, prepare_task
+
+    bundle = tmp_path / "unet2d own"
+    shutil.copytree(REPO / "bundles" / "unet2d", bundle, ignore=shutil.ignore_patterns("models", "runs", "eval", "demo_data"))
+    prepare_task(Task("own", ("MR0", "MR1"), ("liver", "lesion"), ((1,), (2,)), (1, 2), 2), bundle / "models")
+    network = export_onnx.load_network(bundle, TINY["unet2d"])
+    checkpoint = bundle / "models" / "model.pt"
+    torch.save(network.state_dict(), checkpoint)
+    first, second = export_onnx.example_inputs(bundle, None, TINY["unet2d"], checkpoint)
+    assert first.shape[1] == second.shape[1] == 2 and network(first).shape[1] == 2
+    if not HAS_ONNX:
+        pytest.skip("onnx / onnxruntime not installed (pip install -r requirements-export.txt)")
+    import onnx
+
+    output = tmp_path / "own.onnx"
+    overrides = ["--override", "network_def#channels=[4,8,16,32,64]"]
+    assert export_onnx.main(["--bundle", str(bundle), "-o", str(output), "--checkpoint", str(checkpoint), *overrides]) == 0
+    graph = onnx.load(str(output)).graph
+    assert graph.input[0].type.tensor_type.shape.dim[1].dim_value == 2

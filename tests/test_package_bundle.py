@@ -177,7 +177,7 @@ def test_packaged_3d_bundle_infers_verifies_and_exports_without_custom_nets(tmp_
         pred = nib.load(output / f"{case}_seg.nii.gz")
         assert pred.shape == image.shape
         np.testing.assert_allclose(pred.affine, image.affine, atol=1e-5)
-        assert set(np.unique(np.asarray(pred.dataobj))) <= {0, 1, 2, 4}
+        assert set(np.unique(np.asarray(pred.dataobj))) <= {0, 1, 2, 3}  # BraTS 2023 values: ET is 3
     assert not any(elsewhere.iterdir()), "outputs leaked into the working directory"
 
     run_without_custom_nets(
@@ -203,6 +203,40 @@ def test_packaged_3d_bundle_infers_verifies_and_exports_without_custom_nets(tmp_
     torch.jit.load(str(exported), _extra_files=embedded)
     assert json.loads(embedded["metadata.json"])["vendored_packages"] == {"custom_nets": "0.1.0"}
     assert "_bundle_locator" in json.loads(embedded["inference.json"]), "the packaged config is embedded"
+
+
+def test_packaged_own_data_model_infers_with_its_task(tmp_path: Path) -> None:
+    """A model trained on own data (2 channels, 2 labels: models/task.json beside model.pt) is packaged with its task
+    (and plans.json), its metadata describes that task, and the package segments the data's nnU-Net-named test images
+    with the task's channels and label values, no override needed."""
+    from custom_nets.data import read_dataset
+    from custom_nets.data.dataset import prepare_task
+    from custom_nets.data.synthetic import make_synthetic_dataset
+    from custom_nets.inference.cli import main
+
+    data = make_synthetic_dataset(tmp_path / "own", num_channels=2, num_labels=2, num_cases=2, num_test=1,
+                                  shape=(24, 20, 12))
+    bundle = copy_bundle("arunet3d", tmp_path)
+    task = prepare_task(read_dataset(data).task, bundle / "models")
+    (bundle / "models" / "plans.json").write_text('{"plan": "test"}\n')
+    save_random_weights(bundle, {"network_def#channels": [4, 8, 16, 32]})
+    package = package_bundle(bundle, tmp_path / "dist", name="own", make_zip=False).folder
+
+    assert json.loads((package / "models" / "task.json").read_text()) == task.to_dict()
+    assert (package / "models" / "plans.json").read_text() == '{"plan": "test"}\n'
+    metadata = json.loads((package / "configs" / "metadata.json").read_text())
+    image = metadata["network_data_format"]["inputs"]["image"]
+    assert image["num_channels"] == 2 and image["channel_def"] == {"0": "MR0", "1": "MR1"}
+    assert metadata["label_values"] == {"1": task.label_names[0], "2": task.label_names[1]}
+    assert "input_channel_suffixes" not in metadata  # BraTS file names do not name these channels
+
+    output = tmp_path / "out"
+    assert main(["--bundle", str(package), "-i", str(data / "imagesTs"), "-o", str(output), "--trust", "--no-progress",
+                 "--override", "network_def#channels=[4,8,16,32]", "--override", "inference_roi_size=[32,32,32]"]) == 0
+    (case,) = [p.name[: -len("_0000.nii.gz")] for p in (data / "imagesTs").glob("*_0000.nii.gz")]
+    pred, image = nib.load(output / f"{case}.nii.gz"), nib.load(data / "imagesTs" / f"{case}_0000.nii.gz")
+    assert pred.shape == image.shape and np.allclose(pred.affine, image.affine, atol=1e-5)
+    assert set(np.unique(np.asarray(pred.dataobj)).tolist()) <= {0, 1, 2}
 
 
 @pytest.mark.parametrize("name", bundle_names())
