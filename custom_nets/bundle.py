@@ -31,6 +31,7 @@ __all__ = [
     "config_file_from_argv",
     "default_device",
     "end_distributed_run",
+    "inference_network",
     "log_to_file",
     "prepare_run",
     "quiet_library_warnings",
@@ -89,6 +90,15 @@ def channel_output_transform(channel: int, keys: Sequence[str] = ("pred", "label
         return tuple([item[key][channel : channel + 1] for item in output] for key in keys)
 
     return transform
+
+
+def inference_network(network: torch.nn.Module) -> torch.nn.Module:
+    """The network of an inference or evaluation config, with the CPU speed-ups applied in place
+    (:func:`custom_nets.inference.speedups.apply`; outputs unchanged up to float rounding). Training configs use the
+    plain network."""
+    from custom_nets.inference.speedups import apply
+
+    return apply(network)
 
 
 def label_slug(name: str) -> str:

@@ -242,7 +242,7 @@ def inference_config(network_def: dict, roi_size: list[int]) -> dict:
         "inference_roi_size": inference_roi(network_def, roi_size),
         "sw_batch_size": 1,
         "num_workers": 2,
-        **common.network(network_def, task=True),
+        **common.network(network_def, task=True, inference=True),
         **_inference_body(["image"], invert=True),
         "handlers": [
             common.checkpoint_loader(),
@@ -287,7 +287,7 @@ def evaluate_config(network_def: dict, roi_size: list[int]) -> dict:
         "inference_roi_size": inference_roi(network_def, roi_size),
         "sw_batch_size": 1,
         "num_workers": 2,
-        **common.network(network_def, task=True),
+        **common.network(network_def, task=True, inference=True),
         **_inference_body(keys, invert=False),
         "metrics": {
             "mean_dice": {

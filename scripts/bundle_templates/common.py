@@ -17,13 +17,15 @@ TRAINING = "@run"
 CHECK_DATA_FIRST = "$@task.name"
 
 
-def network(network_def: dict, task: bool = True) -> dict:
+def network(network_def: dict, task: bool = True, inference: bool = False) -> dict:
     """``network_def`` and the instantiated ``network`` on ``@device``; with ``task``, the input and output channels
-    come from the config's ``@task`` (the dataset's channels and labels; a trained model's ``models/task.json``)."""
+    come from the config's ``@task`` (the dataset's channels and labels; a trained model's ``models/task.json``);
+    with ``inference``, the CPU speed-ups are applied (training runs the plain network)."""
     definition = deepcopy(network_def)
     if task:
         definition.update(TASK_CHANNELS)
-    return {"network_def": definition, "network": "$@network_def.to(@device)"}
+    built = "$custom_nets.bundle.inference_network(@network_def.to(@device))" if inference else "$@network_def.to(@device)"
+    return {"network_def": definition, "network": built}
 
 
 # the network's channels, from the task of the data (training) or of the trained model (inference)
