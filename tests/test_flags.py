@@ -40,18 +40,22 @@ def test_as_flag_rejects_other_values_naming_the_option(value) -> None:
         as_flag(value, "cgm")
 
 
-def test_bundle_override_cgm_false_builds_a_network_without_cgm() -> None:
-    """The unet3plus train config with the override a user types (``--cgm false``): no CGM in network or loss."""
+def test_bundle_override_cgm_false_builds_a_network_without_cgm(tmp_path: Path) -> None:
+    """The unet3plus train config with the override a user types (``--cgm false``): no CGM in network or loss.
+
+    The network's channels come from the task (the demo task's: 3 stacked slices), which training records in
+    ``<bundle_root>/models``: a temporary bundle root keeps the repository's bundle untouched."""
     from monai.bundle import ConfigParser
 
     parser = ConfigParser()
     parser.read_config(REPO / "bundles" / "unet3plus" / "configs" / "train.json")
-    parser.update({"cgm": "false", "network_def#channels": [4, 8, 16], "network_def#skip_channels": 4})
+    parser.update({"bundle_root": str(tmp_path), "cgm": "false", "network_def#channels": [4, 8, 16],
+                   "network_def#skip_channels": 4})
     net = parser.get_parsed_content("network_def")
     loss = parser.get_parsed_content("loss")
     assert net.use_cgm is False and len(net.cgm) == 0 and loss.cgm is False
     net.train()
-    out = net(torch.randn(2, 1, 32, 32))
+    out = net(torch.randn(2, parser.get_parsed_content("task").in_channels, 32, 32))
     assert out.shape[1] == len(net.ds_heads) + 1  # deep-supervision heads and the output, no presence head
     parser.update({"cgm": "true"})
     parser.parse(reset=True)
