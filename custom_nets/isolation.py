@@ -7,20 +7,25 @@ past an item whose loading raised (in the main process and with worker processes
 next one. Hence two small pieces:
 
 - :class:`IsolatedCases` wraps a dataset: whatever loading or transforming one item raises becomes a
-  :class:`CaseFailure` whose message is one line, ``<first file of the item>: <problem>``.
+  :class:`CaseFailure` whose message is one line, ``<first file of the item>: <problem>``. An item that carries an
+  ``"error"`` (``custom_nets.data.inference_datalist(..., isolate=True)``: its header is unreadable or does not fit
+  the model) fails with that message without being read, so no memory is allocated from a header not checked.
 - :class:`IsolatedLoader` wraps a data loader (give it as the evaluator's ``val_data_loader``): it skips items that
   failed, logs ``FAILED <file>: <problem>``, and, attached as a handler of the same engine, raises
   :class:`CasesFailed` (one line: how many failed, which) when the run completes. It has no length, so MONAI leaves
   ``epoch_length`` unset and the epoch ends when the good items are done.
 
-Wiring in a config (ids as in the bundles' ``inference.json``)::
+Wiring in a config (as the bundles' ``inference.json`` and ``evaluate.json`` do; the failure report is the last
+handler, so handlers that write at the end, such as metrics, run first)::
 
+    "datalist": "$custom_nets.data.inference_datalist(@dataset_dir, @task, 'brats', @demo_dir, isolate=True)",
     "dataset": {"_target_": "custom_nets.isolation.IsolatedCases",
                 "dataset": {"_target_": "Dataset", "data": "@datalist", "transform": "@preprocessing"}},
     "dataloader": {"_target_": "DataLoader", "dataset": "@dataset", "batch_size": 1, "num_workers": 2},
     "isolated_loader": {"_target_": "custom_nets.isolation.IsolatedLoader", "loader": "@dataloader"},
+    "handlers": [..., "@isolated_loader"],
     "evaluator": {"_target_": "SupervisedEvaluator", "val_data_loader": "@isolated_loader",
-                  "val_handlers": ["@isolated_loader", ...], ...}
+                  "val_handlers": "@handlers", ...}
 
 Use batch size 1 (a batch fails as a whole, since the loader collates before the wrapper sees it).
 """
@@ -89,6 +94,11 @@ class IsolatedCases(Dataset):
             return f"item {index}"
 
     def __getitem__(self, index: int) -> Any:
+        data = getattr(self.dataset, "data", None)
+        item = data[index] if data is not None and 0 <= index < len(data) else None
+        if isinstance(item, Mapping) and item.get("error"):  # found by the datalist's header check: never read
+            name, error = self.name(index), _one_line(item["error"])
+            raise CaseFailure(error if error.startswith(f"{name}: ") else f"{name}: {error}")
         try:
             return self.dataset[index]
         except Exception as error:  # noqa: BLE001 - every problem of one case is that case's failure

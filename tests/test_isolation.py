@@ -3,6 +3,7 @@ line each, and the run ends with an error after the last case."""
 
 from __future__ import annotations
 
+import json
 import logging
 
 import numpy as np
@@ -75,3 +76,54 @@ def test_a_run_where_every_case_fails_still_ends_with_the_one_line_report(tmp_pa
                                     val_handlers=[loader])
     with pytest.raises(CasesFailed, match=r"^2 of 2 case\(s\) failed"):
         evaluator.run()
+
+
+def test_bundle_route_segments_good_cases_names_bad_ones_and_exits_non_zero(tmp_path) -> None:
+    """``python -m monai.bundle run --config_file inference.json --dataset_dir FOLDER`` on 2 good and 2 bad cases
+    (issue 21): the good label maps are written, each bad case is one FAILED line naming its file (an empty channel
+    file, caught by the datalist's header check and never read; a truncated one, failing on reading), the run ends
+    with one error line and a non-zero exit status, and nothing is written for the bad cases."""
+    import gzip
+    import os
+    import shutil
+    import subprocess
+    import sys
+
+    from conftest import copy_bundle, save_random_weights
+
+    from custom_nets.data import read_dataset
+    from custom_nets.data.dataset import prepare_task
+    from custom_nets.data.synthetic import make_synthetic_dataset
+
+    data = make_synthetic_dataset(tmp_path / "own", num_channels=2, num_labels=2, num_cases=2, num_test=2,
+                                  shape=(24, 20, 12))
+    bundle = copy_bundle("arunet3d", tmp_path)
+    prepare_task(read_dataset(data).task, bundle / "models")
+    tiny = {"network_def#channels": [4, 8, 16, 32], "inference_roi_size": [32, 32, 32]}
+    save_random_weights(bundle, tiny)
+    inputs = tmp_path / "in"
+    shutil.copytree(data / "imagesTs", inputs)
+    good = sorted({p.name.rsplit("_", 1)[0] for p in inputs.iterdir()})
+    a_channel = sorted(inputs.iterdir())[1]
+    shutil.copy(a_channel, inputs / "empty_0001.nii.gz")
+    (inputs / "empty_0000.nii.gz").write_bytes(b"")
+    shutil.copy(a_channel, inputs / "truncated_0001.nii.gz")
+    raw = gzip.decompress(a_channel.read_bytes())
+    (inputs / "truncated_0000.nii.gz").write_bytes(gzip.compress(raw[: len(raw) // 2]))  # header intact, data cut
+    output = tmp_path / "out"
+    args = [sys.executable, "-m", "monai.bundle", "run", "--config_file", str(bundle / "configs" / "inference.json"),
+            "--dataset_dir", str(inputs), "--output_dir", str(output), "--num_workers", "0"]
+    for key, value in tiny.items():
+        args += [f"--{key}", json.dumps(value)]
+    env = dict(os.environ, PYTHONWARNINGS="ignore", OMP_NUM_THREADS="1")
+    result = subprocess.run(args, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
+
+    assert result.returncode != 0, result.stderr[-3000:]
+    assert sorted(p.name for p in output.iterdir()) == [f"{case}_seg.nii.gz" for case in good], result.stderr[-3000:]
+    log = result.stdout + result.stderr
+    failed = [line for line in log.splitlines() if "FAILED /" in line]
+    assert len(failed) == 2, log[-3000:]
+    assert any("empty_0000" in line for line in failed) and any("truncated_0000" in line for line in failed)
+    assert "Traceback" not in log, log[-3000:]
+    errors = [line for line in log.splitlines() if line.startswith("error: CasesFailed: 2 of 4 case(s) failed")]
+    assert len(errors) == 1 and f"({inputs / 'empty_0000.nii.gz'}; {inputs / 'truncated_0000.nii.gz'})" in errors[0]

@@ -733,9 +733,13 @@ def _plain_folder_cases(folder: Path, task: Task) -> list[dict[str, Any]]:
 
 
 def inference_datalist(dataset_dir: str | os.PathLike | None, task: Task, demo: str,
-                       demo_dir: str | os.PathLike | None = None) -> list[dict[str, Any]]:
+                       demo_dir: str | os.PathLike | None = None, isolate: bool = False) -> list[dict[str, Any]]:
     """The images ``inference.json`` segments: a dataset's ``imagesTs`` (or ``test``; its training images when it has
-    no test set), or every image of a plain folder (``<case>_0000`` naming, or one file per case)."""
+    no test set), or every image of a plain folder (``<case>_0000`` naming, or one file per case).
+
+    ``isolate``: a case whose header is unreadable or does not fit the task keeps its place with an ``"error"`` (one
+    line naming the file) instead of refusing the folder; :class:`custom_nets.isolation.IsolatedCases` fails it alone,
+    without reading it."""
     folder = _demo_folder(demo, demo_dir) if is_demo(dataset_dir) else Path(str(dataset_dir)).expanduser()
     if not folder.is_dir():
         raise DatasetError(f"input folder {folder} does not exist (or is not a folder)", folder)
@@ -752,11 +756,15 @@ def inference_datalist(dataset_dir: str | os.PathLike | None, task: Task, demo: 
         try:
             channels = sum(read_header(f).channels for f in files)
         except DatasetError as err:
-            problems.append(str(err))
-            continue
-        if channels != task.in_channels:
-            problems.append(f"case {case['case']}: {files[0]} has {channels} channel(s); the model expects "
-                            f"{task.in_channels} ({', '.join(task.channel_names)})")
+            problem = str(err)
+        else:
+            problem = None if channels == task.in_channels else (
+                f"case {case['case']}: {files[0]} has {channels} channel(s); the model expects "
+                f"{task.in_channels} ({', '.join(task.channel_names)})")
+        if problem and isolate:
+            case["error"] = problem
+        elif problem:
+            problems.append(problem)
     raise_problems(folder, problems, what="input folder")
     return cases
 

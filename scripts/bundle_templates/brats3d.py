@@ -221,12 +221,14 @@ def _inference_body(keys: list[str], invert: bool) -> dict:
                 "datalist": "$@data.training"}
     else:
         data = {"task": TRAINED_TASK,
-                "datalist": f"$custom_nets.data.inference_datalist(@dataset_dir, @task, '{DEMO}', @demo_dir)"}
+                "datalist": f"$custom_nets.data.inference_datalist(@dataset_dir, @task, '{DEMO}', @demo_dir, "
+                            "isolate=True)"}
     return {
         **data,
         "preprocessing": {"_target_": "Compose", "transforms": _load_transforms(keys)},
-        "dataset": {"_target_": "Dataset", "data": "@datalist", "transform": "@preprocessing"},
+        "dataset": common.isolated_dataset(),
         "dataloader": common.dataloader("@dataset", 1, shuffle=False),
+        "isolated_loader": common.ISOLATED_LOADER,
         "inferer": _sliding_window(overlap=INFERENCE_OVERLAP, foreground=True),
         "postprocessing": {"_target_": "Compose",
                            "transforms": common.sigmoid_postprocessing(invert=invert, label_map="label" not in keys)},
@@ -251,11 +253,11 @@ def inference_config(network_def: dict, roi_size: list[int]) -> dict:
         "evaluator": {
             "_target_": "SupervisedEvaluator",
             "device": "@device",
-            "val_data_loader": "@dataloader",
+            "val_data_loader": "@isolated_loader",
             "network": "@network",
             "inferer": "@inferer",
             "postprocessing": "@postprocessing",
-            "val_handlers": "@handlers",
+            "val_handlers": common.ISOLATED_HANDLERS,
             "amp": "@amp",
         },
         "initialize": ["$custom_nets.bundle.prepare_run()", "$monai.utils.set_determinism(seed=0)"],
@@ -322,13 +324,13 @@ def evaluate_config(network_def: dict, roi_size: list[int]) -> dict:
         "evaluator": {
             "_target_": "SupervisedEvaluator",
             "device": "@device",
-            "val_data_loader": "@dataloader",
+            "val_data_loader": "@isolated_loader",
             "network": "@network",
             "inferer": "@inferer",
             "postprocessing": "@postprocessing",
             "key_val_metric": {"mean_dice": "@metrics#mean_dice"},
             "additional_metrics": {"dice": "@metrics#dice", "hd95": "@metrics#hd95"},
-            "val_handlers": "@handlers",
+            "val_handlers": common.ISOLATED_HANDLERS,
             "amp": "@amp",
         },
         "initialize": ["$custom_nets.bundle.prepare_run()", "$monai.utils.set_determinism(seed=0)"],

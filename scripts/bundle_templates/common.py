@@ -83,6 +83,19 @@ def trainer() -> dict:
     }
 
 
+# Per-case isolation of inference and evaluation (custom_nets.isolation, issue 21): a case that cannot be read or
+# preprocessed fails alone with one line naming its file, and the run ends non-zero after the good cases. The report
+# is the last handler, so handlers that write when the run completes (metrics, submission) write first.
+ISOLATED_LOADER = {"_target_": "custom_nets.isolation.IsolatedLoader", "loader": "@dataloader"}
+ISOLATED_HANDLERS = "$@handlers + [@isolated_loader]"
+
+
+def isolated_dataset(transform: str = "@preprocessing") -> dict:
+    """``@datalist`` through ``transform``, each case failing alone (items with an ``error`` are never read)."""
+    return {"_target_": "custom_nets.isolation.IsolatedCases",
+            "dataset": {"_target_": "Dataset", "data": "@datalist", "transform": transform}}
+
+
 def cached_dataset(data: str, transform: str) -> dict:
     return {
         "_target_": "CacheDataset",

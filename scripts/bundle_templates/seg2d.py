@@ -253,11 +253,11 @@ def _evaluator(inferer: str, metrics: dict | None) -> dict:
     evaluator = {
         "_target_": "SupervisedEvaluator",
         "device": "@device",
-        "val_data_loader": "@dataloader",
+        "val_data_loader": "@isolated_loader",
         "network": "@network",
         "inferer": inferer,
         "postprocessing": "@postprocessing",
-        "val_handlers": "@handlers",
+        "val_handlers": common.ISOLATED_HANDLERS,
         "amp": "@amp",
     }
     if metrics:
@@ -287,10 +287,12 @@ def inference_config(task: dict, bundle: dict) -> dict:
         "output_ext": task["output_ext"],
         "task": trained_task(task),
         **common.network(bundle["network_def"], inference=True),
-        "datalist": f"$custom_nets.data.inference_datalist(@dataset_dir, @task, {task['demo']}, @demo_dir)",
+        "datalist": f"$custom_nets.data.inference_datalist(@dataset_dir, @task, {task['demo']}, @demo_dir, "
+                    "isolate=True)",
         "preprocessing": {"_target_": "Compose", "transforms": _load_image_transforms(task, ["image"], divisor)},
-        "dataset": {"_target_": "Dataset", "data": "@datalist", "transform": "@preprocessing"},
+        "dataset": common.isolated_dataset(),
         "dataloader": {"_target_": "DataLoader", "dataset": "@dataset", "batch_size": 1, "num_workers": "@num_workers"},
+        "isolated_loader": common.ISOLATED_LOADER,
         "inferer": {"_target_": "SimpleInferer"},
         "postprocessing": {
             "_target_": "Compose",
@@ -332,8 +334,9 @@ def inference_volume_config(task: dict, bundle: dict) -> dict:
                 {"_target_": "DivisiblePadd", "keys": "image", "k": [divisor, divisor, 1]},
             ],
         },
-        "dataset": {"_target_": "Dataset", "data": "@datalist", "transform": "@preprocessing"},
+        "dataset": common.isolated_dataset(),
         "dataloader": {"_target_": "DataLoader", "dataset": "@dataset", "batch_size": 1, "num_workers": "@num_workers"},
+        "isolated_loader": common.ISOLATED_LOADER,
         "inferer": {
             "_target_": "SliceInferer",
             "spatial_dim": "@slice_axis",
@@ -388,13 +391,14 @@ def evaluate_config(task: dict, bundle: dict) -> dict:
         **common.network(bundle["network_def"], inference=True),
         "datalist": "$@data.training",
         "preprocessing": {"_target_": "Compose", "transforms": transforms},
-        "dataset": {"_target_": "Dataset", "data": "@datalist", "transform": "@preprocessing"},
+        "dataset": common.isolated_dataset(),
         "dataloader": {
             "_target_": "DataLoader",
             "dataset": "@dataset",
             "batch_size": 1,  # images keep their own sizes
             "num_workers": "@num_workers",
         },
+        "isolated_loader": common.ISOLATED_LOADER,
         "inferer": {"_target_": "SimpleInferer"},
         "postprocessing": {"_target_": "Compose", "transforms": _postprocessing(invert=original_size)},
         "handlers": [
