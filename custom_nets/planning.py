@@ -392,12 +392,19 @@ def _check_plan_task(plan: Mapping[str, Any], task: Task, where: Path) -> None:
 
 
 def training_plan(dataset: Dataset, ckpt_dir: str | os.PathLike, plan: str | os.PathLike | None = None,
-                  device: Any = None) -> dict[str, Any]:
+                  dataset_dir: str | os.PathLike | None = None, device: Any = None) -> dict[str, Any] | None:
     """The plan a training run uses, saved as ``<ckpt_dir>/plans.json`` (what inference then reads).
 
-    ``plan``: a plan file (``--plan PATH``); empty: the cached ``<ckpt_dir>/plans.json``, recomputed when the
-    dataset's files changed.
+    Args:
+        dataset: the training dataset.
+        ckpt_dir: the checkpoint folder.
+        plan: a plan file (``--plan PATH``); empty: the cached ``<ckpt_dir>/plans.json``, recomputed when the
+            dataset's files changed.
+        dataset_dir: the run's ``dataset_dir``: ``"demo"`` without a plan file plans nothing (``None``: the bundle's
+            own settings, tuned for its demo task) and removes a ``plans.json`` left by an earlier run.
     """
+    from custom_nets.data.common import is_demo
+
     cached = Path(ckpt_dir) / PLANS_FILE
     if plan not in (None, "") and str(plan).strip():
         given = load_plan(plan)
@@ -406,6 +413,9 @@ def training_plan(dataset: Dataset, ckpt_dir: str | os.PathLike, plan: str | os.
         if Path(plan).resolve() != cached.resolve():
             write_text_atomic(cached, json.dumps(given, indent=1) + "\n")
         return given
+    if dataset_dir is not None and is_demo(dataset_dir):
+        cached.unlink(missing_ok=True)
+        return None
     result = plan_dataset(dataset, cached, device=device)
     _check_plan_task(result, dataset.task, cached)
     return result

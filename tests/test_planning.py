@@ -195,3 +195,36 @@ def test_one_case_dataset_plans_and_trains(tmp_path: Path) -> None:
                 "--network_def#channels", "[4,8,16,32,64]",
                 "--roi_size", json.dumps(plan["patch_size"]), "--batch_size", str(plan["batch_size"])], cwd=tmp_path)
     assert (bundle / "models" / "model.pt").is_file()
+    # the run planned the dataset itself (the same plan) and saved it beside the model for inference
+    assert trained_plan(bundle / "models")["normalization"] == plan["normalization"]
+
+
+@pytest.mark.parametrize("name, dims, default_roi", [("unet2d", 2, [128, 128]), ("arunet3d", 3, [64, 64, 64])])
+def test_bundle_configs_read_the_plan(name: str, dims: int, default_roi: list, tmp_path: Path) -> None:
+    from monai.bundle import ConfigParser
+
+    data = make_synthetic_dataset(tmp_path / "d", spatial_dims=dims, num_channels=1, shape=(48, 40, 24), num_test=0)
+    root = tmp_path / "bundle"
+
+    def parsed(config: str, **overrides):
+        parser = ConfigParser()
+        parser.read_config(str(REPO / "bundles" / name / "configs" / config))
+        parser.update({"bundle_root": str(root), "dataset_dir": str(data), **overrides})
+        return parser
+
+    train = parsed("train.json")
+    plans = train.get_parsed_content("plans")
+    # computed on the first run and cached beside the checkpoints, where inference and evaluation read it
+    assert (root / "models" / "plans.json").is_file() and trained_plan(root / "models") == plans
+    assert train.get_parsed_content("roi_size") == planned_patch_size(plans, default_roi)
+    assert train.get_parsed_content("batch_size") == planned_batch_size(plans, 16 if dims == 2 else 1, dims)
+    norm = train.get_parsed_content("train#deterministic_transforms")
+    assert any(type(t).__name__ == "PlannedNormalized" for t in norm)
+    assert parsed("evaluate.json").get_parsed_content("plans") == plans
+    # a planned value stays overridable on the command line, and a given plan file is used (and saved)
+    assert parsed("train.json", roi_size=[16] * dims).get_parsed_content("roi_size") == [16] * dims
+    given = dict(plans, batch_size=1, configurations={})
+    (tmp_path / "given.json").write_text(json.dumps(given))
+    other = parsed("train.json", plan=str(tmp_path / "given.json"), ckpt_dir=str(tmp_path / "m2"))
+    assert other.get_parsed_content("batch_size") == 1
+    assert json.loads((tmp_path / "m2" / "plans.json").read_text())["batch_size"] == 1

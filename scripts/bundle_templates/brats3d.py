@@ -58,9 +58,9 @@ def _load_transforms(keys: list[str]) -> list[Any]:
                            "regions": "$@task.region_values"})
     transforms += [
         {"_target_": "Orientationd", "keys": keys, "axcodes": "RAS", "labels": None},
-        {"_target_": "custom_nets.transforms.TaskSpacingd", "keys": keys, "pixdim": "$@task.pixdim",
+        {"_target_": "custom_nets.transforms.TaskSpacingd", "keys": keys, "pixdim": common.PIXDIM,
          "mode": ["bilinear", "nearest"][: len(keys)]},
-        "$custom_nets.transforms.intensity_normalization(@task)",
+        common.NORMALIZATION,
     ]
     return transforms
 
@@ -109,9 +109,9 @@ def train_config(network_def: dict, roi_size: list[int], learning_rate: float, b
         "epochs": 100,
         "val_interval": 5,
         "learning_rate": learning_rate,
-        "batch_size": batch_size,
+        "batch_size": common.planned_batch(batch_size, 3),
         "num_samples": 2,
-        "roi_size": roi_size,
+        "roi_size": common.planned_patch(roi_size),
         "sw_batch_size": 2,
         "num_workers": 2,
         "cache_rate": 1.0,
@@ -122,6 +122,7 @@ def train_config(network_def: dict, roi_size: list[int], learning_rate: float, b
         "resume": True,
         "data": DATA,
         "task": TRAIN_TASK,
+        **common.TRAIN_PLAN,
         "split": "$@data.split(val_fraction=@val_fraction, seed=@seed, num_folds=@num_folds, fold=@fold)",
         "train_datalist": "$@split[0]",
         "val_datalist": "$@split[1]",
@@ -218,9 +219,9 @@ def _inference_body(keys: list[str], invert: bool) -> dict:
     """Data, task and pipeline of inference (``keys`` image: unlabelled images) and evaluation (image and label)."""
     if "label" in keys:  # a labelled dataset, checked against the model's task
         data = {"data": DATA, "task": f"$custom_nets.data.check_task({TRAINED_TASK[1:]}, @data)",
-                "datalist": "$@data.training"}
+                **common.TRAINED_PLAN, "datalist": "$@data.training"}
     else:
-        data = {"task": TRAINED_TASK,
+        data = {"task": TRAINED_TASK, **common.TRAINED_PLAN,
                 "datalist": f"$custom_nets.data.inference_datalist(@dataset_dir, @task, '{DEMO}', @demo_dir, "
                             "isolate=True)"}
     return {

@@ -96,6 +96,23 @@ def isolated_dataset(transform: str = "@preprocessing") -> dict:
             "dataset": {"_target_": "Dataset", "data": "@datalist", "transform": transform}}
 
 
+# The plan of the data (custom_nets.planning, issue 15): "plan" is a plan file (--plan PATH); empty: computed on the first
+# training run on a dataset folder (not the demo) and cached in models/plans.json, which inference and evaluation read.
+# Planned values are at most the bundle's own (its network was sized for them) and stay overridable (--roi_size ...).
+TRAIN_PLAN = {"plan": "", "plans": "$custom_nets.planning.training_plan(@data, @ckpt_dir, @plan, @dataset_dir)"}
+TRAINED_PLAN = {"plans": "$custom_nets.planning.trained_plan(@ckpt_dir)"}
+NORMALIZATION = "$custom_nets.transforms.intensity_normalization(@task, plan=@plans)"
+PIXDIM = "$custom_nets.planning.planned_pixdim(@plans, @task)"
+
+
+def planned_patch(default: list[int]) -> str:
+    return f"$custom_nets.planning.planned_patch_size(@plans, {list(default)})"
+
+
+def planned_batch(default: int, spatial_dims: int) -> str:
+    return f"$custom_nets.planning.planned_batch_size(@plans, {int(default)}, {spatial_dims})"
+
+
 def cached_dataset(data: str, transform: str) -> dict:
     return {
         "_target_": "CacheDataset",

@@ -158,7 +158,7 @@ UW_DEMO_DIR = "$os.path.join(@bundle_root, 'demo_data', 'uwmadison_layout')"
 def train_config(task: dict, bundle: dict) -> dict:
     config = seg2d.train_config(task, bundle)
     config = _with_divisor(config, bundle)
-    config = _insert_after(config, "batch_size", {"roi_size": list(bundle["roi_size"])})
+    config = _insert_after(config, "batch_size", {"roi_size": common.planned_patch(bundle["roi_size"])})
     config.update({"epochs": 30, "cache_rate": 0.0})
     config = _with_network(config, bundle)
     validate = config["validate"]

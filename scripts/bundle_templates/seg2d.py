@@ -97,7 +97,7 @@ def _load_image_transforms(task: dict, keys: list[str], size_divisor: int, spati
         {"_target_": "LoadImaged", "keys": keys, "image_only": True},
         {"_target_": "EnsureChannelFirstd", "keys": keys},
         {"_target_": "EnsureTyped", "keys": keys, "dtype": "$torch.float32"},
-        "$custom_nets.transforms.intensity_normalization(@task)",
+        common.NORMALIZATION,
     ]
     if "label" in keys:
         transforms.append(dict(LABEL_TO_REGIONS))
@@ -180,7 +180,9 @@ def train_config(task: dict, bundle: dict) -> dict:
         "epochs": 50,
         "val_interval": 2,
         "learning_rate": bundle["learning_rate"],
-        "batch_size": bundle["batch_size"],
+        "batch_size": common.planned_batch(bundle["batch_size"], 2),
+        **({"roi_size": common.planned_patch(task["common_values"]["roi_size"])}
+           if "roi_size" in task.get("common_values", {}) else {}),
         "val_fraction": 0.2,
         "num_folds": None,
         "fold": 0,
@@ -189,6 +191,7 @@ def train_config(task: dict, bundle: dict) -> dict:
         "cache_rate": 1.0,
         "data": _data(task),
         "task": TRAIN_TASK,
+        **common.TRAIN_PLAN,
         "split": "$@data.split(val_fraction=@val_fraction, seed=@seed, num_folds=@num_folds, fold=@fold)",
         "train_datalist": "$@split[0]",
         "val_datalist": "$@split[1]",
@@ -286,6 +289,7 @@ def inference_config(task: dict, bundle: dict) -> dict:
         "output_dir": "$os.path.join(@bundle_root, 'eval')",
         "output_ext": task["output_ext"],
         "task": trained_task(task),
+        **common.TRAINED_PLAN,
         **common.network(bundle["network_def"], inference=True),
         "datalist": f"$custom_nets.data.inference_datalist(@dataset_dir, @task, {task['demo']}, @demo_dir, "
                     "isolate=True)",
@@ -388,6 +392,7 @@ def evaluate_config(task: dict, bundle: dict) -> dict:
         "output_dir": "$os.path.join(@bundle_root, 'eval')",
         "data": _data(task),
         "task": f"$custom_nets.data.check_task({trained_task(task)[1:]}, @data)",
+        **common.TRAINED_PLAN,
         **common.network(bundle["network_def"], inference=True),
         "datalist": "$@data.training",
         "preprocessing": {"_target_": "Compose", "transforms": transforms},
