@@ -39,7 +39,7 @@ from typing import Any
 
 from torch.utils.data import Dataset
 
-__all__ = ["CaseFailure", "CasesFailed", "IsolatedCases", "IsolatedLoader"]
+__all__ = ["CaseFailure", "CasesFailed", "IsolatedCases", "IsolatedLoader", "innermost_error"]
 
 logger = logging.getLogger(__name__)
 
@@ -64,7 +64,7 @@ def _item_name(item: Any, key: str) -> str:
     return os.fspath(value) if isinstance(value, (str, os.PathLike)) else _one_line(repr(value), 80)
 
 
-def _innermost(error: BaseException) -> BaseException:
+def innermost_error(error: BaseException) -> BaseException:
     """MONAI wraps a transform's error in ``RuntimeError: applying transform ...``: the original one says what."""
     while error.__cause__ is not None:
         error = error.__cause__
@@ -102,7 +102,7 @@ class IsolatedCases(Dataset):
         try:
             return self.dataset[index]
         except Exception as error:  # noqa: BLE001 - every problem of one case is that case's failure
-            cause = _innermost(error)
+            cause = innermost_error(error)
             raise CaseFailure(f"{self.name(index)}: {type(cause).__name__}: {_one_line(cause)}") from None
 
 

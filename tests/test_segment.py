@@ -813,3 +813,20 @@ def test_memory_stays_flat_over_50_cases(mono_bundle: Path, tmp_path: Path, monk
     assert len(rss) == 50
     growth = max(rss[10:]) - rss[10]
     assert growth < 40, f"resident memory grew by {growth:.0f} MiB from case 10 to 50: {[round(r) for r in rss]}"
+
+
+def test_a_transform_error_is_reported_by_its_own_message() -> None:
+    """MONAI wraps a transform's error in ``RuntimeError: applying transform <...>``: the case's error line gives the
+    transform's own message (e.g. TaskInputd's channel check), naming the file."""
+    from custom_nets.inference.discovery import Case, Source
+    from custom_nets.inference.runner import _error_text
+
+    case = Case("c", (Source(Path("/in/c.nii.gz"), "nifti"),), ".nii.gz")
+    try:
+        try:
+            raise ValueError("/in/c.nii.gz: 1 channel, but the model takes 2 (MR0, MR1) in one image")
+        except ValueError as inner:
+            raise RuntimeError("applying transform <custom_nets.transforms.inputs.TaskInputd object>") from inner
+    except RuntimeError as error:
+        text = _error_text(case, error)
+    assert text == "/in/c.nii.gz: ValueError: /in/c.nii.gz: 1 channel, but the model takes 2 (MR0, MR1) in one image"

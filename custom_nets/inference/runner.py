@@ -228,6 +228,10 @@ def _error_text(case: Case, exc: BaseException) -> str:
     """A one-line message naming the input file(s) and the problem."""
     if isinstance(exc, CaseError) and exc.path:
         return _one_line(str(exc))
+    if not isinstance(exc, CaseError):  # a bundle transform's own error, not MONAI's "applying transform <...>"
+        from custom_nets.isolation import innermost_error
+
+        exc = innermost_error(exc)
     message = str(exc) if isinstance(exc, CaseError) else f"{type(exc).__name__}: {exc}"
     return _one_line(f"{case.describe()}: {message}")
 
