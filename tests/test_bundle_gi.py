@@ -1,5 +1,10 @@
 """The UW-Madison GI tract bundles (UNet 3+, FCT) end to end, and the case-day metrics they report.
 
+The bundles train on the canonical (nnU-Net v2) demo data, 2.5D: each case is a slice with its neighbours at -2 and
++2 as three channels. ``inference.json`` / ``evaluate.json`` read any dataset; the competition-layout outputs (RGB
+mask PNGs mirroring the input tree, ``submission.csv``, case-day metrics) come from ``inference_uwmadison.json`` and
+``evaluate_uwmadison.json``, whose demo is the public layout in ``demo_data/uwmadison_layout``.
+
 The bundles run through ``python -m monai.bundle`` in subprocesses, as a user runs them: each bundle is copied out of
 the repository first (it must work on its own with ``custom_nets`` installed), every command runs from an unrelated
 working directory, and the networks are shrunk by overrides so that a bundle trains, infers, evaluates and exports
@@ -22,9 +27,10 @@ import nibabel as nib
 import numpy as np
 import pytest
 import torch
-from conftest import BUNDLES, copy_bundle, run_bundle
+from conftest import BUNDLES, copy_bundle, labelled_cases, run_bundle
 from PIL import Image
 
+from custom_nets.data.dataset import read_dataset
 from custom_nets.data.uwmadison import CLASSES, rle_decode
 from custom_nets.data.uwmadison_bundle import case_day_volumes, slice_datalist, slice_id_from_path
 from custom_nets.handlers_gi import CaseDayMetricsWriter, RLESubmissionWriter
@@ -92,19 +98,25 @@ def test_train_infer_evaluate_export(name: str, tmp_path: Path, elsewhere: Path)
          *TRAIN_FAST, *fast],
         cwd=elsewhere,
     )  # fmt: skip
-    for produced in ["models/model.pt", "models/checkpoint_last.pt", "runs/train.log", "demo_data/train.csv"]:
+    produced_files = ["models/model.pt", "models/checkpoint_last.pt", "models/task.json", "runs/train.log",
+                      "demo_data/dataset.json", "demo_data/imagesTr/case101_day0_slice_0001_0002.png"]
+    for produced in produced_files:
         assert (bundle / produced).exists(), f"{produced} missing; stdout:\n{result.stdout[-2000:]}"
     assert not any(elsewhere.iterdir()), f"outputs leaked into the working directory: {list(elsewhere.iterdir())}"
     assert "val_mean_dice" in result.stdout + result.stderr
 
-    demo = bundle / "demo_data"
-    masks, volumes = tmp_path / "masks", tmp_path / "volumes"
+    canonical, demo = bundle / "demo_data", bundle / "demo_data" / "uwmadison_layout"
+    masks, volumes, label_maps = tmp_path / "masks", tmp_path / "volumes", tmp_path / "label maps"
     exported = tmp_path / "model.ts"
     run_two_at_a_time(
         [
-            ["run", "--config_file", str(configs / "inference.json"), "--output_dir", str(masks), "--write_rle", "True",
-             *fast],
+            # the first generates the competition-layout demo while the second reads the canonical one
+            ["run", "--config_file", str(configs / "inference_uwmadison.json"), "--output_dir", str(masks),
+             "--write_rle", "True", *fast],
+            ["run", "--config_file", str(configs / "inference.json"), "--output_dir", str(label_maps), *fast],
             ["run", "--config_file", str(configs / "inference_volume.json"), "--output_dir", str(volumes), *fast],
+            ["run", "--config_file", str(configs / "evaluate_uwmadison.json"), "--output_dir", str(tmp_path / "eval uw"),
+             *fast],
             ["run", "--config_file", str(configs / "evaluate.json"), *fast],
             ["verify_net_in_out", "network_def", "--config_file", str(configs / "inference.json"),
              "--meta_file", str(configs / "metadata.json"), *net],
@@ -115,9 +127,25 @@ def test_train_infer_evaluate_export(name: str, tmp_path: Path, elsewhere: Path)
     )  # fmt: skip
     assert not any(elsewhere.iterdir()), f"outputs leaked into the working directory: {list(elsewhere.iterdir())}"
 
-    # inference on slices: one RGB mask per slice, same size and stem, in a mirror of the input tree; CSV rows
-    # decode (height x width, row by row) to exactly the written masks
+    # competition layout, inference on slices: one RGB mask per slice, same size and stem, in a mirror of the input
+    # tree; CSV rows decode (height x width, row by row) to exactly the written masks
     slices = check_masks_and_csv(masks, demo)
+
+    # any dataset (here the canonical demo): one label map per case (a 2.5D slice), its size, the label values 0-3
+    cases = labelled_cases(canonical)
+    assert len(cases) == 64
+    assert sorted(p.name for p in label_maps.iterdir()) == [f"{case}_mask.png" for case in cases]
+    for case in cases[::9]:
+        label_map = Image.open(label_maps / f"{case}_mask.png")
+        assert label_map.mode == "L" and label_map.size == Image.open(canonical / "labelsTr" / f"{case}.png").size
+        assert set(np.unique(np.asarray(label_map)).tolist()) <= {0, 1, 2, 3}
+    # evaluation of any dataset: one row per group of the dataset, pooled over its slices, and a mean row
+    rows = read_csv(bundle / "eval" / "metrics.csv")
+    groups = sorted({c["group"] for c in read_dataset(canonical).training})
+    assert [r["group"] for r in rows] == [*groups, "mean"] and int(rows[-1]["slices"]) == 64
+    overlap = [f"{m}_{c}" for c in CLASSES for m in ("dice", "iou", "precision", "recall")]
+    assert list(rows[0]) == ["group", "slices", *overlap]
+    assert all(0.0 <= float(r[c]) <= 1.0 for r in rows for c in overlap)
 
     # inference on volumes: a 1/2/3 label map per case-day volume, with the input's shape and affine
     inputs = sorted((demo / "volumes").glob("*.nii.gz"))
@@ -129,8 +157,9 @@ def test_train_infer_evaluate_export(name: str, tmp_path: Path, elsewhere: Path)
         np.testing.assert_allclose(pred.affine, image.affine, atol=1e-5)
         assert set(np.unique(np.asarray(pred.dataobj)).tolist()) <= {0, 1, 2, 3}
 
-    # evaluation: one row per case-day and a mean row, per-class Dice, HD95, normalised HD and the score
-    rows = read_csv(bundle / "eval" / "metrics.csv")
+    # competition layout, evaluation: one row per case-day and a mean row, per-class Dice, HD95, normalised HD and
+    # the score
+    rows = read_csv(tmp_path / "eval uw" / "metrics.csv")
     case_days = sorted(f"{c.name}_day{d.name.rsplit('day', 1)[1]}" for c in (demo / "train").iterdir()
                        for d in c.iterdir())  # fmt: skip
     assert sorted(r["case_day"] for r in rows[:-1]) == case_days and rows[-1]["case_day"] == "mean"
@@ -148,7 +177,8 @@ def test_train_infer_evaluate_export(name: str, tmp_path: Path, elsewhere: Path)
 
 
 def check_export_parity(config: Path, checkpoint: Path, exported: Path, overrides: list[str]) -> None:
-    """TorchScript reproduces the eager network, and both return one (B, 3, H, W) tensor in eval mode."""
+    """TorchScript reproduces the eager network, and both return one (B, 3, H, W) tensor in eval mode (3 input
+    channels: the 2.5D slice and its neighbours)."""
     from monai.bundle import ConfigParser
 
     parser = ConfigParser()
@@ -160,7 +190,7 @@ def check_export_parity(config: Path, checkpoint: Path, exported: Path, override
     eager.load_state_dict(torch.load(checkpoint, map_location="cpu", weights_only=True))
     eager.eval()
     scripted = torch.jit.load(str(exported), map_location="cpu")
-    x = torch.rand(2, 1, 64, 96)
+    x = torch.rand(2, 3, 64, 96)
     with torch.no_grad():
         expected, actual = eager(x), scripted(x)
     assert isinstance(expected, torch.Tensor) and expected.shape == (2, 3, 64, 96)
@@ -170,22 +200,23 @@ def check_export_parity(config: Path, checkpoint: Path, exported: Path, override
 
 
 def test_train_json_splits_by_case(tmp_path: Path) -> None:
-    """train.json's training and validation lists hold different cases (all days of a case on one side)."""
+    """train.json's training and validation lists hold different cases (all days of a case on one side); every item
+    is a 2.5D slice: three channel files (slices -2, 0, +2)."""
     from monai.bundle import ConfigParser
 
     bundle = copy_bundle("unet3plus", tmp_path)
     parser = ConfigParser()
     parser.read_config(str(bundle / "configs" / "train.json"))
     parser["bundle_root"] = str(bundle)
-    for offsets in (None, [-2, 0, 2]):
-        parser["offsets"] = offsets
-        train, val = parser.get_parsed_content("train_datalist"), parser.get_parsed_content("val_datalist")
-        train_cases, val_cases = {d["case"] for d in train}, {d["case"] for d in val}
-        assert train_cases and val_cases and not train_cases & val_cases
-        assert len(train) + len(val) == 64 and {d["day"] for d in val} == {0, 7}
-        assert parser.get_parsed_content("in_channels") == (1 if offsets is None else 3)
-        if offsets:
-            assert all(isinstance(d["image"], list) and len(d["image"]) == 3 for d in train)
+    train, val = parser.get_parsed_content("train_datalist"), parser.get_parsed_content("val_datalist")
+    # case names: case<N>_day<D>_slice_<S>
+    match = re.compile(r"^(case\d+)_day(\d+)_slice_\d{4}$")
+    train_cases = {match.match(d["case"])[1] for d in train}
+    val_cases = {match.match(d["case"])[1] for d in val}
+    assert train_cases and val_cases and not train_cases & val_cases
+    assert len(train) + len(val) == 64 and {int(match.match(d["case"])[2]) for d in val} == {0, 7}
+    assert parser.get_parsed_content("task").in_channels == 3
+    assert all(isinstance(d["image"], list) and len(d["image"]) == 3 for d in train + val)
 
 
 def test_learning_on_demo_data(tmp_path: Path, elsewhere: Path) -> None:
@@ -212,11 +243,11 @@ def test_learning_on_demo_data(tmp_path: Path, elsewhere: Path) -> None:
     # agree on every slice, and they are not empty
     masks = tmp_path / "masks"
     run_bundle(
-        ["run", "--config_file", str(bundle / "configs" / "inference.json"), "--output_dir", str(masks),
+        ["run", "--config_file", str(bundle / "configs" / "inference_uwmadison.json"), "--output_dir", str(masks),
          "--write_rle", "True", "--resize_to", "[64,64]", *NETS["unet3plus"], *COMMON_FAST],
         cwd=elsewhere,
     )  # fmt: skip
-    check_masks_and_csv(masks, bundle / "demo_data", every=1)
+    check_masks_and_csv(masks, bundle / "demo_data" / "uwmadison_layout", every=1)
     rows = read_csv(masks / "submission.csv")
     found = {r["class"] for r in rows if r["segmentation"]}
     assert found == set(CLASSES), f"classes found: {found}"
@@ -378,8 +409,10 @@ def test_slice_datalist_and_volumes(tmp_path: Path) -> None:
 def test_configs_expose_the_task_values() -> None:
     for name in NETS:
         train = json.loads((BUNDLES / name / "configs" / "train.json").read_text())
-        assert train["offsets"] is None and train["loss_kind"] in ("hybrid", "dice_bce")
-        assert train["network_def"]["in_channels"] == "@in_channels"
+        assert "offsets" not in train and train["loss_kind"] in ("hybrid", "dice_bce")  # channels: the dataset's
+        assert train["network_def"]["in_channels"] == "$@task.in_channels"
+        for config in ("inference_uwmadison.json", "evaluate_uwmadison.json", "inference_volume.json"):
+            assert json.loads((BUNDLES / name / "configs" / config).read_text())["offsets"] == [-2, 0, 2]
         meta = json.loads((BUNDLES / name / "configs" / "metadata.json").read_text())
         assert meta["label_values"] == {"1": "large_bowel", "2": "small_bowel", "3": "stomach"}
         assert meta["input_channel_suffixes"] == {}
@@ -409,13 +442,15 @@ def test_loss_kind_switches_the_loss(tmp_path: Path) -> None:
 @pytest.mark.parametrize("name", ["unet3plus", "fct"])
 def test_building_the_inference_pipeline_writes_no_demo_data(name: str, tmp_path: Path) -> None:
     """MONAI Label and custom_nets.inference build ``postprocessing`` to serve other images: that must not generate
-    the demo data set inside the bundle (the saver's ``data_root`` only needs its path)."""
+    the demo data set inside the bundle (the competition-layout saver's ``data_root`` only needs its path)."""
     from monai.bundle import ConfigParser
 
     bundle = copy_bundle(name, tmp_path)
-    parser = ConfigParser()
-    parser.read_config(str(bundle / "configs" / "inference.json"))
-    parser["bundle_root"] = str(bundle)
-    parser.get_parsed_content("postprocessing")
-    assert parser.get_parsed_content("data_root") == str(bundle / "demo_data")
-    assert not (bundle / "demo_data").exists(), "building the postprocessing generated the demo data"
+    for config in ("inference.json", "inference_uwmadison.json"):
+        parser = ConfigParser()
+        parser.read_config(str(bundle / "configs" / config))
+        parser["bundle_root"] = str(bundle)
+        parser.get_parsed_content("postprocessing")
+        if config == "inference_uwmadison.json":
+            assert parser.get_parsed_content("data_root") == str(bundle / "demo_data" / "uwmadison_layout")
+        assert not (bundle / "demo_data").exists(), f"building the postprocessing of {config} generated the demo data"
