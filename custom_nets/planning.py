@@ -398,14 +398,17 @@ def training_plan(dataset: Dataset, ckpt_dir: str | os.PathLike, plan: str | os.
     Args:
         dataset: the training dataset.
         ckpt_dir: the checkpoint folder.
-        plan: a plan file (``--plan PATH``); empty: the cached ``<ckpt_dir>/plans.json``, recomputed when the
-            dataset's files changed.
+        plan: a plan file (``--plan PATH``); ``"none"``: no plan (the bundle's own settings); empty: the cached
+            ``<ckpt_dir>/plans.json``, recomputed when the dataset's files changed.
         dataset_dir: the run's ``dataset_dir``: ``"demo"`` without a plan file plans nothing (``None``: the bundle's
             own settings, tuned for its demo task) and removes a ``plans.json`` left by an earlier run.
     """
     from custom_nets.data.common import is_demo
 
     cached = Path(ckpt_dir) / PLANS_FILE
+    if isinstance(plan, str) and plan.strip().lower() == "none":  # --plan none: the bundle's own settings
+        cached.unlink(missing_ok=True)
+        return None
     if plan not in (None, "") and str(plan).strip():
         given = load_plan(plan)
         _check_plan_task(given, dataset.task, Path(plan))

@@ -228,3 +228,6 @@ def test_bundle_configs_read_the_plan(name: str, dims: int, default_roi: list, t
     other = parsed("train.json", plan=str(tmp_path / "given.json"), ckpt_dir=str(tmp_path / "m2"))
     assert other.get_parsed_content("batch_size") == 1
     assert json.loads((tmp_path / "m2" / "plans.json").read_text())["batch_size"] == 1
+    # --plan none: the bundle's own settings, and no plan left for inference
+    off = parsed("train.json", plan="none", ckpt_dir=str(tmp_path / "m2"))
+    assert off.get_parsed_content("roi_size") == default_roi and not (tmp_path / "m2" / "plans.json").exists()
