@@ -52,6 +52,7 @@ from . import __version__
 from . import locate as _locate
 from .data.dataset import TASK_FILE, Task
 from .inference.io import file_sha256
+from .planning import PLANS_FILE
 
 __all__ = ["MANIFEST_NAME", "PackageError", "PackagedBundle", "package_bundle", "vendor_configs", "verify_manifest",
            "write_manifest"]
@@ -76,8 +77,8 @@ MANIFEST_NAME = "CHECKSUMS.sha256"
 # what verify_manifest checks: code and configs; models/ (training rewrites model.pt; inference records its SHA-256)
 # and Python's byte-code caches are not checked
 _UNCHECKED_FOLDERS = ("models",)
-# written by training beside model.pt (custom_nets.data.dataset.TASK_FILE, custom_nets.planning): shipped with it
-MODEL_COMPANIONS = (TASK_FILE, "plans.json")
+# written by training beside model.pt (the model's task and the plan of its data): shipped with it
+MODEL_COMPANIONS = (TASK_FILE, PLANS_FILE)
 _CACHE_PARTS = ("__pycache__",)
 
 

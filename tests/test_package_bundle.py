@@ -213,17 +213,19 @@ def test_packaged_own_data_model_infers_with_its_task(tmp_path: Path) -> None:
     from custom_nets.data.dataset import prepare_task
     from custom_nets.data.synthetic import make_synthetic_dataset
     from custom_nets.inference.cli import main
+    from custom_nets.planning import PLANS_FILE, plan_dataset
 
     data = make_synthetic_dataset(tmp_path / "own", num_channels=2, num_labels=2, num_cases=2, num_test=1,
                                   shape=(24, 20, 12))
     bundle = copy_bundle("arunet3d", tmp_path)
-    task = prepare_task(read_dataset(data).task, bundle / "models")
-    (bundle / "models" / "plans.json").write_text('{"plan": "test"}\n')
+    dataset = read_dataset(data)
+    task = prepare_task(dataset.task, bundle / "models")
+    plan = plan_dataset(dataset, bundle / "models" / PLANS_FILE, progress=False)  # as the first training run does
     save_random_weights(bundle, {"network_def#channels": [4, 8, 16, 32]})
     package = package_bundle(bundle, tmp_path / "dist", name="own", make_zip=False).folder
 
     assert json.loads((package / "models" / "task.json").read_text()) == task.to_dict()
-    assert (package / "models" / "plans.json").read_text() == '{"plan": "test"}\n'
+    assert json.loads((package / "models" / PLANS_FILE).read_text()) == plan
     metadata = json.loads((package / "configs" / "metadata.json").read_text())
     image = metadata["network_data_format"]["inputs"]["image"]
     assert image["num_channels"] == 2 and image["channel_def"] == {"0": "MR0", "1": "MR1"}
