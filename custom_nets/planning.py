@@ -446,11 +446,13 @@ def _configuration(plan: Mapping[str, Any], dims: int) -> Mapping[str, Any] | No
 
 def planned_patch_size(plan: Mapping[str, Any] | None, default: Sequence[int]) -> list[int]:
     """The plan's patch size for a network of ``len(default)`` dimensions, at most ``default`` per axis (the bundle's
-    window, the largest its network was sized for); ``default`` without a plan."""
+    window, the largest its network was sized for); ``default`` without a plan. 2D patches are square (the plan's
+    largest side): the 2D bundles train square patches, which their random 90-degree rotations keep in shape."""
     config = _configuration(plan, len(default)) if plan else None
     if config is None:
         return list(default)
-    return [int(min(p, d)) for p, d in zip(config["patch_size"], default)]
+    patch = [max(config["patch_size"])] * 2 if len(default) == 2 else config["patch_size"]
+    return [int(min(p, d)) for p, d in zip(patch, default)]
 
 
 def planned_batch_size(plan: Mapping[str, Any] | None, default: int, spatial_dims: int) -> int:

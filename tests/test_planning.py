@@ -140,6 +140,9 @@ def test_training_plan_given_file_and_trained_plan(tmp_path: Path) -> None:
     assert planned_patch_size(plan, [8, 8, 8]) == [8, 8, 8]
     assert planned_patch_size(plan, [512, 512, 512]) == plan["configurations"]["3d"]["patch_size"]
     assert planned_patch_size(None, [64, 64]) == [64, 64]
+    flat = {"spatial_dims": 2, "patch_size": [32, 48], "batch_size": 2, "configurations": {}}
+    assert planned_patch_size(flat, [128, 128]) == [48, 48]  # 2D: square, the largest side
+    assert planned_patch_size(flat, [40, 40]) == [40, 40]
     assert planned_batch_size(plan, 1, 3) == 1 and planned_batch_size(None, 7, 3) == 7
 
 
@@ -192,8 +195,7 @@ def test_one_case_dataset_plans_and_trains(tmp_path: Path) -> None:
     bundle = copy_bundle("unet2d", tmp_path)
     run_bundle(["run", "training", "--config_file", str(bundle / "configs" / "train.json"), "--dataset_dir",
                 str(data), "--epochs", "1", "--val_interval", "1", "--num_workers", "0",
-                "--network_def#channels", "[4,8,16,32,64]",
-                "--roi_size", json.dumps(plan["patch_size"]), "--batch_size", str(plan["batch_size"])], cwd=tmp_path)
+                "--network_def#channels", "[4,8,16,32,64]"], cwd=tmp_path)  # patch and batch size: planned
     assert (bundle / "models" / "model.pt").is_file()
     # the run planned the dataset itself (the same plan) and saved it beside the model for inference
     assert trained_plan(bundle / "models")["normalization"] == plan["normalization"]
