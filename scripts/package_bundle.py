@@ -30,8 +30,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("bundle", help="bundle folder, e.g. bundles/arunet3d")
     parser.add_argument("-o", "--output", required=True, help="output folder (created if missing)")
-    parser.add_argument("--checkpoint", help="weights to ship as models/model.pt (default: the bundle's models/model.pt); "
-                        "the task.json and plans.json beside it are shipped too")
+    parser.add_argument("--checkpoint", help="weights to ship as models/model.pt (default: the bundle's "
+                        "models/model.pt); the task.json and plans.json beside it are shipped too")
     parser.add_argument("--name", help="folder name of the package (MONAI Label's model name); default: the bundle's")
     parser.add_argument("--no-zip", action="store_true", help="write the folder only")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing package of the same name")
@@ -48,7 +48,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"archive:    {packaged.archive}")
     print(f"checkpoint: {'models/model.pt' if packaged.checkpoint else 'none (untrained; train it or pass --checkpoint)'}")
     task = packaged.folder / "models" / "task.json"
-    print(f"task:       {'models/task.json (the channels and labels the model was trained on)' if task.is_file() else 'the bundle default (no task.json beside the checkpoint)'}")
+    shipped = "models/task.json (the channels and labels the model was trained on)"
+    print(f"task:       {shipped if task.is_file() else 'the bundle default (no task.json beside the checkpoint)'}")
     print("checksums:  CHECKSUMS.sha256 in the bundle (verified by segment.py on load; sha256sum -c CHECKSUMS.sha256)")
     print("note:       a bundle is code (its configs run Python); share it only with people who trust its source")
     return 0

@@ -124,7 +124,8 @@ def test_own_data_model_exports_with_its_task_channels(tmp_path: Path) -> None:
     from custom_nets.data.dataset import Task, prepare_task
 
     bundle = tmp_path / "unet2d own"
-    shutil.copytree(REPO / "bundles" / "unet2d", bundle, ignore=shutil.ignore_patterns("models", "runs", "eval", "demo_data"))
+    shutil.copytree(REPO / "bundles" / "unet2d", bundle,
+                    ignore=shutil.ignore_patterns("models", "runs", "eval", "demo_data"))
     prepare_task(Task("own", ("MR0", "MR1"), ("liver", "lesion"), ((1,), (2,)), (1, 2), 2), bundle / "models")
     network = export_onnx.load_network(bundle, TINY["unet2d"])
     checkpoint = bundle / "models" / "model.pt"
@@ -137,6 +138,7 @@ def test_own_data_model_exports_with_its_task_channels(tmp_path: Path) -> None:
 
     output = tmp_path / "own.onnx"
     overrides = ["--override", "network_def#channels=[4,8,16,32,64]"]
-    assert export_onnx.main(["--bundle", str(bundle), "-o", str(output), "--checkpoint", str(checkpoint), *overrides]) == 0
+    command = ["--bundle", str(bundle), "-o", str(output), "--checkpoint", str(checkpoint), *overrides]
+    assert export_onnx.main(command) == 0
     graph = onnx.load(str(output)).graph
     assert graph.input[0].type.tensor_type.shape.dim[1].dim_value == 2

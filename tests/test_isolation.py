@@ -3,8 +3,14 @@ line each, and the run ends with an error after the last case."""
 
 from __future__ import annotations
 
+import gzip
 import json
 import logging
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -78,29 +84,47 @@ def test_a_run_where_every_case_fails_still_ends_with_the_one_line_report(tmp_pa
         evaluator.run()
 
 
-def test_bundle_route_segments_good_cases_names_bad_ones_and_exits_non_zero(tmp_path) -> None:
-    """``python -m monai.bundle run --config_file inference.json --dataset_dir FOLDER`` on 2 good and 2 bad cases
-    (issue 21): the good label maps are written, each bad case is one FAILED line naming its file (an empty channel
-    file, caught by the datalist's header check and never read; a truncated one, failing on reading), the run ends
-    with one error line and a non-zero exit status, and nothing is written for the bad cases."""
-    import gzip
-    import os
-    import shutil
-    import subprocess
-    import sys
+TINY = {"network_def#channels": [4, 8, 16, 32], "inference_roi_size": [32, 32, 32]}
 
+
+def own_data_bundle(tmp_path: Path, num_cases: int) -> tuple[Path, Path]:
+    """A 2-channel, 2-label synthetic dataset (2 test cases) and an AR-UNet bundle with random weights and its task."""
     from conftest import copy_bundle, save_random_weights
 
     from custom_nets.data import read_dataset
     from custom_nets.data.dataset import prepare_task
     from custom_nets.data.synthetic import make_synthetic_dataset
 
-    data = make_synthetic_dataset(tmp_path / "own", num_channels=2, num_labels=2, num_cases=2, num_test=2,
+    data = make_synthetic_dataset(tmp_path / "own", num_channels=2, num_labels=2, num_cases=num_cases, num_test=2,
                                   shape=(24, 20, 12))
     bundle = copy_bundle("arunet3d", tmp_path)
     prepare_task(read_dataset(data).task, bundle / "models")
-    tiny = {"network_def#channels": [4, 8, 16, 32], "inference_roi_size": [32, 32, 32]}
-    save_random_weights(bundle, tiny)
+    save_random_weights(bundle, TINY)
+    return data, bundle
+
+
+def run_route(config: Path, dataset_dir: Path, output: Path, cwd: Path) -> subprocess.CompletedProcess:
+    """``python -m monai.bundle run --config_file CONFIG --dataset_dir DIR --output_dir OUT`` with tiny settings."""
+    args = [sys.executable, "-m", "monai.bundle", "run", "--config_file", str(config),
+            "--dataset_dir", str(dataset_dir), "--output_dir", str(output), "--num_workers", "0"]
+    for key, value in TINY.items():
+        args += [f"--{key}", json.dumps(value)]
+    env = dict(os.environ, PYTHONWARNINGS="ignore", OMP_NUM_THREADS="1")
+    return subprocess.run(args, cwd=cwd, env=env, capture_output=True, text=True, timeout=600)
+
+
+def truncate(path: Path) -> None:
+    """Keep a NIfTI's header but cut its data in half (read_header passes, reading the voxels fails)."""
+    raw = gzip.decompress(path.read_bytes())
+    path.write_bytes(gzip.compress(raw[: len(raw) // 2]))
+
+
+def test_bundle_route_segments_good_cases_names_bad_ones_and_exits_non_zero(tmp_path) -> None:
+    """``python -m monai.bundle run --config_file inference.json --dataset_dir FOLDER`` on 2 good and 2 bad cases
+    (issue 21): the good label maps are written, each bad case is one FAILED line naming its file (an empty channel
+    file, caught by the datalist's header check and never read; a truncated one, failing on reading), the run ends
+    with one error line and a non-zero exit status, and nothing is written for the bad cases."""
+    data, bundle = own_data_bundle(tmp_path, num_cases=2)
     inputs = tmp_path / "in"
     shutil.copytree(data / "imagesTs", inputs)
     good = sorted({p.name.rsplit("_", 1)[0] for p in inputs.iterdir()})
@@ -108,15 +132,10 @@ def test_bundle_route_segments_good_cases_names_bad_ones_and_exits_non_zero(tmp_
     shutil.copy(a_channel, inputs / "empty_0001.nii.gz")
     (inputs / "empty_0000.nii.gz").write_bytes(b"")
     shutil.copy(a_channel, inputs / "truncated_0001.nii.gz")
-    raw = gzip.decompress(a_channel.read_bytes())
-    (inputs / "truncated_0000.nii.gz").write_bytes(gzip.compress(raw[: len(raw) // 2]))  # header intact, data cut
+    shutil.copy(a_channel, inputs / "truncated_0000.nii.gz")
+    truncate(inputs / "truncated_0000.nii.gz")
     output = tmp_path / "out"
-    args = [sys.executable, "-m", "monai.bundle", "run", "--config_file", str(bundle / "configs" / "inference.json"),
-            "--dataset_dir", str(inputs), "--output_dir", str(output), "--num_workers", "0"]
-    for key, value in tiny.items():
-        args += [f"--{key}", json.dumps(value)]
-    env = dict(os.environ, PYTHONWARNINGS="ignore", OMP_NUM_THREADS="1")
-    result = subprocess.run(args, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
+    result = run_route(bundle / "configs" / "inference.json", inputs, output, tmp_path)
 
     assert result.returncode != 0, result.stderr[-3000:]
     assert sorted(p.name for p in output.iterdir()) == [f"{case}_seg.nii.gz" for case in good], result.stderr[-3000:]
@@ -127,3 +146,26 @@ def test_bundle_route_segments_good_cases_names_bad_ones_and_exits_non_zero(tmp_
     assert "Traceback" not in log, log[-3000:]
     errors = [line for line in log.splitlines() if line.startswith("error: CasesFailed: 2 of 4 case(s) failed")]
     assert len(errors) == 1 and f"({inputs / 'empty_0000.nii.gz'}; {inputs / 'truncated_0000.nii.gz'})" in errors[0]
+
+
+def test_evaluation_route_scores_good_cases_and_exits_non_zero(tmp_path) -> None:
+    """``evaluate.json`` on a labelled dataset with one image damaged after its header: the other cases are scored
+    (metrics.csv), the damaged one is one FAILED line, and the run ends with one error line, non-zero."""
+    import csv
+
+    data, bundle = own_data_bundle(tmp_path, num_cases=3)
+    damaged = sorted((data / "imagesTr").glob("*_0000.nii.gz"))[1]
+    truncate(damaged)
+    output = tmp_path / "eval"
+
+    result = run_route(bundle / "configs" / "evaluate.json", data, output, tmp_path)
+
+    log = result.stdout + result.stderr
+    assert result.returncode != 0, log[-3000:]
+    failed = [line for line in log.splitlines() if "FAILED /" in line]
+    assert len(failed) == 1 and damaged.name in failed[0], log[-3000:]
+    assert "Traceback" not in log, log[-3000:]
+    assert sum(line.startswith("error: CasesFailed: 1 of 3 case(s) failed") for line in log.splitlines()) == 1
+    with open(output / "metrics.csv", newline="") as f:
+        cases = [row["case"] for row in csv.DictReader(f) if row["case"] != "mean"]
+    assert len(cases) == 2 and damaged.name[: -len("_0000.nii.gz")] not in cases, cases
