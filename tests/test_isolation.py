@@ -120,9 +120,10 @@ def truncate(path: Path) -> None:
 
 
 def test_bundle_route_segments_good_cases_names_bad_ones_and_exits_non_zero(tmp_path) -> None:
-    """``python -m monai.bundle run --config_file inference.json --dataset_dir FOLDER`` on 2 good and 2 bad cases
+    """``python -m monai.bundle run --config_file inference.json --dataset_dir FOLDER`` on 2 good and 3 bad cases
     (issue 21): the good label maps are written, each bad case is one FAILED line naming its file (an empty channel
-    file, caught by the datalist's header check and never read; a truncated one, failing on reading), the run ends
+    file and one whose header promises 8e12 voxels, caught by the datalist's header check and never read; a truncated
+    one, failing on reading), the run ends
     with one error line and a non-zero exit status, and nothing is written for the bad cases."""
     data, bundle = own_data_bundle(tmp_path, num_cases=2)
     inputs = tmp_path / "in"
@@ -134,6 +135,10 @@ def test_bundle_route_segments_good_cases_names_bad_ones_and_exits_non_zero(tmp_
     shutil.copy(a_channel, inputs / "truncated_0001.nii.gz")
     shutil.copy(a_channel, inputs / "truncated_0000.nii.gz")
     truncate(inputs / "truncated_0000.nii.gz")
+    shutil.copy(a_channel, inputs / "huge_0001.nii.gz")
+    header = bytearray(gzip.decompress(a_channel.read_bytes())[:352])
+    header[42:48] = np.array([20000, 20000, 20000], dtype="<i2").tobytes()  # dim[1:4]: 8e12 voxels, no data
+    (inputs / "huge_0000.nii.gz").write_bytes(gzip.compress(bytes(header)))
     output = tmp_path / "out"
     result = run_route(bundle / "configs" / "inference.json", inputs, output, tmp_path)
 
@@ -141,11 +146,13 @@ def test_bundle_route_segments_good_cases_names_bad_ones_and_exits_non_zero(tmp_
     assert sorted(p.name for p in output.iterdir()) == [f"{case}_seg.nii.gz" for case in good], result.stderr[-3000:]
     log = result.stdout + result.stderr
     failed = [line for line in log.splitlines() if "FAILED /" in line]
-    assert len(failed) == 2, log[-3000:]
+    assert len(failed) == 3, log[-3000:]
     assert any("empty_0000" in line for line in failed) and any("truncated_0000" in line for line in failed)
+    assert any("huge_0000" in line and "implausible size" in line for line in failed)  # refused before reading
     assert "Traceback" not in log, log[-3000:]
-    errors = [line for line in log.splitlines() if line.startswith("error: CasesFailed: 2 of 4 case(s) failed")]
-    assert len(errors) == 1 and f"({inputs / 'empty_0000.nii.gz'}; {inputs / 'truncated_0000.nii.gz'})" in errors[0]
+    errors = [line for line in log.splitlines() if line.startswith("error: CasesFailed: 3 of 5 case(s) failed")]
+    named = [f"{inputs / name}_0000.nii.gz" in errors[0] for name in ("empty", "huge", "truncated")] if errors else []
+    assert len(errors) == 1 and all(named), log[-3000:]
 
 
 def test_evaluation_route_scores_good_cases_and_exits_non_zero(tmp_path) -> None:

@@ -740,6 +740,8 @@ def inference_datalist(dataset_dir: str | os.PathLike | None, task: Task, demo: 
     ``isolate``: a case whose header is unreadable or does not fit the task keeps its place with an ``"error"`` (one
     line naming the file) instead of refusing the folder; :class:`custom_nets.isolation.IsolatedCases` fails it alone,
     without reading it."""
+    from custom_nets.inference.io import CaseError, check_size  # batch inference's size limits: one set
+
     folder = _demo_folder(demo, demo_dir) if is_demo(dataset_dir) else Path(str(dataset_dir)).expanduser()
     if not folder.is_dir():
         raise DatasetError(f"input folder {folder} does not exist (or is not a folder)", folder)
@@ -754,8 +756,11 @@ def inference_datalist(dataset_dir: str | os.PathLike | None, task: Task, demo: 
     for case in cases:
         files = [case["image"]] if isinstance(case["image"], str) else case["image"]
         try:
-            channels = sum(read_header(f).channels for f in files)
-        except DatasetError as err:
+            headers = [read_header(f) for f in files]
+            for f, header in zip(files, headers):  # no voxel is allocated for an implausible header
+                check_size(header.shape, header.channels, f)
+            channels = sum(header.channels for header in headers)
+        except (DatasetError, CaseError) as err:
             problem = str(err)
         else:
             problem = None if channels == task.in_channels else (

@@ -43,6 +43,7 @@ __all__ = [
     "MAX_DIM_2D",
     "MAX_DIM_3D",
     "MAX_VOXELS",
+    "check_size",
     "atomic_write",
     "check_output_folder",
     "count_labels",
@@ -151,8 +152,11 @@ def _check_file(path: Path) -> int:
     return size
 
 
-def _check_size(spatial: Sequence[int], channels: int, path: Path, max_dim: int) -> None:
-    """CaseError when a header promises an absurd or empty image (checked before reading any pixel)."""
+def check_size(spatial: Sequence[int], channels: int, path: Path | str, max_dim: int | None = None) -> None:
+    """CaseError when a header promises an absurd or empty image (checked before reading any pixel); ``max_dim``:
+    the largest side, by default :data:`MAX_DIM_3D` for 3 spatial axes, else :data:`MAX_DIM_2D`. Also used by the
+    bundles' datalist (``custom_nets.data.inference_datalist``): one set of limits."""
+    max_dim = max_dim or (MAX_DIM_3D if len(spatial) == 3 else MAX_DIM_2D)
     dims = [int(d) for d in spatial]
     if any(d < 1 for d in dims) or channels < 1:
         raise CaseError(f"the header gives an empty image of size {tuple(dims)} with {channels} channel(s)", path)
@@ -200,7 +204,7 @@ def _read_nifti(path: Path) -> tuple[np.ndarray, Geometry]:
         spatial, channels, layout = shape[:3], shape[4], "5d"
     else:
         raise _wrong_dims(path, len(shape), 3)
-    _check_size(spatial, channels, path, MAX_DIM_3D)
+    check_size(spatial, channels, path, MAX_DIM_3D)
     dtype = img.get_data_dtype()
     if dtype.fields is not None or not (np.issubdtype(dtype, np.integer) or np.issubdtype(dtype, np.floating)):
         raise CaseError(f"unsupported voxel type {dtype} (RGB or complex NIfTI); expected integer or float voxels", path)
@@ -328,7 +332,7 @@ def _read_itk(path: Path) -> tuple[np.ndarray, Geometry]:
         spatial, channels = sizes[:3], sizes[3]
     else:
         raise _wrong_dims(path, ndim + (1 if components > 1 else 0), 3)
-    _check_size(spatial, channels, path, MAX_DIM_3D)
+    check_size(spatial, channels, path, MAX_DIM_3D)
     try:
         image = itk.imread(str(path), itk.F) if components == 1 else itk.imread(str(path))
         array = itk.array_view_from_image(image)
@@ -453,7 +457,7 @@ def _read_dicom(source: Source) -> tuple[np.ndarray, Geometry]:
         data, geometry = _read_itk(files[0])
         return data, geometry
     header = _read_dicom_header(files[0])
-    _check_size((header.columns, header.rows, len(files)), 1, source.path, MAX_DIM_3D)
+    check_size((header.columns, header.rows, len(files)), 1, source.path, MAX_DIM_3D)
     try:
         image = itk.imread([str(f) for f in files], itk.F)
         array = itk.array_view_from_image(image)
@@ -502,7 +506,7 @@ def _read_2d(path: Path, num_channels: int, options: Reader2DOptions) -> tuple[n
     with image:
         width, height = image.size
         bands = len(image.getbands())
-        _check_size((width, height), bands, path, MAX_DIM_2D)
+        check_size((width, height), bands, path, MAX_DIM_2D)
         frames = int(getattr(image, "n_frames", 1) or 1)
         if frames > 1:
             raise CaseError(f"wrong number of dimensions: {frames} frames/pages (a 3D image), the bundle needs 2D "
