@@ -44,11 +44,13 @@ from .errors import DatasetError
 
 __all__ = [
     "DATASET_JSON",
+    "DemoDataset",
     "SPLITS_JSON",
     "TASK_FILE",
     "Dataset",
     "Task",
     "check_task",
+    "demo_task",
     "inference_datalist",
     "open_dataset",
     "prepare_task",
@@ -651,8 +653,9 @@ def _demo_folder(demo: str, demo_dir: str | os.PathLike | None) -> Path:
 
 
 def open_dataset(dataset_dir: str | os.PathLike | None, demo: str, demo_dir: str | os.PathLike | None = None,
-                 spatial_dims: int | None = None, check: bool = True) -> Dataset:
-    """The dataset a training or evaluation config uses: ``"demo"`` (generated on first use) or a folder; checked.
+                 spatial_dims: int | None = None, check: bool = True,
+                 model_dir: str | os.PathLike | None = None) -> Dataset | DemoDataset:
+    """The dataset a training or evaluation config uses: ``"demo"`` (generated when its cases are first used) or a folder; checked.
 
     Args:
         dataset_dir: a dataset folder (``dataset.json``, or a public layout), or ``"demo"``.
@@ -660,12 +663,62 @@ def open_dataset(dataset_dir: str | os.PathLike | None, demo: str, demo_dir: str
         demo_dir: where the demo data is generated.
         spatial_dims: the dimensionality the bundle's network needs (3: 2D data is refused).
         check: run :func:`check_dataset` (nothing is written by a run that fails it).
+        model_dir: the checkpoint folder of the run; for ``"demo"``, the task of its model (``task.json``) is the
+            task until the demo's cases are read (:class:`DemoDataset`).
     """
-    folder = _demo_folder(demo, demo_dir) if is_demo(dataset_dir) else Path(str(dataset_dir))
-    dataset = read_dataset(folder)
+    if is_demo(dataset_dir):
+        return DemoDataset(demo, demo_dir, spatial_dims, check, model_dir)
+    dataset = read_dataset(Path(str(dataset_dir)))
     if check:
         check_dataset(dataset, spatial_dims=spatial_dims)
     return dataset
+
+
+class DemoDataset:
+    """A bundle's demo :class:`Dataset`, generated when its cases are first needed.
+
+    :attr:`task` generates nothing: it is the task of the model in ``model_dir`` (:func:`trained_task`: its
+    ``task.json``, else the demo task), so a config evaluated as a whole writes no demo files unless it uses the
+    cases. MONAI Label runs ``train.json``'s root id with its own datalists (``train#dataset#data``,
+    ``validate#dataset#data``, which replace the only expressions that read the cases) to train the model it serves,
+    which may be of another task than the demo. Any other attribute (``training``, ``split``, ``root`` ...)
+    generates (or reuses) the demo in ``demo_dir``, reads and checks it, and is the read :class:`Dataset`'s; a demo
+    that does not fit a task already handed out is refused (:func:`check_task`'s line).
+    """
+
+    def __init__(self, demo: str, demo_dir: str | os.PathLike | None, spatial_dims: int | None = None,
+                 check: bool = True, model_dir: str | os.PathLike | None = None) -> None:
+        self.demo, self.demo_dir, self.spatial_dims, self.check = demo, demo_dir, spatial_dims, check
+        self.model_dir = model_dir
+        self._task: Task | None = None
+        self._dataset: Dataset | None = None
+
+    @property
+    def task(self) -> Task:
+        if self._dataset is not None:
+            return self._dataset.task
+        if self._task is None:
+            self._task = trained_task(self.model_dir, self.demo) if self.model_dir else demo_task(self.demo)
+        return self._task
+
+    def _read(self) -> Dataset:
+        if self._dataset is None:
+            dataset = read_dataset(_demo_folder(self.demo, self.demo_dir))
+            if self.check:
+                check_dataset(dataset, spatial_dims=self.spatial_dims)
+            if self._task is not None and self.model_dir:  # a model's task was handed out
+                try:
+                    check_task(self._task, dataset)
+                except DatasetError as err:
+                    raise DatasetError(f"{err}: train the demo with another ckpt_dir, or delete "
+                                       f"{Path(self.model_dir) / TASK_FILE}", dataset.root) from None
+            self._dataset = dataset
+        return self._dataset
+
+    def __getattr__(self, name: str) -> Any:  # only for what the instance lacks: the read dataset's attributes
+        if name.startswith("_"):
+            raise AttributeError(name)
+        return getattr(self._read(), name)
 
 
 def trained_task(ckpt_dir: str | os.PathLike, demo: str) -> Task:
@@ -677,6 +730,11 @@ def trained_task(ckpt_dir: str | os.PathLike, demo: str) -> Task:
         except (OSError, ValueError, KeyError, TypeError) as err:
             raise DatasetError(f"{path} cannot be read ({err}); retrain, or delete it to use the bundle's default "
                                "task", path) from None
+    return demo_task(demo)
+
+
+def demo_task(demo: str) -> Task:
+    """The task of a demo data set (``"brats"``, ``"lgg"`` ...) at its default size, without generating it."""
     from .demo import DEMO_TASKS
 
     meta = DEMO_TASKS[demo]

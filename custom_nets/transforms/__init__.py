@@ -27,3 +27,7 @@ __all__ += ["PlannedNormalized", "intensity_normalization"]
 from .resample import TaskSpacingd  # noqa: E402
 
 __all__ += ["TaskSpacingd"]
+
+from .inputs import TaskInputd  # noqa: E402
+
+__all__ += ["TaskInputd"]

@@ -42,7 +42,8 @@ LABEL_VALUES = {"1": "necrotic / non-enhancing tumour core", "2": "peritumoral o
 # training: the task of the dataset (written to models/task.json); inference and evaluation: the trained model's
 TRAIN_TASK = "$custom_nets.data.prepare_task(@data.task, @ckpt_dir, @resume)"
 TRAINED_TASK = f"$custom_nets.data.trained_task(@ckpt_dir, '{DEMO}')"
-DATA = f"$custom_nets.data.open_dataset(@dataset_dir, demo='{DEMO}', demo_dir=@demo_dir, spatial_dims=3)"
+DATA = (f"$custom_nets.data.open_dataset(@dataset_dir, demo='{DEMO}', demo_dir=@demo_dir, spatial_dims=3, "
+        "model_dir=@ckpt_dir)")
 
 
 def _load_transforms(keys: list[str]) -> list[Any]:
@@ -51,6 +52,7 @@ def _load_transforms(keys: list[str]) -> list[Any]:
     transforms: list[Any] = [
         {"_target_": "LoadImaged", "keys": keys, "image_only": True},
         {"_target_": "EnsureChannelFirstd", "keys": keys},
+        {"_target_": "custom_nets.transforms.TaskInputd", "keys": keys, "task": "@task"},
         {"_target_": "EnsureTyped", "keys": keys},
     ]
     if "label" in keys:
@@ -123,9 +125,7 @@ def train_config(network_def: dict, roi_size: list[int], learning_rate: float, b
         "data": DATA,
         "task": TRAIN_TASK,
         **common.TRAIN_PLAN,
-        "split": "$@data.split(val_fraction=@val_fraction, seed=@seed, num_folds=@num_folds, fold=@fold)",
-        "train_datalist": "$@split[0]",
-        "val_datalist": "$@split[1]",
+        **common.DATALISTS,
         **common.network(network_def, task=True),
         "loss": {
             "_target_": "custom_nets.losses.StackedDeepSupervisionLoss",
@@ -156,7 +156,7 @@ def train_config(network_def: dict, roi_size: list[int], learning_rate: float, b
                 "_target_": "Compose",
                 "transforms": "$@train#deterministic_transforms + @train#random_transforms",
             },
-            "dataset": common.cached_dataset("@train_datalist", "@train#preprocessing"),
+            "dataset": common.cached_dataset(common.TRAIN_DATA, "@train#preprocessing"),
             "dataloader": common.dataloader("@train#dataset", "@batch_size", shuffle=True),
             "inferer": {"_target_": "SimpleInferer"},
             "handlers": common.train_handlers(),
@@ -164,7 +164,7 @@ def train_config(network_def: dict, roi_size: list[int], learning_rate: float, b
         },
         "validate": {
             "preprocessing": {"_target_": "Compose", "transforms": "@train#deterministic_transforms"},
-            "dataset": common.cached_dataset("@val_datalist", "@validate#preprocessing"),
+            "dataset": common.cached_dataset(common.VAL_DATA, "@validate#preprocessing"),
             "dataloader": common.dataloader("@validate#dataset", 1, shuffle=False),
             "inferer": _sliding_window(overlap=0.25),
             "postprocessing": {"_target_": "Compose", "transforms": common.sigmoid_postprocessing(invert=False)},

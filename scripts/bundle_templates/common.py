@@ -113,6 +113,14 @@ def planned_batch(default: int, spatial_dims: int) -> str:
     return f"$custom_nets.planning.planned_batch_size(@plans, {int(default)}, {spatial_dims})"
 
 
+# The datalists of train.json live in train#dataset#data / validate#dataset#data, the ids MONAI Label overrides with
+# its own, and train_datalist / val_datalist refer to them: a run of the root id (MONAI Label's default) then builds
+# no datalist of the bundle's dataset (nor generates its demo)
+SPLIT = "@data.split(val_fraction=@val_fraction, seed=@seed, num_folds=@num_folds, fold=@fold)"
+DATALISTS = {"train_datalist": "@train#dataset#data", "val_datalist": "@validate#dataset#data"}
+TRAIN_DATA, VAL_DATA = f"${SPLIT}[0]", f"${SPLIT}[1]"
+
+
 def cached_dataset(data: str, transform: str) -> dict:
     return {
         "_target_": "CacheDataset",

@@ -80,7 +80,8 @@ LABEL_TO_REGIONS = {"_target_": "custom_nets.transforms.LabelToRegionsd", "keys"
 
 
 def _data(task: dict) -> str:
-    return f"$custom_nets.data.open_dataset(@dataset_dir, demo={task['demo']}, demo_dir=@demo_dir, spatial_dims=2)"
+    return (f"$custom_nets.data.open_dataset(@dataset_dir, demo={task['demo']}, demo_dir=@demo_dir, spatial_dims=2, "
+            "model_dir=@ckpt_dir)")
 
 
 def trained_task(task: dict) -> str:
@@ -96,6 +97,7 @@ def _load_image_transforms(task: dict, keys: list[str], size_divisor: int, spati
     transforms: list = [
         {"_target_": "LoadImaged", "keys": keys, "image_only": True},
         {"_target_": "EnsureChannelFirstd", "keys": keys},
+        {"_target_": "custom_nets.transforms.TaskInputd", "keys": keys, "task": "@task"},
         {"_target_": "EnsureTyped", "keys": keys, "dtype": "$torch.float32"},
         common.NORMALIZATION,
     ]
@@ -192,9 +194,7 @@ def train_config(task: dict, bundle: dict) -> dict:
         "data": _data(task),
         "task": TRAIN_TASK,
         **common.TRAIN_PLAN,
-        "split": "$@data.split(val_fraction=@val_fraction, seed=@seed, num_folds=@num_folds, fold=@fold)",
-        "train_datalist": "$@split[0]",
-        "val_datalist": "$@split[1]",
+        **common.DATALISTS,
         **common.network(bundle["network_def"]),
         **_loss(task, bundle),
         "optimizer": {**common.optimizer(), **bundle.get("optimizer_values", {})},
@@ -208,7 +208,7 @@ def train_config(task: dict, bundle: dict) -> dict:
                 "transforms": "$@train#deterministic_transforms + @train#random_transforms"
                 + (" + @train#label_transforms" if label_transforms else ""),
             },
-            "dataset": common.cached_dataset("@train_datalist", "@train#preprocessing"),
+            "dataset": common.cached_dataset(common.TRAIN_DATA, "@train#preprocessing"),
             "dataloader": common.dataloader("@train#dataset", "@batch_size", shuffle=True),
             "inferer": {"_target_": "SimpleInferer"},
             "handlers": common.train_handlers(),
@@ -216,7 +216,7 @@ def train_config(task: dict, bundle: dict) -> dict:
         },
         "validate": {
             "preprocessing": {"_target_": "Compose", "transforms": "@train#deterministic_transforms"},
-            "dataset": common.cached_dataset("@val_datalist", "@validate#preprocessing"),
+            "dataset": common.cached_dataset(common.VAL_DATA, "@validate#preprocessing"),
             "dataloader": common.dataloader("@validate#dataset", 1, shuffle=False),  # images keep their own sizes
             "inferer": {"_target_": "SimpleInferer"},
             "postprocessing": {"_target_": "Compose", "transforms": _postprocessing(invert=False)},
