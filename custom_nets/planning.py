@@ -401,7 +401,8 @@ def training_plan(dataset: Dataset, ckpt_dir: str | os.PathLike, plan: str | os.
         plan: a plan file (``--plan PATH``); ``"none"``: no plan (the bundle's own settings); empty: the cached
             ``<ckpt_dir>/plans.json``, recomputed when the dataset's files changed.
         dataset_dir: the run's ``dataset_dir``: ``"demo"`` without a plan file plans nothing (``None``: the bundle's
-            own settings, tuned for its demo task) and removes a ``plans.json`` left by an earlier run.
+            own settings, tuned for its demo task), but keeps the ``plans.json`` of the model in ``ckpt_dir`` when it
+            fits the task (MONAI Label fine-tuning a model trained on its own data) and removes one that does not.
     """
     from custom_nets.data.common import is_demo
 
@@ -417,7 +418,15 @@ def training_plan(dataset: Dataset, ckpt_dir: str | os.PathLike, plan: str | os.
             write_text_atomic(cached, json.dumps(given, indent=1) + "\n")
         return given
     if dataset_dir is not None and is_demo(dataset_dir):
-        cached.unlink(missing_ok=True)
+        # the demo, or MONAI Label's studies (they arrive with dataset_dir "demo" and the served model's task): a plan
+        # the model in ckpt_dir was trained with stays its plan; one of other channels is stale
+        if cached.is_file():
+            kept = load_plan(cached)
+            try:
+                _check_plan_task(kept, dataset.task, cached)
+                return kept
+            except DatasetError:
+                cached.unlink()
         return None
     result = plan_dataset(dataset, cached, device=device)
     _check_plan_task(result, dataset.task, cached)

@@ -325,3 +325,17 @@ def test_2d_nifti_is_refused_with_what_to_do(tmp_path: Path) -> None:
 
     with pytest.raises(DatasetError, match="flat.nii.gz is a 2D NIfTI image; save 2D images as PNG"):
         read_header(str(path))
+
+
+def test_plain_folders_include_sub_folders_but_not_masks_or_duplicates(volumes: Path, tmp_path: Path) -> None:
+    task = Task("one", ("MR",), ("a",), ((1,),), (1,), 3, None)
+    folder = tmp_path / "in"
+    (folder / "sub").mkdir(parents=True)
+    (folder / ".hidden").mkdir()
+    source = volumes / "imagesTr" / "case_000_0000.nii.gz"
+    for name in ("sub/deep.nii.gz", "top.nii.gz", "top_seg.nii.gz", ".hidden/x.nii.gz"):
+        shutil.copy(source, folder / name)
+    assert [c["case"] for c in inference_datalist(folder, task, "brats")] == ["deep", "top"]
+    shutil.copy(source, folder / "deep.nii.gz")
+    with pytest.raises(DatasetError, match="are both case 'deep'"):
+        inference_datalist(folder, task, "brats")

@@ -131,6 +131,10 @@ def test_training_plan_given_file_and_trained_plan(tmp_path: Path) -> None:
     other = read_dataset(make_synthetic_dataset(tmp_path / "o", num_channels=1, num_test=0))
     with pytest.raises(DatasetError, match="channels"):
         training_plan(other, tmp_path / "m2", plan=ckpt / "plans.json")
+    # a run with dataset_dir "demo" (the demo, or MONAI Label's studies for the served model) keeps the model's plan
+    # when it fits the task, and drops one of other channels
+    assert training_plan(data, ckpt, dataset_dir="demo") == plan and (ckpt / "plans.json").is_file()
+    assert training_plan(other, ckpt, dataset_dir="demo") is None and not (ckpt / "plans.json").exists()
     (tmp_path / "bad.json").write_text("{}")
     with pytest.raises(DatasetError, match="bad.json lacks"):
         load_plan(tmp_path / "bad.json")

@@ -775,9 +775,17 @@ def check_task(task: Task, dataset: Dataset) -> Task:
 
 
 def _plain_folder_cases(folder: Path, task: Task) -> list[dict[str, Any]]:
-    """Cases of a folder of images: nnU-Net ``<case>_0000 .. _XXXX`` channel files grouped when every group holds
-    exactly the model's channel files, else one file per case."""
-    files = sorted(p for p in folder.iterdir() if p.is_file() and not is_hidden(p.name) and file_ending(p.name))
+    """Cases of a folder of images, sub-folders included: nnU-Net ``<case>_0000 .. _XXXX`` channel files grouped when
+    every group holds exactly the model's channel files, else one file per case. Hidden entries and masks stored
+    beside their images (``*_mask``, ``*_seg`` ...) are not inputs; two cases of the same name are refused (their
+    outputs would overwrite each other)."""
+    from .images import MASK_SUFFIXES
+
+    files = sorted(
+        p for p in folder.rglob("*")
+        if p.is_file() and file_ending(p.name) and not any(is_hidden(part) for part in p.relative_to(folder).parts)
+        and not strip_ending(p.name).lower().endswith(MASK_SUFFIXES)
+    )  # fmt: skip
     grouped: dict[str, dict[int, str]] = {}
     for p in files:
         match = _CHANNEL_SUFFIX.match(strip_ending(p.name))
@@ -787,7 +795,16 @@ def _plain_folder_cases(folder: Path, task: Task) -> list[dict[str, Any]]:
     if grouped and sum(map(len, grouped.values())) == len(files) and all(
             sorted(g) == list(range(per_case)) for g in grouped.values()):
         return [{"case": c, "image": _image_entry([g[i] for i in sorted(g)])} for c, g in sorted(grouped.items())]
-    return [{"case": strip_ending(Path(p).name), "image": str(p)} for p in files]
+    cases = [{"case": strip_ending(p.name), "image": str(p)} for p in files]
+    seen: dict[str, str] = {}
+    problems = []
+    for case in cases:
+        if case["case"] in seen:
+            problems.append(f"files {seen[case['case']]} and {case['image']} are both case {case['case']!r}; rename "
+                            "one (outputs are named after the case)")
+        seen.setdefault(case["case"], case["image"])
+    raise_problems(folder, problems, what="input folder")
+    return cases
 
 
 def inference_datalist(dataset_dir: str | os.PathLike | None, task: Task, demo: str,
