@@ -357,8 +357,8 @@ def multi_gpu_train_config() -> dict:
         "train#handlers#0#enabled": "$dist.get_rank() == 0",
         "train#handlers#3#_disabled_": "$dist.get_rank() > 0",
         "train#handlers#4#_disabled_": "$dist.get_rank() > 0",
-        "train#handlers#6#_disabled_": "$dist.get_rank() > 0",
         "train#handlers#5#enabled": "$dist.get_rank() == 0",
+        "train#handlers#6#_disabled_": "$dist.get_rank() > 0",
         "validate#sampler": {"_target_": "DistributedSampler", "dataset": "@validate#dataset", "even_divisible": False, "shuffle": False},
         "validate#dataloader#sampler": "@validate#sampler",
         # (not beyond #1: the handler lists differ per task, and a CheckpointSaver must be built on every rank, as
