@@ -266,7 +266,7 @@ def evaluate_uwmadison_config(task: dict, bundle: dict) -> dict:
     config["demo_dir"] = UW_DEMO_DIR
     del config["data"]
     config["task"] = seg2d.trained_task(task)
-    config["datalist"] = ("$custom_nets.data.uwmadison.uwmadison_datalist(@dataset_dir, demo_dir=@demo_dir, "
+    config["datalist"] = ("$custom_nets.convert.uwmadison.uwmadison_datalist(@dataset_dir, demo_dir=@demo_dir, "
                           "role=@role, offsets=@offsets, val_fraction=@val_fraction, seed=@seed, "
                           "num_folds=@num_folds, fold=@fold)")
     config["preprocessing"]["transforms"].insert(
@@ -274,6 +274,9 @@ def evaluate_uwmadison_config(task: dict, bundle: dict) -> dict:
     # the layout's masks are 3 binary channels already (run-length decoded), not a label map
     config["preprocessing"]["transforms"] = [
         t for t in config["preprocessing"]["transforms"] if t != seg2d.LABEL_TO_REGIONS]
+    for step in config["preprocessing"]["transforms"]:  # ...so only the image is checked against the task
+        if isinstance(step, dict) and step.get("_target_") == "custom_nets.transforms.TaskInputd":
+            step["keys"] = "image"
     config["postprocessing"]["transforms"] = _postprocessing("@preprocessing", label_map=False)
     config["handlers"][2] = {
         "_target_": "custom_nets.handlers_gi.CaseDayMetricsWriter",
