@@ -1,7 +1,7 @@
 """custom_nets: networks, blocks, losses and transforms shared by the MONAI bundles in ``bundles/``.
 
 A submodule is imported the first time it is used as an attribute of the package, so that a bundle config needs only
-``"$import custom_nets"`` to use ``custom_nets.bundle.bundle_root()``, ``custom_nets.data.brats.brats_datalist(...)``
+``"$import custom_nets"`` to use ``custom_nets.bundle.bundle_root()``, ``custom_nets.data.open_dataset(...)``
 and so on (MONAI's config parser binds ``import a.b`` to the name ``"a.b"``, not ``a``), while ``import custom_nets``
 itself stays cheap (no torch or MONAI), so command lines answer ``--help`` and usage errors at once.
 """

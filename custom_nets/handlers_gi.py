@@ -80,7 +80,7 @@ class CaseDayMetricsWriter:
     until the next case-day starts; the slices of the finished case-day are then ordered by slice number and stacked
     into ``(C, W, H, slices)`` volumes and scored by :func:`custom_nets.metrics_gi.case_day_metrics` with the spacing
     ``(sx, sy, slice_thickness)`` (``sx, sy`` from the datalist's ``spacing``). So the datalist must list the slices
-    of a case-day together (as :func:`custom_nets.data.uwmadison.uwmadison_datalist` does, sorted by case, day and
+    of a case-day together (as :func:`custom_nets.convert.uwmadison.uwmadison_datalist` does, sorted by case, day and
     slice); a case-day that reappears later is an error.
 
     CSV ``output_dir/filename``: ``case_day, slices, dice_<class>..., hd95_<class>... (mm), nhd_<class>...,

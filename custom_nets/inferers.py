@@ -3,7 +3,7 @@
 :class:`NeighbourSliceInferer` runs a 2D network over a 3D volume slice by slice, like MONAI's ``SliceInferer`` with
 whole slices, and can also feed it 2.5D stacks: slice ``k`` together with its neighbours ``k + o`` for ``o`` in
 ``offsets`` (clamped at the first and last slice), as the UW-Madison bundles are trained with
-(:func:`custom_nets.data.uwmadison.neighbour_slices`).
+(:func:`custom_nets.convert.uwmadison.neighbour_slices`).
 
 :class:`ForegroundSlidingWindowInferer` is MONAI's ``SlidingWindowInferer`` run on the box around the nonzero voxels
 only (a skull-stripped BraTS volume is 70-85 % zero background), with the result pasted back into a full-size output.

@@ -15,7 +15,8 @@ import sys
 import time
 from pathlib import Path
 
-from custom_nets.data.brats import find_brats_cases, generate_brats_demo
+from custom_nets.convert.brats import find_brats_cases
+from custom_nets.data.brats import generate_brats_demo
 from custom_nets.data.errors import DatasetError
 
 

@@ -1,7 +1,9 @@
-"""custom_nets.data.brats: the synthetic demo generator, BraTS folder reading, splits and bundle datalists."""
+"""The BraTS demo generator (custom_nets.data.brats), BraTS folder reading (custom_nets.convert.brats) and the
+BraTS demo and folders as the bundles open them (custom_nets.data.dataset.open_dataset)."""
 
 from __future__ import annotations
 
+import functools
 import importlib.util
 import json
 import logging
@@ -12,8 +14,11 @@ import nibabel as nib
 import numpy as np
 import pytest
 
-from custom_nets.data import brats
-from custom_nets.data.brats import MODALITIES, brats_datalist, find_brats_cases, generate_brats_demo, split_cases
+from custom_nets import convert
+from custom_nets.convert.brats import find_brats_cases
+from custom_nets.data import brats, demo
+from custom_nets.data.brats import MODALITIES, generate_brats_demo
+from custom_nets.data.dataset import open_dataset
 from custom_nets.data.errors import DatasetError
 
 REPO = Path(__file__).resolve().parent.parent
@@ -318,7 +323,7 @@ def test_hidden_and_non_image_folders_are_skipped(tmp_path, caplog):
     (tmp_path / "notes" / "readme.txt").write_text("x")
     (tmp_path / "name_mapping.csv").write_text("a,b")
     write_nifti(tmp_path / "c1" / "._c1_flair.nii.gz")  # macOS resource-fork file: hidden, ignored
-    with caplog.at_level(logging.WARNING, logger="custom_nets.data.brats"):
+    with caplog.at_level(logging.WARNING, logger="custom_nets.convert.brats"):
         cases = find_brats_cases(tmp_path)
     assert [c["case"] for c in cases] == ["c1"]
     assert "notes" in caplog.text
@@ -336,93 +341,53 @@ def test_single_case_folder_given_as_dataset(tmp_path):
 
 
 # ----------------------------------------------------------------------------------------------------------------------
-# splits and datalists
+# the BraTS demo and folders as the bundles read them (custom_nets.data.dataset; splits: custom_nets.data.common)
 # ----------------------------------------------------------------------------------------------------------------------
-
-
-def fake_cases(n: int) -> list[dict]:
-    return [
-        {"case": f"c{i:02d}", "image": [f"c{i:02d}_{m}" for m in MODALITIES], "label": f"c{i:02d}_seg"} for i in range(n)
-    ]
 
 
 def names(cases: list[dict]) -> list[str]:
     return [c["case"] for c in cases]
 
 
-def test_fraction_split():
-    cases = fake_cases(10)
-    train, val = split_cases(cases, val_fraction=0.2, seed=0)
-    assert len(val) == 2 and len(train) == 8
-    assert not set(names(train)) & set(names(val))
-    assert sorted(names(train) + names(val)) == names(cases)
-    assert split_cases(cases, val_fraction=0.2, seed=0) == (train, val)
-    assert split_cases(list(reversed(cases)), val_fraction=0.2, seed=0) == (train, val)  # input order irrelevant
-    assert len({tuple(names(split_cases(cases, seed=s)[1])) for s in range(6)}) > 1  # the seed matters
-    train2, val2 = split_cases(fake_cases(2), val_fraction=0.01)
-    assert len(train2) == 1 and len(val2) == 1
-    train3, val3 = split_cases(fake_cases(3), val_fraction=0.99)
-    assert len(train3) == 1 and len(val3) == 2
-
-
-def test_kfold_split_covers_every_case_once():
-    cases = fake_cases(11)
-    seen = []
-    for fold in range(5):
-        train, val = split_cases(cases, seed=2, num_folds=5, fold=fold)
-        assert val and not set(names(train)) & set(names(val))
-        assert sorted(names(train) + names(val)) == names(cases)
-        seen += names(val)
-    assert sorted(seen) == names(cases)
-
-
-def test_split_errors():
-    with pytest.raises(DatasetError, match="at least 2"):
-        split_cases(fake_cases(1))
-    with pytest.raises(ValueError):
-        split_cases(fake_cases(5), val_fraction=1.0)
-    with pytest.raises(ValueError):
-        split_cases(fake_cases(5), num_folds=6)
-    with pytest.raises(ValueError):
-        split_cases(fake_cases(5), num_folds=5, fold=5)
-
-
-def test_brats_datalist_demo_generates_and_reuses(tmp_path, monkeypatch):
-    demo = tmp_path / "demo_data"
-    everything = brats_datalist("demo", demo_dir=demo, role="all")
+def test_demo_dataset_generates_once_reuses_and_splits(tmp_path, monkeypatch):
+    demo_dir = tmp_path / "demo_data"
+    everything = open_dataset("demo", demo="brats", demo_dir=demo_dir, spatial_dims=3).training
     assert names(everything) == [f"DEMO_{i:03d}" for i in range(8)]
-    assert (demo / "dataset.json").is_file()
+    assert (demo_dir / "dataset.json").is_file()
+    generate = demo._GENERATORS["brats"]
 
+    @functools.wraps(generate)  # make_demo reads the parameters' defaults from the generator's signature
     def fail(*args, **kwargs):
         raise AssertionError("the demo data must be reused")
 
-    monkeypatch.setattr(brats, "_write_demo_case", fail)
-    train = brats_datalist("DEMO", demo_dir=demo, role="train", val_fraction=0.25, seed=1)
-    val = brats_datalist(None, demo_dir=demo, role="val", val_fraction=0.25, seed=1)
-    assert len(train) == 6 and len(val) == 2 and sorted(names(train) + names(val)) == names(everything)
-    infer = brats_datalist("", demo_dir=demo, role="infer")
-    assert names(infer) == names(everything)
-    with pytest.raises(ValueError, match="role"):
-        brats_datalist("demo", demo_dir=demo, role="test")
+    monkeypatch.setitem(demo._GENERATORS, "brats", fail)
+    for spelling in ("DEMO", None, ""):
+        again = open_dataset(spelling, demo="brats", demo_dir=demo_dir)
+        train, val = again.split(val_fraction=0.25, seed=1)
+        assert len(train) == 6 and len(val) == 2 and sorted(names(train) + names(val)) == names(everything)
+        assert again.split(val_fraction=0.25, seed=1) == (train, val)
 
 
-def test_brats_datalist_never_falls_back_to_demo(tmp_path):
-    demo = tmp_path / "demo_data"
+def test_a_real_folder_never_falls_back_to_the_demo(tmp_path):
+    demo_dir = tmp_path / "demo_data"
     with pytest.raises(DatasetError) as err:
-        brats_datalist("/nonexistent/brats", demo_dir=demo, role="all")
+        open_dataset("/nonexistent/brats", demo="brats", demo_dir=demo_dir)
     assert "/nonexistent/brats" in str(err.value)
     broken = tmp_path / "broken"
     make_case(broken, "c1", names=("flair", "t1", "t2", "seg"))
     with pytest.raises(DatasetError, match="t1ce"):
-        brats_datalist(str(broken), demo_dir=demo, role="train")
-    assert not demo.exists()
+        open_dataset(str(broken), demo="brats", demo_dir=demo_dir)
+    assert not demo_dir.exists()
 
 
-def test_brats_datalist_real_folder_roles(tmp_path):
+def test_unlabelled_cases_are_refused_for_training_and_converted_to_images_ts(tmp_path):
     for i in range(4):
         make_case(tmp_path / "data", f"c{i}")
     make_case(tmp_path / "data", "unlabelled", names=MODALITIES)
     with pytest.raises(DatasetError, match="unlabelled"):
-        brats_datalist(tmp_path / "data", demo_dir=None, role="all")
-    infer = brats_datalist(tmp_path / "data", demo_dir=None, role="infer")
+        find_brats_cases(tmp_path / "data")
+    infer = find_brats_cases(tmp_path / "data", require_label=False)
     assert names(infer) == ["c0", "c1", "c2", "c3", "unlabelled"] and "label" not in infer[-1]
+    out = convert.convert("brats", tmp_path / "data", tmp_path / "canonical")
+    assert sorted(p.name for p in (out / "labelsTr").iterdir()) == [f"c{i}.nii.gz" for i in range(4)]
+    assert sorted(p.name for p in (out / "imagesTs").iterdir()) == [f"unlabelled_{c:04d}.nii.gz" for c in range(4)]

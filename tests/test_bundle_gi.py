@@ -30,8 +30,9 @@ import torch
 from conftest import BUNDLES, copy_bundle, labelled_cases, run_bundle
 from PIL import Image
 
+from custom_nets.convert.uwmadison import rle_decode
 from custom_nets.data.dataset import read_dataset
-from custom_nets.data.uwmadison import CLASSES, rle_decode
+from custom_nets.data.uwmadison import CLASSES
 from custom_nets.data.uwmadison_bundle import case_day_volumes, slice_datalist, slice_id_from_path
 from custom_nets.handlers_gi import CaseDayMetricsWriter, RLESubmissionWriter
 from custom_nets.inferers import NeighbourSliceInferer
@@ -384,7 +385,8 @@ def test_neighbour_slice_inferer() -> None:
 
 
 def test_slice_datalist_and_volumes(tmp_path: Path) -> None:
-    from custom_nets.data.uwmadison import find_uwmadison_slices, generate_uwmadison_demo
+    from custom_nets.convert.uwmadison import find_uwmadison_slices
+    from custom_nets.data.uwmadison import generate_uwmadison_demo
 
     demo = generate_uwmadison_demo(tmp_path / "demo", num_cases=2, days_per_case=1, slices_per_day=4)
     labelled = find_uwmadison_slices(demo)  # writes the hidden mask cache, which inference must not pick up

@@ -25,6 +25,7 @@ from monai.bundle import ConfigParser
 from PIL import Image
 
 from custom_nets.data import polyp_skin
+from custom_nets.data.dataset import inference_datalist, trained_task
 from custom_nets.data.errors import DatasetError
 from custom_nets.losses import DiceBCELoss, MaskAndReconstructionLoss, StackedDeepSupervisionLoss
 
@@ -402,24 +403,25 @@ def test_ssformer_unfitting_pretrained_checkpoint_stops_training_in_one_line(tmp
     assert not (bundle / "models" / "model.pt").exists()
 
 
-def test_layout_switch_and_inference_datalist(tmp_path: Path) -> None:
-    assert polyp_skin.layout_datalist("kvasir") is polyp_skin.kvasir_datalist
-    assert polyp_skin.layout_datalist(" ISIC ") is polyp_skin.isic_datalist
-    with pytest.raises(ValueError, match="kvasir, isic"):
-        polyp_skin.layout_datalist("isic2017")
+def test_inference_datalist_reads_layout_images_never_masks(tmp_path: Path) -> None:
+    """A Kvasir-SEG or ISIC folder given to inference: its images only (never the same-named masks or superpixels)."""
+    task = trained_task(tmp_path / "no_model", "kvasir")
     kvasir = polyp_skin.generate_kvasir_demo(tmp_path / "kvasir", num_images=2)
-    found = polyp_skin.inference_datalist(str(kvasir), None, layout="kvasir")
-    assert [Path(e["image"]).parent.name for e in found] == ["images", "images"]  # never the same-named masks
+    found = inference_datalist(str(kvasir), task, "kvasir")
+    assert [e["case"] for e in found] == ["DEMO_000", "DEMO_001"] and all("label" not in e for e in found)
+    for entry in found:  # the image's pixels (lossless copy), not its mask's
+        with Image.open(entry["image"]) as image, Image.open(kvasir / "images" / f"{entry['case']}.jpg") as jpeg:
+            np.testing.assert_array_equal(np.asarray(image), np.asarray(jpeg.convert("RGB")))
     isic = polyp_skin.generate_isic_demo(tmp_path / "isic", num_images=2)
-    found = polyp_skin.inference_datalist(str(isic), None, layout="isic")
+    found = inference_datalist(str(isic), task, "isic")
     assert [e["case"] for e in found] == ["ISIC_DEMO000", "ISIC_DEMO001"]
     plain = tmp_path / "plain"
     (plain / "b").mkdir(parents=True)
     shutil.copy(kvasir / "images" / "DEMO_000.jpg", plain / "x.jpg")
-    assert [e["case"] for e in polyp_skin.inference_datalist(str(plain), None)] == ["x"]
+    assert [e["case"] for e in inference_datalist(str(plain), task, "kvasir")] == ["x"]
     shutil.copy(kvasir / "images" / "DEMO_001.jpg", plain / "b" / "x.jpg")
-    with pytest.raises(DatasetError, match="same name stem"):
-        polyp_skin.inference_datalist(str(plain), None)
+    with pytest.raises(DatasetError, match="are both case 'x'"):
+        inference_datalist(str(plain), task, "kvasir")
 
 
 @pytest.mark.parametrize("name", POLYP_BUNDLES)

@@ -20,6 +20,10 @@ from PIL import Image
 from custom_nets import convert
 from custom_nets.convert.__main__ import main as cli
 from custom_nets.convert.core import CACHE_DIR, SPLITS_JSON
+from custom_nets.convert import brats as convert_brats
+from custom_nets.convert import lgg as convert_lgg
+from custom_nets.convert import polyp_skin as convert_polyp
+from custom_nets.convert import uwmadison as convert_uw
 from custom_nets.data import brats, lgg, polyp_skin, uwmadison
 from custom_nets.data.common import PARTIAL_PREFIX
 from custom_nets.data.errors import DatasetError
@@ -105,7 +109,7 @@ def test_brats_converted_labels_give_todays_tc_wt_et(public, converted):
     regions = [info["labels"][name] for name in ("tumor core", "whole tumor", "enhancing tumor")]
     described = convert.describe(public["brats"])
     in_place = [described["labels"][name] for name in ("tumor core", "whole tumor", "enhancing tumor")]
-    for entry in brats.find_brats_cases(public["brats"]):
+    for entry in convert_brats.find_brats_cases(public["brats"]):
         original = np.asanyarray(nib.load(entry["label"]).dataobj)
         expected = ConvertToMultiChannelBasedOnBratsClasses()(original)
         assert all(expected[i].any() for i in range(3))
@@ -125,7 +129,7 @@ def test_brats_2023_names_and_values_convert_alike(public, converted, tmp_path):
     """A BraTS 2023-style folder (-t2f/-t1n/-t1c/-t2w/-seg, enhancing 3, .nii files) gives the same labels."""
     src = tmp_path / "brats2023"
     codes = {"flair": "t2f", "t1": "t1n", "t1ce": "t1c", "t2": "t2w", "seg": "seg"}
-    for entry in brats.find_brats_cases(public["brats"]):
+    for entry in convert_brats.find_brats_cases(public["brats"]):
         case = entry["case"].replace("_", "-")
         (src / case).mkdir(parents=True)
         for modality, path in zip((*brats.MODALITIES, "seg"), [*entry["image"], entry["label"]]):
@@ -172,7 +176,7 @@ def _groups_never_split(folder: Path, group_of) -> None:
 
 def test_lgg_slices_are_lossless_rgb_with_01_masks_and_patient_folds(public, converted):
     out = converted["lgg"]
-    for entry in lgg.find_lgg_slices(public["lgg"]):
+    for entry in convert_lgg.find_lgg_slices(public["lgg"]):
         case = f"{entry['patient']}_{entry['slice']}"
         np.testing.assert_array_equal(_read(out / "imagesTr" / f"{case}_0000.png"), _read(Path(entry["image"])))
         np.testing.assert_array_equal(
@@ -184,7 +188,7 @@ def test_lgg_slices_are_lossless_rgb_with_01_masks_and_patient_folds(public, con
 
 @pytest.mark.parametrize("name", ["kvasir", "isic"])
 def test_rgb_masks_are_thresholded_and_sizes_kept(name, public, converted):
-    find = polyp_skin.find_kvasir_cases if name == "kvasir" else polyp_skin.find_isic_cases
+    find = convert_polyp.find_kvasir_cases if name == "kvasir" else convert_polyp.find_isic_cases
     noisy = False
     for entry in find(public[name]):
         with Image.open(entry["image"]) as image:
@@ -199,9 +203,9 @@ def test_rgb_masks_are_thresholded_and_sizes_kept(name, public, converted):
 
 def test_uwmadison_25d_channels_later_wins_labels_and_case_folds(public, converted):
     out = converted["uwmadison"]
-    items = uwmadison.find_uwmadison_slices(public["uwmadison"], cache_dir=public["uwmadison"].parent / "uw-cache")
+    items = convert_uw.find_uwmadison_slices(public["uwmadison"], cache_dir=public["uwmadison"].parent / "uw-cache")
     overlaps = 0
-    for entry in uwmadison.neighbour_slices(items, (-2, 0, 2)):
+    for entry in convert_uw.neighbour_slices(items, (-2, 0, 2)):
         for c, path in enumerate(entry["image"]):
             assert (out / "imagesTr" / f"{entry['id']}_{c:04d}.png").read_bytes() == Path(path).read_bytes()
         masks = _read(Path(entry["label"])).transpose(2, 0, 1)  # (3, H, W) 0/1

@@ -17,8 +17,6 @@ from custom_nets.data.common import (
     atomic_folder,
     check_int,
     check_nonempty_file,
-    check_role,
-    datalist_for_role,
     demo_marker,
     is_demo,
     is_hidden,
@@ -134,7 +132,7 @@ def test_check_int() -> None:
             check_int("n", bad, 0)
 
 
-def test_is_demo_is_hidden_and_roles() -> None:
+def test_is_demo_and_is_hidden() -> None:
     for value in (None, "", "  ", "demo", "DEMO", " Demo "):
         assert is_demo(value)
     for value in ("data", "/data/demo", Path("demo"), "demos"):
@@ -143,10 +141,6 @@ def test_is_demo_is_hidden_and_roles() -> None:
         assert is_hidden(name)
     for name in ("case_1", "_private", "a.b"):
         assert not is_hidden(name)
-    for role in ("train", "val", "all", "infer"):
-        check_role(role)
-    with pytest.raises(ValueError, match="role must be one of train, val, all, infer, got 'test'"):
-        check_role("test")
 
 
 def test_file_checks(tmp_path: Path) -> None:
@@ -401,57 +395,3 @@ def test_prepare_cleans_stale_partials(tmp_path: Path) -> None:
         os.utime(folder / ".partial-item_9-1-abcd", (old, old))
     assert layout.prepare(partial_folders=[sub]) is True
     assert not leftovers(layout.out_dir) and not leftovers(sub)
-
-
-# ----------------------------------------------------------------------------------------------------------------------
-# datalist_for_role
-# ----------------------------------------------------------------------------------------------------------------------
-
-
-class Calls:
-    def __init__(self, tmp_path: Path) -> None:
-        self.generated: list[str] = []
-        self.found: list[tuple[Path, bool]] = []
-        self.demo = tmp_path / "demo_data"
-
-    def generate(self, demo_dir) -> Path:
-        self.generated.append(str(demo_dir))
-        return Path(demo_dir)
-
-    def find(self, folder: Path, labelled: bool) -> list[dict]:
-        self.found.append((folder, labelled))
-        if not folder.name.startswith("demo") and not folder.exists():
-            raise DatasetError(f"dataset folder {folder} does not exist", folder)
-        return slices(4, per_group=2)
-
-    def datalist(self, dataset_dir, role: str, demo_dir=None, **split_kwargs) -> list[dict]:
-        return datalist_for_role(
-            dataset_dir, self.demo if demo_dir is None else demo_dir, role,
-            find=self.find, generate=self.generate,
-            split=lambda items, **kw: split_groups(items, group, **kw), split_kwargs=split_kwargs,
-        )  # fmt: skip
-
-
-def test_datalist_roles(tmp_path: Path) -> None:
-    calls = Calls(tmp_path)
-    everything = calls.datalist("demo", "all")
-    assert len(everything) == 8 and calls.generated == [str(calls.demo)] and calls.found[-1] == (calls.demo, True)
-    train = calls.datalist(None, "train", val_fraction=0.25, seed=1)
-    val = calls.datalist("", "val", val_fraction=0.25, seed=1)
-    assert len(groups_of(val)) == 1 and not groups_of(train) & groups_of(val) and len(train) + len(val) == 8
-    assert calls.datalist("DEMO", "infer") == everything and calls.found[-1] == (calls.demo, False)
-    folds = [calls.datalist("demo", "val", num_folds=4, fold=k) for k in range(4)]
-    assert sorted(g for f in folds for g in groups_of(f)) == sorted(groups_of(everything))
-    with pytest.raises(ValueError, match="role"):
-        calls.datalist("demo", "test")
-    with pytest.raises(ValueError, match="demo_dir"):
-        calls.datalist("demo", "all", demo_dir=" ")
-
-
-def test_datalist_never_falls_back_to_the_demo(tmp_path: Path) -> None:
-    calls = Calls(tmp_path)
-    with pytest.raises(DatasetError, match="nowhere"):
-        calls.datalist(str(tmp_path / "nowhere"), "train")
-    assert calls.generated == [] and calls.found == [(tmp_path / "nowhere", True)]
-    (tmp_path / "real").mkdir()
-    assert len(calls.datalist(tmp_path / "real", "all", demo_dir=None)) == 8 and calls.generated == []

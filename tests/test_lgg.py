@@ -1,4 +1,5 @@
-"""Tests of the LGG slice data helpers, the segmentation-loss factory and the recommended MONAI transform chain."""
+"""Tests of the LGG slice data helpers (demo generator and class weights: custom_nets.data.lgg; discovery:
+custom_nets.convert.lgg; patient-level splits), the segmentation-loss factory and the recommended MONAI chain."""
 
 from __future__ import annotations
 
@@ -11,15 +12,11 @@ import pytest
 import torch
 from PIL import Image
 
+from custom_nets.convert.lgg import find_lgg_slices
+from custom_nets.data.common import split_groups
+from custom_nets.data.dataset import open_dataset
 from custom_nets.data.errors import DatasetError
-from custom_nets.data.lgg import (
-    find_lgg_slices,
-    foreground_fraction,
-    generate_lgg_demo,
-    lgg_datalist,
-    positive_class_weight,
-    split_by_patient,
-)
+from custom_nets.data.lgg import foreground_fraction, generate_lgg_demo, positive_class_weight
 from custom_nets.losses.segmentation import (
     LOSS_NAMES,
     WeightedBCEWithLogitsLoss,
@@ -230,6 +227,13 @@ def _patients(items: list[dict]) -> set[str]:
     return {i["patient"] for i in items}
 
 
+def split_by_patient(items: list[dict], val_fraction: float = 0.2, seed: int = 0, num_folds: int | None = None,
+                     fold: int = 0) -> tuple[list[dict], list[dict]]:
+    """The patient-level split of the data layer (custom_nets.data.common.split_groups) on discovered slices."""
+    return split_groups(items, lambda i: i["patient"], val_fraction, seed, num_folds, fold, unit="patient",
+                        item_unit="slice")
+
+
 def test_split_by_patient(demo: Path) -> None:
     items = find_lgg_slices(demo)
     train, val = split_by_patient(items, val_fraction=0.34, seed=1)
@@ -260,23 +264,29 @@ def test_split_by_patient(demo: Path) -> None:
         split_by_patient(items, val_fraction=1.0)
 
 
-def test_lgg_datalist(demo: Path, tmp_path: Path) -> None:
-    train = lgg_datalist(str(demo), None, "train", seed=0)
-    val = lgg_datalist(str(demo), None, "val", seed=0)
-    assert not _patients(train) & _patients(val) and len(train) + len(val) == 72
-    assert len(lgg_datalist(demo, None, "all")) == 72
-    assert all("label" not in i for i in lgg_datalist(demo, None, "infer"))
+def _groups(items: list[dict]) -> set[str]:
+    return {i["group"] for i in items}
+
+
+def test_lgg_datasets_split_by_patient(demo: Path, tmp_path: Path) -> None:
+    """A kaggle_3m folder and the demo, as the bundles open them (custom_nets.data.dataset.open_dataset)."""
+    public = open_dataset(str(demo), demo="lgg", spatial_dims=2)
+    train, val = public.split(seed=0)
+    assert not _groups(train) & _groups(val) and len(train) + len(val) == len(public.training) == 72
+    assert _groups(public.training) == _patients(find_lgg_slices(demo))
     # "demo": generated on first use into demo_dir, then reused
     demo_dir = tmp_path / "demo_data"
-    assert len(lgg_datalist("demo", demo_dir, "all")) == 72 and (demo_dir / "dataset.json").is_file()
-    assert lgg_datalist("DEMO", demo_dir, "val") == lgg_datalist("", demo_dir, "val")
+    data = open_dataset("demo", demo="lgg", demo_dir=demo_dir)
+    assert len(data.training) == 72 and (demo_dir / "dataset.json").is_file()
+    train, val = data.split(seed=0)
+    assert not _groups(train) & _groups(val) and len(train) + len(val) == 72
+    assert open_dataset("DEMO", demo="lgg", demo_dir=demo_dir).split(seed=0)[1] == val
+    assert open_dataset("", demo="lgg", demo_dir=demo_dir).split(seed=0)[1] == val
     # a real path that does not exist is an error, never a silent fallback to the demo
     with pytest.raises(DatasetError, match=str(tmp_path / "nowhere")):
-        lgg_datalist(str(tmp_path / "nowhere"), demo_dir, "train")
-    with pytest.raises(ValueError, match="role"):
-        lgg_datalist("demo", demo_dir, "test")
+        open_dataset(str(tmp_path / "nowhere"), demo="lgg", demo_dir=demo_dir)
     with pytest.raises(ValueError, match="demo_dir"):
-        lgg_datalist("demo", None, "train")
+        open_dataset("demo", demo="lgg", demo_dir=None).training
 
 
 # ----------------------------------------------------------------------------------------------------------------------

@@ -1,4 +1,5 @@
-"""Tests of the Kvasir-SEG and ISIC 2017 layouts: demo generators, discovery, errors, splits and the MONAI chain."""
+"""Tests of the Kvasir-SEG and ISIC 2017 layouts: demo generators (custom_nets.data.polyp_skin), discovery and
+errors (custom_nets.convert.polyp_skin), the demos as the bundles open them (splits) and the MONAI chain."""
 
 from __future__ import annotations
 
@@ -22,7 +23,10 @@ from monai.transforms import (
 )
 from PIL import Image
 
+from custom_nets.convert import polyp_skin as cps
+from custom_nets.data import demo
 from custom_nets.data import polyp_skin as ps
+from custom_nets.data.dataset import open_dataset
 from custom_nets.data.errors import DatasetError
 from custom_nets.transforms.grayscale import AppendGrayscaled
 
@@ -72,9 +76,9 @@ def _chain(size: tuple[int, int] | None) -> Compose:
     )
     return Compose(
         [
-            LoadImaged(keys="image", reader="PILReader", reverse_indexing=False, converter=ps.pil_to_rgb,
+            LoadImaged(keys="image", reader="PILReader", reverse_indexing=False, converter=cps.pil_to_rgb,
                        ensure_channel_first=True, image_only=True),
-            LoadImaged(keys="label", reader="PILReader", reverse_indexing=False, converter=ps.pil_to_luminance,
+            LoadImaged(keys="label", reader="PILReader", reverse_indexing=False, converter=cps.pil_to_luminance,
                        ensure_channel_first=True, image_only=True),
             ScaleIntensityRanged(keys="image", a_min=0, a_max=255, b_min=0, b_max=1, clip=True),
             AsDiscreted(keys="label", threshold=128),
@@ -90,7 +94,7 @@ def _chain(size: tuple[int, int] | None) -> Compose:
 
 
 def test_kvasir_demo_layout_sizes_and_jpeg_masks(kvasir_demo: Path) -> None:
-    cases = ps.find_kvasir_cases(kvasir_demo)
+    cases = cps.find_kvasir_cases(kvasir_demo)
     assert [c["case"] for c in cases] == [f"DEMO_{i:03d}" for i in range(N_DEMO)]
     marker = json.loads((kvasir_demo / "dataset.json").read_text())
     assert marker["synthetic"] and marker["num_images"] == N_DEMO and marker["seed"] == 3
@@ -115,7 +119,7 @@ def test_kvasir_demo_layout_sizes_and_jpeg_masks(kvasir_demo: Path) -> None:
 def test_isic_demo_layout_and_binary_masks(isic_demo: Path) -> None:
     assert (isic_demo / "ISIC-2017_Training_Data").is_dir()
     assert (isic_demo / "ISIC-2017_Training_Part1_GroundTruth").is_dir()
-    cases = ps.find_isic_cases(isic_demo)  # sub-folders found automatically
+    cases = cps.find_isic_cases(isic_demo)  # sub-folders found automatically
     assert [c["case"] for c in cases] == [f"ISIC_DEMO{i:03d}" for i in range(N_DEMO)]
     for case in cases:
         assert case["label"].endswith(f"{case['case']}_segmentation.png")
@@ -145,7 +149,7 @@ def test_demo_is_deterministic_reused_and_guarded(tmp_path: Path) -> None:
     with pytest.raises(DatasetError, match="generated with"):
         ps.generate_kvasir_demo(a, num_images=4, seed=7)
     ps.generate_kvasir_demo(a, num_images=4, seed=7, overwrite=True)
-    assert len(ps.find_kvasir_cases(a)) == 4
+    assert len(cps.find_kvasir_cases(a)) == 4
     # a folder with other data and no marker is never written into
     _write(tmp_path / "real" / "images" / "x.jpg", _rgb())
     with pytest.raises(DatasetError, match="marker"):
@@ -161,35 +165,35 @@ def test_demo_is_deterministic_reused_and_guarded(tmp_path: Path) -> None:
 
 def test_kvasir_errors_name_the_path(tmp_path: Path) -> None:
     with pytest.raises(DatasetError, match="does not exist") as err:
-        ps.find_kvasir_cases(tmp_path / "missing")
+        cps.find_kvasir_cases(tmp_path / "missing")
     assert err.value.path == str(tmp_path / "missing")
     (tmp_path / "k" / "images").mkdir(parents=True)
     (tmp_path / "k" / "masks").mkdir()
     with pytest.raises(DatasetError, match="contains no images"):
-        ps.find_kvasir_cases(tmp_path / "k")
+        cps.find_kvasir_cases(tmp_path / "k")
     _write(tmp_path / "k" / "images" / "a.jpg", _rgb())
     _write(tmp_path / "k" / "images" / "b.jpg", _rgb())
     _write(tmp_path / "k" / "masks" / "a.jpg", _mask())
     with pytest.raises(DatasetError, match="b.jpg has no mask"):
-        ps.find_kvasir_cases(tmp_path / "k")
-    assert [("label" in c) for c in ps.find_kvasir_cases(tmp_path / "k", require_label=False)] == [True, False]
+        cps.find_kvasir_cases(tmp_path / "k")
+    assert [("label" in c) for c in cps.find_kvasir_cases(tmp_path / "k", require_label=False)] == [True, False]
     _write(tmp_path / "k" / "masks" / "b.jpg", _mask())
     (tmp_path / "k" / "images" / "c.jpg").write_bytes(b"")
     _write(tmp_path / "k" / "masks" / "c.jpg", _mask())
     with pytest.raises(DatasetError, match=r"c\.jpg is empty \(0 bytes\)"):
-        ps.find_kvasir_cases(tmp_path / "k")
+        cps.find_kvasir_cases(tmp_path / "k")
     (tmp_path / "k" / "images" / "c.jpg").unlink()
     _write(tmp_path / "k" / "images" / "a.png", _rgb())
     with pytest.raises(DatasetError, match="same case name 'a'"):
-        ps.find_kvasir_cases(tmp_path / "k")
+        cps.find_kvasir_cases(tmp_path / "k")
     (tmp_path / "k" / "images" / "a.png").unlink()
-    cases = ps.find_kvasir_cases(tmp_path / "k")
+    cases = cps.find_kvasir_cases(tmp_path / "k")
     assert [c["case"] for c in cases] == ["a", "b"]
     assert all(os.path.isabs(c["image"]) and os.path.isabs(c["label"]) for c in cases)
     shutil.rmtree(tmp_path / "k" / "masks")
     with pytest.raises(DatasetError, match="mask folder .* does not exist"):
-        ps.find_kvasir_cases(tmp_path / "k")
-    assert len(ps.find_kvasir_cases(tmp_path / "k", require_label=False)) == 2
+        cps.find_kvasir_cases(tmp_path / "k")
+    assert len(cps.find_kvasir_cases(tmp_path / "k", require_label=False)) == 2
 
 
 def test_isic_one_folder_separate_folders_and_errors(tmp_path: Path) -> None:
@@ -198,7 +202,7 @@ def test_isic_one_folder_separate_folders_and_errors(tmp_path: Path) -> None:
         _write(one / f"ISIC_000000{i}.jpg", _rgb())
         _write(one / f"ISIC_000000{i}_segmentation.png", _mask())
         _write(one / f"ISIC_000000{i}_superpixels.png", _rgb())  # challenge files that are neither image nor mask
-    cases = ps.find_isic_cases(one)
+    cases = cps.find_isic_cases(one)
     assert [c["case"] for c in cases] == ["ISIC_0000000", "ISIC_0000001", "ISIC_0000002"]
     assert all(c["image"].endswith(".jpg") for c in cases)
 
@@ -206,45 +210,44 @@ def test_isic_one_folder_separate_folders_and_errors(tmp_path: Path) -> None:
     for i in range(2):
         _write(images / f"ISIC_100000{i}.jpg", _rgb())
         _write(masks / f"ISIC_100000{i}_segmentation.png", _mask())
-    assert len(ps.find_isic_cases(images, mask_dir=masks)) == 2
+    assert len(cps.find_isic_cases(images, mask_dir=masks)) == 2
     with pytest.raises(DatasetError, match="ISIC_1000000.jpg has no mask"):
-        ps.find_isic_cases(images)  # masks elsewhere and not passed
+        cps.find_isic_cases(images)  # masks elsewhere and not passed
     with pytest.raises(DatasetError, match="does not exist"):
-        ps.find_isic_cases(images, mask_dir=tmp_path / "nope")
-    assert len(ps.isic_datalist(str(images), None, role="all", mask_dir=str(masks))) == 2
+        cps.find_isic_cases(images, mask_dir=tmp_path / "nope")
 
     (masks / "ISIC_1000001_segmentation.png").write_bytes(b"")
     with pytest.raises(DatasetError, match="ISIC_1000001_segmentation.png is empty"):
-        ps.find_isic_cases(images, mask_dir=masks)
+        cps.find_isic_cases(images, mask_dir=masks)
     with pytest.raises(DatasetError, match="no ISIC_<id> images"):
-        ps.find_isic_cases(tmp_path / "elsewhere")
+        cps.find_isic_cases(tmp_path / "elsewhere")
     only_images = tmp_path / "noseg"
     _write(only_images / "data" / "ISIC_0000009.jpg", _rgb())
     with pytest.raises(DatasetError, match="no ISIC_<id>_segmentation.png masks"):
-        ps.find_isic_cases(only_images)
-    assert ps.find_isic_cases(only_images, require_label=False)[0].keys() == {"case", "image"}
+        cps.find_isic_cases(only_images)
+    assert cps.find_isic_cases(only_images, require_label=False)[0].keys() == {"case", "image"}
 
 
-def test_datalists_roles_splits_and_no_fallback(tmp_path: Path) -> None:
+def test_demos_open_generated_once_split_by_case_and_never_replace_a_real_folder(tmp_path: Path) -> None:
     kvasir_dir, isic_dir = tmp_path / "kvasir_demo", tmp_path / "isic_demo"
-    all_cases = ps.kvasir_datalist("demo", kvasir_dir, role="all")  # generated on first use, default parameters
+    kvasir = open_dataset("demo", demo="kvasir", demo_dir=kvasir_dir, spatial_dims=2)
+    all_cases = {c["case"] for c in kvasir.training}  # generated on first use, default parameters
     assert len(all_cases) == 16 and (kvasir_dir / "dataset.json").is_file()
-    train = ps.kvasir_datalist("demo", kvasir_dir, role="train", val_fraction=0.25, seed=1)
-    val = ps.kvasir_datalist("demo", kvasir_dir, role="val", val_fraction=0.25, seed=1)
-    assert len(val) == 4 and {c["case"] for c in train} | {c["case"] for c in val} == {c["case"] for c in all_cases}
+    train, val = kvasir.split(val_fraction=0.25, seed=1)
+    assert len(val) == 4 and {c["case"] for c in train} | {c["case"] for c in val} == all_cases
     assert not {c["case"] for c in train} & {c["case"] for c in val}
-    assert val == ps.kvasir_datalist("demo", kvasir_dir, role="val", val_fraction=0.25, seed=1)  # deterministic
-    assert val != ps.kvasir_datalist("demo", kvasir_dir, role="val", val_fraction=0.25, seed=2)
-    folds = [ps.isic_datalist("demo", isic_dir, role="val", num_folds=5, fold=f, seed=0) for f in range(5)]
+    assert open_dataset("demo", demo="kvasir", demo_dir=kvasir_dir).split(val_fraction=0.25, seed=1)[1] == val
+    assert kvasir.split(val_fraction=0.25, seed=2)[1] != val
+    isic = open_dataset("DEMO", demo="isic", demo_dir=isic_dir)
+    folds = [isic.split(num_folds=5, fold=f, seed=0)[1] for f in range(5)]
     validated = sorted(c["case"] for fold in folds for c in fold)
-    assert validated == sorted(c["case"] for c in ps.isic_datalist("DEMO", isic_dir, role="all"))  # each case once
-    assert ps.isic_datalist(str(isic_dir), None, role="infer") == ps.isic_datalist("demo", isic_dir, role="all")
+    assert validated == sorted(c["case"] for c in isic.training)  # each case once
     with pytest.raises(ValueError, match="demo_dir"):
-        ps.kvasir_datalist("demo", None)
-    with pytest.raises(ValueError, match="role"):
-        ps.kvasir_datalist("demo", kvasir_dir, role="test")
+        open_dataset("demo", demo="kvasir", demo_dir=None).training
     with pytest.raises(DatasetError, match="does not exist"):
-        ps.kvasir_datalist(str(tmp_path / "typo"), kvasir_dir)  # a real path never falls back to the demo
+        open_dataset(str(tmp_path / "typo"), demo="kvasir", demo_dir=tmp_path / "other")  # no fallback to the demo
+    assert not (tmp_path / "other").exists()
+    assert demo.read_demo_marker(kvasir_dir)["task"] == "kvasir"
 
 
 # ----------------------------------------------------------------------------------------------------------------------
@@ -270,7 +273,7 @@ def test_chain_shapes_values_and_orientation(tmp_path: Path) -> None:
     default = default_loader({"label": str(mask)})
     assert default["label"].shape[1:] == (w, h)
 
-    for size in (ps.KVASIR_SIZE, ps.ISIC_SIZE):
+    for size in (cps.KVASIR_SIZE, cps.ISIC_SIZE):
         resized = _chain(size)({"image": str(image), "label": str(mask)})
         assert resized["image"].shape == (3, *size) and resized["label"].shape == (1, *size)
         assert set(torch.unique(resized["label"]).tolist()) == {0.0, 1.0}
@@ -280,7 +283,7 @@ def test_chain_shapes_values_and_orientation(tmp_path: Path) -> None:
 
 def test_mask_saved_back_at_original_size_matches(kvasir_demo: Path, tmp_path: Path) -> None:
     # a non-square case catches transposition
-    case = next(c for c in ps.find_kvasir_cases(kvasir_demo) if len(set(_read(c["label"]).shape)) == 2)
+    case = next(c for c in cps.find_kvasir_cases(kvasir_demo) if len(set(_read(c["label"]).shape)) == 2)
     original = _read(case["label"], "L") > 127
 
     def saver(folder: Path) -> SaveImaged:
@@ -296,9 +299,9 @@ def test_mask_saved_back_at_original_size_matches(kvasir_demo: Path, tmp_path: P
     np.testing.assert_array_equal(_read(written) > 127, original)
 
     # through the resize to the network size and Invertd back to the original size
-    chain = _chain(ps.KVASIR_SIZE)
+    chain = _chain(cps.KVASIR_SIZE)
     data = chain(dict(case))
-    assert data["label"].shape == (1, *ps.KVASIR_SIZE)
+    assert data["label"].shape == (1, *cps.KVASIR_SIZE)
     data["pred"] = data["label"].clone()
     data = Invertd(keys="pred", transform=chain, orig_keys="image", nearest_interp=False)(data)
     data["pred"] = (data["pred"] > 0.5).float()

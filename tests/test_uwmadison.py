@@ -1,5 +1,6 @@
-"""Tests of the UW-Madison GI tract data helpers: RLE, file names, the demo generator, slice discovery and mask
-caching, case-level splits, 2.5D neighbour stacks, the MONAI loading chain, and dataset errors."""
+"""Tests of the UW-Madison GI tract data helpers: RLE, file names, the demo generator (custom_nets.data.uwmadison),
+slice discovery and mask caching, case-level splits, 2.5D neighbour stacks, the competition-layout datalist
+(custom_nets.convert.uwmadison), the MONAI loading chain, and dataset errors."""
 
 from __future__ import annotations
 
@@ -12,20 +13,16 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from custom_nets.data.errors import DatasetError
-from custom_nets.data.uwmadison import (
-    CLASSES,
+from custom_nets.convert.uwmadison import (
     find_uwmadison_slices,
-    generate_uwmadison_demo,
-    masks_to_rle_rows,
     neighbour_slices,
     parse_slice_filename,
     rle_decode,
-    rle_encode,
     split_by_case,
     uwmadison_datalist,
-    uwmadison_load_transforms,
 )
+from custom_nets.data.errors import DatasetError
+from custom_nets.data.uwmadison import CLASSES, generate_uwmadison_demo, masks_to_rle_rows, rle_encode
 
 DEMO = {"num_cases": 4, "days_per_case": 2, "slices_per_day": 6, "size": ((64, 64), (48, 80)), "seed": 3}
 
@@ -168,11 +165,18 @@ def test_find_slices_and_cached_masks(demo: Path) -> None:
 
 
 def test_monai_chain_aligns_image_and_mask_and_stacks_neighbours(demo: Path) -> None:
-    from monai.transforms import Compose
+    """The loading chain documented in custom_nets.convert.uwmadison."""
+    from monai.transforms import Compose, EnsureChannelFirstd, LoadImaged, ScaleIntensityRangePercentilesd
 
     items = neighbour_slices(find_uwmadison_slices(demo), offsets=(-2, 0, 2))
     item = next(i for i in items if i["case"] == "case102" and i["slice"] == 3)
-    data = Compose(uwmadison_load_transforms())(item)
+    chain = Compose([
+        LoadImaged(keys=["image", "label"], reader="PILReader", image_only=True),
+        EnsureChannelFirstd(keys=["image", "label"]),
+        ScaleIntensityRangePercentilesd(keys="image", lower=0.0, upper=99.8, b_min=0.0, b_max=1.0, clip=True,
+                                        channel_wise=False),
+    ])
+    data = chain(item)
     image, label = data["image"], data["label"]
     assert image.shape == (3, 80, 48) and label.shape == (3, 80, 48)  # (channels, width, height): PILReader order
     assert float(image.min()) >= 0.0 and float(image.max()) == pytest.approx(1.0)
@@ -215,12 +219,19 @@ def test_datalist_demo_roles_and_no_fallback(demo: Path, tmp_path: Path) -> None
     val = uwmadison_datalist("DEMO", demo_dir, role="val", val_fraction=0.25)
     assert len(train[0]["image"]) == 3 and isinstance(val[0]["image"], str)
     assert not {i["case"] for i in train} & {i["case"] for i in val}
+    everything = uwmadison_datalist(None, demo_dir, role="all")  # "demo", "" and None: the demo, generated once
+    assert {i["id"] for i in train} | {i["id"] for i in val} == {i["id"] for i in everything}
+    assert uwmadison_datalist("", demo_dir, role="val", val_fraction=0.25) == val
+    folds = [uwmadison_datalist("demo", demo_dir, role="val", num_folds=2, fold=k) for k in range(2)]
+    assert sorted(c for f in folds for c in {i["case"] for i in f}) == sorted({i["case"] for i in everything})
     assert all("label" not in i for i in uwmadison_datalist(demo, None, role="infer"))
     with pytest.raises(DatasetError, match="does not exist"):
-        uwmadison_datalist(tmp_path / "missing", demo_dir)
-    with pytest.raises(ValueError, match="demo_dir"):
-        uwmadison_datalist("demo", None)
-    with pytest.raises(ValueError, match="role"):
+        uwmadison_datalist(tmp_path / "missing", tmp_path / "unused_demo")
+    assert not (tmp_path / "unused_demo").exists()  # a real folder never falls back to the demo
+    for no_dir in (None, " "):
+        with pytest.raises(ValueError, match="demo_dir"):
+            uwmadison_datalist("demo", no_dir)
+    with pytest.raises(ValueError, match="role must be one of train, val, all, infer, got 'test'"):
         uwmadison_datalist(demo, None, role="test")
 
 

@@ -1,4 +1,5 @@
-"""BraTS-layout datasets: synthetic demo cases, case discovery, train/validation splits and bundle datalists.
+"""Synthetic BraTS-layout demo cases (the BraTS demo of :func:`custom_nets.data.demo.make_demo` is converted from
+them by :mod:`custom_nets.convert.brats`, which also reads real BraTS folders).
 
 Layout (BraTS 2020/2021, and the synthetic demo)::
 
@@ -9,12 +10,7 @@ BraTS 2023 names ``<case>-t2f`` (FLAIR), ``-t1n`` (T1), ``-t1c`` (T1ce), ``-t2w`
 ``.nii`` works wherever ``.nii.gz`` does. Labels follow BraTS: 1 necrotic / non-enhancing core, 2 oedema,
 4 enhancing tumour (3 in BraTS 2023).
 
-Public API:
-
-- :func:`generate_brats_demo` writes deterministic synthetic cases in that layout.
-- :func:`find_brats_cases` reads any such folder into a datalist of ``{"case", "image", "label"}`` dicts.
-- :func:`split_cases` splits a datalist into training and validation cases (fraction or k-fold).
-- :func:`brats_datalist` is what the bundle configs call: ``"demo"`` means the generated demo data.
+Public API: :func:`generate_brats_demo` writes deterministic synthetic cases in that layout.
 """
 
 from __future__ import annotations
@@ -24,36 +20,19 @@ import math
 import os
 import shutil
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import nibabel as nib
 import numpy as np
 
-from .common import (
-    atomic_folder,
-    check_folder,
-    check_int,
-    check_nonempty_file,
-    datalist_for_role,
-    demo_marker,
-    is_hidden,
-    is_nonempty_file,
-    prepare_demo_dir,
-    raise_problems,
-    split_groups,
-    visible_subfolders,
-)
-from .errors import DatasetError
+from .common import atomic_folder, check_int, demo_marker, is_nonempty_file, prepare_demo_dir
 
 __all__ = [
     "MODALITIES",
     "LABELS",
     "generate_brats_demo",
-    "find_brats_cases",
-    "split_cases",
-    "brats_datalist",
 ]
 
 logger = logging.getLogger(__name__)
@@ -63,10 +42,6 @@ MODALITIES = ("flair", "t1", "t1ce", "t2")
 
 LABELS = {0: "background", 1: "necrotic / non-enhancing tumour core", 2: "peritumoral oedema", 4: "enhancing tumour"}
 """BraTS 2020/2021 label values (BraTS 2023 uses 3 for enhancing tumour)."""
-
-# BraTS 2023 file-name codes of the four modalities and the segmentation.
-_BRATS2023_CODES = {"flair": "t2f", "t1": "t1n", "t1ce": "t1c", "t2": "t2w", "seg": "seg"}
-_NIFTI_EXTENSIONS = (".nii.gz", ".nii")
 
 # ----------------------------------------------------------------------------------------------------------------------
 # Synthetic demo data
@@ -511,224 +486,3 @@ def generate_brats_demo(
         _write_demo_case(out_dir, case, int(seed), index, shape)
     logger.info("generated %d synthetic BraTS demo cases in %s (%.1f s)", num_cases, out_dir, time.perf_counter() - start)
     return out_dir
-
-
-# ----------------------------------------------------------------------------------------------------------------------
-# Reading BraTS-layout folders
-# ----------------------------------------------------------------------------------------------------------------------
-
-
-def _is_nifti(name: str) -> bool:
-    return name.lower().endswith(_NIFTI_EXTENSIONS)
-
-
-def _candidate_names(case: str, modality: str) -> list[str]:
-    """Exact file names accepted for ``modality`` (or ``"seg"``) of ``case``, in order of preference."""
-    code = _BRATS2023_CODES[modality]
-    return [f"{case}{sep}{tag}{ext}" for sep, tag in (("_", modality), ("-", code)) for ext in _NIFTI_EXTENSIONS]
-
-
-def _match_file(case: str, modality: str, files: Sequence[str]) -> tuple[list[str], list[str]]:
-    """Files of a case folder that are the ``modality`` image (or ``"seg"``).
-
-    Exact names (``<case>_<modality>`` or the BraTS 2023 ``<case>-<code>``, ``.nii.gz`` or ``.nii``, any letter case)
-    win; otherwise any file ending in ``_<modality>.nii[.gz]`` or ``-<code>.nii[.gz]`` (for folders renamed after
-    their files). Returns ``(matches, names looked for)``; more than one match is ambiguous.
-    """
-    wanted = _candidate_names(case, modality)
-    lower = {name.lower(): name for name in files}
-    exact = [lower[w.lower()] for w in wanted if w.lower() in lower]
-    if exact:
-        return exact, wanted
-    suffixes = tuple(name[len(case):].lower() for name in wanted)
-    return sorted(name for name in files if name.lower().endswith(suffixes)), wanted
-
-
-def _check_file(path: Path) -> str | None:
-    """A problem with a NIfTI file that would make loading it fail (empty, not gzip), or ``None`` if it looks fine."""
-    problem = check_nonempty_file(path, "a NIfTI image")
-    if problem is not None:
-        return problem
-    try:
-        size = path.stat().st_size
-        if path.name.lower().endswith(".gz"):
-            with open(path, "rb") as f:
-                if f.read(2) != b"\x1f\x8b":
-                    return f"file {path} is not gzip-compressed although it ends in .gz; expected a .nii.gz file"
-        elif size < 348:
-            return f"file {path} is {size} bytes, shorter than a NIfTI header (348 bytes); expected a NIfTI image"
-    except OSError as err:
-        return f"file {path} cannot be read ({err}); expected a readable NIfTI image"
-    return None
-
-
-def _read_case(case_dir: Path, files: Sequence[str], require_label: bool) -> tuple[dict[str, Any] | None, list[str]]:
-    """Datalist entry of one case folder, or ``(None, problems)`` describing every missing, ambiguous or bad file."""
-    case = case_dir.name
-    problems: list[str] = []
-    found: dict[str, Path] = {}
-    for modality in (*MODALITIES, "seg"):
-        matches, wanted = _match_file(case, modality, files)
-        if len(matches) > 1:
-            problems.append(
-                f"case folder {case_dir} has more than one {modality} file ({', '.join(matches)}); expected exactly one"
-            )
-        elif matches:
-            found[modality] = case_dir / matches[0]
-        elif modality != "seg" or require_label:
-            what = "segmentation (seg)" if modality == "seg" else f"{modality} image"
-            hint = " (pass require_label=False, or role 'infer', for unlabelled cases)" if modality == "seg" else ""
-            problems.append(
-                f"case folder {case_dir} is missing the {what}: looked for {', '.join(wanted)}{hint}; "
-                f"found {', '.join(sorted(files)) or 'no NIfTI files'}"
-            )
-    for path in found.values():
-        problem = _check_file(path)
-        if problem:
-            problems.append(problem)
-    if problems:
-        return None, problems
-    entry: dict[str, Any] = {"case": case, "image": [os.path.abspath(found[m]) for m in MODALITIES]}
-    if "seg" in found:
-        entry["label"] = os.path.abspath(found["seg"])
-    return entry, []
-
-
-def _expected_layout(dataset_dir: Path) -> str:
-    return (
-        f"expected one folder per case, {dataset_dir}{os.sep}<case>{os.sep}<case>_{{flair,t1,t1ce,t2,seg}}.nii.gz "
-        "(BraTS 2023: <case>-{t2f,t1n,t1c,t2w,seg}.nii.gz)"
-    )
-
-
-def find_brats_cases(dataset_dir: str | os.PathLike, require_label: bool = True) -> list[dict[str, Any]]:
-    """Read a BraTS-layout folder (the demo data, or real BraTS 2020/2021/2023) into a datalist.
-
-    One sub-folder per case, holding ``<case>_{flair,t1,t1ce,t2,seg}.nii.gz`` (BraTS 2023: ``<case>-{t2f,t1n,t1c,t2w,
-    seg}``; ``.nii`` works too; if no file carries the folder's exact name, a single file ending in the modality
-    suffix is accepted). Hidden entries and plain files (e.g. BraTS 2020's ``name_mapping.csv``) are ignored; folders
-    without any NIfTI file are skipped with a warning. Every problem in every case is reported at once.
-
-    Args:
-        dataset_dir: the dataset folder.
-        require_label: every case must have a segmentation; if False, cases without one have no ``"label"`` key.
-
-    Returns:
-        Entries sorted by case name: ``{"case": name, "image": [flair, t1, t1ce, t2] (absolute paths, str),
-        "label": seg path (str)}``.
-
-    Raises:
-        DatasetError: the folder does not exist or is not a folder; it has no case folders; a case misses a modality
-            (or its segmentation when ``require_label``), has two candidates for one, or a file is empty or not a
-            valid NIfTI container. The message names the folder or file, what is missing, and the names looked for.
-    """
-    root = Path(dataset_dir).expanduser()
-    check_folder(root, "dataset folder", _expected_layout(root))
-
-    entries: list[dict[str, Any]] = []
-    problems: list[str] = []
-    for case_dir in visible_subfolders(root):
-        files = sorted(
-            p.name for p in case_dir.iterdir() if p.is_file() and not is_hidden(p.name) and _is_nifti(p.name)
-        )
-        if not files:
-            logger.warning("skipping %s: it holds no NIfTI (.nii / .nii.gz) files", case_dir)
-            continue
-        entry, case_problems = _read_case(case_dir, files, require_label)
-        problems += case_problems
-        if entry is not None:
-            entries.append(entry)
-
-    raise_problems(root, problems)
-    if not entries:
-        loose = [p.name for p in root.iterdir() if p.is_file() and _is_nifti(p.name)]
-        hint = (
-            f"; it holds NIfTI files directly ({loose[0]}, ...): point dataset_dir at the folder that contains the case "
-            "folders" if loose else ""
-        )
-        raise DatasetError(
-            f"dataset folder {root} contains no case folders with NIfTI files{hint}; {_expected_layout(root)}", root
-        )
-    return entries
-
-
-# ----------------------------------------------------------------------------------------------------------------------
-# Splits and bundle datalists
-# ----------------------------------------------------------------------------------------------------------------------
-
-
-def split_cases(
-    cases: Sequence[dict[str, Any]],
-    val_fraction: float = 0.2,
-    seed: int = 0,
-    num_folds: int | None = None,
-    fold: int = 0,
-) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-    """Split a datalist into training and validation cases, deterministically.
-
-    The cases are ordered by ``"case"`` name (so the input order does not matter), shuffled with ``seed``, then either
-    the first ``round(val_fraction * n)`` go to validation (at least 1, at most ``n - 1``), or, with ``num_folds``,
-    the shuffled cases are cut into ``num_folds`` near-equal folds and fold ``fold`` is the validation set (over all
-    folds, every case is validated exactly once). Both lists keep the case-name order. The one implementation is
-    :func:`custom_nets.data.common.split_groups` (entries sharing a case name count as one case).
-
-    Args:
-        cases: datalist entries (dicts with a ``"case"`` key, as from :func:`find_brats_cases`).
-        val_fraction: share of validation cases, in ``(0, 1)``; ignored when ``num_folds`` is given.
-        seed: shuffle seed.
-        num_folds: number of cross-validation folds (``2 <= num_folds <= n``), or ``None`` for a fraction split.
-        fold: validation fold index, ``0 <= fold < num_folds``.
-
-    Returns:
-        ``(train, val)``: disjoint, both non-empty, together all cases.
-
-    Raises:
-        DatasetError: fewer than 2 cases.
-        ValueError: ``val_fraction``, ``num_folds`` or ``fold`` out of range, or ``num_folds`` / ``fold`` not integers.
-    """
-    ordered = sorted(cases, key=_case_key)
-    train, val = split_groups(ordered, _case_key, val_fraction, seed, num_folds, fold, unit="case")
-    return [dict(c) for c in train], [dict(c) for c in val]
-
-
-def _case_key(case: Mapping[str, Any]) -> str:
-    """What :func:`split_cases` sorts and groups by: the ``"case"`` name, else the ``"image"`` path(s)."""
-    return str(case.get("case", case.get("image")))
-
-
-def brats_datalist(
-    dataset_dir: str | os.PathLike | None,
-    demo_dir: str | os.PathLike | None,
-    role: str = "train",
-    **split_kwargs: Any,
-) -> list[dict[str, Any]]:
-    """The datalist a bundle config asks for.
-
-    ``dataset_dir`` ``"demo"`` (any letter case), ``""`` or ``None`` means the synthetic demo data: generated into
-    ``demo_dir`` on first use (default parameters) and reused afterwards. Any other value is a real dataset folder;
-    its errors propagate, it never falls back to demo data.
-
-    Args:
-        dataset_dir: BraTS-layout folder, or ``"demo"``.
-        demo_dir: where the demo data lives (needed only for the demo).
-        role: ``"train"`` / ``"val"``: that side of :func:`split_cases` (labelled cases); ``"all"``: every labelled
-            case; ``"infer"``: every case, labelled or not (no ``"label"`` key when there is no segmentation).
-        **split_kwargs: passed to :func:`split_cases` for ``"train"`` / ``"val"`` (``val_fraction``, ``seed``,
-            ``num_folds``, ``fold``); ignored otherwise.
-
-    Returns:
-        Datalist entries ``{"case", "image": [flair, t1, t1ce, t2], "label"}``.
-
-    Raises:
-        DatasetError: the dataset is missing or malformed (see :func:`find_brats_cases`).
-        ValueError: unknown ``role``, or the demo is asked for without a ``demo_dir``.
-    """
-    return datalist_for_role(
-        dataset_dir, demo_dir, role,
-        find=lambda folder, labelled: find_brats_cases(folder, require_label=labelled),
-        generate=generate_brats_demo,
-        split=split_cases,
-        split_kwargs=split_kwargs,
-        what="synthetic demo data",
-        log=logger,
-    )  # fmt: skip

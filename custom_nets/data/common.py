@@ -1,6 +1,7 @@
-"""Machinery shared by the dataset layouts (:mod:`.brats`, :mod:`.lgg`, :mod:`.polyp_skin`, :mod:`.uwmadison`).
+"""Machinery shared by the demo generators (:mod:`.brats`, :mod:`.lgg`, :mod:`.polyp_skin`, :mod:`.uwmadison`), the
+canonical layout (:mod:`.dataset`, :mod:`.demo`) and the public layouts' discovery (:mod:`custom_nets.convert`).
 
-Nothing here knows a layout; each layout module passes in what differs (file names, messages, the demo generator).
+Nothing here knows a layout; each caller passes in what differs (file names, messages, the demo generator).
 
 - Arguments and files: :func:`check_int`, :func:`is_hidden`, :func:`visible_subfolders`, :func:`check_folder`,
   :func:`check_nonempty_file`, :func:`is_nonempty_file`, :func:`raise_problems`.
@@ -9,15 +10,13 @@ Nothing here knows a layout; each layout module passes in what differs (file nam
   see a half-written file or folder and an interrupted run leaves nothing under a final name.
 - Demo-data bookkeeping: :func:`demo_marker`, :func:`read_demo_marker`, :func:`prepare_demo_dir` (the
   ``dataset.json`` marker, reuse or refusal when the parameters differ, overwrite of only the generated items).
-- Splits and bundle datalists: :func:`split_groups` (seeded, grouped, fraction or k-fold), :func:`is_demo`,
-  :func:`check_role`, :func:`datalist_for_role`.
+- Splits and the demo: :func:`split_groups` (seeded, grouped, fraction or k-fold), :func:`is_demo`.
 """
 
 from __future__ import annotations
 
 import contextlib
 import json
-import logging
 import os
 import secrets
 import shutil
@@ -35,14 +34,11 @@ __all__ = [
     "DEMO_README",
     "MAX_LISTED_PROBLEMS",
     "PARTIAL_PREFIX",
-    "ROLES",
     "STALE_PARTIAL_SECONDS",
     "atomic_folder",
     "check_folder",
     "check_int",
     "check_nonempty_file",
-    "check_role",
-    "datalist_for_role",
     "demo_marker",
     "is_demo",
     "is_hidden",
@@ -58,8 +54,6 @@ __all__ = [
     "write_text_atomic",
 ]
 
-logger = logging.getLogger(__name__)
-
 T = TypeVar("T")
 
 DEMO_MARKER = "dataset.json"
@@ -72,9 +66,6 @@ STALE_PARTIAL_SECONDS = 3600.0
 """Temporary entries older than this are left over from an interrupted run (never from a running one)."""
 MAX_LISTED_PROBLEMS = 20
 """How many problems a :class:`DatasetError` lists before ``... and N more``."""
-
-ROLES = ("train", "val", "all", "infer")
-"""The roles a bundle asks a ``*_datalist`` function for."""
 
 
 # ----------------------------------------------------------------------------------------------------------------------
@@ -507,7 +498,7 @@ def split_groups(
 
 
 # ----------------------------------------------------------------------------------------------------------------------
-# Bundle datalists
+# The demo
 # ----------------------------------------------------------------------------------------------------------------------
 
 
@@ -516,58 +507,3 @@ def is_demo(dataset_dir: str | os.PathLike | None) -> bool:
     if dataset_dir is None:
         return True
     return isinstance(dataset_dir, str) and dataset_dir.strip().lower() in ("", "demo")
-
-
-def check_role(role: str) -> None:
-    """``ValueError`` unless ``role`` is one of :data:`ROLES`."""
-    if role not in ROLES:
-        raise ValueError(f"role must be one of {', '.join(ROLES)}, got {role!r}")
-
-
-def datalist_for_role(
-    dataset_dir: str | os.PathLike | None,
-    demo_dir: str | os.PathLike | None,
-    role: str,
-    *,
-    find: Callable[[Path, bool], list[dict[str, Any]]],
-    generate: Callable[[str | os.PathLike], Path],
-    split: Callable[..., tuple[list[dict[str, Any]], list[dict[str, Any]]]],
-    split_kwargs: Mapping[str, Any],
-    what: str = "demo data",
-    log: logging.Logger = logger,
-) -> list[dict[str, Any]]:
-    """The body of every ``*_datalist`` function: the role's entries of a real folder or of the demo data.
-
-    ``dataset_dir`` ``"demo"`` (any letter case), ``""`` or ``None`` (:func:`is_demo`) means the demo data:
-    ``generate(demo_dir)`` creates it on first use and reuses it afterwards. Any other value is a real dataset
-    folder, whose errors propagate: there is never a silent fallback to the demo data.
-
-    Args:
-        dataset_dir: the dataset folder, or ``"demo"``.
-        demo_dir: where the demo data lives (needed only for the demo).
-        role: ``"train"`` / ``"val"``: that side of ``split(entries, **split_kwargs)`` (labelled entries);
-            ``"all"``: every labelled entry; ``"infer"``: every entry, labels not required.
-        find: ``find(folder, labelled)`` reads a folder; ``labelled`` is False only for ``"infer"``.
-        generate: writes (or reuses) the demo data in a folder and returns it.
-        split: ``split(entries, **split_kwargs) -> (train, val)``.
-        split_kwargs: ``val_fraction``, ``seed``, ``num_folds``, ``fold``; used for ``"train"`` / ``"val"`` only.
-        what: the demo data, for the log (``"synthetic LGG demo data"``).
-        log: the logger of the calling module.
-
-    Raises:
-        ValueError: unknown ``role``, or the demo is asked for without a ``demo_dir``.
-        DatasetError: whatever ``find`` or ``split`` raise for a missing or malformed dataset.
-    """
-    check_role(role)
-    if is_demo(dataset_dir):
-        if demo_dir is None or not str(demo_dir).strip():
-            raise ValueError("dataset_dir is 'demo' but no demo_dir was given to hold the generated demo data")
-        folder = generate(demo_dir)
-        log.info("dataset_dir is %r: using the %s in %s", dataset_dir, what, folder)
-    else:
-        folder = Path(dataset_dir).expanduser()  # type: ignore[arg-type]
-    entries = find(folder, role != "infer")
-    if role in ("all", "infer"):
-        return entries
-    train, val = split(entries, **split_kwargs)
-    return train if role == "train" else val

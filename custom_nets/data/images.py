@@ -9,9 +9,8 @@ from typing import Any
 from .errors import DatasetError
 from .naming import case_name_from_path
 
-__all__ = ["IMAGE_EXTENSIONS", "VOLUME_EXTENSIONS", "find_images", "find_volumes"]
+__all__ = ["VOLUME_EXTENSIONS", "find_volumes"]
 
-IMAGE_EXTENSIONS = (".tif", ".tiff", ".png", ".jpg", ".jpeg")
 VOLUME_EXTENSIONS = (".nii", ".nii.gz")
 # file-name endings of masks and labels stored beside their images; never taken as input images
 MASK_SUFFIXES = ("_mask", "_seg", "_segmentation", "_label")
@@ -35,11 +34,6 @@ def _find(folder: str | os.PathLike, extensions: tuple[str, ...], what: str) -> 
     if not found:
         raise DatasetError(f"{root}: contains no {what} ({', '.join(extensions)})", path=root)
     return found
-
-
-def find_images(folder: str | os.PathLike) -> list[dict[str, Any]]:
-    """Every 2D image under ``folder`` (recursively), masks excluded: ``[{"case": stem, "image": path}, ...]``."""
-    return _find(folder, IMAGE_EXTENSIONS, "2D images")
 
 
 def find_volumes(folder: str | os.PathLike) -> list[dict[str, Any]]:

@@ -1,4 +1,4 @@
-"""LGG MRI slice datasets: synthetic demo patients, slice discovery, patient-level splits, class weights.
+"""LGG MRI slice datasets: synthetic demo patients in the Kaggle layout, class weights.
 
 Layout (Kaggle "lgg-mri-segmentation", folder ``kaggle_3m``; Buda et al., Computers in Biology and Medicine 2019)::
 
@@ -6,16 +6,15 @@ Layout (Kaggle "lgg-mri-segmentation", folder ``kaggle_3m``; Buda et al., Comput
         <patient>/<patient>_<n>.tif        256x256x3 uint8: pre-contrast, FLAIR, post-contrast (as R, G, B)
         <patient>/<patient>_<n>_mask.tif   256x256 uint8 tumour mask, 0 or 255
 
-with patient folders such as ``TCGA_CS_4941_19960909`` and slice numbers ``n = 1, 2, ...`` (not zero-padded, so they
-are sorted numerically here). Plain files next to the patient folders (``data.csv``, ``README.md``) are ignored. Many
-slices have an all-zero mask (no tumour on that slice).
+with patient folders such as ``TCGA_CS_4941_19960909`` and slice numbers ``n = 1, 2, ...`` (not zero-padded, so
+discovery sorts them numerically). Plain files next to the patient folders (``data.csv``, ``README.md``) are
+ignored. Many slices have an all-zero mask (no tumour on that slice).
 
 Public API:
 
-- :func:`generate_lgg_demo` writes deterministic synthetic patients in that layout.
-- :func:`find_lgg_slices` reads such a folder into a datalist of ``{"patient", "slice", "image", "label"}`` dicts.
-- :func:`split_by_patient` splits a datalist by patient (never slices of one patient on both sides).
-- :func:`lgg_datalist` is what the bundle configs call: ``"demo"`` means the generated demo data.
+- :func:`generate_lgg_demo` writes deterministic synthetic patients in that layout (the lgg demo of
+  :func:`custom_nets.data.demo.make_demo` is converted from them by :mod:`custom_nets.convert.lgg`, which also reads
+  real folders: :func:`custom_nets.convert.lgg.find_lgg_slices`).
 - :func:`foreground_fraction` and :func:`positive_class_weight` give the tumour-pixel fraction of a set of masks and
   the matching positive-class weight ``(1 - f) / f`` for a weighted cross-entropy (``BCEWithLogitsLoss(pos_weight)``,
   see :func:`custom_nets.losses.segmentation.segmentation_loss`).
@@ -52,7 +51,6 @@ from __future__ import annotations
 import logging
 import math
 import os
-import re
 import shutil
 import time
 from collections.abc import Mapping, Sequence
@@ -62,28 +60,12 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from .common import (
-    atomic_folder,
-    check_folder,
-    check_int,
-    check_nonempty_file,
-    datalist_for_role,
-    demo_marker,
-    is_hidden,
-    is_nonempty_file,
-    prepare_demo_dir,
-    raise_problems,
-    split_groups,
-    visible_subfolders,
-)
+from .common import atomic_folder, check_int, demo_marker, is_nonempty_file, prepare_demo_dir
 from .errors import DatasetError
 
 __all__ = [
     "CHANNELS",
     "generate_lgg_demo",
-    "find_lgg_slices",
-    "split_by_patient",
-    "lgg_datalist",
     "foreground_fraction",
     "positive_class_weight",
 ]
@@ -93,10 +75,6 @@ logger = logging.getLogger(__name__)
 CHANNELS = ("pre-contrast", "flair", "post-contrast")
 """The three MR sequences stored as the R, G, B channels of every LGG slice, in that order."""
 
-_TIFF_EXTENSIONS = (".tif", ".tiff")
-_TIFF_MAGIC = (b"II*\x00", b"MM\x00*")
-# "<prefix>_<n>.tif" or "<prefix>_<n>_mask.tif" (also .tiff, any letter case); the prefix is the patient name
-_SLICE_RE = re.compile(r"^(?P<prefix>.+)_(?P<n>\d+)(?P<mask>_mask)?\.tiff?$", re.IGNORECASE)
 
 # ----------------------------------------------------------------------------------------------------------------------
 # Synthetic demo data
@@ -408,247 +386,6 @@ def generate_lgg_demo(
     )
     return out_dir
 
-
-# ----------------------------------------------------------------------------------------------------------------------
-# Reading LGG-layout folders
-# ----------------------------------------------------------------------------------------------------------------------
-
-
-def _is_tiff(name: str) -> bool:
-    return name.lower().endswith(_TIFF_EXTENSIONS)
-
-
-def _holds_tiff(folder: Path) -> bool:
-    """True if ``folder`` directly holds a non-hidden ``.tif`` / ``.tiff`` file."""
-    return any(f.is_file() and not is_hidden(f.name) and _is_tiff(f.name) for f in folder.iterdir())
-
-
-def _check_tiff(path: Path) -> str | None:
-    """A problem that would make reading a TIFF file fail (empty, not a TIFF), or ``None`` if it looks fine."""
-    problem = check_nonempty_file(path, "a TIFF slice")
-    if problem is not None:
-        return problem
-    try:
-        with open(path, "rb") as f:
-            head = f.read(4)
-    except OSError as err:
-        return f"file {path} cannot be read ({err}); expected a readable TIFF slice"
-    if head not in _TIFF_MAGIC:
-        return f"file {path} is not a TIFF file (its first bytes are {head!r}); expected a .tif slice"
-    return None
-
-
-def _with_mask_suffix(image_name: str) -> str:
-    """``<prefix>_<n>.tif`` -> ``<prefix>_<n>_mask.tif`` (the extension kept as it is)."""
-    stem, dot, extension = image_name.rpartition(".")
-    return f"{stem}_mask{dot}{extension}"
-
-
-def _expected_layout(dataset_dir: Path) -> str:
-    return (
-        f"expected one folder per patient, {dataset_dir}{os.sep}<patient>{os.sep}<patient>_<n>.tif with "
-        "<patient>_<n>_mask.tif (the Kaggle lgg-mri-segmentation kaggle_3m layout)"
-    )
-
-
-def _read_patient(
-    patient_dir: Path, files: Sequence[str], require_mask: bool
-) -> tuple[list[dict[str, Any]], list[str]]:
-    """Entries of one patient folder sorted by slice number, and a description of every problem found in it."""
-    patient = patient_dir.name
-    problems: list[str] = []
-    images: dict[int, Path] = {}
-    masks: dict[int, Path] = {}
-    foreign: list[str] = []
-    for name in files:
-        match = _SLICE_RE.match(name)
-        if match is None:
-            problems.append(
-                f"file {patient_dir / name} is not named <patient>_<n>.tif or <patient>_<n>_mask.tif; rename or "
-                "remove it"
-            )
-            continue
-        if match["prefix"] != patient:
-            foreign.append(name)
-        n = int(match["n"])
-        target = masks if match["mask"] else images
-        if n in target:
-            kind = "mask" if match["mask"] else "image"
-            problems.append(
-                f"patient folder {patient_dir} has two {kind} files for slice {n} ({target[n].name}, {name}); "
-                "expected one"
-            )
-            continue
-        target[n] = patient_dir / name
-    if foreign:
-        logger.warning(
-            "patient folder %s holds files not named after it (%s, ...); they are read as slices of %s",
-            patient_dir, foreign[0], patient,
-        )  # fmt: skip
-    for n in sorted(set(masks) - set(images)):
-        image_name = re.sub(r"_mask(\.tiff?)$", r"\1", masks[n].name, flags=re.IGNORECASE)
-        problems.append(f"mask {masks[n]} has no image: expected {patient_dir / image_name}")
-    if require_mask:
-        for n in sorted(set(images) - set(masks)):
-            mask_path = images[n].with_name(_with_mask_suffix(images[n].name))
-            problems.append(
-                f"image {images[n]} has no mask: expected {mask_path} (use "
-                "require_mask=False, or role 'infer', for unlabelled slices)"
-            )
-    to_check = [images[n] for n in sorted(images)]
-    if require_mask:
-        to_check += [masks[n] for n in sorted(masks)]
-    for path in to_check:
-        problem = _check_tiff(path)
-        if problem:
-            problems.append(problem)
-    if problems:
-        return [], problems
-    entries = []
-    for n in sorted(images):
-        entry: dict[str, Any] = {"patient": patient, "slice": n, "image": os.path.abspath(images[n])}
-        if require_mask:
-            entry["label"] = os.path.abspath(masks[n])
-        entries.append(entry)
-    return entries, []
-
-
-def find_lgg_slices(dataset_dir: str | os.PathLike, require_mask: bool = True) -> list[dict[str, Any]]:
-    """Read an LGG-layout folder (the demo data or Kaggle's ``kaggle_3m``) into a slice datalist.
-
-    One sub-folder per patient holding ``<patient>_<n>.tif`` images and ``<patient>_<n>_mask.tif`` masks (``.tiff``
-    and any letter case work too). Hidden entries and plain files next to the patient folders (``data.csv``,
-    ``README.md``, the demo's ``dataset.json``) are ignored; folders without any TIFF file are skipped with a warning.
-    Every problem in every patient folder is reported at once.
-
-    Args:
-        dataset_dir: the dataset folder.
-        require_mask: every image must have its mask (training, validation); if False (inference) masks are not
-            required and the entries have no ``"label"`` key. A mask without its image is an error either way.
-
-    Returns:
-        Entries ``{"patient": folder name, "slice": n (int), "image": path, "label": mask path}`` (absolute paths,
-        str) sorted by patient, then numerically by slice number (2 before 10).
-
-    Raises:
-        DatasetError: the folder does not exist or is not a folder; it has no patient folders with TIFF files; an image
-            has no mask (with ``require_mask``), a mask has no image, a slice number appears twice, a TIFF file has an
-            unexpected name, is empty (0 bytes) or is not a TIFF. The message names the folder or file and the
-            expected names.
-    """
-    root = Path(dataset_dir).expanduser()
-    check_folder(root, "dataset folder", _expected_layout(root))
-
-    entries: list[dict[str, Any]] = []
-    problems: list[str] = []
-    patient_dirs = visible_subfolders(root)
-    for patient_dir in patient_dirs:
-        files = sorted(
-            p.name for p in patient_dir.iterdir() if p.is_file() and not is_hidden(p.name) and _is_tiff(p.name)
-        )
-        if not files:
-            logger.warning("skipping %s: it holds no .tif files", patient_dir)
-            continue
-        patient_entries, patient_problems = _read_patient(patient_dir, files, require_mask)
-        entries += patient_entries
-        problems += patient_problems
-
-    raise_problems(root, problems)
-    if not entries:
-        hint = ""
-        loose = [p.name for p in root.iterdir() if p.is_file() and _is_tiff(p.name)]
-        nested = [p for p in patient_dirs if any(q.is_dir() and _holds_tiff(q) for q in p.iterdir())]
-        if loose:
-            hint = f"; it holds .tif files directly ({loose[0]}, ...): point dataset_dir at the folder above it"
-        elif nested:
-            hint = f"; its sub-folder {nested[0]} holds patient folders: point dataset_dir at it"
-        raise DatasetError(
-            f"dataset folder {root} contains no patient folders with .tif slices{hint}; {_expected_layout(root)}", root
-        )
-    return entries
-
-
-# ----------------------------------------------------------------------------------------------------------------------
-# Patient-level splits and bundle datalists
-# ----------------------------------------------------------------------------------------------------------------------
-
-
-def split_by_patient(
-    items: Sequence[Mapping[str, Any]],
-    val_fraction: float = 0.2,
-    seed: int = 0,
-    num_folds: int | None = None,
-    fold: int = 0,
-) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-    """Split a slice datalist into training and validation slices by PATIENT, deterministically.
-
-    Slices of one patient are strongly correlated, so a slice-level split would leak: here every patient's slices
-    land in exactly one of the two lists. The patients are ordered by name (so the input order does not matter),
-    shuffled with ``seed``, then either the first ``round(val_fraction * n)`` patients go to validation (at least 1,
-    at most ``n - 1``), or, with ``num_folds``, the shuffled patients are cut into ``num_folds`` near-equal folds and
-    fold ``fold`` is the validation set (over all folds, every patient is validated exactly once). Both lists keep
-    the order of ``items``.
-
-    Args:
-        items: datalist entries with a ``"patient"`` key (as from :func:`find_lgg_slices`).
-        val_fraction: share of validation patients, in ``(0, 1)``; ignored when ``num_folds`` is given.
-        seed: shuffle seed.
-        num_folds: number of cross-validation folds (``2 <= num_folds <= number of patients``), or ``None``.
-        fold: validation fold index, ``0 <= fold < num_folds``.
-
-    Returns:
-        ``(train, val)``: copies of the entries, disjoint in patients, both non-empty, together all entries.
-
-    Raises:
-        DatasetError: fewer than 2 patients.
-        ValueError: an entry has no ``"patient"`` key; ``val_fraction``, ``num_folds`` or ``fold`` out of range.
-    """
-    for item in items:
-        if "patient" not in item:
-            raise ValueError(f"datalist entry {dict(item)} has no 'patient' key; expected entries of find_lgg_slices")
-    train, val = split_groups(
-        items, lambda item: str(item["patient"]), val_fraction, seed, num_folds, fold, unit="patient", item_unit="slice"
-    )
-    return [dict(item) for item in train], [dict(item) for item in val]
-
-
-def lgg_datalist(
-    dataset_dir: str | os.PathLike | None,
-    demo_dir: str | os.PathLike | None,
-    role: str = "train",
-    **split_kwargs: Any,
-) -> list[dict[str, Any]]:
-    """The slice datalist a bundle config asks for.
-
-    ``dataset_dir`` ``"demo"`` (any letter case), ``""`` or ``None`` means the synthetic demo data: generated into
-    ``demo_dir`` on first use (default parameters of :func:`generate_lgg_demo`) and reused afterwards. Any other value
-    is a real dataset folder; its errors propagate, it never falls back to the demo data.
-
-    Args:
-        dataset_dir: LGG-layout folder (e.g. ``.../lgg-mri-segmentation/kaggle_3m``), or ``"demo"``.
-        demo_dir: where the demo data lives (needed only for the demo).
-        role: ``"train"`` / ``"val"``: that side of :func:`split_by_patient` (labelled slices); ``"all"``: every
-            labelled slice; ``"infer"``: every image, masks not required, no ``"label"`` key.
-        **split_kwargs: passed to :func:`split_by_patient` for ``"train"`` / ``"val"`` (``val_fraction``, ``seed``,
-            ``num_folds``, ``fold``); ignored otherwise.
-
-    Returns:
-        Entries ``{"patient", "slice", "image", "label"}`` (no ``"label"`` for ``"infer"``).
-
-    Raises:
-        DatasetError: the dataset is missing or malformed (see :func:`find_lgg_slices`), or has fewer than 2 patients
-            for a split.
-        ValueError: unknown ``role``, or the demo is asked for without a ``demo_dir``.
-    """
-    return datalist_for_role(
-        dataset_dir, demo_dir, role,
-        find=lambda folder, labelled: find_lgg_slices(folder, require_mask=labelled),
-        generate=generate_lgg_demo,
-        split=split_by_patient,
-        split_kwargs=split_kwargs,
-        what="synthetic LGG demo data",
-        log=logger,
-    )  # fmt: skip
 
 
 # ----------------------------------------------------------------------------------------------------------------------

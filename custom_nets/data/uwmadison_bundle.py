@@ -1,4 +1,4 @@
-"""What the UW-Madison GI tract bundles need beyond :mod:`custom_nets.data.uwmadison` at inference time.
+"""What the UW-Madison GI tract bundles need beyond :mod:`custom_nets.convert.uwmadison` at inference time.
 
 * :func:`slice_datalist`: every slice PNG under a folder (the Kaggle ``train/`` or ``test/`` tree, one case-day's
   ``scans/`` folder, or any folder of PNGs), with the competition id of each slice and, for 2.5D networks, its
@@ -25,9 +25,11 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
+from ..convert.uwmadison import find_uwmadison_slices, neighbour_slices
+from .common import is_demo
 from .errors import DatasetError
 from .images import MASK_SUFFIXES, find_volumes
-from .uwmadison import _is_demo, find_uwmadison_slices, generate_uwmadison_demo, neighbour_slices
+from .uwmadison import generate_uwmadison_demo
 
 __all__ = ["case_day_volumes", "slice_datalist", "slice_id_from_path", "slice_root", "volume_datalist"]
 
@@ -72,7 +74,7 @@ def slice_root(
     (for the saver's folder layout), and building its postprocessing must not write demo data into a bundle that MONAI
     Label or ``custom_nets.inference`` serves on other images.
     """
-    if _is_demo(dataset_dir):
+    if is_demo(dataset_dir):
         if demo_dir is None or not str(demo_dir).strip():
             raise ValueError("dataset_dir is 'demo' but no demo_dir was given to hold the generated demo data")
         return str(generate_uwmadison_demo(demo_dir)) if generate else str(Path(demo_dir).expanduser())
@@ -204,7 +206,7 @@ def volume_datalist(
 ) -> list[dict[str, Any]]:
     """Every NIfTI volume under ``dataset_dir``; for ``"demo"``, the demo case-days written as volumes into
     ``demo_dir/volumes`` first (:func:`case_day_volumes`)."""
-    if _is_demo(dataset_dir):
+    if is_demo(dataset_dir):
         folder = Path(slice_root(dataset_dir, demo_dir))
         case_day_volumes(folder, folder / "volumes", slice_thickness=slice_thickness)
         return find_volumes(folder / "volumes")
