@@ -98,6 +98,18 @@ PEERS: dict[str, tuple[str, int, dict[str, Any]]] = {
 }
 PEER_IO = {3: (4, 3), 2: (3, 1)}
 
+
+def _finish_report(report: dict, started: float, path: Path) -> None:
+    """Close a report: total seconds, the load average at the end, written as JSON to ``path``."""
+    report["seconds"] = time.time() - started
+    try:
+        report["machine"]["loadavg_end"] = os.getloadavg()
+    except OSError:
+        pass
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(report, indent=1))
+
+
 def log(message: str) -> None:
     print(f"[benchmark {time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
 
@@ -626,13 +638,7 @@ def brats_case_main(args: argparse.Namespace) -> int:
     finally:
         if tmp:
             shutil.rmtree(tmp, ignore_errors=True)
-    report["seconds"] = time.time() - started
-    try:
-        report["machine"]["loadavg_end"] = os.getloadavg()
-    except OSError:
-        pass
-    args.json.parent.mkdir(parents=True, exist_ok=True)
-    args.json.write_text(json.dumps(report, indent=1))
+    _finish_report(report, started, args.json)
     case = report["brats_case"]
     load = report["machine"].get("loadavg_start")
     print(f"machine: {report['machine']['cpu']}, {report['machine']['cpus']} CPUs, load average at start "
@@ -722,13 +728,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     finally:
         if tmp:
             shutil.rmtree(tmp, ignore_errors=True)
-    report["seconds"] = time.time() - started
-    try:
-        report["machine"]["loadavg_end"] = os.getloadavg()
-    except OSError:
-        pass
-    args.json.parent.mkdir(parents=True, exist_ok=True)
-    args.json.write_text(json.dumps(report, indent=1))
+    _finish_report(report, started, args.json)
     print(render(report))
     log(f"done in {report['seconds']:.0f} s; raw figures in {args.json}")
     return 0
