@@ -774,15 +774,16 @@ def check_task(task: Task, dataset: Dataset) -> Task:
     return task
 
 
-def _plain_folder_cases(folder: Path, task: Task) -> list[dict[str, Any]]:
-    """Cases of a folder of images, sub-folders included: nnU-Net ``<case>_0000 .. _XXXX`` channel files grouped when
-    every group holds exactly the model's channel files, else one file per case. Hidden entries and masks stored
-    beside their images (``*_mask``, ``*_seg`` ...) are not inputs; two cases of the same name are refused (their
-    outputs would overwrite each other)."""
+def _plain_folder_cases(folder: Path, task: Task, recursive: bool = False) -> list[dict[str, Any]]:
+    """Cases of a folder of images (with ``recursive``, its sub-folders too): nnU-Net ``<case>_0000 .. _XXXX`` channel
+    files grouped when every group holds exactly the model's channel files, else one file per case. Hidden entries
+    and masks stored beside their images (``*_mask``, ``*_seg`` ...) are not inputs; two cases of the same name are
+    refused (their outputs would overwrite each other). Batch inference applies it per folder, as its discovery walks
+    the tree with rules of its own (case folders, earlier outputs)."""
     from .images import MASK_SUFFIXES
 
     files = sorted(
-        p for p in folder.rglob("*")
+        p for p in (folder.rglob("*") if recursive else folder.iterdir())
         if p.is_file() and file_ending(p.name) and not any(is_hidden(part) for part in p.relative_to(folder).parts)
         and not strip_ending(p.name).lower().endswith(MASK_SUFFIXES)
     )  # fmt: skip
@@ -824,7 +825,7 @@ def inference_datalist(dataset_dir: str | os.PathLike | None, task: Task, demo: 
         dataset = read_dataset(folder)
         cases = dataset.test or [{"case": c["case"], "image": c["image"]} for c in dataset.training]
     else:
-        cases = _plain_folder_cases(folder, task)
+        cases = _plain_folder_cases(folder, task, recursive=True)
     if not cases:
         raise DatasetError(f"input folder {folder} holds no image ({', '.join(FILE_ENDINGS)})", folder)
     problems = []
