@@ -16,7 +16,6 @@
 
 from __future__ import annotations
 
-import csv
 import json
 import logging
 import math
@@ -33,8 +32,9 @@ from ignite.engine import Engine, Events
 from monai.handlers import CheckpointLoader, ValidationHandler
 
 from custom_nets.data.naming import case_names_from_batch
+from custom_nets.files import file_sha256, write_csv_atomic, write_file_atomic
 from custom_nets.flags import as_flag
-from custom_nets.inference.io import atomic_write, file_sha256, torch_load_reason
+from custom_nets.inference.io import torch_load_reason
 
 __all__ = [
     "BestModelSaver",
@@ -135,9 +135,9 @@ def save_model_file(path: str | os.PathLike, network: torch.nn.Module, **record:
         torch.save(state, tmp)
         entry["sha256"] = file_sha256(tmp)
         text = json.dumps({**entry, "previous": previous}, indent=2) + "\n"
-        atomic_write(model_record_path(path), lambda t: t.write_text(text, encoding="utf-8"))
+        write_file_atomic(model_record_path(path), lambda t: t.write_text(text, encoding="utf-8"))
 
-    atomic_write(path, write)
+    write_file_atomic(path, write)
     return entry
 
 
@@ -303,7 +303,7 @@ class ResumableCheckpoint:
         for key, obj in self.save_dict.items():
             module = getattr(obj, "module", obj) if isinstance(obj, torch.nn.parallel.DistributedDataParallel) else obj
             state[key] = module.state_dict()
-        atomic_write(self.path, lambda tmp: torch.save(state, tmp))
+        write_file_atomic(self.path, lambda tmp: torch.save(state, tmp))
 
 
 class BestModelSaver:
@@ -510,15 +510,9 @@ class RegionMetricsWriter:
             for row, case_values in zip(rows, values.tolist()):
                 row.extend(case_values)
         means = [_nanmean([row[i] for row in rows]) for i in range(len(self.columns()))]
-        self.output_path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = self.output_path.with_name(f".{self.output_path.name}.tmp")
-        with open(tmp, "w", newline="") as f:
-            writer = csv.writer(f)
-            writer.writerow(["case", *self.columns()])
-            for case, row in zip(self._cases, rows):
-                writer.writerow([case, *(_fmt(v) for v in row)])
-            writer.writerow(["mean", *(_fmt(v) for v in means)])
-        os.replace(tmp, self.output_path)
+        write_csv_atomic(self.output_path, [["case", *self.columns()],
+                                            *([case, *(_fmt(v) for v in row)] for case, row in zip(self._cases, rows)),
+                                            ["mean", *(_fmt(v) for v in means)]])
         summary = ", ".join(f"{name}={_fmt(v)}" for name, v in zip(self.columns(), means))
         logger.info(f"{len(self._cases)} cases; mean {summary}; per-case values in {self.output_path}")
 
@@ -600,14 +594,10 @@ class GroupedOverlapMetricsWriter:
             scores = self.scores(self._counts[group])
             rows.append([scores[m][c].item() for c in range(len(self.class_names)) for m in self.METRICS])
         means = [sum(col) / len(col) for col in zip(*rows)] if rows else []
-        self.output_path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = self.output_path.with_name(f".{self.output_path.name}.tmp")
-        with open(tmp, "w", newline="") as f:
-            writer = csv.writer(f)
-            writer.writerow([self.group_key, "slices", *self.columns()])
-            for group, row in zip(sorted(self._counts), rows):
-                writer.writerow([group, self._slices[group], *(_fmt(v) for v in row)])
-            writer.writerow(["mean", sum(self._slices.values()), *(_fmt(v) for v in means)])
-        os.replace(tmp, self.output_path)
+        write_csv_atomic(self.output_path, [
+            [self.group_key, "slices", *self.columns()],
+            *([group, self._slices[group], *(_fmt(v) for v in row)] for group, row in zip(sorted(self._counts), rows)),
+            ["mean", sum(self._slices.values()), *(_fmt(v) for v in means)],
+        ])
         summary = ", ".join(f"{name}={_fmt(v)}" for name, v in zip(self.columns(), means))
         logger.info(f"{len(rows)} {self.group_key}s; mean {summary}; per-{self.group_key} values in {self.output_path}")

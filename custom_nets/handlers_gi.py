@@ -13,7 +13,6 @@ Both read the decollated batch (``engine.state.batch``, the datalist fields) nex
 
 from __future__ import annotations
 
-import csv
 import logging
 import math
 import os
@@ -25,6 +24,7 @@ import numpy as np
 import torch
 from ignite.engine import Engine, Events
 
+from custom_nets.files import write_csv_atomic
 from custom_nets.data.uwmadison import CLASSES, CSV_COLUMNS, masks_to_rle_rows
 from custom_nets.data.uwmadison_bundle import DEFAULT_SLICE_THICKNESS, slice_id_from_path
 from custom_nets.flags import as_flag
@@ -61,16 +61,6 @@ def _fmt(value: float) -> str:
 def _nanmean(values: Sequence[float]) -> float:
     finite = [v for v in values if not math.isnan(v)]
     return sum(finite) / len(finite) if finite else float("nan")
-
-
-def _write_csv(path: Path, header: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    with open(tmp, "w", newline="") as f:
-        writer = csv.writer(f)
-        writer.writerow(header)
-        writer.writerows(rows)
-    os.replace(tmp, path)
 
 
 class CaseDayMetricsWriter:
@@ -183,7 +173,7 @@ class CaseDayMetricsWriter:
         means = [_nanmean(column) for column in zip(*values)] if values else [float("nan")] * len(self.columns())
         rows = [[name, n, *(_fmt(v) for v in vals)] for (name, n, _), vals in zip(self.rows, values)]
         rows.append(["mean", sum(n for _, n, _ in self.rows), *(_fmt(v) for v in means)])
-        _write_csv(self.output_path, ["case_day", "slices", *self.columns()], rows)
+        write_csv_atomic(self.output_path, [["case_day", "slices", *self.columns()], *rows])
         summary = ", ".join(f"{name}={_fmt(v)}" for name, v in zip(self.columns(), means))
         logger.info(f"{len(self.rows)} case-days; mean {summary}; per case-day values in {self.output_path}")
 
@@ -240,6 +230,6 @@ class RLESubmissionWriter:
             self.rows.extend(masks_to_rle_rows(str(slice_id), mask, self.class_names, self.spatial_order))
 
     def write(self, engine: Engine | None = None) -> None:
-        _write_csv(self.output_path, list(CSV_COLUMNS), self.rows)
+        write_csv_atomic(self.output_path, [list(CSV_COLUMNS), *self.rows])
         slices = len(self.rows) // max(len(self.class_names), 1)
         logger.info(f"{len(self.rows)} rows ({slices} slices) in {self.output_path}")

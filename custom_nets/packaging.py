@@ -51,7 +51,7 @@ from typing import Any
 from . import __version__
 from . import locate as _locate
 from .data.dataset import TASK_FILE, Task
-from .inference.io import file_sha256
+from .files import file_sha256, write_file_atomic
 from .planning import PLANS_FILE
 
 __all__ = ["MANIFEST_NAME", "PackageError", "PackagedBundle", "package_bundle", "vendor_configs", "verify_manifest",
@@ -259,15 +259,13 @@ def _describe_task(metadata: dict, task: Task) -> None:
 
 
 def _zip_folder(folder: Path, archive: Path) -> None:
-    partial = archive.with_name(f".{archive.name}.partial")
-    try:
+    def write(partial: Path) -> None:
         with zipfile.ZipFile(partial, "w", compression=zipfile.ZIP_DEFLATED) as zf:
             for path in sorted(folder.rglob("*")):
                 if path.is_file():
                     zf.write(path, Path(folder.name) / path.relative_to(folder))
-        os.replace(partial, archive)
-    finally:
-        partial.unlink(missing_ok=True)
+
+    write_file_atomic(archive, write)
 
 
 def package_bundle(

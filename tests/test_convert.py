@@ -25,7 +25,7 @@ from custom_nets.convert import lgg as convert_lgg
 from custom_nets.convert import polyp_skin as convert_polyp
 from custom_nets.convert import uwmadison as convert_uw
 from custom_nets.data import brats, lgg, polyp_skin, uwmadison
-from custom_nets.data.common import PARTIAL_PREFIX
+from custom_nets.files import PARTIAL_PREFIX
 from custom_nets.data.errors import DatasetError
 from custom_nets.transforms.multilabel import multilabel_to_label_map
 

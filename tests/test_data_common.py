@@ -14,7 +14,6 @@ from custom_nets.data import common
 from custom_nets.data.common import (
     DEMO_MARKER,
     DEMO_README,
-    atomic_folder,
     check_int,
     check_nonempty_file,
     demo_marker,
@@ -24,12 +23,10 @@ from custom_nets.data.common import (
     prepare_demo_dir,
     raise_problems,
     read_demo_marker,
-    remove_stale_partials,
     split_groups,
-    write_file_atomic,
-    write_text_atomic,
 )
 from custom_nets.data.errors import DatasetError
+from custom_nets.files import PARTIAL_PREFIX, STALE_PARTIAL_SECONDS, atomic_folder
 
 # ----------------------------------------------------------------------------------------------------------------------
 # split_groups
@@ -167,90 +164,8 @@ def test_raise_problems_lists_twenty_and_counts_the_rest(tmp_path: Path) -> None
     assert info.value.path == str(tmp_path)
 
 
-# ----------------------------------------------------------------------------------------------------------------------
-# Atomic writes
-# ----------------------------------------------------------------------------------------------------------------------
-
-
 def leftovers(folder: Path) -> list[str]:
-    return sorted(p.name for p in folder.iterdir() if p.name.startswith(common.PARTIAL_PREFIX))
-
-
-def test_write_text_atomic_writes_exact_bytes_and_replaces(tmp_path: Path) -> None:
-    path = tmp_path / "a.csv"
-    write_text_atomic(path, "id,x\r\n1,é\n")
-    assert path.read_bytes() == "id,x\r\n1,é\n".encode()  # no newline translation
-    write_text_atomic(path, "new\n")
-    assert path.read_text() == "new\n" and not leftovers(tmp_path)
-
-
-def test_write_file_atomic_leaves_nothing_when_the_writer_fails(tmp_path: Path) -> None:
-    path = tmp_path / "image.png"
-    path.write_text("old")
-
-    def crash(tmp: Path) -> None:
-        tmp.write_text("half")
-        raise KeyboardInterrupt
-
-    with pytest.raises(KeyboardInterrupt):
-        write_file_atomic(path, crash)
-    assert path.read_text() == "old" and not leftovers(tmp_path)
-    with pytest.raises(RuntimeError):
-        write_file_atomic(tmp_path / "new.png", lambda tmp: (_ for _ in ()).throw(RuntimeError("boom")))
-    assert not (tmp_path / "new.png").exists() and not leftovers(tmp_path)
-
-
-def test_atomic_folder_renames_on_success(tmp_path: Path) -> None:
-    final = tmp_path / "case_000"
-    with atomic_folder(final) as tmp:
-        assert tmp.parent == tmp_path and tmp.name.startswith(".partial-case_000-") and tmp.is_dir()
-        assert not final.exists()  # nothing under the final name while writing
-        (tmp / "image.txt").write_text("data")
-    assert (final / "image.txt").read_text() == "data" and not leftovers(tmp_path)
-
-
-@pytest.mark.parametrize("error", [RuntimeError, KeyboardInterrupt])
-def test_atomic_folder_leaves_nothing_under_the_final_name_when_the_body_raises(tmp_path: Path, error: type) -> None:
-    final = tmp_path / "case_000"
-    with pytest.raises(error):
-        with atomic_folder(final) as tmp:
-            (tmp / "image.txt").write_text("half")
-            raise error()
-    assert not final.exists() and not leftovers(tmp_path)
-
-
-def test_atomic_folder_keeps_a_complete_copy_written_meanwhile(tmp_path: Path) -> None:
-    final = tmp_path / "case_000"
-
-    def other_process_finishes_first(tmp: Path) -> None:
-        final.mkdir()
-        (final / "image.txt").write_text("data")  # a complete copy appears meanwhile
-
-    with atomic_folder(final, is_complete=lambda folder: (folder / "image.txt").is_file()) as tmp:
-        (tmp / "image.txt").write_text("data")
-        other_process_finishes_first(tmp)
-    assert (final / "image.txt").read_text() == "data" and not leftovers(tmp_path)
-    # an incomplete folder in the way is an error, and the copy is still cleaned up
-    blocked = tmp_path / "case_001"
-    (blocked / "other").mkdir(parents=True)
-    with pytest.raises(OSError):
-        with atomic_folder(blocked, is_complete=lambda folder: (folder / "image.txt").is_file()) as tmp:
-            (tmp / "image.txt").write_text("data")
-    assert not leftovers(tmp_path)
-
-
-def test_remove_stale_partials_removes_only_old_temporaries(tmp_path: Path) -> None:
-    old = time.time() - 2 * common.STALE_PARTIAL_SECONDS
-    (tmp_path / ".partial-old-dir").mkdir()
-    (tmp_path / ".partial-old-dir" / "f").write_text("x")
-    (tmp_path / ".partial-old-file").write_text("x")
-    for name in (".partial-old-dir", ".partial-old-file"):
-        os.utime(tmp_path / name, (old, old))
-    (tmp_path / ".partial-running").mkdir()  # fresh: another process may be writing it
-    (tmp_path / "case_000").mkdir()
-    os.utime(tmp_path / "case_000", (old, old))
-    remove_stale_partials(tmp_path)
-    assert sorted(p.name for p in tmp_path.iterdir()) == [".partial-running", "case_000"]
+    return sorted(p.name for p in folder.iterdir() if p.name.startswith(PARTIAL_PREFIX))
 
 
 # ----------------------------------------------------------------------------------------------------------------------
@@ -389,7 +304,7 @@ def test_prepare_cleans_stale_partials(tmp_path: Path) -> None:
     layout = Layout(tmp_path / "demo")
     layout.generate()
     sub = layout.out_dir / "item_0"
-    old = time.time() - 2 * common.STALE_PARTIAL_SECONDS
+    old = time.time() - 2 * STALE_PARTIAL_SECONDS
     for folder in (layout.out_dir, sub):
         (folder / ".partial-item_9-1-abcd").mkdir()
         os.utime(folder / ".partial-item_9-1-abcd", (old, old))

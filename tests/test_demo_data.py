@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from custom_nets.data import demo
-from custom_nets.data.common import PARTIAL_PREFIX
+from custom_nets.files import PARTIAL_PREFIX
 from custom_nets.data.errors import DatasetError
 
 TINY = {

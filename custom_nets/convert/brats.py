@@ -20,7 +20,7 @@ import nibabel as nib
 import numpy as np
 
 from ..data.brats import MODALITIES
-from ..data.common import check_folder, check_nonempty_file, is_hidden, raise_problems, visible_subfolders
+from ..data.common import check_folder, check_nonempty_file, is_hidden, read_subfolders, visible_subfolders
 from ..data.errors import DatasetError
 from .core import Entry, Layout, link_or_copy
 
@@ -148,21 +148,11 @@ def find_brats_cases(dataset_dir: str | os.PathLike, require_label: bool = True)
     root = Path(dataset_dir).expanduser()
     check_folder(root, "dataset folder", _expected_layout(root))
 
-    entries: list[dict[str, Any]] = []
-    problems: list[str] = []
-    for case_dir in visible_subfolders(root):
-        files = sorted(
-            p.name for p in case_dir.iterdir() if p.is_file() and not is_hidden(p.name) and _is_nifti(p.name)
-        )
-        if not files:
-            logger.warning("skipping %s: it holds no NIfTI (.nii / .nii.gz) files", case_dir)
-            continue
-        entry, case_problems = _read_case(case_dir, files, require_label)
-        problems += case_problems
-        if entry is not None:
-            entries.append(entry)
+    def read(case_dir: Path, files: list[str]) -> tuple[list[dict[str, Any]], list[str]]:
+        entry, problems = _read_case(case_dir, files, require_label)
+        return ([entry] if entry is not None else []), problems
 
-    raise_problems(root, problems)
+    entries = read_subfolders(root, _is_nifti, read, "NIfTI (.nii / .nii.gz) files")
     if not entries:
         loose = [p.name for p in root.iterdir() if p.is_file() and _is_nifti(p.name)]
         hint = (

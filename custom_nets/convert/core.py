@@ -31,16 +31,10 @@ import numpy as np
 from monai.utils import optional_import
 from PIL import Image
 
-from ..data.common import (
-    is_hidden,
-    partial_path,
-    raise_problems,
-    remove_stale_partials,
-    split_groups,
-    write_text_atomic,
-)
+from ..data.common import is_hidden, raise_problems, split_groups
 from ..data.dataset import DATASET_JSON, SPLITS_JSON, file_ending, read_dataset
 from ..data.errors import DatasetError
+from ..files import partial_path, remove_stale_partials, write_text_atomic
 
 tqdm, has_tqdm = optional_import("tqdm", name="tqdm")  # requirements.txt has it; the package runs without
 

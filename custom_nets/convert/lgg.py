@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from ..data.common import check_folder, check_nonempty_file, is_hidden, raise_problems, visible_subfolders
+from ..data.common import check_folder, check_nonempty_file, is_hidden, read_subfolders, visible_subfolders
 from ..data.errors import DatasetError
 from ..data.lgg import _read_mask
 from .core import Entry, Layout, save_png
@@ -164,25 +164,12 @@ def find_lgg_slices(dataset_dir: str | os.PathLike, require_mask: bool = True) -
     root = Path(dataset_dir).expanduser()
     check_folder(root, "dataset folder", _expected_layout(root))
 
-    entries: list[dict[str, Any]] = []
-    problems: list[str] = []
-    patient_dirs = visible_subfolders(root)
-    for patient_dir in patient_dirs:
-        files = sorted(
-            p.name for p in patient_dir.iterdir() if p.is_file() and not is_hidden(p.name) and _is_tiff(p.name)
-        )
-        if not files:
-            logger.warning("skipping %s: it holds no .tif files", patient_dir)
-            continue
-        patient_entries, patient_problems = _read_patient(patient_dir, files, require_mask)
-        entries += patient_entries
-        problems += patient_problems
-
-    raise_problems(root, problems)
+    entries = read_subfolders(root, _is_tiff, lambda folder, files: _read_patient(folder, files, require_mask),
+                              ".tif files")
     if not entries:
         hint = ""
         loose = [p.name for p in root.iterdir() if p.is_file() and _is_tiff(p.name)]
-        nested = [p for p in patient_dirs if any(q.is_dir() and _holds_tiff(q) for q in p.iterdir())]
+        nested = [p for p in visible_subfolders(root) if any(q.is_dir() and _holds_tiff(q) for q in p.iterdir())]
         if loose:
             hint = f"; it holds .tif files directly ({loose[0]}, ...): point dataset_dir at the folder above it"
         elif nested:

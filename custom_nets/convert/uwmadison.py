@@ -68,9 +68,9 @@ from ..data.common import (
     is_demo,
     raise_problems,
     split_groups,
-    write_file_atomic,
 )
 from ..data.errors import DatasetError
+from ..files import write_file_atomic
 from ..data.uwmadison import (
     _CSV_NAME,
     _DEFAULT_CACHE,

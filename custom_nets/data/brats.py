@@ -27,7 +27,8 @@ from typing import Any
 import nibabel as nib
 import numpy as np
 
-from .common import atomic_folder, check_int, demo_marker, is_nonempty_file, prepare_demo_dir
+from .common import check_int, demo_marker, is_nonempty_file, prepare_demo_dir
+from ..files import atomic_folder
 
 __all__ = [
     "MODALITIES",

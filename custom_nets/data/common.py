@@ -5,9 +5,7 @@ Nothing here knows a layout; each caller passes in what differs (file names, mes
 
 - Arguments and files: :func:`check_int`, :func:`is_hidden`, :func:`visible_subfolders`, :func:`check_folder`,
   :func:`check_nonempty_file`, :func:`is_nonempty_file`, :func:`raise_problems`.
-- Atomic writes: :func:`partial_path`, :func:`write_file_atomic`, :func:`write_text_atomic`, :func:`atomic_folder`,
-  :func:`remove_stale_partials`. Temporary entries are hidden (``.partial-<name>-<pid>-<random>``), so readers never
-  see a half-written file or folder and an interrupted run leaves nothing under a final name.
+- Atomic writes live in :mod:`custom_nets.files` (one place for the whole package).
 - Demo-data bookkeeping: :func:`demo_marker`, :func:`read_demo_marker`, :func:`prepare_demo_dir` (the
   ``dataset.json`` marker, reuse or refusal when the parameters differ, overwrite of only the generated items).
 - Splits and the demo: :func:`split_groups` (seeded, grouped, fraction or k-fold), :func:`is_demo`.
@@ -16,26 +14,28 @@ Nothing here knows a layout; each caller passes in what differs (file names, mes
 from __future__ import annotations
 
 import contextlib
+import csv
 import json
+import logging
 import os
 import secrets
 import shutil
 import time
-from collections.abc import Callable, Hashable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Hashable, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
 import numpy as np
 
+from ..files import remove_stale_partials, write_text_atomic
 from .errors import DatasetError
+
+logger = logging.getLogger(__name__)
 
 __all__ = [
     "DEMO_MARKER",
     "DEMO_README",
     "MAX_LISTED_PROBLEMS",
-    "PARTIAL_PREFIX",
-    "STALE_PARTIAL_SECONDS",
-    "atomic_folder",
     "check_folder",
     "check_int",
     "check_nonempty_file",
@@ -43,15 +43,11 @@ __all__ = [
     "is_demo",
     "is_hidden",
     "is_nonempty_file",
-    "partial_path",
     "prepare_demo_dir",
     "raise_problems",
     "read_demo_marker",
-    "remove_stale_partials",
     "split_groups",
     "visible_subfolders",
-    "write_file_atomic",
-    "write_text_atomic",
 ]
 
 T = TypeVar("T")
@@ -60,10 +56,6 @@ DEMO_MARKER = "dataset.json"
 """File name of the marker that makes a folder recognisable as generated demo data (parameters, contents)."""
 DEMO_README = "README.txt"
 """File name of the plain-text note written next to the marker."""
-PARTIAL_PREFIX = ".partial-"
-"""Name prefix of temporary files and folders written before their rename into place."""
-STALE_PARTIAL_SECONDS = 3600.0
-"""Temporary entries older than this are left over from an interrupted run (never from a running one)."""
 MAX_LISTED_PROBLEMS = 20
 """How many problems a :class:`DatasetError` lists before ``... and N more``."""
 
@@ -110,6 +102,32 @@ def is_hidden(name: str) -> bool:
 def visible_subfolders(folder: Path) -> list[Path]:
     """The sub-folders of ``folder`` that are not hidden (:func:`is_hidden`), sorted by name."""
     return sorted((p for p in folder.iterdir() if p.is_dir() and not is_hidden(p.name)), key=lambda p: p.name)
+
+
+def read_subfolders(
+    root: Path,
+    wanted: Callable[[str], bool],
+    read: Callable[[Path, list[str]], tuple[list[dict[str, Any]], list[str]]],
+    holds: str,
+) -> list[dict[str, Any]]:
+    """Entries of every visible sub-folder of ``root`` (one per case or patient, as the BraTS and LGG layouts have).
+
+    ``read(folder, names)`` gets the sorted names of the folder's ``wanted`` files and returns its entries and its
+    problems; a folder without such files is skipped with a warning (``"it holds no <holds>"``). Every folder's
+    problems are raised together at the end (:func:`raise_problems`), so a user sees all of them at once.
+    """
+    entries: list[dict[str, Any]] = []
+    problems: list[str] = []
+    for folder in visible_subfolders(root):
+        names = sorted(p.name for p in folder.iterdir() if p.is_file() and not is_hidden(p.name) and wanted(p.name))
+        if not names:
+            logger.warning("skipping %s: it holds no %s", folder, holds)
+            continue
+        found, folder_problems = read(folder, names)
+        entries += found
+        problems += folder_problems
+    raise_problems(root, problems)
+    return entries
 
 
 def check_folder(folder: Path, what: str, expected: str) -> None:
@@ -159,85 +177,6 @@ def raise_problems(where: Path, problems: Sequence[str], what: str = "dataset fo
     more = f"\n  ... and {len(problems) - MAX_LISTED_PROBLEMS} more" if len(problems) > MAX_LISTED_PROBLEMS else ""
     place = f"{what} {where}" if what else f"{where}"
     raise DatasetError(f"{place} has {len(problems)} problem(s):\n  - {shown}{more}", where)
-
-
-# ----------------------------------------------------------------------------------------------------------------------
-# Atomic writes
-# ----------------------------------------------------------------------------------------------------------------------
-
-
-def partial_path(folder: Path, name: str) -> Path:
-    """A fresh hidden temporary name in ``folder`` for ``name``: unique per process and call, tagged for clean-up."""
-    return folder / f"{PARTIAL_PREFIX}{name}-{os.getpid()}-{secrets.token_hex(4)}"
-
-
-def write_file_atomic(path: Path, write: Callable[[Path], None]) -> None:
-    """Call ``write(tmp)`` on a temporary file next to ``path``, then rename it into place.
-
-    Readers never see a partial file; if ``write`` raises (or the run is interrupted), the temporary file is removed
-    and ``path`` is untouched.
-    """
-    tmp = partial_path(path.parent, path.name)
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-
-
-def write_text_atomic(path: Path, text: str) -> None:
-    """Write ``text`` (UTF-8, exactly as given: no newline translation) to ``path`` with :func:`write_file_atomic`."""
-
-    def write(tmp: Path) -> None:
-        with open(tmp, "x", encoding="utf-8", newline="") as f:
-            f.write(text)
-
-    write_file_atomic(path, write)
-
-
-@contextlib.contextmanager
-def atomic_folder(final: Path, is_complete: Callable[[Path], bool] | None = None) -> Iterator[Path]:
-    """Yield a new hidden temporary folder next to ``final``; on success rename it to ``final``.
-
-    If the body raises (or the run is interrupted), the temporary folder is deleted and nothing appears under
-    ``final``. ``final`` must not exist as a non-empty folder, unless another process may be writing the same item:
-    then, if the rename fails but ``is_complete(final)`` says the other copy is whole, the copy just made is dropped.
-
-    Example::
-
-        with atomic_folder(out_dir / "case_001") as tmp:
-            save(image, tmp / "image.nii.gz")
-    """
-    tmp = partial_path(final.parent, final.name)
-    tmp.mkdir()
-    try:
-        yield tmp
-        try:
-            os.rename(tmp, final)
-        except OSError:
-            if is_complete is None or not is_complete(final):
-                raise
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
-
-
-def remove_stale_partials(folder: Path) -> None:
-    """Delete the temporary files and folders of ``folder`` left by interrupted writes (older than an hour)."""
-    now = time.time()
-    for entry in folder.iterdir():
-        if not entry.name.startswith(PARTIAL_PREFIX):
-            continue
-        try:
-            if now - entry.stat().st_mtime <= STALE_PARTIAL_SECONDS:
-                continue
-            if entry.is_dir():
-                shutil.rmtree(entry)
-            else:
-                entry.unlink()
-        except OSError:
-            pass
 
 
 # ----------------------------------------------------------------------------------------------------------------------

@@ -39,7 +39,8 @@ from typing import Any
 
 import numpy as np
 
-from .common import is_demo, is_hidden, raise_problems, split_groups, write_text_atomic
+from .common import is_demo, is_hidden, raise_problems, split_groups
+from ..files import write_text_atomic
 from .errors import DatasetError
 
 __all__ = [

@@ -31,7 +31,7 @@ from typing import Any
 from ..convert.core import Layout, dataset_json, write_dataset
 from ..convert.layouts import get_layout
 from .brats import generate_brats_demo
-from .common import partial_path
+from ..files import partial_path
 from .errors import DatasetError
 from .lgg import generate_lgg_demo
 from .polyp_skin import generate_isic_demo, generate_kvasir_demo

@@ -60,7 +60,8 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from .common import atomic_folder, check_int, demo_marker, is_nonempty_file, prepare_demo_dir
+from .common import check_int, demo_marker, is_nonempty_file, prepare_demo_dir
+from ..files import atomic_folder
 from .errors import DatasetError
 
 __all__ = [

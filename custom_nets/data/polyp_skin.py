@@ -17,7 +17,8 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from .common import check_int, demo_marker, is_hidden, is_nonempty_file, prepare_demo_dir, write_file_atomic
+from .common import check_int, demo_marker, is_hidden, is_nonempty_file, prepare_demo_dir
+from ..files import write_file_atomic
 
 __all__ = ["generate_isic_demo", "generate_kvasir_demo"]
 

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .common import atomic_folder
+from ..files import atomic_folder
 
 __all__ = ["make_synthetic_dataset", "oblique_affine"]
 

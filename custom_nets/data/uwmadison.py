@@ -22,7 +22,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from .common import atomic_folder, check_int, demo_marker, prepare_demo_dir, remove_stale_partials, write_text_atomic
+from .common import check_int, demo_marker, prepare_demo_dir
+from ..files import atomic_folder, remove_stale_partials, write_text_atomic
 
 __all__ = ["CLASSES", "CSV_COLUMNS", "generate_uwmadison_demo", "masks_to_rle_rows", "rle_encode"]
 

@@ -27,6 +27,7 @@ from PIL import Image
 
 from ..convert.uwmadison import find_uwmadison_slices, neighbour_slices
 from .common import is_demo
+from ..files import write_file_atomic
 from .errors import DatasetError
 from .images import MASK_SUFFIXES, find_volumes
 from .uwmadison import generate_uwmadison_demo
@@ -192,9 +193,8 @@ def case_day_volumes(
         volume = np.stack(planes, axis=-1)
         sx, sy = group[0]["spacing"]
         affine = np.diag([float(sx), float(sy), float(slice_thickness), 1.0])
-        tmp = path.with_name(f".{path.name}.tmp.nii.gz")
-        nib.save(nib.Nifti1Image(volume.astype(np.uint16), affine), str(tmp))
-        os.replace(tmp, path)
+        image = nib.Nifti1Image(volume.astype(np.uint16), affine)
+        write_file_atomic(path, lambda tmp, image=image: nib.save(image, str(tmp)))
     logger.info("%d case-day volumes in %s", len(written), out)
     return written
 
