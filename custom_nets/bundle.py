@@ -10,12 +10,14 @@ MONAI Label and users can still override it (``--bundle_root DIR``).
 from __future__ import annotations
 
 import atexit
+import json
 import logging
 import os
 import sys
 import threading
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -33,6 +35,7 @@ __all__ = [
     "end_distributed_run",
     "inference_network",
     "log_to_file",
+    "parse_override",
     "prepare_run",
     "quiet_library_warnings",
     "report_dataset_errors_briefly",
@@ -49,6 +52,23 @@ def bundle_root(default: str | os.PathLike | None = None) -> str:
     finally the current directory (MONAI's model-zoo convention), with a warning.
     """
     return locate.bundle_root(default)
+
+
+def parse_override(text: str) -> tuple[str, Any]:
+    """``"network_def#channels=[8,16,32,64]"`` -> ``("network_def#channels", [8, 16, 32, 64])``: the value is JSON when
+    it parses, else the string itself (the one override syntax of the command-line programs).
+
+    Raises:
+        ValueError: no ``=``, or nothing before it (one line, with an example).
+    """
+    key, sep, value = str(text).partition("=")
+    key = key.strip().lstrip("-")
+    if not sep or not key:
+        raise ValueError(f"bad override {text!r}: expected KEY=VALUE, e.g. network_def#channels=[8,16,32,64]")
+    try:
+        return key, json.loads(value)
+    except json.JSONDecodeError:
+        return key, value
 
 
 def default_device() -> torch.device:
