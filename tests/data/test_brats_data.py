@@ -13,6 +13,7 @@ from pathlib import Path
 import nibabel as nib
 import numpy as np
 import pytest
+from conftest import REPO
 
 from custom_nets import convert
 from custom_nets.convert.brats import find_brats_cases
@@ -21,7 +22,6 @@ from custom_nets.data.brats import MODALITIES, generate_brats_demo
 from custom_nets.data.dataset import open_dataset
 from custom_nets.data.errors import DatasetError
 
-REPO = Path(__file__).resolve().parent.parent
 SMALL = (40, 40, 32)
 
 
