@@ -46,7 +46,7 @@ monailabel-venv: $(ML_STAMP)
 
 # packages bundles, serves them with the real MONAI Label server (from $(ML_VENV)), infers and trains through its API
 test-monailabel: venv monailabel-venv
-	MONAI_LABEL_VENV=$(CURDIR)/$(ML_VENV) $(PY) -m pytest -m slow tests/test_monai_label.py -v --durations=0
+	MONAI_LABEL_VENV=$(CURDIR)/$(ML_VENV) $(PY) -m pytest -m slow tests/bundles/test_monai_label.py -v --durations=0
 
 clean:
 	rm -rf bundles/*/models bundles/*/runs bundles/*/eval bundles/*/demo_data demo_output
