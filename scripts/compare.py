@@ -10,7 +10,7 @@ For every bundle and fold ``i`` of ``K`` it runs ``python -m monai.bundle run tr
 ``--bundle_root OUT/<bundle>/fold_<i> --fold i --num_folds K`` (the same cross-validation split for every bundle:
 ``splits_final.json`` when the dataset has one), then the bundle's ``evaluate.json`` on that fold's validation
 cases. ``--minutes M`` trains each fold for M minutes of wall time (evaluating the best validated model, else the
-last checkpoint); ``--epochs N`` for N epochs. Results:
+last checkpoint; validating every epoch unless ``--val_interval N``); ``--epochs N`` for N epochs. Results:
 
 - ``OUT/comparison.csv``: one row per bundle and fold: the evaluation's mean metrics per label, parameters, training
   time;
@@ -162,7 +162,7 @@ def run_fold(bundle: str, fold: int, args: argparse.Namespace, dataset: str) -> 
     done_path = root / TRAIN_DONE
     if not done_path.is_file():
         epochs = args.epochs if args.epochs else UNBOUNDED_EPOCHS
-        val_interval = args.epochs if args.epochs else 1
+        val_interval = args.val_interval or (args.epochs if args.epochs else 1)
         command = monai_run(bundle, "train.json", root, [*common, "--epochs", str(epochs), "--val_interval",
                                                          str(val_interval), "--resume", "False", *extra], "training")
         print(f"{bundle} fold {fold}: training ({f'{args.epochs} epochs' if args.epochs else f'{args.minutes} min'})",
@@ -265,6 +265,9 @@ def main(argv: list[str] | None = None) -> int:
     budget.add_argument("--epochs", type=int, help="epochs per fold")
     budget.add_argument("--minutes", type=float, help="minutes of training per fold")
     parser.add_argument("--output_dir", required=True, type=Path, help="where each fold's run and the results go")
+    parser.add_argument("--val_interval", type=int, default=None,
+                        help="validate every N epochs (default: after the last epoch with --epochs, after every epoch "
+                             "with --minutes, whose evaluation takes the best validated model)")
     parser.add_argument("--extra", action="append", default=[], metavar="BUNDLE=ARGS",
                         help="extra bundle arguments for one bundle ('*=' for all), e.g. '*=--num_workers 0'")
     args = parser.parse_args(argv)
@@ -276,8 +279,9 @@ def main(argv: list[str] | None = None) -> int:
               f"{', '.join(sorted(p.name for p in (REPO / 'bundles').iterdir() if p.is_dir()))}", file=sys.stderr)
         return 2
     if args.folds < 2 or (args.epochs is not None and args.epochs < 1) or (args.minutes is not None and
-                                                                           args.minutes <= 0):
-        print("compare.py: --folds must be at least 2 and the budget positive", file=sys.stderr)
+                                                                           args.minutes <= 0) or (
+            args.val_interval is not None and args.val_interval < 1):
+        print("compare.py: --folds must be at least 2, the budget and --val_interval positive", file=sys.stderr)
         return 2
     args.output_dir = args.output_dir.expanduser().resolve()
     args.output_dir.mkdir(parents=True, exist_ok=True)
