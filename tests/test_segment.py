@@ -127,13 +127,15 @@ def save_itk(path: Path, data_xyz: np.ndarray, **geometry) -> Path:
 
 def save_dicom_series(folder: Path, data_xyz: np.ndarray, spacing=(0.7, 0.9), step=2.5,
                       orientation=(0.0, 1.0, 0.0, 0.0, 0.0, -1.0), origin=(-30.0, 12.0, 40.0),
-                      skip: int | None = None, odd_size: int | None = None, odd_orientation: int | None = None) -> Path:
-    """Write ``data_xyz`` (columns, rows, slices) as a DICOM series of int16 slices with full geometry tags."""
+                      skip: int | None = None, odd_size: int | None = None, odd_orientation: int | None = None,
+                      odd_spacing: int | None = None, name=None, series: str | None = None) -> Path:
+    """Write ``data_xyz`` (columns, rows, slices) as a DICOM series of int16 slices with full geometry tags, patient,
+    study and frame of reference; ``name(k)`` names the file of slice ``k`` (default: shuffled ``IMnnnn.dcm``)."""
     from pydicom.dataset import Dataset, FileMetaDataset
     from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian, generate_uid
 
     folder.mkdir(parents=True, exist_ok=True)
-    series, study = generate_uid(), generate_uid()
+    series, study, frame = series or generate_uid(), generate_uid(), generate_uid()
     row_dir, col_dir = np.asarray(orientation[:3]), np.asarray(orientation[3:])
     normal = np.cross(row_dir, col_dir)
     for k in range(data_xyz.shape[2]):
@@ -151,11 +153,14 @@ def save_dicom_series(folder: Path, data_xyz: np.ndarray, spacing=(0.7, 0.9), st
         ds.SOPClassUID, ds.SOPInstanceUID = CTImageStorage, meta.MediaStorageSOPInstanceUID
         ds.StudyInstanceUID, ds.SeriesInstanceUID = study, series
         ds.Modality, ds.PatientName, ds.PatientID = "CT", "Test^Patient", "0001"
+        ds.PatientBirthDate, ds.PatientSex, ds.StudyDate, ds.StudyTime = "19700101", "O", "20240101", "120000"
+        ds.StudyID, ds.AccessionNumber, ds.ReferringPhysicianName, ds.SeriesNumber = "1", "A1", "", 3
+        ds.FrameOfReferenceUID = frame
         ds.InstanceNumber = k + 1
-        ds.ImagePositionPatient = [float(v) for v in np.asarray(origin) + k * step * normal]
+        ds.ImagePositionPatient = [round(float(v), 5) for v in np.asarray(origin) + k * step * normal]
         iop = list(orientation) if k != odd_orientation else [1.0, 0.0, 0.0, 0.0, 1.0, 0.0]
         ds.ImageOrientationPatient = iop
-        ds.PixelSpacing = [spacing[1], spacing[0]]  # row spacing (between rows), column spacing
+        ds.PixelSpacing = [spacing[1], spacing[0]] if k != odd_spacing else [0.5, 0.5]  # between rows, columns
         ds.SliceThickness = step
         ds.Rows, ds.Columns = pixels.shape
         ds.SamplesPerPixel, ds.PhotometricInterpretation = 1, "MONOCHROME2"
@@ -163,7 +168,7 @@ def save_dicom_series(folder: Path, data_xyz: np.ndarray, spacing=(0.7, 0.9), st
         ds.RescaleIntercept, ds.RescaleSlope = 0, 1
         ds.PixelData = pixels.tobytes()
         # shuffled file names: the reader must order slices by position, not by name
-        ds.save_as(folder / f"IM{(k * 7919) % 1000:04d}.dcm", enforce_file_format=True)
+        ds.save_as(folder / (name(k) if name else f"IM{(k * 7919) % 1000:04d}.dcm"), enforce_file_format=True)
     return folder
 
 

@@ -20,6 +20,8 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
+from .discovery import OUTPUT_TYPES
+
 __all__ = ["build_parser", "main"]
 
 logger = logging.getLogger("custom_nets.inference")
@@ -103,6 +105,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--override", action="append", default=[], metavar="KEY=VALUE",
                         help="override a config value (JSON value), e.g. --override 'network_def#channels=[8,16,32,64]'; "
                         "repeatable; use the same overrides as in training")
+    parser.add_argument("--output-type", choices=tuple(OUTPUT_TYPES), default=None,
+                        help="3D label maps as nifti (<case>.nii.gz), nrrd (<case>.nrrd) or dicom-seg (<case>.dcm, a "
+                        "DICOM Segmentation of a DICOM series input; other inputs fail with one line each); default: "
+                        "the input's kind (NIfTI for DICOM series)")
     parser.add_argument("--preview", action="store_true",
                         help="also write OUTPUT_DIR/preview/<case>.png: labels in colour over a few axial slices")
     parser.add_argument("-v", "--verbose", action="store_true",
@@ -201,7 +207,7 @@ def _run(args: argparse.Namespace) -> int:
 
     from custom_nets.bundle import quiet_library_warnings
 
-    from .discovery import discover_cases
+    from .discovery import discover_cases, set_output_type
     from .errors import OutputError, SetupError
     from .model import BundleSegmenter
     from .runner import RunOptions, segment_cases
@@ -227,6 +233,7 @@ def _run(args: argparse.Namespace) -> int:
         spec = segmenter.spec
         try:
             cases = discover_cases(args.input, spec, exclude=[args.output])
+            set_output_type(cases, args.output_type)
         except SetupError as exc:
             logger.error(f"error: {exc}")
             _remove_if_empty(args.output, created)

@@ -4,7 +4,9 @@ Rules (documented for users in ``docs/batch_inference.md``):
 
 - Image files: ``.nii``, ``.nii.gz``, ``.nrrd``, ``.nhdr``, ``.mha``, ``.mhd`` for 3D bundles; ``.png``, ``.jpg``,
   ``.jpeg``, ``.tif``, ``.tiff``, ``.bmp`` for 2D bundles. A folder holding DICOM files (``.dcm`` files, or any files
-  that start with the DICOM preamble) is one DICOM series per ``SeriesInstanceUID`` (3D bundles).
+  that start with the DICOM preamble) is one case per ``SeriesInstanceUID`` (3D bundles), the series' files kept in
+  :attr:`Source.files` (for the reader and the DICOM SEG writer); an object that is no image (SR, SEG) is a case that
+  fails with one line.
 - The input folder is searched recursively. Hidden files and folders (name starting with ``.``), ``__MACOSX``, the
   output folder (when it lies inside the input folder) and the output folders of earlier runs (folders with a
   ``summary.csv`` written by batch inference) are ignored, and so are ground-truth files: names ending in
@@ -48,7 +50,9 @@ __all__ = [
     "image_extension",
     "is_label_name",
     "output_extension",
+    "OUTPUT_TYPES",
     "sanitize_case_name",
+    "set_output_type",
     "strip_extension",
 ]
 
@@ -129,7 +133,7 @@ class Case:
     Attributes:
         name: safe, unique name; the output is ``<name><output_ext>``.
         sources: one source per channel (in channel order), or a single source holding every channel.
-        output_ext: ``.nii.gz``, ``.nrrd``, ``.mha`` or ``.png``.
+        output_ext: ``.nii.gz``, ``.nrrd``, ``.mha``, ``.png`` or ``.dcm`` (DICOM SEG, :func:`set_output_type`).
         error: set when the case cannot be run as discovered (missing modality); the runner reports it as failed.
     """
 
@@ -178,6 +182,31 @@ def output_extension(source: Source) -> str:
         ext = image_extension(source.path.name, 3)
         return {".nrrd": ".nrrd", ".nhdr": ".nrrd", ".mha": ".mha", ".mhd": ".mha"}.get(ext or "", ".nii.gz")
     return ".nii.gz"
+
+
+OUTPUT_TYPES = {"nifti": ".nii.gz", "nrrd": ".nrrd", "dicom-seg": ".dcm"}
+"""``--output-type`` choices and the extension each writes (``dicom-seg``: a DICOM Segmentation, DICOM inputs only)."""
+
+
+def set_output_type(cases: Iterable[Case], output_type: str | None) -> None:
+    """Make every 3D case write ``output_type`` (:data:`OUTPUT_TYPES`; ``None``: the input's kind, NIfTI for DICOM).
+
+    A case that cannot be written so fails on its own (one line in ``summary.csv``, the batch goes on): ``dicom-seg``
+    for an input that is no DICOM series (the SEG references the series' instances), any type for a 2D picture.
+    """
+    if not output_type:
+        return
+    for case in cases:
+        first = case.sources[0] if case.sources else None
+        if first is not None and first.kind == "2d":
+            problem = f"--output-type {output_type} is for 3D images; 2D label maps are written as PNG"
+        elif first is not None and output_type == "dicom-seg" and first.kind != "dicom":
+            problem = ("--output-type dicom-seg needs a DICOM series input (the SEG references its instances); "
+                       "use nifti or nrrd for this case")
+        else:
+            case.output_ext = OUTPUT_TYPES[output_type]
+            continue
+        case.error = case.error or problem  # the runner names the input
 
 
 def _ends_with_token(stem: str, token: str) -> str | None:

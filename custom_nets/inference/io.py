@@ -5,14 +5,17 @@ bundle's other preprocessing transforms see what they saw in training) plus the 
 
 - NIfTI (nibabel): nibabel's array order and affine, like MONAI's ``NibabelReader``. 4D files hold the channels in the
   fourth dimension (a fifth dimension counts when the fourth has size 1).
-- NRRD, MetaImage (``.mha``/``.mhd``) and DICOM series (ITK): ``(x, y, z)`` order and the LPS geometry converted to a
-  RAS affine, like MONAI's ``ITKReader``. Vector pixels, or a fourth dimension, are channels.
+- NRRD, MetaImage (``.mha``/``.mhd``) (ITK): ``(x, y, z)`` order and the LPS geometry converted to a RAS affine, like
+  MONAI's ``ITKReader``. Vector pixels, or a fourth dimension, are channels.
+- DICOM series: MONAI's ``ITKReader`` itself (GDCM sorts the slices by position), after header checks with pydicom
+  (:func:`dicom_headers`); ``(x, y, z)`` is (columns, rows, slices).
 - PNG, JPEG, TIFF, BMP (pillow): ``(C, W, H)`` like MONAI's ``PILReader`` with its default ``reverse_indexing=True``,
   or ``(C, H, W)`` when the bundle's reader says ``reverse_indexing=False``; the reader's ``converter`` is applied.
 
 Every problem becomes a :class:`~custom_nets.inference.errors.CaseError` naming the file: empty or truncated files,
 files that are not images, headers promising absurd sizes (checked before any pixel is allocated), wrong numbers of
-dimensions or channels, NaN or infinite values, DICOM series with missing, duplicate or inconsistent slices.
+dimensions or channels, NaN or infinite values, DICOM series with missing or inconsistent slices, or that are no
+image (SR, SEG).
 
 Label maps are written with the input's geometry (NIfTI: the input's header and affine; NRRD/MetaImage/DICOM: spacing,
 origin and direction; PNG: width and height), to a temporary name in the output folder, checked by reading the header
@@ -47,6 +50,7 @@ __all__ = [
     "atomic_write",
     "check_output_folder",
     "count_labels",
+    "dicom_headers",
     "file_sha256",
     "needs_itk",
     "read_case",
@@ -243,8 +247,8 @@ def _read_nifti(path: Path) -> tuple[np.ndarray, Geometry]:
 
 
 _ITK_NAMES = ("ImageIOFactory", "CommonEnums", "Image", "VectorImage", "ImageFileReader", "ImageFileWriter",
-              "ImageSeriesReader", "GDCMImageIO", "F", "UC", "array_view_from_image", "image_from_array",
-              "matrix_from_array", "array_from_matrix")
+              "ImageSeriesReader", "GDCMImageIO", "GDCMSeriesFileNames", "F", "UC", "array_view_from_image",
+              "image_from_array", "matrix_from_array", "array_from_matrix")
 
 
 def warm_up_itk() -> None:
@@ -345,132 +349,142 @@ def _read_itk(path: Path) -> tuple[np.ndarray, Geometry]:
     return data, geometry
 
 
-@dataclass
-class _Slice:
-    path: Path
-    rows: int
-    columns: int
-    position: np.ndarray | None
-    orientation: np.ndarray | None
-    spacing: tuple[float, ...] | None
-    frames: int
+# ----------------------------------------------------------------------------------------------------------------------
+# DICOM series: MONAI's ITKReader (GDCM groups the files of a folder and sorts them by position, ITK reads them)
+# ----------------------------------------------------------------------------------------------------------------------
+
+NON_IMAGE_MODALITIES = frozenset({"SEG", "SR", "RTSTRUCT", "RTPLAN", "RTRECORD", "PR", "KO", "DOC", "REG", "FID"})
+"""DICOM modalities that are no image to segment (a SEG has pixel data too: its segments)."""
+
+SLICE_GAP_TOLERANCE = 0.01
+"""Largest deviation of a DICOM series' slice positions from a uniform grid, as a fraction of the slice spacing."""
+_ITK_SERIES_RESTRICTION = "0008|0021"  # series date: the restriction MONAI's ITKReader adds to GDCM's series details
+_ITK_DEVIATION_KEY = "ITK_non_uniform_sampling_deviation"  # set by ITK's ImageSeriesReader (MONAI's meta drops it)
 
 
-def _read_dicom_header(path: Path) -> _Slice:
+def _numbers(ds: Any, keyword: str, count: int) -> np.ndarray | None:
+    """The ``count`` numbers of a multi-valued DICOM attribute, or None when missing or malformed."""
+    try:
+        values = np.asarray([float(v) for v in ds.get(keyword)], dtype=np.float64)
+    except (TypeError, ValueError):
+        return None
+    return values if values.shape == (count,) and np.isfinite(values).all() else None
+
+
+def dicom_headers(source: Source) -> list[Any]:
+    """The pydicom headers of the files of a DICOM series (pixel data located, not read), by file name.
+
+    Checked by hand because MONAI's ``ITKReader`` (GDCM under it) reads whatever it is given: objects that are no
+    image (an SR has no pixels, a SEG's pixels are segments), truncated pixel data, slices without the position and
+    orientation that order them, slices of other orientations or pixel spacings in one series (and of other sizes,
+    which GDCM splits off while the reader takes the first part). Also read by :mod:`.dicom_seg` to reference the
+    source instances.
+
+    Raises:
+        CaseError: naming the file (or the series folder) and the problem.
+    """
     import pydicom
 
-    size = _check_file(path)
-    try:
-        ds = pydicom.dcmread(str(path), defer_size=1024)  # pixel data is not read, only located
-    except Exception as exc:  # noqa: BLE001
-        raise CaseError(f"not a readable DICOM file ({type(exc).__name__}: {exc})", path) from None
-    pixels = ds.get_item(0x7FE00010)
-    if pixels is None:
-        raise CaseError("DICOM file without pixel data", path)
-    length = getattr(pixels, "length", None)
-    tell = getattr(pixels, "value_tell", None)
-    if length is not None and tell is not None and length != 0xFFFFFFFF and tell + length > size:
-        raise CaseError(f"truncated DICOM file: the pixel data needs {tell + length} bytes, the file has {size}", path)
-    try:
-        rows, columns = int(ds.Rows), int(ds.Columns)
-    except Exception:  # noqa: BLE001
-        raise CaseError("DICOM file without Rows/Columns", path) from None
-
-    def floats(keyword: str) -> np.ndarray | None:
-        value = ds.get(keyword)
-        if value is None:
-            return None
-        try:
-            return np.asarray([float(v) for v in value], dtype=np.float64)
-        except (TypeError, ValueError):
-            return None
-
-    spacing = floats("PixelSpacing")
-    return _Slice(
-        path=path,
-        rows=rows,
-        columns=columns,
-        position=floats("ImagePositionPatient"),
-        orientation=floats("ImageOrientationPatient"),
-        spacing=None if spacing is None else tuple(float(s) for s in spacing),
-        frames=int(ds.get("NumberOfFrames", 1) or 1),
-    )
-
-
-def _sorted_series(source: Source) -> list[Path]:
-    """Check a DICOM series for consistency and return its files sorted by slice position."""
     if not source.files:
         raise CaseError("no DICOM files in the series", source.path)
-    slices = [_read_dicom_header(Path(f)) for f in sorted(source.files)]
-    if len(slices) == 1:
-        if slices[0].frames > 1:
-            return [slices[0].path]
+    headers = []
+    for path in sorted(Path(f) for f in source.files):
+        size = _check_file(path)
+        try:
+            ds = pydicom.dcmread(str(path), defer_size=1024)  # pixel data is located, not read
+        except Exception as exc:  # noqa: BLE001
+            raise CaseError(f"not a readable DICOM file ({type(exc).__name__}: {exc})", path) from None
+        modality = str(ds.get("Modality", "") or "").upper()
+        kind = str(getattr(ds.get("SOPClassUID"), "name", "") or modality or "object")
+        pixels = ds.get_item(0x7FE00010)
+        if modality in NON_IMAGE_MODALITIES or "SegmentSequence" in ds or pixels is None:
+            raise CaseError(f"not an image: a DICOM {kind} ({modality or 'no modality'}"
+                            f"{', no pixel data' if pixels is None else ''})", path)
+        length, tell = getattr(pixels, "length", None), getattr(pixels, "value_tell", None)
+        if length is not None and tell is not None and length != 0xFFFFFFFF and tell + length > size:
+            raise CaseError(f"truncated DICOM file: the pixel data needs {tell + length} bytes, the file has {size}",
+                            path)
+        if "Rows" not in ds or "Columns" not in ds:
+            raise CaseError("DICOM file without Rows/Columns", path)
+        headers.append(ds)
+    frames = int(headers[0].get("NumberOfFrames", 1) or 1)
+    if len(headers) == 1:
+        if frames > 1:
+            return headers
         raise CaseError("a DICOM series of a single slice is not a 3D volume", source.path)
-    first = slices[0]
-    for s in slices:
-        if s.position is None or len(s.position) != 3:
-            raise CaseError("no valid ImagePositionPatient: the slices cannot be ordered", s.path)
-        if s.orientation is None or len(s.orientation) != 6:
-            raise CaseError("no valid ImageOrientationPatient: the slices cannot be ordered", s.path)
-        if s.frames > 1:
-            raise CaseError(f"multi-frame file ({s.frames} frames) inside a series of {len(slices)} files", s.path)
-    for s in slices[1:]:
-        if (s.rows, s.columns) != (first.rows, first.columns):
-            raise CaseError(f"slices of different sizes in one series: {s.rows}x{s.columns} here, "
-                            f"{first.rows}x{first.columns} in {first.path.name}", s.path)
-        if not np.allclose(s.orientation, first.orientation, atol=1e-4):
-            raise CaseError(f"slices with different orientations in one series: {s.orientation.tolist()} here, "
-                            f"{first.orientation.tolist()} in {first.path.name}", s.path)
-        if s.spacing != first.spacing and not (
-            s.spacing is not None and first.spacing is not None and np.allclose(s.spacing, first.spacing, atol=1e-4)
-        ):
-            raise CaseError(f"slices with different pixel spacings in one series: {s.spacing} here, "
-                            f"{first.spacing} in {first.path.name}", s.path)
-    row, col = first.orientation[:3], first.orientation[3:]
-    normal = np.cross(row, col)
-    if np.linalg.norm(normal) < 1e-6:
-        raise CaseError(f"invalid ImageOrientationPatient {first.orientation.tolist()}", first.path)
-    normal /= np.linalg.norm(normal)
-    slices.sort(key=lambda s: float(s.position @ normal))
-    heights = np.asarray([float(s.position @ normal) for s in slices])
-    gaps = np.diff(heights)
-    for k, gap in enumerate(gaps):
-        if gap < 1e-3:
-            raise CaseError(f"two slices at the same position ({heights[k]:.3f} mm along the slice normal): "
-                            f"{slices[k].path.name} and {slices[k + 1].path.name}", source.path)
-    median = float(np.median(gaps))
-    worst = int(np.argmax(np.abs(gaps - median)))
-    if abs(gaps[worst] - median) > max(0.01 * median, 1e-3):
-        raise CaseError(
-            f"non-uniform slice spacing: {gaps[worst]:.3f} mm between {slices[worst].path.name} and "
-            f"{slices[worst + 1].path.name}, {median:.3f} mm elsewhere (missing slice?)",
-            source.path,
-        )
-    return [s.path for s in slices]
+    first = headers[0]
+    for ds in headers:
+        path = Path(ds.filename)
+        if int(ds.get("NumberOfFrames", 1) or 1) > 1:
+            raise CaseError(f"multi-frame file ({ds.NumberOfFrames} frames) inside a series of {len(headers)} files",
+                            path)
+        for keyword, count in (("ImagePositionPatient", 3), ("ImageOrientationPatient", 6)):
+            if _numbers(ds, keyword, count) is None:
+                raise CaseError(f"no valid {keyword}: the slices cannot be ordered", path)
+        for what, get in (("sizes", lambda d: np.asarray([int(d.Rows), int(d.Columns)], dtype=np.float64)),
+                          ("orientations", lambda d: _numbers(d, "ImageOrientationPatient", 6)),
+                          ("pixel spacings", lambda d: _numbers(d, "PixelSpacing", 2))):
+            mine, theirs = get(ds), get(first)
+            if (mine is None) != (theirs is None) or (mine is not None and not np.allclose(mine, theirs, atol=1e-4)):
+                shown = [None if v is None else v.tolist() for v in (mine, theirs)]
+                raise CaseError(f"slices with different {what} in one series: {shown[0]} here, {shown[1]} in "
+                                f"{Path(first.filename).name}", path)
+    # ITK reads two slices at one position as a volume (its non-uniform spacing check misses them)
+    orientation = _numbers(first, "ImageOrientationPatient", 6)
+    heights = {}
+    for ds in headers:
+        height = round(float(_numbers(ds, "ImagePositionPatient", 3) @ np.cross(orientation[:3], orientation[3:])), 3)
+        if height in heights:
+            raise CaseError(f"two slices at the same position ({height} mm along the slice normal): "
+                            f"{Path(heights[height]).name} and {Path(ds.filename).name}", source.path)
+        heights[height] = ds.filename
+    return headers
+
+
+def _itk_series_name(source: Source) -> str:
+    """The identifier MONAI's ``ITKReader`` reads ``source`` by in a folder of several series (GDCM's, with the
+    reader's settings); ``""`` (the folder's only series) for a folder of one series."""
+    if not source.series:
+        return ""
+    import itk
+
+    names = itk.GDCMSeriesFileNames.New()
+    names.SetUseSeriesDetails(True)
+    names.AddSeriesRestriction(_ITK_SERIES_RESTRICTION)
+    names.SetDirectory(str(source.path))
+    ours = {os.path.realpath(f) for f in source.files}
+    found = [uid for uid in names.GetSeriesUIDs() if ours & {os.path.realpath(f) for f in names.GetFileNames(uid)}]
+    if len(found) != 1:
+        raise CaseError(f"mixed series: GDCM reads its {len(ours)} files as {len(found)} series (different series "
+                        "numbers, slice thicknesses, sizes or dates)", source.path)
+    return found[0]
 
 
 def _read_dicom(source: Source) -> tuple[np.ndarray, Geometry]:
     import itk
+    from monai.data import ITKReader
 
-    files = _sorted_series(source)
-    if len(files) == 1:  # one multi-frame file
-        data, geometry = _read_itk(files[0])
-        return data, geometry
-    header = _read_dicom_header(files[0])
-    check_size((header.columns, header.rows, len(files)), 1, source.path, MAX_DIM_3D)
+    headers = dicom_headers(source)
+    if len(headers) == 1:  # one multi-frame file
+        return _read_itk(Path(headers[0].filename))
+    check_size((int(headers[0].Columns), int(headers[0].Rows), len(headers)), 1, source.path, MAX_DIM_3D)
+    reader = ITKReader(series_name=_itk_series_name(source), pixel_type=itk.F)
     try:
-        image = itk.imread([str(f) for f in files], itk.F)
-        array = itk.array_view_from_image(image)
-        if array.ndim != 3:
-            raise CaseError(f"the series reads as a {array.ndim}D image, not a 3D volume", source.path)
-        data = np.ascontiguousarray(array.T, dtype=np.float32)[None]
-    except CaseError:
-        raise
+        image = reader.read(str(source.path))
+        data, _ = reader.get_data(image)  # (x, y, z): columns, rows, slices
     except Exception as exc:  # noqa: BLE001
         raise CaseError(f"cannot read the DICOM series ({_itk_error(exc)})", source.path) from None
-    geometry = _itk_geometry(image, data.shape[1:])
-    del array, image
-    return data, geometry
+    if data.ndim != 3 or data.shape[2] != len(headers):
+        raise CaseError(f"mixed series: ITK reads {data.shape[2] if data.ndim == 3 else data.ndim} of its "
+                        f"{len(headers)} slices (GDCM splits series by series number, slice thickness and date)",
+                        source.path)
+    dictionary, step = image.GetMetaDataDictionary(), float(image.GetSpacing()[2])
+    deviation = float(dictionary[_ITK_DEVIATION_KEY]) if dictionary.HasKey(_ITK_DEVIATION_KEY) else 0.0
+    if deviation > max(SLICE_GAP_TOLERANCE * step, 1e-3):
+        raise CaseError(f"non-uniform slice spacing: slice positions up to {deviation:.3f} mm off a uniform grid of "
+                        f"{step:.3f} mm (missing slice?)", source.path)
+    geometry = _itk_geometry(image, data.shape)
+    return np.ascontiguousarray(data, dtype=np.float32)[None], geometry
 
 
 # ----------------------------------------------------------------------------------------------------------------------
@@ -821,13 +835,19 @@ def _verify(tmp: Path, label: np.ndarray, geometry: Geometry) -> None:
 def write_label_map(label: np.ndarray, geometry: Geometry, path: str | os.PathLike) -> None:
     """Write an integer label map (spatial shape of ``geometry``) atomically with the input's geometry.
 
-    The format follows the extension of ``path`` for ITK geometries (``.nii.gz``, ``.nrrd``, ``.mha``), NIfTI for
-    NIfTI inputs and PNG for 2D inputs. Values are stored as uint8 (uint16 when above 255).
+    The format follows the extension of ``path`` for 3D geometries (``.nii.gz``, ``.nrrd``, ``.mha``; nibabel for
+    NIfTI written from NIfTI inputs, ITK otherwise) and PNG for 2D inputs. Values are stored as uint8 (uint16 when
+    above 255).
     """
     label = np.asarray(label)
     if tuple(label.shape) != tuple(geometry.spatial_shape):
         raise CaseError(f"the label map has shape {tuple(label.shape)}, the input {tuple(geometry.spatial_shape)}")
     label = label.astype(_label_dtype(label), copy=False)
+    if geometry.writer == "nifti" and not str(path).lower().endswith((".nii.gz", ".nii")):  # --output-type nrrd
+        lps = _LPS_TO_RAS @ geometry.affine
+        spacing = np.linalg.norm(lps[:3, :3], axis=0)
+        geometry = Geometry(geometry.spatial_shape, geometry.affine, "itk", spacing=spacing, origin=lps[:3, 3],
+                            direction=lps[:3, :3] / spacing)
     writer = {"nifti": _write_nifti, "itk": _write_itk, "png": _write_png}[geometry.writer]
     atomic_write(path, lambda tmp: writer(label, geometry, tmp), lambda tmp: _verify(tmp, label, geometry))
 

@@ -32,7 +32,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-from .discovery import SUMMARY_HEADER, Case
+from .discovery import OUTPUT_TYPES, SUMMARY_HEADER, Case
 from .errors import CaseError, OutputError
 from .io import (
     MIN_FREE_BYTES,
@@ -375,7 +375,12 @@ def _write(computed: _Computed, segmenter: Any, output_dir: Path) -> CaseResult:
             write_preview_safe(preview, computed.shown, label, computed.geometry, segmenter.label_values)
             computed.shown = None
         writing = True
-        write_label_map(label, computed.geometry, computed.target)
+        if computed.target.name.endswith(OUTPUT_TYPES["dicom-seg"]):
+            from .dicom_seg import write_dicom_seg
+
+            write_dicom_seg(label, computed.geometry, case, computed.target, segmenter)
+        else:
+            write_label_map(label, computed.geometry, computed.target)
         del label
     except Exception as exc:  # noqa: BLE001 - every failure is a per-case error
         timings["write"] = time.perf_counter() - start
