@@ -1,6 +1,7 @@
 """Building blocks shared by the networks, generic over ``spatial_dims``."""
 
 from .attention import AttentionGate
+from .common import DEFAULT_ACT, LINEAR_MODE, ConvNormAct
 from .pyramid_pooling import PyramidPooling
 from .residual import PreActResidualBlock
 from .resnet import ResNetBasicBlock, ResNetBottleneckBlock, ResNetEncoder, get_resnet_block
@@ -8,7 +9,10 @@ from .sampling import Downsample, Upsample
 
 __all__ = [
     "AttentionGate",
+    "ConvNormAct",
+    "DEFAULT_ACT",
     "Downsample",
+    "LINEAR_MODE",
     "PreActResidualBlock",
     "PyramidPooling",
     "ResNetBasicBlock",
@@ -19,10 +23,10 @@ __all__ = [
 ]
 
 from .conv_attention import ChannelLayerNorm, ConvAttention, FCTLayer, WideFocus  # noqa: E402
-from .full_scale import ClassificationGuidedModule, ConvNormAct, FullScaleDecoderStage, FullScaleSkip  # noqa: E402
+from .full_scale import ClassificationGuidedModule, FullScaleDecoderStage, FullScaleSkip  # noqa: E402
 
 __all__ += ["ChannelLayerNorm", "ConvAttention", "FCTLayer", "WideFocus"]
-__all__ += ["ClassificationGuidedModule", "ConvNormAct", "FullScaleDecoderStage", "FullScaleSkip"]
+__all__ += ["ClassificationGuidedModule", "FullScaleDecoderStage", "FullScaleSkip"]
 
 from .onednn import OneDNNConv2d, OneDNNConv3d, use_onednn_convolutions  # noqa: E402
 

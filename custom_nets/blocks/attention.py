@@ -28,14 +28,12 @@ import math
 
 import torch
 import torch.nn as nn
-import torch.nn.functional as F
-from monai.networks.blocks import Convolution
-from monai.networks.layers.utils import get_act_layer
 from monai.networks.layers.factories import split_args
+from monai.networks.layers.utils import get_act_layer
+
+from custom_nets.blocks.common import LINEAR_MODE, ConvNormAct, check_positive, check_spatial_dims, has_norm, resize_to
 
 __all__ = ["AttentionGate"]
-
-_LINEAR_MODE = {1: "linear", 2: "bilinear", 3: "trilinear"}
 
 
 def _norm_for_channels(norm: str | tuple | None, channels: int) -> str | tuple | None:
@@ -43,7 +41,7 @@ def _norm_for_channels(norm: str | tuple | None, channels: int) -> str | tuple |
 
     Needed for the 1-channel :math:`\psi` projection: ``("group", {"num_groups": 8})`` cannot normalise one channel.
     """
-    if norm is None or norm == "":
+    if not has_norm(norm):
         return None
     name, args = split_args(norm)
     if isinstance(name, str) and name.lower() == "group" and "num_groups" in args:
@@ -78,26 +76,15 @@ class AttentionGate(nn.Module):
         act: str | tuple = "relu",
     ) -> None:
         super().__init__()
-        if spatial_dims not in _LINEAR_MODE:
-            raise ValueError(f"spatial_dims must be 1, 2 or 3, got {spatial_dims}.")
-        if min(skip_channels, gating_channels, inter_channels) <= 0:
-            raise ValueError(
-                "channel counts must be positive, got "
-                f"skip={skip_channels}, gating={gating_channels}, inter={inter_channels}."
-            )
-        psi_norm = _norm_for_channels(norm, 1)
-        # a bias in front of a norm is redundant
-        self.w_x = Convolution(
-            spatial_dims, skip_channels, inter_channels, kernel_size=1, act=None, norm=norm, bias=norm is None
-        )
-        self.w_g = Convolution(
-            spatial_dims, gating_channels, inter_channels, kernel_size=1, act=None, norm=norm, bias=norm is None
-        )
+        check_spatial_dims(spatial_dims, "AttentionGate")
+        check_positive("AttentionGate", skip=skip_channels, gating=gating_channels, inter=inter_channels)
+        # 1x1 projections, each with its own norm (no conv bias in front of it)
+        self.w_x = ConvNormAct(spatial_dims, skip_channels, inter_channels, kernel_size=1, norm=norm, act=None)
+        self.w_g = ConvNormAct(spatial_dims, gating_channels, inter_channels, kernel_size=1, norm=norm, act=None)
         self.act = get_act_layer(name=act)
-        self.psi = Convolution(
-            spatial_dims, inter_channels, 1, kernel_size=1, act=None, norm=psi_norm, bias=psi_norm is None
-        )
-        self.interp_mode: str = _LINEAR_MODE[spatial_dims]
+        psi_norm = _norm_for_channels(norm, 1)
+        self.psi = ConvNormAct(spatial_dims, inter_channels, 1, kernel_size=1, norm=psi_norm, act=None)
+        self.interp_mode: str = LINEAR_MODE[spatial_dims]
         self.spatial_dims = spatial_dims
         self.skip_channels = skip_channels
         self.gating_channels = gating_channels
@@ -106,9 +93,7 @@ class AttentionGate(nn.Module):
     def coefficients(self, skip: torch.Tensor, gating: torch.Tensor) -> torch.Tensor:
         """Attention coefficients ``alpha`` in (0, 1), shape ``(B, 1, *skip.shape[2:])``."""
         x = self.w_x(skip)
-        g = self.w_g(gating)
-        if g.shape[2:] != x.shape[2:]:
-            g = F.interpolate(g, size=x.shape[2:], mode=self.interp_mode, align_corners=False)
+        g = resize_to(self.w_g(gating), list(x.shape[2:]), self.interp_mode)
         return torch.sigmoid(self.psi(self.act(x + g)))
 
     def forward(self, skip: torch.Tensor, gating: torch.Tensor) -> torch.Tensor:

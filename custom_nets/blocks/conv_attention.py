@@ -40,6 +40,8 @@ import torch.nn as nn
 import torch.nn.functional as F
 from monai.networks.blocks import Convolution
 
+from custom_nets.blocks.common import check_dropout, check_positive
+
 __all__ = ["ChannelLayerNorm", "ConvAttention", "FCTLayer", "WideFocus", "padded_attention"]
 
 #: narrowest head that PyTorch's CPU flash-attention kernel runs at full speed (see the module docstring): the
@@ -83,8 +85,7 @@ class ChannelLayerNorm(nn.Module):
 
     def __init__(self, num_channels: int, eps: float = 1.0e-5, affine: bool = True) -> None:
         super().__init__()
-        if num_channels <= 0:
-            raise ValueError(f"num_channels must be positive, got {num_channels}.")
+        check_positive("ChannelLayerNorm", num_channels=num_channels)
         self.norm = nn.LayerNorm(num_channels, eps=eps, elementwise_affine=affine)
         self.num_channels = num_channels
 
@@ -138,8 +139,7 @@ class ConvAttention(nn.Module):
             raise ValueError(f"channels ({channels}) must be a positive multiple of num_heads ({num_heads}).")
         if kv_stride < 1:
             raise ValueError(f"kv_stride must be >= 1, got {kv_stride}.")
-        if not (0.0 <= attn_dropout < 1.0 and 0.0 <= proj_dropout < 1.0):
-            raise ValueError(f"dropout must be in [0, 1), got attn={attn_dropout}, proj={proj_dropout}.")
+        check_dropout("ConvAttention", attn_dropout=attn_dropout, proj_dropout=proj_dropout)
         self.conv_q = _depthwise(spatial_dims, channels, 1, bias)
         self.conv_k = _depthwise(spatial_dims, channels, kv_stride, bias)
         self.conv_v = _depthwise(spatial_dims, channels, kv_stride, bias)
@@ -204,13 +204,11 @@ class WideFocus(nn.Module):
     ) -> None:
         super().__init__()
         out = in_channels if out_channels is None else int(out_channels)
-        if in_channels <= 0 or out <= 0:
-            raise ValueError(f"channel counts must be positive, got in={in_channels}, out={out}.")
+        check_positive("WideFocus", in_channels=in_channels, out_channels=out)
         dilations = tuple(int(d) for d in dilations)
         if len(dilations) == 0 or min(dilations) < 1:
-            raise ValueError(f"dilations must be a non-empty sequence of positive ints, got {list(dilations)}.")
-        if not 0.0 <= dropout < 1.0:
-            raise ValueError(f"dropout must be in [0, 1), got {dropout}.")
+            raise ValueError(f"WideFocus dilations must be positive ints (at least one), got {list(dilations)}.")
+        check_dropout("WideFocus", dropout=dropout)
         self.branches = nn.ModuleList(
             [
                 Convolution(spatial_dims, in_channels, out, kernel_size=3, dilation=d, bias=True, conv_only=True)

@@ -4,7 +4,8 @@ classification-guided module (CGM), generic over ``spatial_dims``.
 Reference: Huang et al., "UNet 3+: A Full-Scale Connected UNet for Medical Image Segmentation", ICASSP 2020
 (arXiv 2004.08790), Sec. 2.1 (full-scale skip connections), Sec. 2.3 (classification-guided module) and Fig. 2-3.
 
-* :class:`ConvNormAct`: 3x3 conv + batch norm + ReLU (MONAI ``Convolution``, conv bias dropped: BN follows).
+* :class:`~custom_nets.blocks.common.ConvNormAct` (the package's conv-norm-act unit): 3x3 conv + batch norm + ReLU,
+  conv bias dropped (BN follows).
 * :class:`FullScaleSkip`: brings one source feature map to a decoder stage's scale and projects it to
   ``skip_channels``: max-pooling (kernel = stride = ``2 ** k``) for a shallower encoder map, nothing for the
   same-scale encoder map, bi/trilinear up-sampling by ``2 ** k`` for a deeper decoder map or the bottleneck; then
@@ -33,59 +34,21 @@ import torch.nn.functional as F
 from monai.networks.blocks import Convolution
 from monai.networks.layers.factories import Pool
 
+from custom_nets.blocks.common import DEFAULT_ACT, LINEAR_MODE, ConvNormAct, check_dropout, check_spatial_dims
+
 __all__ = [
     "ClassificationGuidedModule",
-    "ConvNormAct",
     "FullScaleDecoderStage",
     "FullScaleSkip",
     "SUPPRESSED_LOGIT",
+    "broadcast_presence",
     "gate_logits",
     "suppress_absent",
 ]
 
-_LINEAR_MODE = {1: "linear", 2: "bilinear", 3: "trilinear"}
-
 SUPPRESSED_LOGIT: float = -1.0e4
 """Logit written where the CGM says a class is absent: ``sigmoid(-1e4) == 0`` exactly in float32, and the value is
 finite (no NaN in a later softmax or loss) and representable in float16."""
-
-
-class ConvNormAct(Convolution):
-    """3x3 (or ``kernel_size``) conv + norm + activation: ``(B, in_channels, *S)`` -> ``(B, out_channels, *S)``.
-
-    A MONAI ``Convolution`` with 'same' padding; the conv has no bias when a norm follows it.
-
-    Args:
-        spatial_dims: 1, 2 or 3.
-        in_channels: input channels.
-        out_channels: output channels.
-        kernel_size: odd kernel size (3 in UNet 3+).
-        norm: MONAI norm name/tuple (batch norm in the paper) or ``None``.
-        act: MONAI activation name/tuple (ReLU in the paper).
-    """
-
-    def __init__(
-        self,
-        spatial_dims: int,
-        in_channels: int,
-        out_channels: int,
-        kernel_size: int = 3,
-        norm: str | tuple | None = "batch",
-        act: str | tuple | None = ("relu", {"inplace": True}),
-    ) -> None:
-        if in_channels <= 0 or out_channels <= 0:
-            raise ValueError(f"channel counts must be positive, got in={in_channels}, out={out_channels}.")
-        has_norm = not (norm is None or norm == "")
-        super().__init__(
-            spatial_dims,
-            in_channels,
-            out_channels,
-            kernel_size=kernel_size,
-            adn_ordering="NA",
-            norm=norm if has_norm else None,
-            act=act,
-            bias=not has_norm,
-        )
 
 
 class FullScaleSkip(nn.Module):
@@ -113,19 +76,16 @@ class FullScaleSkip(nn.Module):
         out_channels: int,
         scale_shift: int,
         norm: str | tuple | None = "batch",
-        act: str | tuple | None = ("relu", {"inplace": True}),
+        act: str | tuple | None = DEFAULT_ACT,
     ) -> None:
         super().__init__()
-        if spatial_dims not in _LINEAR_MODE:
-            raise ValueError(f"spatial_dims must be 1, 2 or 3, got {spatial_dims}.")
+        check_spatial_dims(spatial_dims, "FullScaleSkip")
         factor = 2 ** abs(int(scale_shift))
         self.resample: nn.Module
         if scale_shift < 0:
             self.resample = Pool[Pool.MAX, spatial_dims](kernel_size=factor, stride=factor, ceil_mode=True)
         elif scale_shift > 0:
-            self.resample = nn.Upsample(
-                scale_factor=float(factor), mode=_LINEAR_MODE[spatial_dims], align_corners=False
-            )
+            self.resample = nn.Upsample(scale_factor=float(factor), mode=LINEAR_MODE[spatial_dims], align_corners=False)
         else:
             self.resample = nn.Identity()
         self.proj = ConvNormAct(spatial_dims, in_channels, out_channels, norm=norm, act=act)
@@ -162,7 +122,7 @@ class FullScaleDecoderStage(nn.Module):
         level: int,
         skip_channels: int,
         norm: str | tuple | None = "batch",
-        act: str | tuple | None = ("relu", {"inplace": True}),
+        act: str | tuple | None = DEFAULT_ACT,
     ) -> None:
         super().__init__()
         n_sources = len(source_channels)
@@ -205,8 +165,7 @@ class ClassificationGuidedModule(nn.Module):
 
     def __init__(self, spatial_dims: int, in_channels: int, num_classes: int, dropout: float = 0.5) -> None:
         super().__init__()
-        if not 0.0 <= dropout < 1.0:
-            raise ValueError(f"CGM dropout must be in [0, 1), got {dropout}.")
+        check_dropout("ClassificationGuidedModule", dropout=dropout)
         self.dropout = nn.Dropout(dropout)
         self.conv = Convolution(spatial_dims, in_channels, num_classes, kernel_size=1, bias=True, conv_only=True)
         self.pool = Pool[Pool.ADAPTIVEMAX, spatial_dims](1)
@@ -217,7 +176,7 @@ class ClassificationGuidedModule(nn.Module):
         return torch.flatten(self.pool(self.conv(self.dropout(x))), 1)
 
 
-def _broadcast_presence(presence_logits: torch.Tensor, seg_logits: torch.Tensor) -> torch.Tensor:
+def broadcast_presence(presence_logits: torch.Tensor, seg_logits: torch.Tensor) -> torch.Tensor:
     """``(B, C)`` -> ``(B, C, 1, ..., 1)`` with as many trailing ones as ``seg_logits`` has spatial dims."""
     shape: List[int] = [presence_logits.shape[0], presence_logits.shape[1]]
     for _ in range(seg_logits.dim() - 2):
@@ -226,7 +185,7 @@ def _broadcast_presence(presence_logits: torch.Tensor, seg_logits: torch.Tensor)
 
 
 def suppress_absent(
-    seg_logits: torch.Tensor, presence_logits: torch.Tensor, threshold: float = 0.5, fill_value: float = -1.0e4
+    seg_logits: torch.Tensor, presence_logits: torch.Tensor, threshold: float = 0.5, fill_value: float = SUPPRESSED_LOGIT
 ) -> torch.Tensor:
     """Hard CGM gating (the paper's inference rule): classes predicted absent get probability 0 everywhere.
 
@@ -238,7 +197,7 @@ def suppress_absent(
 
     ``seg_logits (B, C, *S)``, ``presence_logits (B, C)`` -> ``(B, C, *S)``.
     """
-    present = _broadcast_presence(torch.sigmoid(presence_logits) >= threshold, seg_logits)
+    present = broadcast_presence(torch.sigmoid(presence_logits) >= threshold, seg_logits)
     return seg_logits.masked_fill(torch.logical_not(present), fill_value)
 
 
@@ -250,5 +209,5 @@ def gate_logits(seg_logits: torch.Tensor, presence_logits: torch.Tensor, eps: fl
 
     ``seg_logits (B, C, *S)``, ``presence_logits (B, C)`` -> ``(B, C, *S)``.
     """
-    log_p = F.logsigmoid(seg_logits) + _broadcast_presence(F.logsigmoid(presence_logits), seg_logits)
+    log_p = F.logsigmoid(seg_logits) + broadcast_presence(F.logsigmoid(presence_logits), seg_logits)
     return log_p - torch.log(torch.clamp(-torch.expm1(log_p), min=eps))

@@ -36,6 +36,8 @@ import torch.nn as nn
 import torch.nn.functional as F
 from monai.networks.layers import Conv, DropPath
 
+from custom_nets.blocks.common import check_dropout, check_positive, check_spatial_dims
+
 __all__ = ["EfficientSelfAttention", "MiTBlock", "MixFFN", "MixTransformer", "OverlapPatchEmbed", "tokens_to_map"]
 
 #: LayerNorm epsilon of MiT's blocks and stage norms (its patch-embedding and reduction norms use PyTorch's 1e-5)
@@ -221,18 +223,15 @@ class MixTransformer(nn.Module):
         drop_path_rate: float = 0.1,
     ) -> None:
         super().__init__()
-        if spatial_dims not in (2, 3):
-            raise ValueError(f"MixTransformer supports spatial_dims 2 or 3, got {spatial_dims}.")
+        check_spatial_dims(spatial_dims, "MixTransformer", (2, 3))
         settings = {"embed_dims": embed_dims, "depths": depths, "num_heads": num_heads, "sr_ratios": sr_ratios}
         for name, values in settings.items():
             if len(values) != 4 or any(int(v) < 1 for v in values):
                 raise ValueError(
                     f"MixTransformer {name} must be four positive ints (one per stage), got {list(values)}."
                 )
-        if in_channels <= 0:
-            raise ValueError(f"MixTransformer in_channels must be positive, got {in_channels}.")
-        if not 0.0 <= drop_path_rate < 1.0:
-            raise ValueError(f"MixTransformer drop_path_rate must be in [0, 1), got {drop_path_rate}.")
+        check_positive("MixTransformer", in_channels=in_channels)
+        check_dropout("MixTransformer", drop_path_rate=drop_path_rate)
         dims = [int(d) for d in embed_dims]
         rates = torch.linspace(0, drop_path_rate, int(sum(depths)), device="cpu").tolist()
         starts = [int(sum(depths[:i])) for i in range(4)]

@@ -28,12 +28,11 @@ from __future__ import annotations
 
 import torch
 import torch.nn as nn
-from monai.networks.blocks import Convolution
-from monai.networks.layers.utils import get_act_layer, get_norm_layer
+from monai.networks.layers.utils import get_act_layer
+
+from custom_nets.blocks.common import DEFAULT_ACT, ConvNormAct, check_positive, norm_layer
 
 __all__ = ["MultiResBlock", "ResPath", "ResPathStep", "multires_widths"]
-
-DEFAULT_ACT: tuple = ("relu", {"inplace": True})
 
 
 def multires_widths(base_channels: int, alpha: float = 1.67) -> tuple[int, int, int]:
@@ -52,40 +51,6 @@ def multires_widths(base_channels: int, alpha: float = 1.67) -> tuple[int, int, 
             "must be at least 1 (use base_channels >= 4 with alpha 1.67)."
         )
     return widths
-
-
-def _has_norm(norm: str | tuple | None) -> bool:
-    return not (norm is None or norm == "")
-
-
-def _norm(norm: str | tuple | None, spatial_dims: int, channels: int) -> nn.Module:
-    """A MONAI norm layer, or ``nn.Identity`` when ``norm`` is ``None``/``""``."""
-    if not _has_norm(norm):
-        return nn.Identity()
-    return get_norm_layer(name=norm, spatial_dims=spatial_dims, channels=channels)
-
-
-def _conv_norm(
-    spatial_dims: int,
-    in_channels: int,
-    out_channels: int,
-    kernel_size: int,
-    norm: str | tuple | None,
-    act: str | tuple | None,
-) -> Convolution:
-    """'Same' stride-1 conv, then norm, then act (MONAI ``Convolution``, ADN order "NA"); no bias in front of a norm."""
-    has_norm = _has_norm(norm)
-    return Convolution(
-        spatial_dims,
-        in_channels,
-        out_channels,
-        kernel_size=kernel_size,
-        adn_ordering="NA",
-        act=act,
-        norm=norm if has_norm else None,
-        bias=not has_norm,
-        conv_only=not has_norm and act is None,
-    )
 
 
 class MultiResBlock(nn.Module):
@@ -121,17 +86,16 @@ class MultiResBlock(nn.Module):
         act: str | tuple = DEFAULT_ACT,
     ) -> None:
         super().__init__()
-        if in_channels <= 0:
-            raise ValueError(f"in_channels must be positive, got {in_channels}.")
+        check_positive("MultiResBlock", in_channels=in_channels)
         widths = multires_widths(base_channels, alpha)
         out_channels = sum(widths)
-        self.conv1 = _conv_norm(spatial_dims, in_channels, widths[0], kernel_size, norm, act)
-        self.conv2 = _conv_norm(spatial_dims, widths[0], widths[1], kernel_size, norm, act)
-        self.conv3 = _conv_norm(spatial_dims, widths[1], widths[2], kernel_size, norm, act)
-        self.shortcut = _conv_norm(spatial_dims, in_channels, out_channels, 1, norm, None)
-        self.norm_cat = _norm(norm, spatial_dims, out_channels)
+        self.conv1 = ConvNormAct(spatial_dims, in_channels, widths[0], kernel_size, norm, act)
+        self.conv2 = ConvNormAct(spatial_dims, widths[0], widths[1], kernel_size, norm, act)
+        self.conv3 = ConvNormAct(spatial_dims, widths[1], widths[2], kernel_size, norm, act)
+        self.shortcut = ConvNormAct(spatial_dims, in_channels, out_channels, 1, norm, None)
+        self.norm_cat = norm_layer(norm, spatial_dims, out_channels)
         self.act = get_act_layer(name=act)
-        self.norm_out = _norm(norm, spatial_dims, out_channels)
+        self.norm_out = norm_layer(norm, spatial_dims, out_channels)
         self.spatial_dims = spatial_dims
         self.in_channels = in_channels
         self.base_channels = base_channels
@@ -163,12 +127,11 @@ class ResPathStep(nn.Module):
         act: str | tuple = DEFAULT_ACT,
     ) -> None:
         super().__init__()
-        if in_channels <= 0 or out_channels <= 0:
-            raise ValueError(f"channel counts must be positive, got in={in_channels}, out={out_channels}.")
-        self.conv = _conv_norm(spatial_dims, in_channels, out_channels, kernel_size, norm, act)
-        self.shortcut = _conv_norm(spatial_dims, in_channels, out_channels, 1, norm, None)
+        check_positive("ResPathStep", in_channels=in_channels, out_channels=out_channels)
+        self.conv = ConvNormAct(spatial_dims, in_channels, out_channels, kernel_size, norm, act)
+        self.shortcut = ConvNormAct(spatial_dims, in_channels, out_channels, 1, norm, None)
         self.act = get_act_layer(name=act)
-        self.norm = _norm(norm, spatial_dims, out_channels)
+        self.norm = norm_layer(norm, spatial_dims, out_channels)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """``(B, in_channels, *S)`` -> ``(B, out_channels, *S)``."""

@@ -31,12 +31,11 @@ from typing import List
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-from monai.networks.blocks import Convolution
 from monai.networks.layers.factories import Pool
 
-__all__ = ["PyramidPooling"]
+from custom_nets.blocks.common import DEFAULT_ACT, LINEAR_MODE, ConvNormAct, check_positive, check_spatial_dims
 
-_LINEAR_MODE = {1: "linear", 2: "bilinear", 3: "trilinear"}
+__all__ = ["PyramidPooling"]
 
 
 class PyramidPooling(nn.Module):
@@ -63,41 +62,29 @@ class PyramidPooling(nn.Module):
         bins: Sequence[int] = (1, 2, 3, 6),
         reduction_channels: int | None = None,
         norm: str | tuple | None = "batch",
-        act: str | tuple | None = ("relu", {"inplace": True}),
+        act: str | tuple | None = DEFAULT_ACT,
         align_corners: bool = False,
     ) -> None:
         super().__init__()
-        if spatial_dims not in _LINEAR_MODE:
-            raise ValueError(f"spatial_dims must be 1, 2 or 3, got {spatial_dims}.")
+        check_spatial_dims(spatial_dims, "PyramidPooling")
         bins = tuple(int(b) for b in bins)
         if len(bins) == 0 or any(b < 1 for b in bins):
-            raise ValueError(f"bins must be a non-empty sequence of positive ints, got {list(bins)}.")
-        if in_channels < 1:
-            raise ValueError(f"in_channels must be positive, got {in_channels}.")
+            raise ValueError(f"PyramidPooling bins must be a non-empty sequence of positive ints, got {list(bins)}.")
         branch_channels = max(in_channels // len(bins), 1) if reduction_channels is None else int(reduction_channels)
-        if branch_channels < 1:
-            raise ValueError(f"reduction_channels must be positive, got {reduction_channels}.")
+        check_positive("PyramidPooling", in_channels=in_channels, reduction_channels=branch_channels)
 
         pool_type = Pool[Pool.ADAPTIVEAVG, spatial_dims]
         branches: List[nn.Module] = []
         for b in bins:
-            single_voxel = b == 1
-            conv = Convolution(
-                spatial_dims,
-                in_channels,
-                branch_channels,
-                kernel_size=1,
-                act=act,
-                norm=None if single_voxel else norm,
-                bias=single_voxel or norm is None,
-            )
+            # a single-voxel grid gets no norm (and so a conv bias), see the module docstring
+            conv = ConvNormAct(spatial_dims, in_channels, branch_channels, 1, norm=None if b == 1 else norm, act=act)
             branches.append(nn.Sequential(pool_type(b), conv))
         self.branches = nn.ModuleList(branches)
         self.bins = bins
         self.in_channels = in_channels
         self.branch_channels = branch_channels
         self.out_channels = in_channels + len(bins) * branch_channels
-        self.mode = _LINEAR_MODE[spatial_dims]
+        self.mode = LINEAR_MODE[spatial_dims]
         self.align_corners = align_corners
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

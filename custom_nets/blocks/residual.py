@@ -20,18 +20,11 @@ from __future__ import annotations
 import torch
 import torch.nn as nn
 from monai.networks.blocks import Convolution
-from monai.networks.layers.utils import get_act_layer, get_norm_layer
+from monai.networks.layers.utils import get_act_layer
+
+from custom_nets.blocks.common import DEFAULT_ACT, check_dropout, check_odd_kernel, check_positive, has_norm, norm_layer
 
 __all__ = ["PreActResidualBlock"]
-
-DEFAULT_ACT: tuple = ("relu", {"inplace": True})
-
-
-def _norm(norm: str | tuple | None, spatial_dims: int, channels: int) -> nn.Module:
-    """A MONAI norm layer for ``channels`` features, or ``nn.Identity`` when ``norm`` is ``None``/``""``."""
-    if norm is None or norm == "":
-        return nn.Identity()
-    return get_norm_layer(name=norm, spatial_dims=spatial_dims, channels=channels)
 
 
 def _conv(
@@ -81,22 +74,19 @@ class PreActResidualBlock(nn.Module):
         separable: bool = False,
     ) -> None:
         super().__init__()
-        if in_channels <= 0 or out_channels <= 0:
-            raise ValueError(f"channel counts must be positive, got in={in_channels}, out={out_channels}.")
-        if kernel_size < 1 or kernel_size % 2 == 0:
-            raise ValueError(f"kernel_size must be a positive odd number, got {kernel_size}.")
-        if not 0.0 <= dropout < 1.0:
-            raise ValueError(f"dropout must be in [0, 1), got {dropout}.")
-        has_norm = not (norm is None or norm == "")
+        check_positive("PreActResidualBlock", in_channels=in_channels, out_channels=out_channels)
+        check_odd_kernel("PreActResidualBlock", kernel_size)
+        check_dropout("PreActResidualBlock", dropout=dropout)
+        with_norm = has_norm(norm)
 
-        self.norm1 = _norm(norm, spatial_dims, in_channels)
+        self.norm1 = norm_layer(norm, spatial_dims, in_channels)
         self.act1 = get_act_layer(name=act)
-        if not has_norm and hasattr(self.act1, "inplace"):
+        if not with_norm and hasattr(self.act1, "inplace"):
             # without a norm the activation would act on ``x`` itself, which the shortcut still needs
             self.act1.inplace = False
         # conv1 is followed by norm2, which makes a bias redundant
-        self.conv1 = _conv(spatial_dims, in_channels, out_channels, kernel_size, not has_norm, separable)
-        self.norm2 = _norm(norm, spatial_dims, out_channels)
+        self.conv1 = _conv(spatial_dims, in_channels, out_channels, kernel_size, not with_norm, separable)
+        self.norm2 = norm_layer(norm, spatial_dims, out_channels)
         self.act2 = get_act_layer(name=act)
         self.dropout = nn.Dropout(dropout) if dropout > 0 else nn.Identity()
         self.conv2 = _conv(spatial_dims, out_channels, out_channels, kernel_size, True, separable)
@@ -107,9 +97,9 @@ class PreActResidualBlock(nn.Module):
         else:
             self.shortcut = nn.Sequential(
                 Convolution(
-                    spatial_dims, in_channels, out_channels, kernel_size=1, bias=not has_norm, conv_only=True
+                    spatial_dims, in_channels, out_channels, kernel_size=1, bias=not with_norm, conv_only=True
                 ),
-                _norm(norm, spatial_dims, out_channels),
+                norm_layer(norm, spatial_dims, out_channels),
             )
         self.spatial_dims = spatial_dims
         self.in_channels = in_channels

@@ -1,7 +1,8 @@
 """Resolution changes for encoder-decoder networks: a stride-2 conv down-sampler and a x2 interpolating up-sampler.
 
 * :class:`Downsample`: ``k x k`` convolution with stride 2 ('same' padding, so ``n -> ceil(n / 2)``), optionally
-  followed by a norm and an activation. A MONAI ``Convolution``.
+  followed by a norm and an activation (a :class:`~custom_nets.blocks.common.ConvNormAct`, i.e. a MONAI
+  ``Convolution``).
 * :class:`Upsample`: x2 bi/trilinear interpolation (``align_corners=False``) and a 1x1 convolution to
   ``out_channels``. A MONAI ``UpSample`` in ``"nontrainable"`` mode whose 1x1 conv is applied *before* the
   interpolation (MONAI's ``pre_conv``): a 1x1 conv and a linear interpolation whose weights sum to one commute exactly
@@ -11,15 +12,15 @@
 
 from __future__ import annotations
 
-from monai.networks.blocks import Convolution, UpSample
+from monai.networks.blocks import UpSample
 from monai.networks.layers.factories import Conv
+
+from custom_nets.blocks.common import DEFAULT_ACT, LINEAR_MODE, ConvNormAct, check_positive, check_spatial_dims
 
 __all__ = ["Downsample", "Upsample"]
 
-_LINEAR_MODE = {1: "linear", 2: "bilinear", 3: "trilinear"}
 
-
-class Downsample(Convolution):
+class Downsample(ConvNormAct):
     """Strided convolution halving every spatial size: ``(B, in_channels, *S)`` -> ``(B, out_channels, *ceil(S / 2))``.
 
     Args:
@@ -41,23 +42,9 @@ class Downsample(Convolution):
         kernel_size: int = 3,
         stride: int = 2,
         norm: str | tuple | None = "batch",
-        act: str | tuple | None = ("relu", {"inplace": True}),
+        act: str | tuple | None = DEFAULT_ACT,
     ) -> None:
-        if in_channels <= 0 or out_channels <= 0:
-            raise ValueError(f"channel counts must be positive, got in={in_channels}, out={out_channels}.")
-        conv_only = norm is None and act is None
-        super().__init__(
-            spatial_dims,
-            in_channels,
-            out_channels,
-            strides=stride,
-            kernel_size=kernel_size,
-            adn_ordering="NA",
-            act=act,
-            norm=norm,
-            bias=norm is None,
-            conv_only=conv_only,
-        )
+        super().__init__(spatial_dims, in_channels, out_channels, kernel_size, norm, act, strides=stride)
 
 
 class Upsample(UpSample):
@@ -78,10 +65,8 @@ class Upsample(UpSample):
     def __init__(
         self, spatial_dims: int, in_channels: int, out_channels: int, scale_factor: int = 2, bias: bool = True
     ) -> None:
-        if spatial_dims not in _LINEAR_MODE:
-            raise ValueError(f"spatial_dims must be 1, 2 or 3, got {spatial_dims}.")
-        if in_channels <= 0 or out_channels <= 0:
-            raise ValueError(f"channel counts must be positive, got in={in_channels}, out={out_channels}.")
+        check_spatial_dims(spatial_dims, "Upsample")
+        check_positive("Upsample", in_channels=in_channels, out_channels=out_channels)
         super().__init__(
             spatial_dims,
             in_channels,
@@ -89,7 +74,7 @@ class Upsample(UpSample):
             scale_factor=scale_factor,
             mode="nontrainable",
             pre_conv=Conv[Conv.CONV, spatial_dims](in_channels, out_channels, kernel_size=1, bias=bias),
-            interp_mode=_LINEAR_MODE[spatial_dims],
+            interp_mode=LINEAR_MODE[spatial_dims],
             align_corners=False,
         )
         self.in_channels = in_channels

@@ -25,12 +25,12 @@ from __future__ import annotations
 
 import torch
 import torch.nn as nn
-from monai.networks.blocks import ChannelSELayer, Convolution
+from monai.networks.blocks import ChannelSELayer
 from monai.networks.layers.utils import get_act_layer
 
-__all__ = ["SEResidualBlock"]
+from custom_nets.blocks.common import DEFAULT_ACT, ConvNormAct, check_odd_kernel, check_positive
 
-DEFAULT_ACT: tuple = ("relu", {"inplace": True})
+__all__ = ["SEResidualBlock"]
 
 
 class SEResidualBlock(nn.Module):
@@ -59,27 +59,13 @@ class SEResidualBlock(nn.Module):
         act: str | tuple = DEFAULT_ACT,
     ) -> None:
         super().__init__()
-        if in_channels <= 0 or out_channels <= 0:
-            raise ValueError(f"channel counts must be positive, got in={in_channels}, out={out_channels}.")
-        if kernel_size < 1 or kernel_size % 2 == 0:
-            raise ValueError(f"kernel_size must be a positive odd number, got {kernel_size}.")
+        check_positive("SEResidualBlock", in_channels=in_channels, out_channels=out_channels)
+        check_odd_kernel("SEResidualBlock", kernel_size)
         if se_reduction < 1:
-            raise ValueError(f"se_reduction must be positive, got {se_reduction}.")
-        has_norm = not (norm is None or norm == "")
-        norm_or_none = norm if has_norm else None
-
-        self.conv1 = Convolution(
-            spatial_dims, in_channels, out_channels, kernel_size=kernel_size, adn_ordering="NA", act=act,
-            norm=norm_or_none, bias=not has_norm,
-        )  # fmt: skip
-        self.conv2 = Convolution(
-            spatial_dims, out_channels, out_channels, kernel_size=kernel_size, adn_ordering="NA", act=None,
-            norm=norm_or_none, bias=not has_norm, conv_only=not has_norm,
-        )  # fmt: skip
-        self.shortcut = Convolution(
-            spatial_dims, in_channels, out_channels, kernel_size=1, adn_ordering="NA", act=None, norm=norm_or_none,
-            bias=not has_norm, conv_only=not has_norm,
-        )  # fmt: skip
+            raise ValueError(f"SEResidualBlock se_reduction must be positive, got {se_reduction}.")
+        self.conv1 = ConvNormAct(spatial_dims, in_channels, out_channels, kernel_size, norm, act)
+        self.conv2 = ConvNormAct(spatial_dims, out_channels, out_channels, kernel_size, norm, None)
+        self.shortcut = ConvNormAct(spatial_dims, in_channels, out_channels, 1, norm, None)
         self.se = ChannelSELayer(spatial_dims, out_channels, r=min(se_reduction, out_channels))
         self.act = get_act_layer(name=act)
         self.in_channels = in_channels
