@@ -34,7 +34,7 @@ with ``e`` the block expansion (1 basic, 4 bottleneck); the stem (conv k7 stride
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import List, Union
+from typing import Dict, List, Tuple, Union
 
 import torch
 import torch.nn as nn
@@ -42,9 +42,9 @@ from monai.networks.layers.factories import Conv, Pool
 from monai.networks.layers.utils import get_act_layer, get_norm_layer
 from monai.networks.nets.resnet import ResNetBlock, ResNetBottleneck
 
-__all__ = ["ResNetBasicBlock", "ResNetBottleneckBlock", "ResNetEncoder", "get_resnet_block"]
+from custom_nets.blocks.common import DEFAULT_ACT, check_positive, check_spatial_dims
 
-DEFAULT_ACT: tuple = ("relu", {"inplace": True})
+__all__ = ["ResNetBasicBlock", "ResNetBottleneckBlock", "ResNetEncoder", "get_resnet_block"]
 
 
 def _projection(
@@ -60,14 +60,57 @@ def _projection(
     )
 
 
-def _check_block_args(in_channels: int, planes: int, stride: int, dilation: int) -> None:
-    if in_channels <= 0 or planes <= 0:
-        raise ValueError(f"channel counts must be positive, got in_channels={in_channels}, planes={planes}.")
-    if stride < 1 or dilation < 1:
-        raise ValueError(f"stride and dilation must be >= 1, got stride={stride}, dilation={dilation}.")
+class _DilatedBlock:
+    """The constructor both residual blocks share: checks, projection shortcut, MONAI's constructor, dilated 3x3 convs.
+
+    Mixed in front of a MONAI block class (``ResNetBlock`` or ``ResNetBottleneck``), which it calls with
+    ``super().__init__``. The two blocks differ only in which 3x3 convs become dilated: a subclass lists them in
+    :meth:`_dilated_convs` as ``{attribute: (in_channels, stride)}`` (output width ``planes``, kernel 3,
+    ``padding = dilation``); they replace MONAI's convs in place, so the parameter names stay MONAI's.
+    """
+
+    expansion = 1
+
+    def __init__(
+        self,
+        in_channels: int,
+        planes: int,
+        spatial_dims: int = 3,
+        stride: int = 1,
+        dilation: int = 1,
+        norm: str | tuple = "batch",
+        act: str | tuple = DEFAULT_ACT,
+    ) -> None:
+        check_positive(type(self).__name__, in_channels=in_channels, planes=planes)
+        if stride < 1 or dilation < 1:
+            raise ValueError(f"stride and dilation must be >= 1, got stride={stride}, dilation={dilation}.")
+        downsample = _projection(spatial_dims, in_channels, planes * self.expansion, stride, norm)
+        super().__init__(  # type: ignore[call-arg]  # the MONAI block class that follows in the MRO
+            in_planes=in_channels,
+            planes=planes,
+            spatial_dims=spatial_dims,
+            stride=stride,
+            downsample=downsample,
+            act=act,
+            norm=norm,
+        )
+        if dilation != 1:
+            conv_type = Conv[Conv.CONV, spatial_dims]
+            for name, (conv_in, conv_stride) in self._dilated_convs(in_channels, planes, stride).items():
+                conv = conv_type(
+                    conv_in, planes, kernel_size=3, stride=conv_stride, padding=dilation, dilation=dilation, bias=False
+                )
+                setattr(self, name, conv)
+        self.in_channels = in_channels
+        self.out_channels = planes * self.expansion
+        self.dilation = dilation
+
+    @staticmethod
+    def _dilated_convs(in_channels: int, planes: int, stride: int) -> Dict[str, Tuple[int, int]]:
+        raise NotImplementedError
 
 
-class ResNetBasicBlock(ResNetBlock):
+class ResNetBasicBlock(_DilatedBlock, ResNetBlock):
     """Basic residual block: conv3-norm-act, conv3-norm, + shortcut, act (He et al. 2016, Fig. 5 left).
 
     A subclass of MONAI's ``ResNetBlock`` that adds ``dilation`` (applied to both 3x3 convs) and builds the projection
@@ -85,39 +128,12 @@ class ResNetBasicBlock(ResNetBlock):
 
     expansion = 1
 
-    def __init__(
-        self,
-        in_channels: int,
-        planes: int,
-        spatial_dims: int = 3,
-        stride: int = 1,
-        dilation: int = 1,
-        norm: str | tuple = "batch",
-        act: str | tuple = DEFAULT_ACT,
-    ) -> None:
-        _check_block_args(in_channels, planes, stride, dilation)
-        downsample = _projection(spatial_dims, in_channels, planes * self.expansion, stride, norm)
-        super().__init__(
-            in_planes=in_channels,
-            planes=planes,
-            spatial_dims=spatial_dims,
-            stride=stride,
-            downsample=downsample,
-            act=act,
-            norm=norm,
-        )
-        if dilation != 1:
-            conv_type = Conv[Conv.CONV, spatial_dims]
-            self.conv1 = conv_type(
-                in_channels, planes, kernel_size=3, stride=stride, padding=dilation, dilation=dilation, bias=False
-            )
-            self.conv2 = conv_type(planes, planes, kernel_size=3, padding=dilation, dilation=dilation, bias=False)
-        self.in_channels = in_channels
-        self.out_channels = planes * self.expansion
-        self.dilation = dilation
+    @staticmethod
+    def _dilated_convs(in_channels: int, planes: int, stride: int) -> Dict[str, Tuple[int, int]]:
+        return {"conv1": (in_channels, stride), "conv2": (planes, 1)}
 
 
-class ResNetBottleneckBlock(ResNetBottleneck):
+class ResNetBottleneckBlock(_DilatedBlock, ResNetBottleneck):
     """Bottleneck residual block: conv1-norm-act, conv3 (stride, dilation)-norm-act, conv1 (x4)-norm, + shortcut, act.
 
     A subclass of MONAI's ``ResNetBottleneck`` (He et al. 2016, Fig. 5 right, stride on the 3x3 conv) that adds
@@ -136,35 +152,9 @@ class ResNetBottleneckBlock(ResNetBottleneck):
 
     expansion = 4
 
-    def __init__(
-        self,
-        in_channels: int,
-        planes: int,
-        spatial_dims: int = 3,
-        stride: int = 1,
-        dilation: int = 1,
-        norm: str | tuple = "batch",
-        act: str | tuple = DEFAULT_ACT,
-    ) -> None:
-        _check_block_args(in_channels, planes, stride, dilation)
-        downsample = _projection(spatial_dims, in_channels, planes * self.expansion, stride, norm)
-        super().__init__(
-            in_planes=in_channels,
-            planes=planes,
-            spatial_dims=spatial_dims,
-            stride=stride,
-            downsample=downsample,
-            act=act,
-            norm=norm,
-        )
-        if dilation != 1:
-            conv_type = Conv[Conv.CONV, spatial_dims]
-            self.conv2 = conv_type(
-                planes, planes, kernel_size=3, stride=stride, padding=dilation, dilation=dilation, bias=False
-            )
-        self.in_channels = in_channels
-        self.out_channels = planes * self.expansion
-        self.dilation = dilation
+    @staticmethod
+    def _dilated_convs(in_channels: int, planes: int, stride: int) -> Dict[str, Tuple[int, int]]:
+        return {"conv2": (planes, stride)}
 
 
 ResNetBlockType = Union[type[ResNetBasicBlock], type[ResNetBottleneckBlock]]
@@ -239,8 +229,7 @@ class ResNetEncoder(nn.Module):
         act: str | tuple = DEFAULT_ACT,
     ) -> None:
         super().__init__()
-        if spatial_dims not in (1, 2, 3):
-            raise ValueError(f"spatial_dims must be 1, 2 or 3, got {spatial_dims}.")
+        check_spatial_dims(spatial_dims, "ResNetEncoder")
         block_type = get_resnet_block(block)
         layers = tuple(int(n) for n in layers)
         channels = tuple(int(c) for c in channels)
@@ -255,8 +244,7 @@ class ResNetEncoder(nn.Module):
             )
         if any(n < 1 for n in layers):
             raise ValueError(f"every stage needs at least one block, got layers={list(layers)}.")
-        if any(c < 1 for c in channels) or in_channels < 1:
-            raise ValueError(f"channel counts must be positive, got in_channels={in_channels}, channels={channels}.")
+        check_positive("ResNetEncoder", in_channels=in_channels, channels=channels)
         if any(s < 1 for s in strides) or any(d < 1 for d in dilations) or stem_stride < 1:
             raise ValueError(f"strides and dilations must be >= 1, got strides={strides}, dilations={dilations}.")
 
