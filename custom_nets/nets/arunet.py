@@ -39,20 +39,18 @@ from typing import List
 
 import torch
 import torch.nn as nn
-import torch.nn.functional as F
 from monai.networks.blocks import Convolution
 from monai.networks.layers.factories import Pool
-from monai.networks.layers.utils import get_act_layer, get_norm_layer
+from monai.networks.layers.utils import get_act_layer
 
 from custom_nets.blocks.attention import AttentionGate
+from custom_nets.blocks.common import DEFAULT_ACT, check_dropout, check_positive, has_norm, norm_layer
 from custom_nets.blocks.residual import PreActResidualBlock
 from custom_nets.blocks.sampling import Downsample, Upsample
-from custom_nets.nets.utils import check_channels, check_input_size
+from custom_nets.nets.utils import SegmentationNetwork, check_channels, stack_heads
 
 __all__ = ["ARUNet", "ARUNetDecoderBlock", "MaxPoolDownsample", "DOWNSAMPLE_MODES"]
 
-DEFAULT_ACT: tuple = ("relu", {"inplace": True})
-_LINEAR_MODE = {1: "linear", 2: "bilinear", 3: "trilinear"}
 DOWNSAMPLE_MODES = ("conv", "maxpool")
 """Accepted values of ``ARUNet(downsample=...)``."""
 
@@ -74,8 +72,7 @@ class MaxPoolDownsample(nn.Sequential):
     """
 
     def __init__(self, spatial_dims: int, in_channels: int, out_channels: int) -> None:
-        if in_channels <= 0 or out_channels <= 0:
-            raise ValueError(f"channel counts must be positive, got in={in_channels}, out={out_channels}.")
+        check_positive("MaxPoolDownsample", in_channels=in_channels, out_channels=out_channels)
         super().__init__(
             Pool[Pool.MAX, spatial_dims](kernel_size=2, stride=2),
             Convolution(spatial_dims, in_channels, out_channels, kernel_size=1, bias=True, conv_only=True),
@@ -135,14 +132,14 @@ def _head(
 ) -> nn.Module:
     """Pre-activation output head: norm + act + 1x1 conv (with bias), no output activation."""
     layers: List[nn.Module] = []
-    if norm is not None and norm != "":
-        layers.append(get_norm_layer(name=norm, spatial_dims=spatial_dims, channels=in_channels))
+    if has_norm(norm):
+        layers.append(norm_layer(norm, spatial_dims, in_channels))
         layers.append(get_act_layer(name=act))
     layers.append(Convolution(spatial_dims, in_channels, out_channels, kernel_size=1, bias=True, conv_only=True))
     return nn.Sequential(*layers)
 
 
-class ARUNet(nn.Module):
+class ARUNet(SegmentationNetwork):
     """Attention residual U-Net ("AR-UNet 3D") for 2D or 3D segmentation.
 
     From "Utilizing Attention, Linked Blocks, and Pyramid Pooling to Propel Brain Tumor Segmentation in 3D", with
@@ -196,15 +193,8 @@ class ARUNet(nn.Module):
         separable: bool = False,
         downsample: str = "conv",
     ) -> None:
-        super().__init__()
-        if spatial_dims not in _LINEAR_MODE:
-            raise ValueError(f"ARUNet supports spatial_dims 1, 2 or 3, got {spatial_dims}.")
-        if in_channels <= 0 or out_channels <= 0:
-            raise ValueError(
-                f"ARUNet in_channels and out_channels must be positive, got {in_channels} and {out_channels}."
-            )
-        if not 0.0 <= dropout < 1.0:
-            raise ValueError(f"ARUNet dropout must be in [0, 1), got {dropout}.")
+        super().__init__(spatial_dims, in_channels, out_channels)
+        check_dropout("ARUNet", dropout=dropout)
         if downsample not in DOWNSAMPLE_MODES:
             raise ValueError(f"ARUNet downsample must be one of {', '.join(DOWNSAMPLE_MODES)}, got {downsample!r}.")
         channels = check_channels(channels, min_levels=2, net_name="ARUNet")
@@ -248,21 +238,17 @@ class ARUNet(nn.Module):
             else []
         )
 
-        self.spatial_dims = spatial_dims
-        self.in_channels = in_channels
-        self.out_channels = out_channels
         self.channels = channels
         self.deep_supervision = deep_supervision
         self.downsample = downsample
         self.size_divisor = 2 ** (n_levels - 1)
-        self.interp_mode: str = _LINEAR_MODE[spatial_dims]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """``(B, in_channels, *S)`` -> logits ``(B, out_channels, *S)``.
 
         In training mode with ``deep_supervision`` the result is ``(B, 1 + len(channels) - 2, out_channels, *S)``.
         """
-        check_input_size(x, self.spatial_dims, self.size_divisor, "ARUNet")
+        self.check_input(x)
         skips: List[torch.Tensor] = []
         h = x
         for level in self.encoder:
@@ -280,7 +266,6 @@ class ARUNet(nn.Module):
             outputs: List[torch.Tensor] = [out]
             n_decoded = len(decoded)
             for k, ds_head in enumerate(self.ds_heads):
-                y = ds_head(decoded[n_decoded - 2 - k])
-                outputs.append(F.interpolate(y, size=x.shape[2:], mode=self.interp_mode, align_corners=False))
-            return torch.stack(outputs, dim=1)
+                outputs.append(ds_head(decoded[n_decoded - 2 - k]))
+            return stack_heads(outputs, list(x.shape[2:]), self.interp_mode)
         return out

@@ -28,7 +28,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from custom_nets.nets.arunet import DEFAULT_ACT, ARUNet
+from custom_nets.blocks.common import DEFAULT_ACT
+from custom_nets.nets.arunet import ARUNet
 
 __all__ = ["AttentionResUNet"]
 

@@ -36,12 +36,11 @@ import torch
 import torch.nn as nn
 from monai.networks.layers.factories import Conv, Pool
 
+from custom_nets.blocks.common import DEFAULT_ACT
 from custom_nets.blocks.se_residual import SEResidualBlock
-from custom_nets.nets.utils import check_channels, check_input_size
+from custom_nets.nets.utils import SegmentationNetwork, check_channels
 
 __all__ = ["DDANet", "DDANetDecoderBlock", "DDANetEncoderBlock", "DualDecoderLevel", "ReconstructionAttention"]
-
-DEFAULT_ACT: tuple = ("relu", {"inplace": True})
 
 
 class DDANetEncoderBlock(nn.Sequential):
@@ -145,7 +144,7 @@ class DualDecoderLevel(nn.Module):
         return m, r
 
 
-class DDANet(nn.Module):
+class DDANet(SegmentationNetwork):
     """DDANet (dual decoder attention network), 2D or 3D; see the module docstring for the structure.
 
     Shapes:
@@ -181,13 +180,7 @@ class DDANet(nn.Module):
         norm: str | tuple | None = "batch",
         act: str | tuple = DEFAULT_ACT,
     ) -> None:
-        super().__init__()
-        if spatial_dims not in (1, 2, 3):
-            raise ValueError(f"DDANet supports spatial_dims 1, 2 or 3, got {spatial_dims}.")
-        if in_channels <= 0 or out_channels <= 0:
-            raise ValueError(
-                f"DDANet in_channels and out_channels must be positive, got {in_channels} and {out_channels}."
-            )
+        super().__init__(spatial_dims, in_channels, out_channels)
         channels = check_channels(channels, min_levels=1, net_name="DDANet")
         decoder_channels = check_channels(decoder_channels, min_levels=1, net_name="DDANet")
         if len(decoder_channels) != len(channels):
@@ -216,16 +209,13 @@ class DDANet(nn.Module):
         self.mask_head = Conv[Conv.CONV, spatial_dims](c_in, out_channels, kernel_size=1, bias=True)
         self.recon_head = Conv[Conv.CONV, spatial_dims](c_in, 1, kernel_size=1, bias=True)
 
-        self.spatial_dims = spatial_dims
-        self.in_channels = in_channels
-        self.out_channels = out_channels
         self.channels = channels
         self.decoder_channels = decoder_channels
         self.size_divisor = 2**n_levels
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """``(B, in_channels, *S)`` -> eval: ``(B, out_channels, *S)``; training: ``(B, out_channels + 1, *S)``."""
-        check_input_size(x, self.spatial_dims, self.size_divisor, "DDANet")
+        self.check_input(x)
         skips: List[torch.Tensor] = []
         h = x
         for block in self.encoder:

@@ -54,18 +54,14 @@ from typing import List, Optional
 
 import torch
 import torch.nn as nn
-import torch.nn.functional as F
-from monai.networks.blocks import Convolution
 from monai.networks.layers.factories import Conv, Pool
 
 from custom_nets.blocks.attention import AttentionGate
+from custom_nets.blocks.common import DEFAULT_ACT, ConvNormAct, check_positive, resize_to
 from custom_nets.blocks.multires import MultiResBlock, ResPath
-from custom_nets.nets.utils import check_input_size
+from custom_nets.nets.utils import SegmentationNetwork
 
 __all__ = ["DRRMSAN", "DRRMSANDecoderLevel", "DRRMSANEncoderLevel", "MinPool", "PooledImageInput"]
-
-DEFAULT_ACT: tuple = ("relu", {"inplace": True})
-_LINEAR_MODE = {1: "linear", 2: "bilinear", 3: "trilinear"}
 _N_LEVELS = 5  # four 2x poolings: sizes divisible by 16
 _IMAGE_INPUT_LEVELS = (1, 2, 3)  # the image enters again at 1/2, 1/4 and 1/8
 
@@ -114,22 +110,13 @@ class PooledImageInput(nn.Module):
         super().__init__()
         if factor < 2:
             raise ValueError(f"pooling factor must be at least 2, got {factor}.")
-        if branch_channels < 1:
-            raise ValueError(f"branch_channels must be positive, got {branch_channels}.")
-        has_norm = not (norm is None or norm == "")
-
-        def conv() -> Convolution:
-            return Convolution(
-                spatial_dims, in_channels, branch_channels, kernel_size=3, adn_ordering="NA", act=act,
-                norm=norm if has_norm else None, bias=not has_norm,
-            )  # fmt: skip
-
+        check_positive("PooledImageInput", in_channels=in_channels, branch_channels=branch_channels)
         self.avg_pool = Pool[Pool.AVG, spatial_dims](kernel_size=factor, stride=factor)
         self.max_pool = Pool[Pool.MAX, spatial_dims](kernel_size=factor, stride=factor)
         self.min_pool = MinPool(spatial_dims, factor, factor)
-        self.avg_conv = conv()
-        self.max_conv = conv()
-        self.min_conv = conv()
+        self.avg_conv = ConvNormAct(spatial_dims, in_channels, branch_channels, 3, norm, act)
+        self.max_conv = ConvNormAct(spatial_dims, in_channels, branch_channels, 3, norm, act)
+        self.min_conv = ConvNormAct(spatial_dims, in_channels, branch_channels, 3, norm, act)
         self.factor = factor
         self.out_channels = 3 * branch_channels
 
@@ -233,7 +220,7 @@ class DRRMSANDecoderLevel(nn.Module):
         return self.block(torch.cat([up, gated], dim=1))
 
 
-class DRRMSAN(nn.Module):
+class DRRMSAN(SegmentationNetwork):
     """DRRMSAN (MultiResUNet + multi-scale pooled inputs + attention-gated ResPaths + deep supervision), 2D or 3D.
 
     See the module docstring for the level-by-level structure and the choices made.
@@ -273,13 +260,7 @@ class DRRMSAN(nn.Module):
         norm: str | tuple | None = "batch",
         act: str | tuple = DEFAULT_ACT,
     ) -> None:
-        super().__init__()
-        if spatial_dims not in _LINEAR_MODE:
-            raise ValueError(f"DRRMSAN supports spatial_dims 1, 2 or 3, got {spatial_dims}.")
-        if in_channels <= 0 or out_channels <= 0:
-            raise ValueError(
-                f"DRRMSAN in_channels and out_channels must be positive, got {in_channels} and {out_channels}."
-            )
+        super().__init__(spatial_dims, in_channels, out_channels)
         if base_width < 4:
             raise ValueError(f"DRRMSAN base_width must be at least 4 (MultiRes widths), got {base_width}.")
         weights = [float(w) for w in side_weights]
@@ -322,33 +303,26 @@ class DRRMSAN(nn.Module):
             coarse = level.features
         self.decoder = nn.ModuleList(decoder)
 
-        self.spatial_dims = spatial_dims
-        self.in_channels = in_channels
-        self.out_channels = out_channels
         self.base_width = base_width
         self.encoder_widths = tuple(widths)
         self.side_weights: List[float] = weights
         self.size_divisor = 2 ** (_N_LEVELS - 1)
-        self.interp_mode: str = _LINEAR_MODE[spatial_dims]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """``(B, in_channels, *S)`` -> eval: ``(B, out_channels, *S)``; training: ``(B, 5, out_channels, *S)``."""
-        check_input_size(x, self.spatial_dims, self.size_divisor, "DRRMSAN")
+        self.check_input(x)
         h = self.stem(x)
         skips: List[torch.Tensor] = [h]
         for level in self.encoder:
             h = level(h, x)
             skips.append(h)
 
-        size = x.shape[2:]
+        size: List[int] = list(x.shape[2:])
         sides: List[torch.Tensor] = []
         n_skips = len(skips)
         for j, level in enumerate(self.decoder):
             h = level(skips[n_skips - 2 - j], h)
-            side = level.side(h)
-            if side.shape[2:] != size:
-                side = F.interpolate(side, size=size, mode=self.interp_mode, align_corners=False)
-            sides.append(side)
+            sides.append(resize_to(level.side(h), size, self.interp_mode))
 
         final = sides[0] * self.side_weights[0]
         for k in range(1, len(sides)):

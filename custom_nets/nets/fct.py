@@ -50,22 +50,19 @@ from typing import List
 
 import torch
 import torch.nn as nn
-import torch.nn.functional as F
 from monai.networks.blocks import Convolution
 from monai.networks.layers.factories import Pool
 
+from custom_nets.blocks.common import DEFAULT_ACT, LINEAR_MODE, ConvNormAct, check_dropout
 from custom_nets.blocks.conv_attention import ChannelLayerNorm, FCTLayer
-from custom_nets.nets.utils import check_channels, check_input_size
+from custom_nets.nets.utils import SegmentationNetwork, check_channels, stack_heads
 
 __all__ = ["FCT", "FCTDecoderBlock", "FCTEncoderBlock", "FCTHead"]
 
-_LINEAR_MODE = {1: "linear", 2: "bilinear", 3: "trilinear"}
-_RELU: tuple = ("relu", {"inplace": True})
-
 
 def _conv_relu(spatial_dims: int, in_channels: int, out_channels: int) -> nn.Module:
-    """3x3 conv (with bias, 'same' padding) + ReLU."""
-    return Convolution(spatial_dims, in_channels, out_channels, kernel_size=3, act=_RELU, norm=None, bias=True)
+    """3x3 conv (with bias, 'same' padding) + ReLU: the FCT has no norm in its conv stacks."""
+    return ConvNormAct(spatial_dims, in_channels, out_channels, kernel_size=3, norm=None, act=DEFAULT_ACT)
 
 
 class FCTEncoderBlock(nn.Module):
@@ -151,7 +148,7 @@ class FCTDecoderBlock(nn.Module):
     ) -> None:
         super().__init__()
         self.norm = ChannelLayerNorm(in_channels)
-        self.up = nn.Upsample(scale_factor=2.0, mode=_LINEAR_MODE[spatial_dims], align_corners=False)
+        self.up = nn.Upsample(scale_factor=2.0, mode=LINEAR_MODE[spatial_dims], align_corners=False)
         self.conv_up = _conv_relu(spatial_dims, in_channels, out_channels)
         self.convs = nn.Sequential(
             _conv_relu(spatial_dims, skip_channels + out_channels, out_channels),
@@ -176,7 +173,7 @@ class FCTHead(nn.Module):
 
     def __init__(self, spatial_dims: int, in_channels: int, out_channels: int) -> None:
         super().__init__()
-        self.up = nn.Upsample(scale_factor=2.0, mode=_LINEAR_MODE[spatial_dims], align_corners=False)
+        self.up = nn.Upsample(scale_factor=2.0, mode=LINEAR_MODE[spatial_dims], align_corners=False)
         self.norm = ChannelLayerNorm(in_channels)
         self.convs = nn.Sequential(
             _conv_relu(spatial_dims, in_channels, in_channels), _conv_relu(spatial_dims, in_channels, in_channels)
@@ -199,7 +196,7 @@ def _heads_per_block(num_heads: int | Sequence[int], n_blocks: int) -> List[int]
     return heads
 
 
-class FCT(nn.Module):
+class FCT(SegmentationNetwork):
     """Fully Convolutional Transformer (Tragakis et al., arXiv 2206.00566) for 2D or 3D segmentation.
 
     See the module docstring for the structure, the output convention and the differences from the reference.
@@ -235,16 +232,8 @@ class FCT(nn.Module):
         layer_dropout: float = 0.1,
         attn_dropout: float = 0.0,
     ) -> None:
-        super().__init__()
-        if spatial_dims not in _LINEAR_MODE:
-            raise ValueError(f"FCT supports spatial_dims 1, 2 or 3, got {spatial_dims}.")
-        if in_channels <= 0 or out_channels <= 0:
-            raise ValueError(
-                f"FCT in_channels and out_channels must be positive, got {in_channels} and {out_channels}."
-            )
-        for name, p in (("dropout", dropout), ("layer_dropout", layer_dropout), ("attn_dropout", attn_dropout)):
-            if not 0.0 <= p < 1.0:
-                raise ValueError(f"FCT {name} must be in [0, 1), got {p}.")
+        super().__init__(spatial_dims, in_channels, out_channels)
+        check_dropout("FCT", dropout=dropout, layer_dropout=layer_dropout, attn_dropout=attn_dropout)
         channels = check_channels(channels, min_levels=3, net_name="FCT")
         n_levels = len(channels)
         heads = _heads_per_block(num_heads, 2 * n_levels - 1)
@@ -284,19 +273,15 @@ class FCT(nn.Module):
         )
         self.pyramid_pool = Pool[Pool.AVG, spatial_dims](kernel_size=2, stride=2)
 
-        self.spatial_dims = spatial_dims
-        self.in_channels = in_channels
-        self.out_channels = out_channels
         self.channels = channels
         self.num_heads = heads
         self.deep_supervision = deep_supervision
         self.size_divisor = 2**n_levels
-        self.interp_mode: str = _LINEAR_MODE[spatial_dims]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """``(B, in_channels, *S)`` -> eval: ``(B, out_channels, *S)``; training with deep supervision:
         ``(B, n_heads, out_channels, *S)`` ([full, 1/2, 1/4])."""
-        check_input_size(x, self.spatial_dims, self.size_divisor, "FCT")
+        self.check_input(x)
         image = x
         h = x
         skips: List[torch.Tensor] = []
@@ -314,10 +299,7 @@ class FCT(nn.Module):
         outputs: List[torch.Tensor] = []
         for k, head in enumerate(self.heads):
             if k == 0 or self.training:
-                y = head(decoded[n_levels - 2 - k])
-                if k > 0:
-                    y = F.interpolate(y, size=x.shape[2:], mode=self.interp_mode, align_corners=False)
-                outputs.append(y)
+                outputs.append(head(decoded[n_levels - 2 - k]))
         if not self.training or len(outputs) == 1:
             return outputs[0]
-        return torch.stack(outputs, dim=1)
+        return stack_heads(outputs, list(x.shape[2:]), self.interp_mode)

@@ -43,14 +43,13 @@ from collections.abc import Sequence
 
 import torch
 import torch.nn as nn
-from monai.networks.blocks import Convolution
 
+from custom_nets.blocks.common import DEFAULT_ACT, LINEAR_MODE, ConvNormAct, check_positive
 from custom_nets.blocks.resnet import ResNetEncoder
-from custom_nets.nets.utils import check_channels, check_input_size
+from custom_nets.nets.utils import SegmentationNetwork, check_channels
 
 __all__ = ["LinkNet", "LinkNetDecoderBlock"]
 
-_LINEAR_MODE = {1: "linear", 2: "bilinear", 3: "trilinear"}
 _UPSAMPLE_MODES = ("deconv", "nontrainable")
 
 
@@ -63,35 +62,28 @@ def _upsample_conv(
     mode: str,
     norm: str | tuple | None,
     act: str | tuple | None,
-    conv_only: bool = False,
 ) -> nn.Module:
-    """A conv that multiplies the spatial size by exactly ``scale`` (``scale == 1``: an ordinary 'same' conv).
+    """A conv (+ norm + act) that multiplies the spatial size by exactly ``scale`` (``scale == 1``: a 'same' conv).
 
     ``mode="deconv"``: transposed conv with ``padding = (k - 1) // 2`` and ``output_padding = scale - k + 2 * padding``
-    so that ``out = scale * in``; ``mode="nontrainable"``: bi/trilinear interpolation then a 'same' conv.
+    so that ``out = scale * in``; ``mode="nontrainable"``: bi/trilinear interpolation then a 'same' conv. With
+    ``norm=None`` and ``act=None`` it is a bare (biased) conv.
     """
     if scale == 1:
-        return Convolution(
-            spatial_dims, in_channels, out_channels, kernel_size=kernel_size, act=act, norm=norm,
-            bias=conv_only or norm is None, conv_only=conv_only,
-        )  # fmt: skip
+        return ConvNormAct(spatial_dims, in_channels, out_channels, kernel_size, norm, act)
     if mode == "deconv":
         padding = (kernel_size - 1) // 2
         output_padding = scale - kernel_size + 2 * padding
         if not 0 <= output_padding < scale:
             raise ValueError(f"a transposed conv with kernel {kernel_size} cannot up-sample exactly by {scale}.")
-        return Convolution(
-            spatial_dims, in_channels, out_channels, strides=scale, kernel_size=kernel_size, act=act, norm=norm,
-            bias=conv_only or norm is None, conv_only=conv_only, is_transposed=True, padding=padding,
-            output_padding=output_padding,
+        return ConvNormAct(
+            spatial_dims, in_channels, out_channels, kernel_size, norm, act, strides=scale, is_transposed=True,
+            padding=padding, output_padding=output_padding,
         )  # fmt: skip
     return nn.Sequential(
-        nn.Upsample(scale_factor=float(scale), mode=_LINEAR_MODE[spatial_dims], align_corners=False),
-        Convolution(
-            spatial_dims, in_channels, out_channels, kernel_size=kernel_size, act=act, norm=norm,
-            bias=conv_only or norm is None, conv_only=conv_only,
-        ),
-    )  # fmt: skip
+        nn.Upsample(scale_factor=float(scale), mode=LINEAR_MODE[spatial_dims], align_corners=False),
+        ConvNormAct(spatial_dims, in_channels, out_channels, kernel_size, norm, act),
+    )
 
 
 class LinkNetDecoderBlock(nn.Module):
@@ -121,7 +113,7 @@ class LinkNetDecoderBlock(nn.Module):
         kernel_size: int = 3,
         upsample_mode: str = "deconv",
         norm: str | tuple | None = "batch",
-        act: str | tuple | None = ("relu", {"inplace": True}),
+        act: str | tuple | None = DEFAULT_ACT,
     ) -> None:
         super().__init__()
         if upsample_mode not in _UPSAMPLE_MODES:
@@ -129,10 +121,9 @@ class LinkNetDecoderBlock(nn.Module):
         if stride < 1:
             raise ValueError(f"stride must be >= 1, got {stride}.")
         mid = max(in_channels // 4, 1)
-        bias = norm is None
-        self.reduce = Convolution(spatial_dims, in_channels, mid, kernel_size=1, act=act, norm=norm, bias=bias)
+        self.reduce = ConvNormAct(spatial_dims, in_channels, mid, 1, norm, act)
         self.up = _upsample_conv(spatial_dims, mid, mid, kernel_size, stride, upsample_mode, norm, act)
-        self.expand = Convolution(spatial_dims, mid, out_channels, kernel_size=1, act=act, norm=norm, bias=bias)
+        self.expand = ConvNormAct(spatial_dims, mid, out_channels, 1, norm, act)
         self.in_channels = in_channels
         self.out_channels = out_channels
         self.stride = stride
@@ -141,11 +132,11 @@ class LinkNetDecoderBlock(nn.Module):
         return self.expand(self.up(self.reduce(x)))
 
 
-class LinkNet(nn.Module):
+class LinkNet(SegmentationNetwork):
     """LinkNet (Chaurasia & Culurciello 2017, arXiv 1707.03718) for 2D or 3D segmentation; see the module docstring.
 
     ``(B, in_channels, *S)`` -> logits ``(B, out_channels, *S)``; each size in ``S`` must be divisible by
-    :attr:`divisor` ``= 2 ** (len(channels) + 1)`` (32 with four levels).
+    :attr:`size_divisor` ``= 2 ** (len(channels) + 1)`` (32 with four levels).
 
     Args:
         spatial_dims: 2 or 3 (1 also works).
@@ -164,7 +155,7 @@ class LinkNet(nn.Module):
         act: MONAI activation name/tuple.
 
     Attributes:
-        divisor: every spatial input size must be a multiple of it.
+        size_divisor: every spatial input size must be a multiple of it (also :attr:`divisor`).
     """
 
     def __init__(
@@ -179,23 +170,18 @@ class LinkNet(nn.Module):
         kernel_size: int = 3,
         upsample_mode: str = "deconv",
         norm: str | tuple = "batch",
-        act: str | tuple = ("relu", {"inplace": True}),
+        act: str | tuple = DEFAULT_ACT,
     ) -> None:
-        super().__init__()
+        super().__init__(spatial_dims, in_channels, out_channels)
         channels = check_channels(channels, 2, "LinkNet")
         n_levels = len(channels)
         layers = (2,) * n_levels if layers is None else tuple(int(n) for n in layers)
         if len(layers) != n_levels:
             raise ValueError(f"LinkNet needs one entry of `layers` per level, got {list(layers)} for {n_levels}.")
-        if spatial_dims not in _LINEAR_MODE:
-            raise ValueError(f"LinkNet supports spatial_dims 1, 2 or 3, got {spatial_dims}.")
-        if in_channels < 1 or out_channels < 1:
-            raise ValueError(f"LinkNet channel counts must be positive, got {in_channels=}, {out_channels=}.")
         if upsample_mode not in _UPSAMPLE_MODES:
             raise ValueError(f"upsample_mode must be one of {_UPSAMPLE_MODES}, got {upsample_mode!r}.")
         head_channels = max(channels[0] // 2, 1) if head_channels is None else int(head_channels)
-        if head_channels < 1:
-            raise ValueError(f"head_channels must be positive, got {head_channels}.")
+        check_positive("LinkNet", head_channels=head_channels)
 
         strides = (1,) + (2,) * (n_levels - 1)
         self.encoder = ResNetEncoder(
@@ -230,21 +216,18 @@ class LinkNet(nn.Module):
         self.head = nn.Sequential(
             # undo the max-pool, then the stride-2 stem conv (paper: full-conv 3x3 /2, conv 3x3, full-conv 2x2 /2)
             _upsample_conv(spatial_dims, stem_ch, head_channels, 3, 2, upsample_mode, norm, act),
-            Convolution(spatial_dims, head_channels, head_channels, kernel_size=3, act=act, norm=norm, bias=False),
+            ConvNormAct(spatial_dims, head_channels, head_channels, 3, norm, act, bias=False),
             _upsample_conv(
                 spatial_dims, head_channels, out_channels, 2 if upsample_mode == "deconv" else 3, 2, upsample_mode,
-                None, None, conv_only=True,
+                None, None,
             ),
         )  # fmt: skip
-        self.spatial_dims = spatial_dims
-        self.in_channels = in_channels
-        self.out_channels = out_channels
         self.channels = channels
-        self.divisor = self.encoder.output_strides[-1]
+        self.size_divisor = self.encoder.output_strides[-1]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """``(B, in_channels, *S)`` -> ``(B, out_channels, *S)`` logits."""
-        check_input_size(x, self.spatial_dims, self.divisor, "LinkNet")
+        self.check_input(x)
         # features[0] is the stem output (input of stage 0), features[i + 1] the output of stage i
         features = self.encoder(x)
         n_levels = len(features) - 1

@@ -19,7 +19,7 @@ Architecture (widths ``c_i``, ResNet-50 defaults ``layers=(3, 4, 6, 3)``, bottle
 * bi/trilinear interpolation of the logits (at stride 8) to the input size.
 
 Shapes: ``(B, in_channels, *S)`` -> logits ``(B, out_channels, *S)``. The encoder output stride is 8, so every size of
-``S`` must be divisible by :attr:`PSPNet.divisor` ``= 8``; then the feature grid is exactly ``S / 8`` and the final
+``S`` must be divisible by :attr:`PSPNet.size_divisor` ``= 8``; then the feature grid is exactly ``S / 8`` and the final
 x8 interpolation lands exactly on ``S`` (``forward`` checks it). The pyramid bins need no further constraint (adaptive
 pooling accepts any grid), but a bin larger than the feature grid only repeats voxels: use ``S / 8 >= max(bins)``
 (``S >= 48`` for bin 6) for the pyramid to be meaningful, e.g. a 96x96x64 patch gives a 12x12x8 grid.
@@ -45,20 +45,17 @@ from collections.abc import Sequence
 
 import torch
 import torch.nn as nn
-import torch.nn.functional as F
-from monai.networks.blocks import Convolution
 from monai.networks.layers.factories import Conv
 
+from custom_nets.blocks.common import DEFAULT_ACT, ConvNormAct, check_dropout, check_positive, resize_to
 from custom_nets.blocks.pyramid_pooling import PyramidPooling
 from custom_nets.blocks.resnet import ResNetEncoder
-from custom_nets.nets.utils import check_channels, check_input_size
+from custom_nets.nets.utils import SegmentationNetwork, check_channels
 
 __all__ = ["PSPNet"]
 
-_LINEAR_MODE = {1: "linear", 2: "bilinear", 3: "trilinear"}
 
-
-class PSPNet(nn.Module):
+class PSPNet(SegmentationNetwork):
     """PSPNet (Zhao et al. 2017, arXiv 1612.01105) for 2D or 3D segmentation; see the module docstring.
 
     ``(B, in_channels, *S)`` -> logits ``(B, out_channels, *S)``; each size in ``S`` must be divisible by 8.
@@ -82,7 +79,7 @@ class PSPNet(nn.Module):
         act: MONAI activation name/tuple.
 
     Attributes:
-        divisor: every spatial input size must be a multiple of it (8).
+        size_divisor: every spatial input size must be a multiple of it (8; also :attr:`divisor`).
     """
 
     def __init__(
@@ -99,23 +96,17 @@ class PSPNet(nn.Module):
         reduction_channels: int | None = None,
         block: str = "bottleneck",
         norm: str | tuple = "batch",
-        act: str | tuple = ("relu", {"inplace": True}),
+        act: str | tuple = DEFAULT_ACT,
     ) -> None:
-        super().__init__()
+        super().__init__(spatial_dims, in_channels, out_channels)
         channels = check_channels(channels, 2, "PSPNet")
         n_levels = len(channels)
         layers = tuple(int(n) for n in layers)
         if len(layers) != n_levels:
             raise ValueError(f"PSPNet needs one entry of `layers` per level, got {list(layers)} for {n_levels}.")
-        if spatial_dims not in _LINEAR_MODE:
-            raise ValueError(f"PSPNet supports spatial_dims 1, 2 or 3, got {spatial_dims}.")
-        if in_channels < 1 or out_channels < 1:
-            raise ValueError(f"PSPNet channel counts must be positive, got {in_channels=}, {out_channels=}.")
-        if not 0.0 <= dropout < 1.0:
-            raise ValueError(f"dropout must be in [0, 1), got {dropout}.")
+        check_dropout("PSPNet", dropout=dropout)
         fusion_channels = max(channels[-1] // 2, 1) if fusion_channels is None else int(fusion_channels)
-        if fusion_channels < 1:
-            raise ValueError(f"fusion_channels must be positive, got {fusion_channels}.")
+        check_positive("PSPNet", fusion_channels=fusion_channels)
 
         # dilated ResNet: output stride 8 after stage 1, later stages keep it and double the dilation instead
         strides = (1, 2) + (1,) * (n_levels - 2)
@@ -139,27 +130,17 @@ class PSPNet(nn.Module):
             norm=norm,
             act=act,
         )
-        self.fusion = Convolution(
-            spatial_dims,
-            self.ppm.out_channels,
-            fusion_channels,
-            kernel_size=fusion_kernel_size,
-            act=act,
-            norm=norm,
-            bias=False,
+        self.fusion = ConvNormAct(
+            spatial_dims, self.ppm.out_channels, fusion_channels, fusion_kernel_size, norm, act, bias=False
         )
         self.dropout = nn.Dropout(dropout)
         self.classifier = Conv[Conv.CONV, spatial_dims](fusion_channels, out_channels, kernel_size=1, bias=True)
-        self.spatial_dims = spatial_dims
-        self.in_channels = in_channels
-        self.out_channels = out_channels
         self.channels = channels
-        self.divisor = self.encoder.output_strides[-1]
-        self.mode = _LINEAR_MODE[spatial_dims]
+        self.size_divisor = self.encoder.output_strides[-1]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """``(B, in_channels, *S)`` -> ``(B, out_channels, *S)`` logits."""
-        check_input_size(x, self.spatial_dims, self.divisor, "PSPNet")
+        self.check_input(x)
         features = self.encoder(x)[-1]
         y = self.classifier(self.dropout(self.fusion(self.ppm(features))))
-        return F.interpolate(y, size=x.shape[2:], mode=self.mode, align_corners=False)
+        return resize_to(y, list(x.shape[2:]), self.interp_mode)

@@ -49,11 +49,11 @@ from typing import List
 
 import torch
 import torch.nn as nn
-import torch.nn.functional as F
 from monai.networks.layers import Conv, Norm
 
+from custom_nets.blocks.common import LINEAR_MODE, check_dropout, check_positive, resize_to
 from custom_nets.blocks.mix_transformer import MixTransformer
-from custom_nets.nets.utils import check_input_size
+from custom_nets.nets.utils import SegmentationNetwork
 
 __all__ = [
     "ConvBNReLU",
@@ -66,7 +66,6 @@ __all__ = [
 
 #: encoder depths of the two published variants: S = MiT-B2, L = MiT-B4
 SSFORMER_VARIANTS = {"S": (3, 4, 6, 3), "L": (3, 8, 27, 3)}
-_LINEAR_MODE = {2: "bilinear", 3: "trilinear"}
 #: keys of the reference's checkpoints that this network deliberately lacks: its never-used ``linear_fuse`` layer
 _UNUSED_REFERENCE_PREFIXES = ("decode_head.linear_fuse.",)
 #: keys of SegFormer's ImageNet MiT checkpoints outside the encoder: the 1000-class classification head
@@ -148,10 +147,10 @@ class ProgressiveLocalityDecoder(nn.Module):
         self.linear_fuse1 = ConvBNReLU(spatial_dims, 2 * channels, channels)
         self.dropout = nn.Dropout(dropout)
         self.linear_pred = Conv[Conv.CONV, spatial_dims](channels, out_channels, kernel_size=1)
-        self.interp_mode: str = _LINEAR_MODE[spatial_dims]
+        self.interp_mode: str = LINEAR_MODE[spatial_dims]
 
     def _to(self, x: torch.Tensor, size: List[int]) -> torch.Tensor:
-        return F.interpolate(x, size=size, mode=self.interp_mode, align_corners=False)
+        return resize_to(x, size, self.interp_mode)
 
     def forward(self, c1: torch.Tensor, c2: torch.Tensor, c3: torch.Tensor, c4: torch.Tensor) -> torch.Tensor:
         size: List[int] = list(c1.shape[2:])
@@ -163,7 +162,7 @@ class ProgressiveLocalityDecoder(nn.Module):
         return self.linear_pred(self.dropout(f))
 
 
-class SSFormer(nn.Module):
+class SSFormer(SegmentationNetwork):
     """SSFormer (Wang et al., MICCAI 2022): MiT encoder + progressive locality decoder, for 2D or 3D segmentation.
 
     See the module docstring for the structure and the differences from the reference code.
@@ -202,18 +201,11 @@ class SSFormer(nn.Module):
         dropout: float = 0.1,
         pretrained_checkpoint: str | os.PathLike | None = None,
     ) -> None:
-        super().__init__()
-        if spatial_dims not in _LINEAR_MODE:
-            raise ValueError(f"SSFormer supports spatial_dims 2 or 3, got {spatial_dims}.")
+        super().__init__(spatial_dims, in_channels, out_channels, supported_dims=(2, 3))
         if str(variant).upper() not in SSFORMER_VARIANTS:
             raise ValueError(f"SSFormer variant must be one of {sorted(SSFORMER_VARIANTS)}, got {variant!r}.")
-        if out_channels <= 0 or decoder_channels <= 0:
-            raise ValueError(
-                "SSFormer out_channels and decoder_channels must be positive, "
-                f"got {out_channels} and {decoder_channels}."
-            )
-        if not 0.0 <= dropout < 1.0:
-            raise ValueError(f"SSFormer dropout must be in [0, 1), got {dropout}.")
+        check_positive("SSFormer", decoder_channels=decoder_channels)
+        check_dropout("SSFormer", dropout=dropout)
         self.variant = str(variant).upper()
         self.backbone = MixTransformer(
             spatial_dims,
@@ -227,21 +219,16 @@ class SSFormer(nn.Module):
         self.decode_head = ProgressiveLocalityDecoder(
             spatial_dims, self.backbone.embed_dims, out_channels, channels=decoder_channels, dropout=dropout
         )
-        self.spatial_dims = spatial_dims
-        self.in_channels = in_channels
-        self.out_channels = out_channels
         self.size_divisor = 32
-        self.interp_mode: str = _LINEAR_MODE[spatial_dims]
         if pretrained_checkpoint is not None:
             self.load_pretrained(pretrained_checkpoint)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """``(B, in_channels, *S)`` -> ``(B, out_channels, *S)`` logits."""
-        check_input_size(x, self.spatial_dims, self.size_divisor, "SSFormer")
+        self.check_input(x)
         c = self.backbone(x)
         logits = self.decode_head(c[0], c[1], c[2], c[3])
-        size: List[int] = list(x.shape[2:])
-        return F.interpolate(logits, size=size, mode=self.interp_mode, align_corners=False)
+        return resize_to(logits, list(x.shape[2:]), self.interp_mode)
 
     def load_pretrained(self, checkpoint: str | os.PathLike | Mapping[str, torch.Tensor]) -> "SSFormer":
         """Load an ImageNet MiT (encoder only) or a full SSFormer checkpoint **strictly**; returns ``self``.

@@ -62,24 +62,22 @@ from typing import List
 
 import torch
 import torch.nn as nn
-import torch.nn.functional as F
 from monai.networks.blocks import Convolution
 from monai.networks.layers.factories import Pool
 
+from custom_nets.blocks.common import DEFAULT_ACT, ConvNormAct, check_positive
 from custom_nets.blocks.full_scale import (
     ClassificationGuidedModule,
-    ConvNormAct,
     FullScaleDecoderStage,
+    broadcast_presence,
     gate_logits,
     suppress_absent,
 )
 from custom_nets.flags import as_flag
-from custom_nets.nets.utils import check_channels, check_input_size
+from custom_nets.nets.utils import SegmentationNetwork, check_channels, stack_heads
 
 __all__ = ["UNet3Plus", "UNet3PlusEncoderLevel"]
 
-DEFAULT_ACT: tuple = ("relu", {"inplace": True})
-_LINEAR_MODE = {1: "linear", 2: "bilinear", 3: "trilinear"}
 _CGM_MODES = ("hard", "soft")
 
 
@@ -119,7 +117,7 @@ def _head(spatial_dims: int, in_channels: int, out_channels: int) -> nn.Module:
     return Convolution(spatial_dims, in_channels, out_channels, kernel_size=3, bias=True, conv_only=True)
 
 
-class UNet3Plus(nn.Module):
+class UNet3Plus(SegmentationNetwork):
     """UNet 3+ (Huang et al. 2020, arXiv 2004.08790) for 2D or 3D segmentation; see the module docstring.
 
     Shapes:
@@ -159,13 +157,7 @@ class UNet3Plus(nn.Module):
         norm: str | tuple | None = "batch",
         act: str | tuple | None = DEFAULT_ACT,
     ) -> None:
-        super().__init__()
-        if spatial_dims not in _LINEAR_MODE:
-            raise ValueError(f"UNet3Plus supports spatial_dims 1, 2 or 3, got {spatial_dims}.")
-        if in_channels <= 0 or out_channels <= 0:
-            raise ValueError(
-                f"UNet3Plus in_channels and out_channels must be positive, got {in_channels} and {out_channels}."
-            )
+        super().__init__(spatial_dims, in_channels, out_channels)
         cgm = as_flag(cgm, "UNet3Plus cgm")
         deep_supervision = as_flag(deep_supervision, "UNet3Plus deep_supervision")
         if cgm_mode not in _CGM_MODES:
@@ -174,8 +166,7 @@ class UNet3Plus(nn.Module):
             raise ValueError(f"UNet3Plus cgm_threshold must be in (0, 1), got {cgm_threshold}.")
         channels = check_channels(channels, min_levels=2, net_name="UNet3Plus")
         skip = channels[0] if skip_channels is None else int(skip_channels)
-        if skip <= 0:
-            raise ValueError(f"UNet3Plus skip_channels must be positive, got {skip_channels}.")
+        check_positive("UNet3Plus", skip_channels=skip)
         n_levels = len(channels)
         stage_channels = n_levels * skip
 
@@ -210,9 +201,6 @@ class UNet3Plus(nn.Module):
             [ClassificationGuidedModule(spatial_dims, channels[-1], out_channels, dropout=cgm_dropout)] if cgm else []
         )
 
-        self.spatial_dims = spatial_dims
-        self.in_channels = in_channels
-        self.out_channels = out_channels
         self.channels = channels
         self.skip_channels = skip
         self.deep_supervision = deep_supervision
@@ -220,11 +208,10 @@ class UNet3Plus(nn.Module):
         self.hard_cgm = cgm_mode == "hard"
         self.cgm_threshold = float(cgm_threshold)
         self.size_divisor = 2 ** (n_levels - 1)
-        self.interp_mode: str = _LINEAR_MODE[spatial_dims]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """``(B, in_channels, *S)`` -> eval: logits ``(B, out_channels, *S)``; training: see the module docstring."""
-        check_input_size(x, self.spatial_dims, self.size_divisor, "UNet3Plus")
+        self.check_input(x)
         encoded: List[torch.Tensor] = []
         h = x
         for encoder_level in self.encoder:
@@ -258,14 +245,9 @@ class UNet3Plus(nn.Module):
         if not self.deep_supervision and not self.use_cgm:
             return out
         outputs: List[torch.Tensor] = [out]
-        size = x.shape[2:]
         for k, ds_head in enumerate(self.ds_heads):
             level = k + 1
-            feat = bottleneck if level == n_levels - 1 else decoded[n_levels - 2 - level]
-            outputs.append(F.interpolate(ds_head(feat), size=size, mode=self.interp_mode, align_corners=False))
+            outputs.append(ds_head(bottleneck if level == n_levels - 1 else decoded[n_levels - 2 - level]))
         if self.use_cgm:
-            shape: List[int] = [presence.shape[0], presence.shape[1]]
-            for _ in range(self.spatial_dims):
-                shape.append(1)
-            outputs.append(presence.reshape(shape).expand_as(out))
-        return torch.stack(outputs, dim=1)
+            outputs.append(broadcast_presence(presence, out).expand_as(out))
+        return stack_heads(outputs, list(x.shape[2:]), self.interp_mode)

@@ -1,10 +1,18 @@
-"""Small helpers shared by the networks of :mod:`custom_nets.nets`."""
+"""What the networks of :mod:`custom_nets.nets` share: the common part of the network contract
+(:class:`SegmentationNetwork`), the input and width checks, and the deep-supervision output (the blocks' shared pieces
+are in :mod:`custom_nets.blocks.common`)."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import List
 
 import torch
+import torch.nn as nn
+
+from custom_nets.blocks.common import LINEAR_MODE, check_positive, check_spatial_dims, resize_to
+
+__all__ = ["SegmentationNetwork", "check_channels", "check_input_size", "stack_heads"]
 
 
 def check_input_size(x: torch.Tensor, spatial_dims: int, divisor: int, net_name: str) -> None:
@@ -33,6 +41,53 @@ def check_channels(channels: Sequence[int], min_levels: int, net_name: str) -> t
     channels = tuple(int(c) for c in channels)
     if len(channels) < min_levels:
         raise ValueError(f"{net_name} needs at least {min_levels} levels in `channels`, got {list(channels)}.")
-    if any(c <= 0 for c in channels):
-        raise ValueError(f"{net_name} channel widths must be positive, got {list(channels)}.")
+    check_positive(net_name, channels=channels)
     return channels
+
+
+def stack_heads(heads: List[torch.Tensor], size: List[int], mode: str) -> torch.Tensor:
+    """The deep-supervision output of a network: ``heads`` (index 0 the final output, each ``(B, C, *S_k)``), each
+    resized to ``size`` (interpolation ``mode``, ``align_corners=False``; a head already at ``size`` is kept as it
+    is) and stacked along dim 1 -> ``(B, len(heads), C, *size)`` (MONAI's ``DynUNet`` convention, split again by
+    :class:`~custom_nets.losses.deep_supervision.StackedDeepSupervisionLoss`)."""
+    return torch.stack([resize_to(h, size, mode) for h in heads], dim=1)
+
+
+class SegmentationNetwork(nn.Module):
+    """The part of the network contract (``docs/design.md``, "Network conventions") that every network here shares.
+
+    The constructor checks ``spatial_dims`` (one of ``supported_dims``) and the channel counts, and keeps them as
+    :attr:`spatial_dims`, :attr:`in_channels` and :attr:`out_channels`, with the linear interpolation mode of the
+    ``spatial_dims`` (:attr:`interp_mode`). A subclass sets :attr:`size_divisor` and starts ``forward`` with
+    :meth:`check_input`, which refuses an input of the wrong rank or with a spatial size not divisible by it in one
+    line naming the network (:func:`check_input_size`). No parameters, buffers or hooks of its own.
+
+    Args:
+        spatial_dims: number of spatial dimensions of the inputs.
+        in_channels: input channels.
+        out_channels: output channels.
+        supported_dims: the ``spatial_dims`` the network supports.
+    """
+
+    def __init__(
+        self, spatial_dims: int, in_channels: int, out_channels: int, supported_dims: Sequence[int] = (1, 2, 3)
+    ) -> None:
+        super().__init__()
+        name = type(self).__name__
+        check_spatial_dims(spatial_dims, name, supported_dims)
+        check_positive(name, in_channels=in_channels, out_channels=out_channels)
+        self.spatial_dims = spatial_dims
+        self.in_channels = in_channels
+        self.out_channels = out_channels
+        self.interp_mode: str = LINEAR_MODE[spatial_dims]
+        self.size_divisor = 1
+        self.network_name: str = name
+
+    @property
+    def divisor(self) -> int:
+        """Another name of :attr:`size_divisor` (LinkNet's and PSPNet's first one)."""
+        return self.size_divisor
+
+    def check_input(self, x: torch.Tensor) -> None:
+        """Raise a one-line ``ValueError`` unless ``x`` is ``(B, C, *S)`` with every size divisible by the divisor."""
+        check_input_size(x, self.spatial_dims, self.size_divisor, self.network_name)
