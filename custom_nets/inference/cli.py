@@ -38,7 +38,8 @@ inputs: .nii/.nii.gz, .nrrd/.nhdr, .mha/.mhd and DICOM series folders (3D bundle
 (2D bundles). Multi-channel bundles group files per case by folder or by the modality suffixes of their metadata
 (<case>_flair.nii.gz, <case>_t1.nii.gz, ...). Files named *_seg, *_label, *_mask, *_gt are ignored.
 outputs: OUTPUT_DIR/<case>.nii.gz (.nrrd/.mha kept; .png for 2D) with the input's geometry, OUTPUT_DIR/summary.csv,
-OUTPUT_DIR/preview/<case>.png with --preview. See docs/batch_inference.md.
+OUTPUT_DIR/preview/<case>.png with --preview, <case>_probabilities.*, <case>_uncertainty.*, <case>_statistics.json
+with --save-probabilities, --uncertainty, --statistics. See docs/batch_inference.md.
 a bundle is code: its configs run Python expressions and classes, so a bundle from outside this repository's
 bundles/ folder runs only with --trust. Packaged zips carry CHECKSUMS.sha256, verified before loading.
 exit codes: 0 all cases ok or skipped, 1 some case failed, 2 usage/setup error or output folder full/unwritable,
@@ -89,6 +90,20 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--tta", action="store_true",
                         help="flip test-time augmentation: mean probability over all 2**D flips of the spatial axes "
                         "(8 passes in 3D, 4 in 2D)")
+    parser.add_argument("--save-probabilities", nargs="?", const="auto", choices=("auto", "nifti", "npz"), default=None,
+                        metavar="{nifti,npz}",
+                        help="also write the per-channel probabilities on the input's grid: "
+                        "OUTPUT_DIR/<case>_probabilities.nii.gz (3D default: float32, channels in the 4th dimension) "
+                        "or .npz (2D default, or 'npz' for 3D: float16, channel first); channel names in "
+                        "OUTPUT_DIR/probabilities.json")
+    parser.add_argument("--uncertainty", action="store_true",
+                        help="also write OUTPUT_DIR/<case>_uncertainty.nii.gz (.npz for 2D): per voxel, the largest "
+                        "standard deviation of a channel's probability over the flip-TTA passes (0 where they all "
+                        "agree), and the tta_uncertainty and tta_agreement columns of summary.csv; implies --tta")
+    parser.add_argument("--statistics", action="store_true",
+                        help="also write OUTPUT_DIR/<case>_statistics.json: per label, voxels, volume (mm^3; 2D: "
+                        "area, pixels for pictures), mean and std of each input channel inside it, connected "
+                        "components; the main figures as summary.csv columns")
     parser.add_argument("--overwrite", action="store_true",
                         help="redo cases whose output exists (default: skip those made by the same checkpoint, bundle "
                         "version and settings, redo the others)")
@@ -246,11 +261,21 @@ def _run(args: argparse.Namespace) -> int:
         channels = ", ".join(spec.channel_name(i) for i in range(spec.num_channels))
         logger.info(f"{len(cases)} case(s) in {args.input}; bundle {segmenter.files.root.name} "
                     f"({spec.spatial_dims}D, {spec.num_channels} channel(s): {channels}) on {segmenter.device}, "
-                    f"weights {segmenter.checkpoint}, backend {args.backend}" + (", TTA" if args.tta else ""))
+                    f"weights {segmenter.checkpoint}, backend {args.backend}"
+                    + (", TTA" if args.tta or args.uncertainty else ""))
+        from .outputs import probability_format
+
+        try:
+            probabilities = probability_format(args.save_probabilities, spec.spatial_dims)
+        except ValueError as exc:
+            logger.error(f"error: {exc}")
+            _remove_if_empty(args.output, created)
+            return EXIT_USAGE
         settings = {"backend": args.backend, "amp": segmenter.amp, "overrides": list(args.override) or None}
-        options = RunOptions(overwrite=args.overwrite, workers=args.workers, tta=args.tta, preview=args.preview,
-                             verbose=args.verbose, progress=not args.no_progress, allow_resample=args.allow_resample,
-                             settings=settings, free_bytes_needed=needed)
+        options = RunOptions(overwrite=args.overwrite, workers=args.workers, tta=args.tta or args.uncertainty,
+                             preview=args.preview, verbose=args.verbose, progress=not args.no_progress,
+                             allow_resample=args.allow_resample, settings=settings, free_bytes_needed=needed,
+                             probabilities=probabilities, uncertainty=args.uncertainty, statistics=args.statistics)
         try:
             results = segment_cases(segmenter, cases, args.output, options)
         except OutputError as exc:

@@ -11,7 +11,10 @@ Postprocessing is split after its first ``Activations(d)`` transform: the steps 
 run on every network output, and the rest (``Invertd``, ``AsDiscreted``, label conversion) once on the result. That is
 what makes flip test-time augmentation average *probabilities* before thresholding: every flipped input is run
 through the sliding window, its logits are flipped back and turned into probabilities, and the mean probability goes on
-to ``Invertd``/``AsDiscreted``. Without TTA there is one pass and the pipeline is exactly the bundle's.
+to ``Invertd``/``AsDiscreted``. Without TTA there is one pass and the pipeline is exactly the bundle's. The rest is
+split once more after its last ``Invertd``: there the probabilities (and the TTA uncertainty map, inverted with them
+as one more channel) are on the input's grid, before any threshold, which is where ``--save-probabilities`` and
+``--uncertainty`` take them (:mod:`custom_nets.inference.outputs`).
 
 The sliding window computes on ``device`` but stitches the full-size output on the CPU
 (``SlidingWindowInferer(sw_device=device, device="cpu")``), so large volumes fit on small GPUs.
@@ -309,6 +312,25 @@ def _split_after_activation(postprocessing: Any) -> tuple[Any, Any, bool]:
     return Compose([]), Compose(flat), False
 
 
+def _split_after_inversion(after_activation: Any) -> tuple[Any, Any]:
+    """``(up to and including the last Invertd, the rest)``: the probabilities are taken between the two (on the
+    input's grid, before any threshold). No ``Invertd``: ``(empty, everything)``."""
+    from monai.transforms import Compose, Invertd
+
+    flat = list(after_activation.transforms)
+    last = max((i for i, t in enumerate(flat) if isinstance(t, Invertd)), default=-1)
+    return Compose(flat[: last + 1]), Compose(flat[last + 1:])
+
+
+def _label_threshold(transforms: Any, default: float = 0.5) -> float:
+    """The probability threshold of the label conversion (``RegionsToLabelMapd``), else ``default``. By class name:
+    a packaged bundle brings its own copy of ``custom_nets``."""
+    for t in transforms.transforms:
+        if type(t).__name__ == "RegionsToLabelMapd" and isinstance(getattr(t, "threshold", None), (int, float)):
+            return float(t.threshold)
+    return default
+
+
 def _first_output(output: Any) -> torch.Tensor:
     """The segmentation output of a network that returns several (tuple, list or dict): the first one."""
     try:
@@ -518,6 +540,8 @@ class BundleSegmenter:
         self.reader_2d = _reader_2d_options(loaders)
         _remove_by_type(postprocessing, (SaveImaged, SaveImage))
         self.activation, self.after_activation, found = _split_after_activation(postprocessing)
+        self.inversion, self.after_inversion = _split_after_inversion(self.after_activation)
+        self.threshold = _label_threshold(self.after_inversion)
         self.has_activation = found
         if not found:
             logger.warning("the postprocessing has no Activations(d): TTA (if used) averages raw network outputs")
@@ -559,11 +583,13 @@ class BundleSegmenter:
     # -- running ---------------------------------------------------------------------------------------------------------
 
     def predict(self, image: Any, tta: bool = False, timings: dict[str, float] | None = None,
-                probabilities_out: list | None = None) -> np.ndarray:
+                probabilities_out: list | None = None, probabilities: Any = None, uncertainty: bool = False,
+                extras: dict[str, Any] | None = None) -> np.ndarray:
         """Label map (spatial shape of ``image``) for one channel-first input MetaTensor, as an integer numpy array.
 
-        The same as ``finish(infer(prepare(image), tta))``; the batch runner calls the three steps in different
-        threads (preprocessing in the read-ahead thread, the rest of the postprocessing in the writer thread).
+        The same as ``finish(infer(prepare(image), tta, ...), extras=extras)``; the batch runner calls the three steps
+        in different threads (preprocessing in the read-ahead thread, the rest of the postprocessing in the writer
+        thread).
 
         Args:
             image: ``(C, *spatial)`` MetaTensor as given by :func:`custom_nets.inference.io.to_meta_tensor`.
@@ -572,14 +598,16 @@ class BundleSegmenter:
                 ``post`` (the rest: sliding-window assembly, activation, TTA averaging, postprocessing) seconds.
             probabilities_out: if given, a copy of the (mean) probabilities before the rest of the postprocessing
                 (network space, ``(C, *spatial)``) is appended to it (for checks).
+            probabilities, uncertainty, extras: see :meth:`infer` and :meth:`finish`.
         """
         timings = {} if timings is None else timings
         holder = [image]
         del image
         prepared = self.prepare(holder.pop(), timings)
-        inferred = self.infer(prepared, tta, timings, probabilities_out)
+        inferred = self.infer(prepared, tta, timings, probabilities_out, probabilities=probabilities,
+                              uncertainty=uncertainty)
         del prepared
-        return self.finish(inferred, timings)
+        return self.finish(inferred, timings, extras=extras)
 
     def prepare(self, image: Any, timings: dict[str, float] | None = None) -> dict[str, Any]:
         """The bundle's preprocessing of one input MetaTensor (``timings["pre"]``: seconds)."""
@@ -593,17 +621,29 @@ class BundleSegmenter:
         return data
 
     def infer(self, data: dict[str, Any], tta: bool = False, timings: dict[str, float] | None = None,
-              probabilities_out: list | None = None) -> dict[str, Any]:
+              probabilities_out: list | None = None, probabilities: Any = None,
+              uncertainty: bool = False) -> dict[str, Any]:
         """The network (sliding window, TTA) and the postprocessing up to its activation: ``data["pred"]``.
+
+        Args:
+            probabilities: keep the probabilities for :meth:`finish` to return, stored as this dtype
+                (``torch.float32`` or ``torch.float16``; the label map is then made from the stored values, so
+                thresholding them gives it back exactly).
+            uncertainty: follow the agreement of the TTA passes (implies ``tta``;
+                :class:`~custom_nets.inference.outputs.PassAgreement`): :meth:`finish` returns the uncertainty map
+                and the per-case scores.
 
         ``timings``: ``network`` (seconds in the network calls) and ``post`` (the rest) are set.
         """
+        from .outputs import PassAgreement
+
         start = time.perf_counter()
         self.backend.reset()
         prepared = data["image"]
         batch = torch.as_tensor(prepared.as_tensor() if hasattr(prepared, "as_tensor") else prepared)[None]
-        flips = _flip_sets(batch.ndim - 2) if tta else [()]
-        probabilities = None
+        flips = _flip_sets(batch.ndim - 2) if tta or uncertainty else [()]
+        agreement = PassAgreement(self.threshold) if uncertainty else None
+        mean = None
         with torch.no_grad():
             for dims in flips:
                 x = torch.flip(batch, dims) if dims else batch
@@ -616,29 +656,66 @@ class BundleSegmenter:
                     output = torch.flip(output, dims)
                 step = self.activation({"image": prepared, "pred": output[0]})["pred"]
                 del output
-                if probabilities is None:
-                    probabilities = step
+                if agreement is not None:
+                    agreement.add(step)
+                if mean is None:
+                    mean = step
                 else:
-                    probabilities += step
+                    mean += step
                 del step
             del batch
             if len(flips) > 1:
-                probabilities /= len(flips)
+                mean /= len(flips)
         if probabilities_out is not None:
-            probabilities_out.append(_plain(probabilities).clone())
-        data["pred"] = probabilities
+            probabilities_out.append(_plain(mean).clone())
+        data["pred"] = mean
+        if probabilities is not None:
+            data["_probabilities"] = probabilities
+        if agreement is not None:
+            data["_uncertainty"] = agreement.uncertainty()
+            data["_tta_scores"] = agreement.scores(data["_uncertainty"])
+            del agreement
         if timings is not None:
             network = self.backend.reset()
             timings["network"] = network
             timings["post"] = max(0.0, time.perf_counter() - start - network)
         return data
 
-    def finish(self, data: dict[str, Any], timings: dict[str, float] | None = None) -> np.ndarray:
-        """The rest of the postprocessing (``Invertd``, threshold, labels) -> label map; adds to ``timings["post"]``."""
+    def finish(self, data: dict[str, Any], timings: dict[str, float] | None = None,
+               extras: dict[str, Any] | None = None) -> np.ndarray:
+        """The rest of the postprocessing (``Invertd``, threshold, labels) -> label map; adds to ``timings["post"]``.
+
+        The postprocessing runs in two parts: up to its last ``Invertd`` (on the probabilities, with the uncertainty
+        map of :meth:`infer` as one more channel, so both reach the input's grid in the same inversion), then the
+        rest (threshold, label conversion) on the probabilities alone.
+
+        Args:
+            extras: if given, filled with what :meth:`infer` was asked to keep, on the input's grid as numpy arrays:
+                ``"probabilities"`` ``(C, *spatial)`` (clipped to [0, 1], in the requested dtype), ``"uncertainty"``
+                ``(*spatial)`` float32 and ``"tta_scores"`` (``{"tta_uncertainty": ..., "tta_agreement": ...}``).
+        """
         start = time.perf_counter()
         spatial_shape = data.pop("_spatial_shape")
+        keep = data.pop("_probabilities", None)
+        uncertainty = data.pop("_uncertainty", None)
+        scores = data.pop("_tta_scores", None)
         with torch.no_grad():
-            data = self.after_activation(data)
+            channels = data["pred"].shape[0]
+            if uncertainty is not None:
+                data["pred"] = torch.cat([data["pred"], uncertainty.to(data["pred"].dtype)])
+                uncertainty = None
+            data = self.inversion(data)
+            if data["pred"].shape[0] > channels:
+                inverted = data["pred"]
+                uncertainty = _plain(inverted[channels:])[0].numpy().astype(np.float32)
+                data["pred"] = inverted[:channels]
+                del inverted
+            if keep is not None:
+                stored = torch.clamp(data["pred"], 0.0, 1.0).to(keep)
+                probabilities = _plain(stored).numpy().copy()
+                data["pred"] = stored.to(torch.float32)
+                del stored
+            data = self.after_inversion(data)
         pred = data.pop("pred")
         data.clear()
         label = _label_map(pred)
@@ -648,6 +725,12 @@ class BundleSegmenter:
                 f"the postprocessing returned a label map of shape {tuple(label.shape)} for an input of shape "
                 f"{spatial_shape}; the bundle's postprocessing must invert its spatial preprocessing (Invertd)"
             )
+        if extras is not None:
+            if keep is not None:
+                extras["probabilities"] = probabilities
+            if uncertainty is not None:
+                extras["uncertainty"] = uncertainty
+                extras["tta_scores"] = scores
         if timings is not None:
             timings["post"] = timings.get("post", 0.0) + time.perf_counter() - start
         return label

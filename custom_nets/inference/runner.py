@@ -1,9 +1,10 @@
 """The batch loop: read ahead in background threads, segment, write, record every case in ``summary.csv``.
 
 Each case runs on its own: a case that fails (unreadable input, wrong channels, an error in the network) is recorded as
-``failed`` with a one-line error naming the file and the problem, and the batch goes on. A case whose output file
-already exists is ``skipped`` (unless ``overwrite``), so a re-run after an interruption does only the missing ones;
-outputs are written atomically, so an existing output is always a finished one.
+``failed`` with a one-line error naming the file and the problem, and the batch goes on. A case whose output files
+(the label map and every optional output asked for: probabilities, uncertainty, statistics) already exist is
+``skipped`` (unless ``overwrite``), so a re-run after an interruption does only the missing ones; outputs are written
+atomically, so an existing output is always a finished one.
 
 Three stages overlap: the read-ahead threads (``workers``) read the next cases and run the bundle's preprocessing on
 them, the main thread runs the network (sliding window, TTA, activation) on the current case, and one writer thread
@@ -21,12 +22,13 @@ import itertools
 import json
 import logging
 import os
+import re
 import sys
 import time
 from collections import deque
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable
 
@@ -58,6 +60,7 @@ SUMMARY_NAME = "summary.csv"
 TIMING_KEYS = ("read", "pre", "network", "post", "write")  # summary.csv columns read_s, pre_s, ... (seconds)
 PREVIEW_FOLDER = "preview"
 PROVENANCE_KEYS = ("model_sha256", "bundle_version", "settings")  # summary.csv columns: what made each output
+_VOLUME_COLUMN = re.compile(r"^label_-?\d+_(ml|pixels)$")  # SummaryWriter.column
 
 
 @dataclass
@@ -73,6 +76,9 @@ class RunOptions:
     allow_resample: bool = False  # resample a channel on another grid onto the first one (noted in the summary)
     settings: Mapping[str, Any] = field(default_factory=dict)  # more result-changing settings to record (backend...)
     free_bytes_needed: int = MIN_FREE_BYTES  # free space the output folder needs to go on after a failed write
+    probabilities: str | None = None  # also write <case>_probabilities.*: "nifti" (3D), "npz" or "auto"
+    uncertainty: bool = False  # also write <case>_uncertainty.* and the TTA scores (implies tta)
+    statistics: bool = False  # also write <case>_statistics.json and its summary.csv columns
 
 
 @dataclass
@@ -90,6 +96,7 @@ class CaseResult:
     note: str = ""  # what was done to the input (a resampled channel)
     provenance: dict[str, str] = field(default_factory=dict)  # model and settings that made the output
     output_error: bool = False  # failed while writing to the output folder (not in summary.csv)
+    extra: dict[str, str] = field(default_factory=dict)  # columns of --uncertainty and --statistics
 
 
 @dataclass
@@ -100,6 +107,7 @@ class _ReadOutcome:
     prepared: dict | None = None  # the bundle's preprocessing output (segmenters with prepare())
     shown: np.ndarray | None = None  # the image for the preview
     pre_seconds: float = 0.0
+    image: np.ndarray | None = None  # the image as read, for --statistics
 
 
 class SummaryWriter:
@@ -116,6 +124,7 @@ class SummaryWriter:
         self.values = sorted({int(v) for v in label_values})
         self.spatial_dims = spatial_dims
         self.rows: list[CaseResult] = []
+        self.extra_columns: list[str] = []  # --uncertainty and --statistics columns, after the others
         self.min_interval = min_interval
         self._last_write = float("-inf")
 
@@ -135,6 +144,7 @@ class SummaryWriter:
             if value not in self.values:
                 logger.warning(f"{result.case}: label value {value} is not in the bundle's metadata label_values")
                 self.values = sorted({*self.values, value})
+        self.extra_columns += [c for c in result.extra if c not in self.extra_columns]
         self.rows.append(result)
 
     def _cells(self, result: CaseResult) -> list[str]:
@@ -150,14 +160,20 @@ class SummaryWriter:
                 cells.append(str(result.counts.get(value, 0)))
         cells += [f"{result.timings[k]:.3f}" if k in result.timings else "" for k in TIMING_KEYS]
         cells += [result.note, *(result.provenance.get(k, "") for k in PROVENANCE_KEYS)]
+        cells += [result.extra.get(c, "") for c in self.extra_columns]
         return cells
+
+    def extra_cells(self, row: Mapping[str, str]) -> dict[str, str]:
+        """The cells of an earlier ``summary.csv`` row beyond this writer's own columns (kept for skipped cases)."""
+        own = {*SUMMARY_HEADER.split(","), *(f"{k}_s" for k in TIMING_KEYS), "note", *PROVENANCE_KEYS}
+        return {k: v for k, v in row.items() if k and k not in own and not _VOLUME_COLUMN.match(k) and v is not None}
 
     def write(self) -> None:
         def write(tmp: Path) -> None:
             with open(tmp, "w", newline="", encoding="utf-8") as f:
                 writer = csv.writer(f)
                 writer.writerow([*SUMMARY_HEADER.split(","), *(self.column(v) for v in self.values),
-                                 *(f"{k}_s" for k in TIMING_KEYS), "note", *PROVENANCE_KEYS])
+                                 *(f"{k}_s" for k in TIMING_KEYS), "note", *PROVENANCE_KEYS, *self.extra_columns])
                 for row in sorted(self.rows, key=lambda r: r.case):
                     writer.writerow(self._cells(row))
 
@@ -236,10 +252,12 @@ def _error_text(case: Case, exc: BaseException) -> str:
     return _one_line(f"{case.describe()}: {message}")
 
 
-def _read(case: Case, segmenter: Any, preview: bool = False, allow_resample: bool = False) -> _ReadOutcome:
+def _read(case: Case, segmenter: Any, preview: bool = False, allow_resample: bool = False,
+          keep_image: bool = False) -> _ReadOutcome:
     """Read one case and run the bundle's preprocessing on it (in a read-ahead thread). Never raises.
 
     Preprocessing runs here, overlapped with the network of the previous case, when the segmenter has ``prepare``.
+    ``keep_image``: keep a copy of the image as read (``outcome.image``, for ``--statistics``).
     """
     start = time.perf_counter()
     try:
@@ -249,6 +267,8 @@ def _read(case: Case, segmenter: Any, preview: bool = False, allow_resample: boo
     outcome = _ReadOutcome(loaded, "", time.perf_counter() - start)
     if preview:
         outcome.shown = loaded.image[:1].copy() if loaded.geometry.spatial_dims == 3 else loaded.image.copy()
+    if keep_image:  # a copy: the preprocessing may work in place on the array it is given
+        outcome.image = loaded.image.copy()
     if not hasattr(segmenter, "prepare"):
         return outcome
     start = time.perf_counter()
@@ -321,6 +341,20 @@ class _Computed:
     inferred: dict | None = None  # segmenters with finish(): the network output, postprocessing still to do
     label: np.ndarray | None = None  # other segmenters: the label map
     note: str = ""
+    image: np.ndarray | None = None  # the image as read (--statistics)
+    extras: dict | None = None  # probabilities / uncertainty map / TTA scores, filled by finish()
+
+
+def _asked(options: RunOptions) -> dict[str, Any]:
+    """The keywords of ``infer``/``predict`` for the optional outputs asked for (none: the plain call)."""
+    import torch
+
+    asked: dict[str, Any] = {}
+    if options.probabilities:
+        asked["probabilities"] = torch.float16 if options.probabilities == "npz" else torch.float32
+    if options.uncertainty:
+        asked["uncertainty"] = True
+    return asked
 
 
 def _compute(segmenter: Any, case: Case, outcome: _ReadOutcome, waited: float, output_dir: Path,
@@ -332,21 +366,25 @@ def _compute(segmenter: Any, case: Case, outcome: _ReadOutcome, waited: float, o
     if outcome.loaded is None:
         seconds = outcome.seconds + outcome.pre_seconds
         return CaseResult(case.name, "failed", seconds, outcome.error, timings=timings)
-    loaded, prepared, shown = outcome.loaded, outcome.prepared, outcome.shown
-    outcome.loaded = outcome.prepared = outcome.shown = None
+    loaded, prepared, shown, image = outcome.loaded, outcome.prepared, outcome.shown, outcome.image
+    outcome.loaded = outcome.prepared = outcome.shown = outcome.image = None
     start = time.perf_counter()
     try:
         target = output_path(output_dir, case)
         geometry = loaded.geometry
-        computed = _Computed(case, target, geometry, shown, timings, 0.0, note="; ".join(loaded.notes))
+        computed = _Computed(case, target, geometry, shown, timings, 0.0, note="; ".join(loaded.notes), image=image)
+        asked = _asked(options)  # only asked-for keywords: segmenters without the optional outputs keep working
+        if asked:
+            computed.extras = {}
         if prepared is not None:
-            computed.inferred = segmenter.infer(prepared, tta=options.tta, timings=timings)
+            computed.inferred = segmenter.infer(prepared, tta=options.tta, timings=timings, **asked)
             del prepared
         else:
             holder = [to_meta_tensor(loaded)]
             loaded.image = None
             del loaded
-            computed.label = segmenter.predict(holder.pop(), tta=options.tta)
+            computed.label = segmenter.predict(holder.pop(), tta=options.tta, extras=computed.extras, **asked) \
+                if asked else segmenter.predict(holder.pop(), tta=options.tta)
             timings["post"] = time.perf_counter() - start
     except Exception as exc:  # noqa: BLE001 - every failure is a per-case error
         seconds = outcome.seconds + outcome.pre_seconds + time.perf_counter() - start
@@ -355,16 +393,56 @@ def _compute(segmenter: Any, case: Case, outcome: _ReadOutcome, waited: float, o
     return computed
 
 
-def _write(computed: _Computed, segmenter: Any, output_dir: Path) -> CaseResult:
+def _stage_extras(staged: Any, computed: _Computed, label: np.ndarray, segmenter: Any, output_dir: Path,
+                  options: RunOptions) -> dict[str, str]:
+    """Write the optional outputs of a case under temporary names (renamed with the label map); their summary cells."""
+    from .outputs import (channel_description, extra_output_paths, label_statistics, statistics_columns,
+                          write_json, write_probabilities, write_uncertainty)
+
+    geometry, extras = computed.geometry, computed.extras or {}
+    paths = extra_output_paths(output_dir, computed.case.name, geometry.spatial_dims, options.probabilities,
+                               options.uncertainty, options.statistics)
+    cells: dict[str, str] = {}
+    if "probabilities" in paths:
+        channels = channel_description(getattr(segmenter, "task", None), segmenter.label_values)
+        probabilities = extras.pop("probabilities")
+        staged.stage(paths["probabilities"],
+                     lambda tmp: write_probabilities(tmp, probabilities, geometry, options.probabilities, channels))
+        del probabilities
+    if "uncertainty" in paths:
+        uncertainty = extras.pop("uncertainty")
+        staged.stage(paths["uncertainty"], lambda tmp: write_uncertainty(tmp, uncertainty, geometry))
+        cells.update({k: f"{v:.6f}" for k, v in extras.pop("tta_scores").items()})
+    if "statistics" in paths:
+        spec = segmenter.spec
+        names = [spec.channel_name(i) for i in range(spec.num_channels)]
+        stats = label_statistics(label, computed.image, geometry, segmenter.label_values, names)
+        computed.image = None
+        stats = {"case": computed.case.name, "label_map": computed.target.name, **stats}
+        staged.stage(paths["statistics"], lambda tmp: write_json(tmp, stats))
+        cells.update(statistics_columns(stats))
+    return cells
+
+
+def _write(computed: _Computed, segmenter: Any, output_dir: Path, options: RunOptions | None = None) -> CaseResult:
     """Finish the postprocessing, count the labels, draw the preview, write the label map atomically (in the writer
-    thread, overlapped with the network of the next case). Never raises (but Ctrl-C)."""
+    thread, overlapped with the network of the next case). Never raises (but Ctrl-C).
+
+    The optional outputs (``options``: probabilities, uncertainty, statistics) are written first under temporary
+    names and renamed only after the label map is written, so a failed case leaves none of its files."""
+    from .outputs import StagedFiles
+
+    options = options or RunOptions()
     case, timings = computed.case, computed.timings
     start = time.perf_counter()
     writing = False
+    cells: dict[str, str] = {}
+    staged = StagedFiles()
     try:
         if computed.inferred is not None:
             inferred, computed.inferred = computed.inferred, None
-            label = segmenter.finish(inferred, timings)
+            label = segmenter.finish(inferred, timings, extras=computed.extras) if computed.extras is not None \
+                else segmenter.finish(inferred, timings)
             del inferred
         else:
             label, computed.label = computed.label, None
@@ -375,6 +453,7 @@ def _write(computed: _Computed, segmenter: Any, output_dir: Path) -> CaseResult:
             write_preview_safe(preview, computed.shown, label, computed.geometry, segmenter.label_values)
             computed.shown = None
         writing = True
+        cells = _stage_extras(staged, computed, label, segmenter, output_dir, options)
         if computed.target.name.endswith(OUTPUT_TYPES["dicom-seg"]):
             from .dicom_seg import write_dicom_seg
 
@@ -382,14 +461,18 @@ def _write(computed: _Computed, segmenter: Any, output_dir: Path) -> CaseResult:
         else:
             write_label_map(label, computed.geometry, computed.target)
         del label
+        staged.commit()
     except Exception as exc:  # noqa: BLE001 - every failure is a per-case error
         timings["write"] = time.perf_counter() - start
         return CaseResult(case.name, "failed", computed.seconds + timings["write"], _error_text(case, exc),
                           timings=timings, note=computed.note,
                           output_error=writing and not isinstance(exc, CaseError))
+    finally:
+        staged.discard()  # whatever was not committed (a failure, Ctrl-C)
+        computed.image = computed.extras = None
     timings["write"] = time.perf_counter() - post_end
     return CaseResult(case.name, "ok", computed.seconds + time.perf_counter() - start, counts=counts,
-                      voxel_mm3=computed.geometry.voxel_volume_mm3, timings=timings, note=computed.note)
+                      voxel_mm3=computed.geometry.voxel_volume_mm3, timings=timings, note=computed.note, extra=cells)
 
 
 def write_preview_safe(path: Path, image: np.ndarray, label: np.ndarray, geometry: Any,
@@ -416,7 +499,15 @@ def segment_cases(segmenter: Any, cases: Sequence[Case], output_dir: str | os.Pa
     """
     from tqdm import tqdm
 
+    from .outputs import CHANNELS_FILE, channel_description, extra_output_paths, probability_format, write_channels_file
+
     options = options or RunOptions()
+    spatial_dims = segmenter.spec.spatial_dims
+    try:
+        fmt = probability_format(options.probabilities, spatial_dims)
+    except ValueError as exc:
+        raise OutputError(str(exc)) from None
+    options = replace(options, probabilities=fmt, tta=options.tta or options.uncertainty)
     output_dir = Path(output_dir)
     problem = check_output_folder(output_dir, options.free_bytes_needed)
     if problem:
@@ -434,10 +525,12 @@ def segment_cases(segmenter: Any, cases: Sequence[Case], output_dir: str | os.Pa
     for case in cases:
         try:
             target = output_path(output_dir, case)
+            wanted = [target, *extra_output_paths(output_dir, case.name, spatial_dims, options.probabilities,
+                                                  options.uncertainty, options.statistics).values()]
         except CaseError as exc:
             results.append(CaseResult(case.name, "failed", error=_error_text(case, exc)))
             continue
-        if not target.exists() or options.overwrite:
+        if options.overwrite or not all(path.exists() for path in wanted):  # every output asked for, or redo it
             todo.append(case)
             continue
         row = previous.get(case.name) or {}
@@ -451,6 +544,7 @@ def segment_cases(segmenter: Any, cases: Sequence[Case], output_dir: str | os.Pa
         skipped_result = _existing_result(case, target, previous.get(case.name), columns)
         skipped_result.provenance = {k: v for k, v in made_by.items() if v}
         skipped_result.note = row.get("note") or ""
+        skipped_result.extra = summary.extra_cells(row)
         results.append(skipped_result)
     skipped = sum(r.status == "skipped" for r in results)
     if skipped:
@@ -464,6 +558,13 @@ def segment_cases(segmenter: Any, cases: Sequence[Case], output_dir: str | os.Pa
     for result in results:
         summary.add(result)
     summary.write()
+    if options.probabilities:
+        try:
+            write_channels_file(output_dir / CHANNELS_FILE,
+                                channel_description(getattr(segmenter, "task", None), segmenter.label_values),
+                                float(getattr(segmenter, "threshold", 0.5)), options.probabilities, options.uncertainty)
+        except OSError as exc:
+            raise OutputError(f"{output_dir / CHANNELS_FILE} cannot be written ({_one_line(str(exc))})") from None
 
     if needs_itk([s for case in todo for s in case.sources]):
         warm_up_itk()
@@ -510,7 +611,7 @@ def segment_cases(segmenter: Any, cases: Sequence[Case], output_dir: str | os.Pa
     in_flight: Future | None = None
     wall = time.perf_counter()
     try:
-        read = lambda c: _read(c, segmenter, options.preview, options.allow_resample)  # noqa: E731
+        read = lambda c: _read(c, segmenter, options.preview, options.allow_resample, options.statistics)  # noqa: E731
         for case, outcome, waited in _prefetch(todo, read, options.workers):
             if stop:
                 break
@@ -526,9 +627,9 @@ def segment_cases(segmenter: Any, cases: Sequence[Case], output_dir: str | os.Pa
             if isinstance(item, CaseResult):
                 record(item)
             elif writer is not None:
-                in_flight = writer.submit(_write, item, segmenter, output_dir)
+                in_flight = writer.submit(_write, item, segmenter, output_dir, options)
             else:
-                record(_write(item, segmenter, output_dir))
+                record(_write(item, segmenter, output_dir, options))
             del item
     finally:
         try:
