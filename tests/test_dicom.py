@@ -138,6 +138,8 @@ def test_bad_dicom_fails_alone_and_two_series_in_a_folder_are_two_cases(mono_bun
         ds = pydicom.dcmread(path)
         ds.SeriesNumber = 9
         ds.save_as(path)
+    truncated = sorted(save_dicom_series(inputs / "truncated", image).iterdir())[3]
+    truncated.write_bytes(truncated.read_bytes()[:-300])
     duplicate = save_dicom_series(inputs / "duplicate", image)
     ds = pydicom.dcmread(sorted(duplicate.iterdir())[0])
     ds.SOPInstanceUID = generate_uid()
@@ -153,7 +155,7 @@ def test_bad_dicom_fails_alone_and_two_series_in_a_folder_are_two_cases(mono_bun
     cases = {c.name: c for c in discover_cases(inputs, InputSpec(3, 1))}
     assert {c: len(cases[c].sources[0].files) for c in cases} == {
         "good": 20, "pair_series1": 20, "pair_series2": 20, "missing slice": 19, "mixed": 20, "split": 20,
-        "duplicate": 21, "report": 1, "seg only": 2}
+        "duplicate": 21, "truncated": 20, "report": 1, "seg only": 2}
     assert {f.name for f in cases["pair_series2"].sources[0].files} == {f"x{k:03d}b" for k in range(20)}
 
     output = tmp_path / "out"
@@ -165,6 +167,7 @@ def test_bad_dicom_fails_alone_and_two_series_in_a_folder_are_two_cases(mono_bun
         "mixed": "different pixel spacings",
         "split": "mixed series",
         "duplicate": "two slices at the same position",
+        "truncated": "truncated DICOM file",
         "report": "not an image",
         "seg only": "not an image",
     }

@@ -400,12 +400,18 @@ def dicom_headers(source: Source) -> list[Any]:
         if modality in NON_IMAGE_MODALITIES or "SegmentSequence" in ds or pixels is None:
             raise CaseError(f"not an image: a DICOM {kind} ({modality or 'no modality'}"
                             f"{', no pixel data' if pixels is None else ''})", path)
+        if "Rows" not in ds or "Columns" not in ds:
+            raise CaseError("DICOM file without Rows/Columns", path)
         length, tell = getattr(pixels, "length", None), getattr(pixels, "value_tell", None)
         if length is not None and tell is not None and length != 0xFFFFFFFF and tell + length > size:
             raise CaseError(f"truncated DICOM file: the pixel data needs {tell + length} bytes, the file has {size}",
                             path)
-        if "Rows" not in ds or "Columns" not in ds:
-            raise CaseError("DICOM file without Rows/Columns", path)
+        stored = pixels.value if isinstance(getattr(pixels, "value", None), bytes) else None  # small: read, not located
+        needed = (int(ds.Rows) * int(ds.Columns) * int(ds.get("SamplesPerPixel", 1) or 1)
+                  * int(ds.get("NumberOfFrames", 1) or 1) * int(ds.get("BitsAllocated", 8) or 8) + 7) // 8
+        syntax = getattr(ds, "file_meta", {}).get("TransferSyntaxUID")
+        if stored is not None and not (syntax is not None and syntax.is_compressed) and len(stored) < needed:
+            raise CaseError(f"truncated DICOM file: {len(stored)} bytes of pixel data, the header needs {needed}", path)
         headers.append(ds)
     frames = int(headers[0].get("NumberOfFrames", 1) or 1)
     if len(headers) == 1:
