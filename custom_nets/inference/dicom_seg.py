@@ -122,8 +122,10 @@ def write_dicom_seg(label: np.ndarray, geometry: Geometry, case: Case, path: str
     if len(headers) == 1:
         raise CaseError("--output-type dicom-seg is written for series of single-frame images, not a multi-frame file",
                         source.path)
+    iop = np.asarray([float(v) for v in headers[0].ImageOrientationPatient])
+    headers.sort(key=lambda ds: float(np.dot([float(v) for v in ds.ImagePositionPatient], np.cross(iop[:3], iop[3:]))))
     label = np.asarray(label)
-    frames = label_on_sources(label, geometry, headers)
+    frames = label_on_sources(label, geometry, headers)  # frame i on source instance i, in slice order
     segments = segment_values(label, segmenter.label_values)
     if not segments:
         raise CaseError("the model has no label values to write as DICOM SEG segments")
