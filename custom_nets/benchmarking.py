@@ -6,6 +6,8 @@
   :func:`profile_forward`, :func:`bundle_spec` / :func:`build_network` / :func:`all_bundles`, :func:`window_count`.
 - The BraTS case (issue #18): :func:`run_brats_case`, :func:`measure_levers`, :func:`synthetic_brats_case`,
   :func:`train_brats_network`.
+- Training throughput (issue #18): :func:`measure_training` (a bundle's real training iteration against its pure
+  train step, :func:`train_step`, with the cache and loader settings of :func:`training_settings`).
 
 ``python scripts/benchmark.py --brats-case`` calls :func:`run_brats_case`:
 
@@ -44,7 +46,7 @@ import numpy as np
 __all__ = [
     "LEVERS", "REFERENCE_INFERER", "all_bundles", "build_network", "bundle_spec", "count_flops", "measure_levers",
     "profile_forward", "reference", "reference_callable", "run_brats_case", "synthetic_brats_case", "time_median",
-    "time_paired", "train_brats_network", "window_count",
+    "time_paired", "train_brats_network", "train_step", "training_settings", "measure_training", "window_count",
 ]
 
 BRATS_SHAPE = (240, 240, 155)
@@ -661,3 +663,247 @@ def measure_levers(bundle: str | os.PathLike, checkpoint: str | os.PathLike, sha
             if key != "batch":
                 seg.close()
     return rows
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# Training throughput (issue #18, item 3): a bundle's real training iteration against its pure train step
+# ----------------------------------------------------------------------------------------------------------------------
+
+
+def _training_log(message: str) -> None:
+    print(f"[training {time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
+
+
+def _config_value(parser: Any, key: str) -> Any:
+    """The parsed value of ``key`` in a bundle config, or None when the config has no such id."""
+    return parser.get_parsed_content(key) if key in parser else None
+
+
+def _plain(value: Any) -> Any:
+    """A JSON-ready copy of a config value (tensors and tuples as lists, other objects by name)."""
+    if isinstance(value, (bool, int, float, str)) or value is None:
+        return value
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    if hasattr(value, "tolist"):
+        return value.tolist()
+    return str(value)
+
+
+def training_settings(parser: Any, trainer: Any, batch: Any) -> dict[str, Any]:
+    """The cache and loader settings of a parsed ``train.json`` (what the training-throughput table reports)."""
+    loader = trainer.data_loader
+    dataset = loader.dataset
+    image = batch["image"] if isinstance(batch, dict) else batch[0]
+    patch = next((_plain(_config_value(parser, k)) for k in ("roi_size", "image_size") if k in parser), None)
+    return {
+        "dataset": type(dataset).__name__,
+        "cache_rate": _plain(_config_value(parser, "train#dataset#cache_rate")),
+        "cached_items": getattr(dataset, "cache_num", None),
+        "cases": len(dataset),
+        "loader": type(loader).__name__,
+        "num_workers": int(getattr(loader, "num_workers", 0)),
+        "persistent_workers": bool(getattr(loader, "persistent_workers", False)),
+        "pin_memory": bool(getattr(loader, "pin_memory", False)),
+        "batch_size": getattr(loader, "batch_size", None),
+        "num_samples": _plain(_config_value(parser, "num_samples")),
+        "patch": patch,
+        "batch_shape": list(image.shape),
+        "epoch_length": len(loader),
+        "val_interval": _plain(_config_value(parser, "val_interval")),
+        "amp": bool(trainer.amp),
+        "device": str(trainer.state.device),
+    }
+
+
+def train_step(trainer: Any, inputs: Any, targets: Any, args: Sequence[Any] = (),
+               kwargs: dict[str, Any] | None = None) -> Callable[[], Any]:
+    """The trainer's forward + loss + backward + optimizer step on a batch already on its device, as
+    ``monai.engines.SupervisedTrainer._iteration`` computes it (its AMP autocast and gradient scaler included) without
+    the engine's events: no loading, no handlers, no decollation. Returns the step as a callable."""
+    import torch
+
+    network, optimizer, loss_function, inferer = trainer.network, trainer.optimizer, trainer.loss_function, trainer.inferer
+    scaler = trainer.scaler if trainer.amp else None
+    kwargs = kwargs or {}
+    device_type = torch.device(trainer.state.device).type
+
+    def step() -> Any:
+        network.train()
+        optimizer.zero_grad(set_to_none=trainer.optim_set_to_none)
+        if scaler is not None:
+            with torch.autocast(device_type, **trainer.amp_kwargs):
+                loss = loss_function(inferer(inputs, network, *args, **kwargs), targets).mean()
+            scaler.scale(loss).backward()
+            scaler.step(optimizer)
+            scaler.update()
+        else:
+            loss = loss_function(inferer(inputs, network, *args, **kwargs), targets).mean()
+            loss.backward()
+            optimizer.step()
+        return loss
+
+    return step
+
+
+def _item_seconds(dataset: Any, count: int) -> float:
+    """Mean seconds of one item of ``dataset`` (its first ``count`` items in turn) with one torch thread, as a loader
+    worker computes it (``torch.utils.benchmark.Timer``, which adds two warm-up items of its own)."""
+    from torch.utils.benchmark import Timer
+
+    state = {"i": 0}
+
+    def item() -> Any:
+        state["i"] = (state["i"] + 1) % count
+        return dataset[state["i"]]
+
+    return Timer(stmt="item()", globals={"item": item}, num_threads=1).timeit(count).mean
+
+
+def measure_training(bundle: str | os.PathLike, workdir: str | os.PathLike, iterations: int = 10, warmup: int = 2,
+                     overrides: dict[str, Any] | None = None, samples: int = 4,
+                     log: Callable[[str], None] = _training_log) -> dict[str, Any]:
+    """Seconds of a training iteration of a bundle's real pipeline against its pure train step on the same batch.
+
+    ``configs/train.json`` runs through ``monai.bundle.ConfigWorkflow`` as ``python -m monai.bundle run training``
+    runs it (its dataset and cache, data loader and workers, augmentation, loss, optimizer, AMP setting, handlers and
+    periodic validation), on the bundle's demo data generated in ``workdir`` (checkpoints and logs go there too:
+    nothing is written in the bundle). The trainer runs ``warmup + iterations`` iterations and stops (without its
+    end-of-run validation); ignite's events time each measured iteration:
+
+    - ``iteration_s``: mean wall seconds from one iteration's end to the next over the measured iterations (epoch
+      boundaries included: loader restarts, checkpoints, logging), validation runs excluded (``validation_s``);
+    - ``data_wait_s``: mean seconds the trainer waited for a batch (the loader not keeping up);
+    - ``step_s``: mean seconds from a batch's arrival to the end of its iteration (train step and iteration handlers);
+    - ``pure_s``: median seconds of :func:`train_step` on the last batch, already on the device, ``iterations`` runs
+      after one warm-up run (:func:`time_median`; ``torch.utils.benchmark.Timer.timeit`` would add two warm-up runs
+      per call, tripling a 30-s step on a loaded machine);
+    - ``ratio``: ``iteration_s / pure_s`` (issue #18's target: at most 1.15 on 2 cores);
+    - ``sample_s``: mean seconds of one training dataset item (the random transforms on a cached case, or the whole
+      load when nothing is cached) in this process with one thread, as a loader worker computes it; ``samples`` items
+      (``torch.utils.benchmark.Timer``).
+      ``loader_cpu_s`` = ``sample_s * batch_size``: the CPU time the loader spends per batch.
+
+    ``overrides``: config ids and values on top of the bundle's (e.g. a smaller ``network_def#channels``).
+    """
+    import torch
+    from ignite.engine import Events
+    from monai.bundle import ConfigWorkflow
+
+    bundle, workdir = Path(bundle).resolve(), Path(workdir).resolve()
+    configs = bundle / "configs"
+    if not (configs / "train.json").is_file():
+        raise FileNotFoundError(f"{configs / 'train.json'}: no training config in this bundle")
+    run_dir = workdir / bundle.name
+    settings = {"bundle_root": str(bundle), "ckpt_dir": str(run_dir / "models"), "log_dir": str(run_dir / "runs"),
+                "demo_dir": str(run_dir / "demo_data"), **(overrides or {})}
+    warmup = max(1, int(warmup))  # the first measured iteration is timed from the end of the one before
+    total = warmup + max(1, int(iterations))
+    load_start = os.getloadavg()
+    started = time.perf_counter()
+    log(f"{bundle.name}: parsing configs/train.json, generating the demo data and filling the cache")
+    logging_conf = configs / "logging.conf"
+    workflow = ConfigWorkflow(config_file=str(configs / "train.json"), meta_file=str(configs / "metadata.json"),
+                              logging_file=str(logging_conf) if logging_conf.is_file() else False,
+                              workflow_type="train", **settings)
+    workflow.initialize()
+    parser = workflow.parser
+    trainer = parser.get_parsed_content("train#trainer")
+    setup_s = time.perf_counter() - started
+
+    marks: dict[str, list[float]] = {"get_start": [], "get_end": [], "start": [], "end": []}
+    validations: list[tuple[float, float]] = []
+    held: dict[str, Any] = {}
+
+    def mark(key: str) -> Callable[[Any], None]:
+        return lambda engine: marks[key].append(time.perf_counter())
+
+    def started_iteration(engine: Any) -> None:
+        marks["start"].append(time.perf_counter())
+        held["batch"] = engine.state.batch  # the collated batch (MONAI decollates engine.state.batch later)
+
+    def completed_iteration(engine: Any) -> None:
+        marks["end"].append(time.perf_counter())
+        done = len(marks["end"])
+        if done == warmup:
+            log(f"{bundle.name}: {warmup} warm-up iteration(s) done, timing {total - warmup}")
+        if done >= total:
+            engine.terminate(skip_completed=True)  # no end-of-run validation nor final model
+
+    trainer.add_event_handler(Events.GET_BATCH_STARTED, mark("get_start"))
+    trainer.add_event_handler(Events.GET_BATCH_COMPLETED, mark("get_end"))
+    trainer.add_event_handler(Events.ITERATION_STARTED, started_iteration)
+    trainer.add_event_handler(Events.ITERATION_COMPLETED, completed_iteration)  # last: after the logging handlers
+    if "validate#evaluator" in parser:
+        evaluator = parser.get_parsed_content("validate#evaluator")
+        evaluator.add_event_handler(Events.STARTED, lambda e: validations.append((time.perf_counter(), math.nan)))
+        evaluator.add_event_handler(
+            Events.COMPLETED, lambda e: validations.__setitem__(-1, (validations[-1][0], time.perf_counter())))
+    log(f"{bundle.name}: training {total} iterations ({len(trainer.data_loader)} per epoch)")
+    trainer.run()
+    if len(marks["end"]) < total:
+        raise RuntimeError(f"{bundle.name}: the trainer stopped after {len(marks['end'])} of {total} iterations")
+
+    # measured iterations: warmup+1 .. total; each from the end of the previous one, validation runs taken out
+    ends, iteration_times = marks["end"], []
+    for k in range(warmup, total):
+        lo, hi = ends[k - 1], ends[k]
+        inside = sum(max(0.0, min(b, hi) - max(a, lo)) for a, b in validations if not math.isnan(b))
+        iteration_times.append(hi - lo - inside)
+    waits = [b - a for a, b in zip(marks["get_start"][warmup:total], marks["get_end"][warmup:total])]
+    steps = [b - a for a, b in zip(marks["get_end"][warmup:total], ends[warmup:total])]
+
+    batch = held["batch"]
+    device = trainer.state.device
+    prepared = trainer.prepare_batch(batch, device, trainer.non_blocking, **trainer.to_kwargs)
+    step = train_step(trainer, *prepared)
+    threads = torch.get_num_threads()
+    log(f"{bundle.name}: pure train step on the last batch ({'x'.join(map(str, prepared[0].shape))}), "
+        f"{total - warmup} runs")
+    pure_s, pure_times = time_median(step, total - warmup, 1, device)
+    trainer.optimizer.zero_grad(set_to_none=True)
+
+    dataset = trainer.data_loader.dataset
+    count = min(max(1, samples), len(dataset))
+    sample_s = _item_seconds(dataset, count) if count else None
+    result_settings = training_settings(parser, trainer, batch)
+    iteration_s = statistics.fmean(iteration_times)
+    batch_size = result_settings["batch_size"] or 1
+    result = {
+        "bundle": bundle.name,
+        "iterations": total - warmup,
+        "warmup": warmup,
+        "iteration_s": iteration_s,
+        "iteration_median_s": statistics.median(iteration_times),
+        "pure_s": pure_s,
+        "ratio": iteration_s / pure_s,
+        "data_wait_s": statistics.fmean(waits) if waits else None,
+        "step_s": statistics.fmean(steps) if steps else None,
+        "sample_s": sample_s,
+        "loader_cpu_s": sample_s * batch_size if sample_s is not None else None,
+        "validation_s": [b - a for a, b in validations if not math.isnan(b)],
+        "setup_s": setup_s,
+        "iteration_times": iteration_times,
+        "pure_times": pure_times,
+        "threads": threads,
+        "settings": result_settings,
+        "loadavg_start": list(load_start),
+        "loadavg_end": list(os.getloadavg()),
+        "peak_rss_mb": _peak_rss_mb(),
+    }
+    log(f"{bundle.name}: iteration {iteration_s:.3f} s, pure {pure_s:.3f} s, ratio {result['ratio']:.2f}x "
+        f"(waiting for data {result['data_wait_s']:.3f} s per iteration)")
+    workflow.finalize()
+    _close_file_logs(run_dir)
+    return result
+
+
+def _close_file_logs(folder: Path) -> None:
+    """Close the root logger's file handlers writing under ``folder`` (the bundle's ``log_to_file`` added one)."""
+    import logging
+
+    root = logging.getLogger()
+    for handler in list(root.handlers):
+        if isinstance(handler, logging.FileHandler) and Path(handler.baseFilename).is_relative_to(folder):
+            root.removeHandler(handler)
+            handler.close()

@@ -5,6 +5,7 @@
     python scripts/benchmark.py --quick                 # small volumes, few repeats, a subset of networks (~1 min)
     python scripts/benchmark.py --bundles arunet3d,fct --repeats 7 --threads 2 --json out.json
     python scripts/benchmark.py --device cuda           # on a GPU (timings synchronised)
+    python scripts/benchmark.py --training --bundles arunet3d,unet2d --iterations 10   # training throughput
 
 One run measures, on the same inputs:
 
@@ -26,6 +27,11 @@ FLOPs are counted with ``torch.utils.flop_counter.FlopCounterMode`` (2 FLOPs per
 transposed convolutions and matrix products only: normalisation, activations, interpolation, pooling and
 concatenation count 0 FLOPs, so "achieved GFLOP/s" is the useful-arithmetic rate). Timings are medians over
 ``--repeats`` runs after warm-up runs. Every comparison (ratio) is between figures measured in the same run.
+
+``--training`` measures instead, per bundle, a training iteration of its ``configs/train.json`` on its demo data
+(as ``python -m monai.bundle run training`` runs it: cache, loader, workers, augmentation, handlers) against the pure
+forward + backward + optimizer step of the same batch, with the cache and loader settings it used
+(:func:`custom_nets.benchmarking.measure_training`; the table is in docs/performance.md).
 
 The measuring core (FLOP counting, paired timing, profiles, bundle specs, the BraTS case) is
 :mod:`custom_nets.benchmarking`; this script runs it in worker processes and prints the report.
@@ -252,6 +258,11 @@ def worker_main(path: str) -> int:
         out = measure_network(task)
     elif task["task"] == "batch_network":
         out = measure_batch_network(task)
+    elif task["task"] == "training":
+        from custom_nets.benchmarking import measure_training
+
+        out = measure_training(task["bundle"], task["workdir"], iterations=task["iterations"], warmup=task["warmup"],
+                               overrides=task.get("overrides"))
     elif task["task"] == "checkpoint":
         net = build_network({"kind": "bundle", "bundle": task["bundle"]})
         torch.save(net.state_dict(), task["checkpoint"])
@@ -505,12 +516,21 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument("--case-shape", default="240,240,155", help="--brats-case: case size x,y,z (default BraTS)")
     p.add_argument("--default-args", default="",
                    help="--brats-case: extra segment.py arguments of the default path (default: none)")
+    p.add_argument("--training", action="store_true",
+                   help="only training throughput (issue #18): per bundle, a training iteration of configs/train.json "
+                   "on its demo data (monai.bundle ConfigWorkflow: its cache, loader, workers, augmentation, handlers) "
+                   "against the pure forward + backward + optimizer step of the same batch (custom_nets.benchmarking."
+                   "measure_training)")
+    p.add_argument("--iterations", type=int,
+                   help="--training: timed iterations per bundle after --warmup ones (default 10, --quick 3)")
     p.add_argument("--worker", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     if args.repeats is None:
         args.repeats = 2 if args.quick else 5
     if args.warmup is None:
         args.warmup = 1 if args.quick else 2
+    if args.iterations is None:
+        args.iterations = 3 if args.quick else 10
     if args.sw_repeats is None:
         args.sw_repeats = 1
     if args.overlap != "bundle":
@@ -654,15 +674,115 @@ def brats_case_main(args: argparse.Namespace) -> int:
     return 0
 
 
+def run_training_worker(task: dict[str, Any], workdir: Path, threads: int | None) -> dict[str, Any]:
+    """``task`` in a fresh worker process whose ``[training ...]`` progress lines are shown as they come; its result
+    dict, or ``{"error": ...}`` (the worker's log, the bundle's training log included, is kept in ``workdir``)."""
+    fd, task_path = tempfile.mkstemp(suffix=".json", dir=workdir)
+    os.close(fd)
+    task = dict(task, result=task_path + ".out")
+    Path(task_path).write_text(json.dumps(task))
+    tail: list[str] = []
+    start = time.perf_counter()
+    with open(task_path + ".log", "w") as output:
+        proc = subprocess.Popen([sys.executable, str(Path(__file__).resolve()), "--worker", task_path],
+                                stdout=output, stderr=subprocess.PIPE, text=True, env=child_env(threads))
+        for line in proc.stderr:
+            if line.startswith("[training"):
+                print(line, end="", file=sys.stderr, flush=True)
+            else:
+                tail = (tail + [line.rstrip()])[-5:]
+        proc.wait()
+    result_path = Path(task["result"])
+    if proc.returncode != 0 or not result_path.is_file():
+        return {"error": f"worker exit {proc.returncode}: " + " | ".join(tail), "worker_wall_s": time.perf_counter() - start}
+    out = json.loads(result_path.read_text())
+    out["worker_wall_s"] = time.perf_counter() - start
+    return out
+
+
+def render_training(report: dict[str, Any]) -> str:
+    """The training-throughput table: one row per bundle, its settings, then the machine load."""
+    machine = report["machine"]
+    lines = [f"machine: {machine['cpu']}, {machine['cpus']} CPUs, load average at start "
+             f"{', '.join(fmt(v, '.2f') for v in machine.get('loadavg_start') or [])}; at end "
+             f"{', '.join(fmt(v, '.2f') for v in machine.get('loadavg_end') or [])}", ""]
+    head = ["bundle", "iteration s", "pure s", "ratio", "data wait s", "loader CPU s", "dataset", "cache_rate",
+            "loader", "workers", "batch", "patch", "batch shape", "per epoch"]
+    rows = []
+    for row in report["training"]:
+        r = row["result"]
+        if "error" in r:
+            rows.append([row["bundle"], "ERROR: " + r["error"][:160]])
+            continue
+        s = r["settings"]
+        batch = str(s["batch_size"]) + (f" x {s['num_samples']} samples" if s.get("num_samples") else "")
+        rows.append([row["bundle"], fmt(r["iteration_s"], ".3f"), fmt(r["pure_s"], ".3f"), fmt(r["ratio"], ".2f") + "x",
+                     fmt(r["data_wait_s"], ".3f"), fmt(r["loader_cpu_s"], ".3f"), s["dataset"], fmt(s["cache_rate"], "g"),
+                     s["loader"], str(s["num_workers"]), batch, "x".join(map(str, s["patch"] or [])) or "-",
+                     "x".join(map(str, s["batch_shape"])), str(s["epoch_length"])])
+    widths = [max(len(x[i]) if i < len(x) else 0 for x in [head, *rows]) for i in range(len(head))]
+    lines.append("  ".join(h.ljust(w) for h, w in zip(head, widths)))
+    lines.append("  ".join("-" * w for w in widths))
+    lines += ["  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in rows]
+    opts = report["options"]
+    lines += ["", f"iteration s: mean wall time per training iteration of configs/train.json over {opts['iterations']} "
+              f"iterations after {opts['warmup']} warm-up (epoch boundaries included, validation runs excluded); pure s: "
+              "median forward + loss + backward + optimizer step of the last batch, already in memory; ratio = "
+              "iteration / pure (target <= 1.15x); data wait s: mean time the trainer waited for a batch; loader CPU s: "
+              "one thread's time to produce a batch's items (random transforms on the cache, or the whole load)"]
+    for row in report["training"]:
+        validations = row["result"].get("validation_s") or []
+        if validations:
+            lines.append(f"  {row['bundle']}: validation {', '.join(fmt(v, '.1f') for v in validations)} s "
+                         f"(every {row['result']['settings']['val_interval']} epochs, not in iteration s)")
+    return "\n".join(lines)
+
+
+def training_main(args: argparse.Namespace) -> int:
+    """``--training``: :func:`custom_nets.benchmarking.measure_training` per bundle, each in a fresh process."""
+    bundles = _chosen(args.bundles, all_bundles(), QUICK_BUNDLES if args.quick else all_bundles(), "bundle")
+    started = time.time()
+    report: dict[str, Any] = {
+        "machine": machine_info(), "started_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(started)),
+        "options": {"iterations": args.iterations, "warmup": args.warmup, "threads": args.threads}, "training": [],
+    }  # fmt: skip
+    tmp = None
+    if args.workdir:
+        workdir = args.workdir
+        workdir.mkdir(parents=True, exist_ok=True)
+    else:
+        tmp = tempfile.mkdtemp(prefix="benchmark-training-")
+        workdir = Path(tmp)
+    try:
+        for i, name in enumerate(bundles, 1):
+            log(f"[{i}/{len(bundles)}] {name}: training throughput ({args.warmup} + {args.iterations} iterations)")
+            result = run_training_worker({"task": "training", "bundle": str(BUNDLES_DIR / name), "workdir": str(workdir),
+                                          "iterations": args.iterations, "warmup": args.warmup, "options": {
+                                              "threads": args.threads}}, workdir, args.threads)  # fmt: skip
+            if "error" in result:
+                log(f"  {name} failed: {result['error']}")
+            report["training"].append({"bundle": name, "result": result})
+    finally:
+        if tmp:
+            shutil.rmtree(tmp, ignore_errors=True)
+    _finish_report(report, started, args.json)
+    print(render_training(report))
+    log(f"done in {report['seconds']:.0f} s; raw figures in {args.json}")
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     if args.worker:
         return worker_main(args.worker)
     if args.from_json:
-        print(render(json.loads(args.from_json.read_text())))
+        data = json.loads(args.from_json.read_text())
+        print(render_training(data) if "training" in data else render(data))
         return 0
     if args.brats_case:
         return brats_case_main(args)
+    if args.training:
+        return training_main(args)
     started = time.time()
     specs = select(args)
     options = {"device": args.device, "quick": args.quick, "repeats": args.repeats, "warmup": args.warmup,
