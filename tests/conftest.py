@@ -81,3 +81,13 @@ def elsewhere(tmp_path: Path) -> Path:
     cwd = tmp_path / "somewhere else"
     cwd.mkdir()
     return cwd
+
+
+@pytest.fixture(scope="module")
+def one_thread():
+    """Tiny networks on a shared 2-core CPU: one intra-op thread is faster than two competing ones (restored after the
+    module). Use it with ``pytestmark = pytest.mark.usefixtures("one_thread")``."""
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)

@@ -1,4 +1,6 @@
-"""Tests of the AR-UNet (attention residual U-Net) and its blocks: shapes, gradients, input checks, TorchScript."""
+"""Tests of the AR-UNet (attention residual U-Net), its options and its blocks. What every network promises (shapes
+with deep supervision, gradients, size checks, TorchScript, ONNX, parameter counts) is checked once for all by
+``tests/test_network_contract.py`` (ARUNet with deep supervision; AttentionResUNet for the max-pool variant)."""
 
 from __future__ import annotations
 
@@ -10,8 +12,11 @@ from custom_nets.blocks.attention import AttentionGate
 from custom_nets.blocks.residual import PreActResidualBlock
 from custom_nets.blocks.sampling import Downsample, Upsample
 from custom_nets.nets.arunet import ARUNet
+from network_registry import n_params
 
 SMALL = (4, 8, 16, 32)  # four levels: sizes must be divisible by 8
+
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _size(spatial_dims: int) -> tuple[int, ...]:
@@ -19,32 +24,15 @@ def _size(spatial_dims: int) -> tuple[int, ...]:
 
 
 @pytest.mark.parametrize("spatial_dims", [2, 3])
-@pytest.mark.parametrize("deep_supervision", [False, True])
-def test_output_shapes(spatial_dims: int, deep_supervision: bool) -> None:
+def test_output_shapes_without_deep_supervision(spatial_dims: int) -> None:
+    """One tensor in training mode too (the contract runs ``deep_supervision=True``: stacked heads, index 0 final)."""
     torch.manual_seed(0)
-    net = ARUNet(spatial_dims, in_channels=2, out_channels=3, channels=SMALL, deep_supervision=deep_supervision)
+    net = ARUNet(spatial_dims, in_channels=2, out_channels=3, channels=SMALL, deep_supervision=False)
     size = _size(spatial_dims)
     x = torch.randn(2, 2, *size)
-    net.train()
-    out = net(x)
-    if deep_supervision:
-        # final output + one head per intermediate decoder level (len(channels) - 2), all at the input size
-        assert out.shape == (2, 1 + len(SMALL) - 2, 3, *size)
-    else:
-        assert out.shape == (2, 3, *size)
-    net.eval()
+    assert net.train()(x).shape == (2, 3, *size)
     with torch.no_grad():
-        out_eval = net(x)
-    assert out_eval.shape == (2, 3, *size)
-    if deep_supervision:
-        # in training mode index 0 is the final output (compare with the eval output after freezing batch norm stats)
-        with torch.no_grad():
-            net.train()
-            for m in net.modules():
-                if isinstance(m, torch.nn.modules.batchnorm._BatchNorm):
-                    m.eval()
-            stacked = net(x)
-        torch.testing.assert_close(stacked[:, 0], out_eval)
+        assert net.eval()(x).shape == (2, 3, *size)
 
 
 def test_two_levels_and_options() -> None:
@@ -56,32 +44,16 @@ def test_two_levels_and_options() -> None:
     assert group(torch.randn(1, 1, 8, 8, 12)).shape == (1, 2, 8, 8, 12)
 
 
-@pytest.mark.parametrize("deep_supervision", [False, True])
-def test_gradients_reach_every_parameter(deep_supervision: bool) -> None:
+def test_gradients_reach_every_parameter_without_deep_supervision() -> None:
+    """The final head alone (the contract checks the deep-supervision configuration)."""
     torch.manual_seed(0)
-    net = ARUNet(3, in_channels=2, out_channels=2, channels=SMALL, deep_supervision=deep_supervision).train()
+    net = ARUNet(3, in_channels=2, out_channels=2, channels=SMALL, deep_supervision=False).train()
     x = torch.randn(2, 2, 16, 16, 16)
     net(x).square().mean().backward()
     names_without_grad = [n for n, p in net.named_parameters() if p.grad is None]
     assert not names_without_grad, names_without_grad
     zero = [n for n, p in net.named_parameters() if not bool(p.grad.abs().sum() > 0)]
     assert len(zero) < len(list(net.parameters())) // 10, zero  # essentially every parameter gets a gradient
-
-
-@pytest.mark.parametrize("spatial_dims,bad", [(3, (30, 32, 32)), (2, (64, 36))])
-def test_indivisible_size_raises(spatial_dims: int, bad: tuple[int, ...]) -> None:
-    net = ARUNet(spatial_dims, 1, 2, channels=SMALL)
-    with pytest.raises(ValueError, match="divisible"):
-        net(torch.randn(1, 1, *bad))
-
-
-def test_wrong_input_dims_raise() -> None:
-    net3 = ARUNet(3, 1, 2, channels=SMALL)
-    with pytest.raises(ValueError, match="5-D"):
-        net3(torch.randn(1, 1, 32, 32))
-    net2 = ARUNet(2, 1, 2, channels=SMALL)
-    with pytest.raises(ValueError, match="4-D"):
-        net2(torch.randn(1, 1, 16, 16, 16))
 
 
 def test_bad_constructor_arguments() -> None:
@@ -156,49 +128,15 @@ def test_sampling_blocks() -> None:
     assert Upsample(3, 4, 4)(torch.randn(1, 4, 2, 2, 2)).shape == (1, 4, 4, 4, 4)
 
 
-@pytest.mark.parametrize("spatial_dims", [2, 3])
-def test_torchscript_matches_eager(spatial_dims: int) -> None:
-    torch.manual_seed(0)
-    net = ARUNet(spatial_dims, in_channels=2, out_channels=3, channels=SMALL, deep_supervision=True)
-    size = (16,) * 3 if spatial_dims == 3 else (32,) * 2
-    x = torch.randn(1, 2, *size)
-    net.eval()
-    scripted = torch.jit.script(net)
-    with torch.no_grad():
-        torch.testing.assert_close(scripted(x), net(x), atol=1e-5, rtol=1e-5)
-    # training mode scripts too and returns the stacked deep-supervision tensor
-    net.train()
-    scripted_train = torch.jit.script(net)
-    assert scripted_train(x).shape == (1, 1 + len(SMALL) - 2, 3, *size)
-    with pytest.raises(Exception, match="divisible"):
-        scripted(torch.randn(1, 2, *(s + 2 for s in size)))
-
-
-def test_parameter_count_at_reference_widths() -> None:
-    net = ARUNet(3, in_channels=1, out_channels=4, channels=(64, 128, 256, 512))
-    n = sum(p.numel() for p in net.parameters())
-    print(f"ARUNet parameters at the reference widths (64, 128, 256, 512), in 1, out 4, 3D: {n:,}")
-    assert 20_000_000 < n < 60_000_000
-    assert f"{n:,}" in ARUNet.__doc__  # the docstring states the exact count
-    default = ARUNet()
-    n_default = sum(p.numel() for p in default.parameters())
-    print(f"ARUNet parameters at the default widths (16, 32, 64, 128), in 4, out 3, 3D: {n_default:,}")
-    assert f"{n_default:,}" in ARUNet.__doc__
-
-
 # ----------------------------------------------------------------------------------------------------------------------
 # Max-pool down-sampling and the LGG AttentionResUNet
 # ----------------------------------------------------------------------------------------------------------------------
 
 
-def _n_params(net: torch.nn.Module) -> int:
-    return sum(p.numel() for p in net.parameters())
-
-
 def test_downsample_default_is_the_strided_conv() -> None:
     conv = ARUNet(3, 1, 2, channels=SMALL)
     explicit = ARUNet(3, 1, 2, channels=SMALL, downsample="conv")
-    assert _n_params(conv) == _n_params(explicit)
+    assert n_params(conv) == n_params(explicit)
     assert isinstance(conv.encoder[1][0], Downsample)
     assert list(conv.state_dict()) == list(explicit.state_dict())  # same checkpoint keys as before the option
     with pytest.raises(ValueError, match="downsample"):
@@ -225,27 +163,7 @@ def test_maxpool_variant_shapes(spatial_dims: int) -> None:
     y = torch.randn(1, 4, *(6,) * spatial_dims)
     assert down(y).shape == (1, 6, *(3,) * spatial_dims)
     # fewer parameters than the stride-2 3x3 conv (1x1 conv after the pooling)
-    assert _n_params(net) < _n_params(ARUNet(spatial_dims, 2, 3, channels=SMALL, deep_supervision=True))
-
-
-def test_maxpool_variant_gradients() -> None:
-    torch.manual_seed(0)
-    net = ARUNet(2, 2, 2, channels=SMALL, downsample="maxpool").train()
-    net(torch.randn(2, 2, 32, 32)).square().mean().backward()
-    assert not [n for n, p in net.named_parameters() if p.grad is None]
-    zero = [n for n, p in net.named_parameters() if not bool(p.grad.abs().sum() > 0)]
-    assert len(zero) < len(list(net.parameters())) // 10, zero
-
-
-@pytest.mark.parametrize("spatial_dims", [2, 3])
-def test_maxpool_variant_torchscript(spatial_dims: int) -> None:
-    torch.manual_seed(0)
-    net = ARUNet(spatial_dims, 2, 3, channels=SMALL, downsample="maxpool", deep_supervision=True).eval()
-    size = (16,) * 3 if spatial_dims == 3 else (32,) * 2
-    x = torch.randn(1, 2, *size)
-    scripted = torch.jit.script(net)
-    with torch.no_grad():
-        torch.testing.assert_close(scripted(x), net(x), atol=1e-5, rtol=1e-5)
+    assert n_params(net) < n_params(ARUNet(spatial_dims, 2, 3, channels=SMALL, deep_supervision=True))
 
 
 def test_attention_resunet_defaults_and_shapes() -> None:
@@ -262,9 +180,6 @@ def test_attention_resunet_defaults_and_shapes() -> None:
     # reuses ARUNet's blocks: no other residual block or gate type
     assert sum(isinstance(m, Gate) for m in net.modules()) == 4
     assert sum(isinstance(m, PreActResidualBlock) for m in net.modules()) == 9
-    n = _n_params(net)
-    print(f"AttentionResUNet parameters at its defaults: {n:,}")
-    assert f"{n:,}" in AttentionResUNet.__doc__
     x = torch.randn(2, 3, 64, 48)
     net.eval()
     with torch.no_grad():
@@ -285,6 +200,4 @@ def test_attention_resunet_separable() -> None:
     out = net(torch.randn(2, 3, 32, 32))
     assert out.shape == (2, 1, 32, 32)
     out.mean().backward()
-    n_sep = _n_params(AttentionResUNet(separable=True))
-    assert f"{n_sep:,}" in AttentionResUNet.__doc__
-    assert n_sep < _n_params(AttentionResUNet())
+    assert n_params(AttentionResUNet(separable=True)) < n_params(AttentionResUNet())

@@ -43,17 +43,11 @@ NOT_ONNX_EXPORTABLE: dict[str, str] = {}
 
 HAS_ONNX = importlib.util.find_spec("onnx") is not None and importlib.util.find_spec("onnxruntime") is not None
 
+pytestmark = pytest.mark.usefixtures("one_thread")
+
 
 def test_every_bundle_has_tiny_settings() -> None:
     assert sorted(TINY) == bundle_names(), "add the new bundle's tiny network_def overrides to TINY"
-
-
-@pytest.fixture(autouse=True)
-def few_threads():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 @pytest.mark.parametrize("name", bundle_names())

@@ -1,5 +1,7 @@
-"""Tests of LinkNet, PSPNet and their blocks (ResNet encoder, pyramid pooling). Small widths and inputs keep the run
-short on a 2-core CPU; reference-width models are only built (on the meta device) to count parameters."""
+"""Tests of LinkNet, PSPNet and their blocks (ResNet encoder, pyramid pooling). What every network promises (shapes,
+gradients, size checks, TorchScript, ONNX, parameter counts at the reference widths) is checked by
+``tests/test_network_contract.py`` (LinkNet with deconv upsampling, PSPNet at ``TINY_PSPNET``); here what is particular
+to these two. Small widths and inputs keep the run short on a 2-core CPU."""
 
 from __future__ import annotations
 
@@ -14,19 +16,7 @@ from custom_nets.nets.pspnet import PSPNet
 TINY_LINKNET = {"channels": (8, 16, 16, 32)}
 TINY_PSPNET = {"channels": (4, 8, 8, 8), "layers": (1, 1, 2, 1), "bins": (1, 2, 3, 6)}
 
-
-def n_params(net: torch.nn.Module) -> int:
-    return sum(p.numel() for p in net.parameters())
-
-
-def assert_all_params_get_grad(net: torch.nn.Module, x: torch.Tensor) -> None:
-    net.train()
-    y = net(x)
-    # a random target avoids gradients that cancel by symmetry (e.g. y.sum() right after a norm)
-    loss = (y * torch.randn_like(y)).mean()
-    loss.backward()
-    missing = [name for name, p in net.named_parameters() if p.grad is None or not torch.any(p.grad != 0)]
-    assert not missing, f"parameters without gradient: {missing}"
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def assert_script_matches_eager(net: torch.nn.Module, x: torch.Tensor) -> None:
@@ -108,9 +98,8 @@ def test_pyramid_pooling_2d_custom_reduction_and_script() -> None:
 
 
 @pytest.mark.parametrize("spatial_dims, size", [(2, (64, 96)), (3, (32, 32, 64))])
-@pytest.mark.parametrize("upsample_mode", ["deconv", "nontrainable"])
-def test_linknet_output_shape(spatial_dims: int, size: tuple, upsample_mode: str) -> None:
-    net = LinkNet(spatial_dims, 3, 2, upsample_mode=upsample_mode, **TINY_LINKNET).eval()
+def test_linknet_nontrainable_upsampling_output_shape(spatial_dims: int, size: tuple) -> None:
+    net = LinkNet(spatial_dims, 3, 2, upsample_mode="nontrainable", **TINY_LINKNET).eval()
     assert net.divisor == 32
     with torch.no_grad():
         y = net(torch.randn(2, 3, *size))
@@ -124,20 +113,6 @@ def test_linknet_other_depth_and_bottleneck() -> None:
         assert net(torch.randn(1, 1, 16, 48)).shape == (1, 3, 16, 48)
 
 
-@pytest.mark.parametrize("spatial_dims", [2, 3])
-def test_linknet_gradients_reach_every_parameter(spatial_dims: int) -> None:
-    net = LinkNet(spatial_dims, 2, 3, **TINY_LINKNET)
-    assert_all_params_get_grad(net, torch.randn(2, 2, *([32] * spatial_dims)))
-
-
-def test_linknet_rejects_non_divisible_sizes() -> None:
-    net = LinkNet(3, 1, 2, **TINY_LINKNET)
-    with pytest.raises(ValueError, match="divisible"):
-        net(torch.randn(1, 1, 32, 32, 48))
-    with pytest.raises(ValueError):
-        net(torch.randn(1, 1, 32, 32))  # wrong number of dims
-
-
 def test_linknet_rejects_bad_arguments() -> None:
     with pytest.raises(ValueError):
         LinkNet(channels=(32,))
@@ -147,39 +122,20 @@ def test_linknet_rejects_bad_arguments() -> None:
         LinkNet(upsample_mode="pixelshuffle")
 
 
-@pytest.mark.parametrize("spatial_dims, upsample_mode", [(3, "deconv"), (2, "nontrainable")])
-def test_linknet_script_matches_eager(spatial_dims: int, upsample_mode: str) -> None:
-    net = LinkNet(spatial_dims, 4, 3, upsample_mode=upsample_mode, **TINY_LINKNET)
-    assert_script_matches_eager(net, torch.randn(1, 4, *([32] * spatial_dims)))
-
-
-def test_linknet_parameter_counts() -> None:
-    with torch.device("meta"):
-        reference = LinkNet(3, 1, 4, channels=(64, 128, 256, 512))
-        default = LinkNet()
-    assert abs(n_params(reference) - 32.9e6) / 32.9e6 < 0.10
-    assert n_params(reference) == 33_964_676
-    assert n_params(default) == 8_532_643  # documented in the module docstring
+def test_linknet_nontrainable_upsampling_script_matches_eager() -> None:
+    net = LinkNet(2, 4, 3, upsample_mode="nontrainable", **TINY_LINKNET)
+    assert_script_matches_eager(net, torch.randn(1, 4, 32, 32))
 
 
 # ---------------------------------------------------------------- PSPNet
 
 
-@pytest.mark.parametrize("spatial_dims, size", [(2, (48, 64)), (3, (16, 24, 32))])
-def test_pspnet_output_shape(spatial_dims: int, size: tuple) -> None:
-    net = PSPNet(spatial_dims, 3, 2, **TINY_PSPNET).eval()
+@pytest.mark.parametrize("spatial_dims", [2, 3])
+def test_pspnet_dilated_encoder(spatial_dims: int) -> None:
+    net = PSPNet(spatial_dims, 3, 2, **TINY_PSPNET)
     assert net.divisor == 8
     assert net.encoder.output_strides == (4, 8, 8, 8)
     assert [stage[-1].dilation for stage in net.encoder.stages] == [1, 1, 2, 4]
-    with torch.no_grad():
-        y = net(torch.randn(2, 3, *size))
-    assert y.shape == (2, 2, *size)
-
-
-@pytest.mark.parametrize("spatial_dims", [2, 3])
-def test_pspnet_gradients_reach_every_parameter(spatial_dims: int) -> None:
-    net = PSPNet(spatial_dims, 2, 3, dropout=0.0, **TINY_PSPNET)
-    assert_all_params_get_grad(net, torch.randn(2, 2, *([16] * spatial_dims)))
 
 
 def test_pspnet_batch_one_training() -> None:
@@ -187,12 +143,6 @@ def test_pspnet_batch_one_training() -> None:
     y = net(torch.randn(1, 4, 16, 16, 16))
     assert y.shape == (1, 3, 16, 16, 16)
     y.mean().backward()
-
-
-def test_pspnet_rejects_non_divisible_sizes() -> None:
-    net = PSPNet(2, 1, 2, **TINY_PSPNET)
-    with pytest.raises(ValueError, match="divisible"):
-        net(torch.randn(1, 1, 20, 16))
 
 
 def test_pspnet_rejects_bad_arguments() -> None:
@@ -204,18 +154,3 @@ def test_pspnet_rejects_bad_arguments() -> None:
         PSPNet(dropout=1.5)
     with pytest.raises(ValueError):
         PSPNet(bins=())
-
-
-@pytest.mark.parametrize("spatial_dims", [2, 3])
-def test_pspnet_script_matches_eager(spatial_dims: int) -> None:
-    net = PSPNet(spatial_dims, 4, 3, **TINY_PSPNET)
-    assert_script_matches_eager(net, torch.randn(1, 4, *([16] * spatial_dims)))
-
-
-def test_pspnet_parameter_counts() -> None:
-    with torch.device("meta"):
-        reference = PSPNet(3, 1, 4, channels=(64, 128, 256, 512), layers=(3, 4, 6, 3))
-        default = PSPNet()
-    assert abs(n_params(reference) - 74.4e6) / 74.4e6 < 0.10
-    assert n_params(reference) == 78_666_052
-    assert n_params(default) == 4_948_067  # documented in the module docstring
