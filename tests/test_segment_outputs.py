@@ -424,3 +424,52 @@ def test_2d_bundle_writes_npz_outputs_in_pixels(tmp_path: Path) -> None:
         assert len(entry["channels"]) == 3  # one per input channel (RGB)
     row = read_summary(output)["picture"]
     assert row["tta_agreement"] != "" and row["label_1_pixels"] == row["label_1_voxels"]
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# Several checkpoints: a fold ensemble
+# ----------------------------------------------------------------------------------------------------------------------
+
+
+def test_several_checkpoints_average_the_folds_probabilities(brats_bundle: Path, tmp_path: Path) -> None:
+    from monai.bundle import ConfigParser
+
+    parser = ConfigParser()
+    parser.read_config(str(brats_bundle / "configs" / "inference.json"))
+    parser["bundle_root"] = str(brats_bundle)
+    parser["network_def#channels"] = [4, 8, 16, 32]
+    folds = []
+    for seed in (1, 2):
+        torch.manual_seed(seed)
+        folds.append(tmp_path / f"fold_{seed}.pt")
+        torch.save(parser.get_parsed_content("network_def", lazy=False).state_dict(), folds[-1])
+    inputs = tmp_path / "in"
+    _brats_case(inputs / "case", "case", seed=5)
+
+    def probabilities(name: str, *checkpoints: Path) -> tuple[np.ndarray, dict]:
+        output = tmp_path / name
+        assert run(brats_bundle, inputs, output, "--save-probabilities", "--checkpoint", *map(str, checkpoints),
+                   overrides=TINY) == 0
+        p = np.moveaxis(np.asarray(nib.load(output / "case_probabilities.nii.gz").dataobj), 3, 0)
+        np.testing.assert_array_equal(_regions(p), np.asarray(nib.load(output / "case.nii.gz").dataobj))
+        return p, read_summary(output)["case"]
+
+    first, first_row = probabilities("one", folds[0])
+    second, _ = probabilities("two", folds[1])
+    both, both_row = probabilities("both", *folds)
+    assert np.abs(first - second).max() > 0.05  # the folds disagree, so the test can tell a mean from either
+    np.testing.assert_allclose(both, (first + second) / 2, atol=1e-4)  # the mean of probabilities
+    assert both_row["model_sha256"] != first_row["model_sha256"]  # a re-run with other folds redoes the case
+
+
+def test_ensemble_members_of_different_tasks_are_refused(brats_bundle: Path, tmp_path: Path) -> None:
+    brats = demo_task("brats")
+    folds = []
+    for i, channels in enumerate((brats.channel_names, ("image",))):
+        folder = tmp_path / f"fold_{i}"
+        prepare_task(Task(f"t{i}", tuple(channels), brats.label_names, brats.regions, brats.output_values, 3), folder)
+        torch.save({}, folder / "model.pt")
+        folds.append(folder / "model.pt")
+    inputs = tmp_path / "in"
+    _brats_case(inputs / "case", "case", seed=5)
+    assert run(brats_bundle, inputs, tmp_path / "out", "--checkpoint", *map(str, folds), overrides=TINY) == 2

@@ -116,7 +116,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--sw-batch-size", type=_positive_int, default=None,
                         help="sliding-window batch size (default: the bundle's)")
     parser.add_argument("--overlap", type=_overlap, default=None, help="sliding-window overlap (default: the bundle's)")
-    parser.add_argument("--checkpoint", type=Path, default=None, help="weights (default: <bundle>/models/model.pt)")
+    parser.add_argument("--checkpoint", type=Path, nargs="+", default=None, metavar="PT",
+                        help="weights (default: <bundle>/models/model.pt); several, e.g. "
+                        "runs/arunet3d/fold_*/models/model.pt, ensemble the folds of a cross-validation: their "
+                        "probabilities are averaged (nnU-Net's default)")
     parser.add_argument("--override", action="append", default=[], metavar="KEY=VALUE",
                         help="override a config value (JSON value), e.g. --override 'network_def#channels=[8,16,32,64]'; "
                         "repeatable; use the same overrides as in training")
@@ -261,7 +264,7 @@ def _run(args: argparse.Namespace) -> int:
         channels = ", ".join(spec.channel_name(i) for i in range(spec.num_channels))
         logger.info(f"{len(cases)} case(s) in {args.input}; bundle {segmenter.files.root.name} "
                     f"({spec.spatial_dims}D, {spec.num_channels} channel(s): {channels}) on {segmenter.device}, "
-                    f"weights {segmenter.checkpoint}, backend {args.backend}"
+                    f"weights {', '.join(map(str, segmenter.checkpoints))}, backend {args.backend}"
                     + (", TTA" if args.tta or args.uncertainty else ""))
         from .outputs import probability_format
 

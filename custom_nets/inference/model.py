@@ -40,6 +40,7 @@ import numpy as np
 import torch
 
 from custom_nets.data.dataset import TASK_FILE
+from custom_nets.ensemble import load_ensemble
 
 from .backends import first_output
 from .discovery import InputSpec
@@ -331,6 +332,29 @@ def _label_threshold(transforms: Any, default: float = 0.5) -> float:
     return default
 
 
+def _checkpoint_list(checkpoint: str | os.PathLike | Sequence[str | os.PathLike] | None) -> list[Path]:
+    """``None`` -> ``[]``; one path -> ``[path]``; several (the folds of a cross-validation) -> their paths."""
+    if checkpoint is None:
+        return []
+    if isinstance(checkpoint, (str, os.PathLike)):
+        return [Path(checkpoint)]
+    return [Path(c) for c in checkpoint]
+
+
+def _check_same_task(checkpoints: Sequence[Path]) -> None:
+    """The members of an ensemble must be models of one task (the ``task.json`` beside each, where there is one)."""
+    tasks = {}
+    for checkpoint in checkpoints:
+        path = checkpoint.parent / TASK_FILE
+        if path.is_file():
+            tasks[checkpoint] = path.read_text(encoding="utf-8")
+    if len(set(tasks.values())) > 1:
+        first, *others = tasks
+        other = next(c for c in others if tasks[c] != tasks[first])
+        raise SetupError(f"the checkpoints to ensemble are models of different tasks: {first.parent / TASK_FILE} and "
+                         f"{other.parent / TASK_FILE} differ (channels, labels or spacing)")
+
+
 def _first_output(output: Any) -> torch.Tensor:
     """The segmentation output of a network that returns several (tuple, list or dict): the first one."""
     try:
@@ -356,7 +380,9 @@ class BundleSegmenter:
     Args:
         bundle: bundle folder (or its ``configs`` folder or ``inference.json``) or exported bundle zip.
         device: ``"auto"`` (CUDA when present), ``"cpu"``, ``"cuda:1"``, ...
-        checkpoint: weights to load; default ``<ckpt_dir>/model.pt`` of the bundle (``models/model.pt``).
+        checkpoint: weights to load; default ``<ckpt_dir>/model.pt`` of the bundle (``models/model.pt``). Several
+            checkpoints (the folds of a cross-validation) make one :class:`~custom_nets.ensemble.ProbabilityEnsemble`
+            that averages their probabilities (nnU-Net's default); the task is the first one's.
         overrides: config overrides ``{"network_def#channels": [8, 16, 32, 64]}`` or ``["KEY=VALUE", ...]``.
         sw_batch_size, overlap: override the sliding window's settings (when the inferer is a sliding window).
         amp: mixed precision on CUDA (ignored with a warning on CPU).
@@ -380,7 +406,7 @@ class BundleSegmenter:
         self,
         bundle: str | os.PathLike,
         device: str | torch.device | None = "auto",
-        checkpoint: str | os.PathLike | None = None,
+        checkpoint: str | os.PathLike | Sequence[str | os.PathLike] | None = None,
         overrides: Sequence[str] | Mapping[str, Any] | None = None,
         sw_batch_size: int | None = None,
         overlap: float | None = None,
@@ -415,18 +441,18 @@ class BundleSegmenter:
                     parser[key] = value
                 except Exception as exc:  # noqa: BLE001
                     raise SetupError(f"cannot apply override {key}={value!r}: {type(exc).__name__}: {exc}") from None
-            if checkpoint and "ckpt_dir" in parser.get("") and (Path(checkpoint).parent / TASK_FILE).is_file():
-                parser["ckpt_dir"] = str(Path(checkpoint).parent)  # the task of these weights: their task.json
+            checkpoints = _checkpoint_list(checkpoint)
+            if checkpoints and "ckpt_dir" in parser.get("") and (checkpoints[0].parent / TASK_FILE).is_file():
+                parser["ckpt_dir"] = str(checkpoints[0].parent)  # the task of these weights: their task.json
             self.parser = parser
             self.task = self._task()
             self.spec = self._input_spec()
             self.label_values = self._label_values()
             self._configure_inferer(sw_batch_size, overlap)
-            self.network = self._parse("network_def")
-            if not isinstance(self.network, torch.nn.Module):
-                raise SetupError(f"network_def of {self.files.root} is not a torch module")
-            self.checkpoint = Path(checkpoint) if checkpoint else self._default_checkpoint()
-            load_state_dict(self.network, self.checkpoint)
+            self.checkpoints = checkpoints or [self._default_checkpoint()]
+            self.checkpoint = self.checkpoints[0]
+            _check_same_task(self.checkpoints)
+            self.network = load_ensemble(self._network_def, self.checkpoints, load_state_dict)
             self.network.to(self.device).eval()
             self._build_transforms()
             self.backend = self._build_backend(backend)
@@ -436,11 +462,17 @@ class BundleSegmenter:
 
     # -- construction helpers ------------------------------------------------------------------------------------------
 
-    def _parse(self, key: str) -> Any:
+    def _network_def(self) -> torch.nn.Module:
+        network = self._parse("network_def", lazy=False)  # a new module each call (one per ensemble member)
+        if not isinstance(network, torch.nn.Module):
+            raise SetupError(f"network_def of {self.files.root} is not a torch module")
+        return network
+
+    def _parse(self, key: str, lazy: bool = True) -> Any:
         if key not in self.parser.get(""):
             raise SetupError(f"{self.files.config} has no {key!r}")
         try:
-            return self.parser.get_parsed_content(key)
+            return self.parser.get_parsed_content(key, lazy=lazy)
         except Exception as exc:  # noqa: BLE001
             raise SetupError(f"cannot build {key!r} of {self.files.config}: {type(exc).__name__}: {exc}") from None
 

@@ -18,6 +18,7 @@ network and the one being written), and nothing of a finished case is kept but i
 from __future__ import annotations
 
 import csv
+import hashlib
 import itertools
 import json
 import logging
@@ -656,7 +657,7 @@ def run_provenance(segmenter: Any, options: RunOptions) -> dict[str, str]:
     """What makes an output what it is, as ``summary.csv`` records it: the checkpoint's SHA-256, the bundle version
     and the result-changing settings (TTA, sliding-window overlap, and ``options.settings``: backend, AMP, config
     overrides). A re-run with other values redoes the cases instead of skipping them."""
-    checkpoint = getattr(segmenter, "checkpoint", None)
+    checkpoints = getattr(segmenter, "checkpoints", None) or [getattr(segmenter, "checkpoint", None)]
     parser = getattr(segmenter, "parser", None)
 
     def config(key: str) -> Any:
@@ -670,10 +671,18 @@ def run_provenance(segmenter: Any, options: RunOptions) -> dict[str, str]:
     text = "; ".join(f"{key}={json.dumps(value, sort_keys=True, default=str)}"
                      for key, value in sorted(settings.items()) if value is not None)
     return {
-        "model_sha256": file_sha256(checkpoint) if checkpoint and Path(checkpoint).is_file() else "none",
+        "model_sha256": _checkpoints_sha256(checkpoints),
         "bundle_version": str(config("_meta_#version") or "unknown"),
         "settings": text,
     }
+
+
+def _checkpoints_sha256(checkpoints: Sequence[Any]) -> str:
+    """The checkpoint's SHA-256; for an ensemble, the SHA-256 of its members' (in order); ``none`` without a file."""
+    digests = [file_sha256(c) for c in checkpoints if c and Path(c).is_file()]
+    if not digests:
+        return "none"
+    return digests[0] if len(digests) == 1 else hashlib.sha256(" ".join(digests).encode()).hexdigest()
 
 
 def _log_totals(done: Sequence[CaseResult], wall: float) -> None:
