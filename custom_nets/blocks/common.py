@@ -9,6 +9,8 @@ once:
 * :func:`norm_layer`: ``get_norm_layer`` has no "no norm" case (``None`` or ``""``), which every block here accepts;
 * :class:`ConvNormAct`: a ``Convolution`` with the choices every block of the package makes (norm before activation,
   no conv bias in front of a norm, a bare conv when there is neither), so that no block spells them out again;
+* :class:`SequentialFeatures`: modules in sequence returning every output (a U-Net encoder's skips); MONAI's
+  encoders (``BaseEncoder`` and its backbones) are tied to named backbones with a fixed number of features;
 * :func:`check_positive`, :func:`check_dropout`, :func:`check_odd_kernel`, :func:`check_spatial_dims`: one clear
   ``ValueError`` naming the block or network and the offending values.
 """
@@ -28,6 +30,7 @@ __all__ = [
     "DEFAULT_ACT",
     "LINEAR_MODE",
     "ConvNormAct",
+    "SequentialFeatures",
     "check_dropout",
     "check_odd_kernel",
     "check_positive",
@@ -108,17 +111,10 @@ class ConvNormAct(Convolution):
     """
 
     def __init__(
-        self,
-        spatial_dims: int,
-        in_channels: int,
-        out_channels: int,
-        kernel_size: int = 3,
-        norm: str | tuple | None = "batch",
-        act: str | tuple | None = DEFAULT_ACT,
-        strides: int = 1,
-        bias: Optional[bool] = None,
-        **kwargs,
-    ) -> None:
+        self, spatial_dims: int, in_channels: int, out_channels: int, kernel_size: int = 3,
+        norm: str | tuple | None = "batch", act: str | tuple | None = DEFAULT_ACT, strides: int = 1,
+        bias: Optional[bool] = None, **kwargs,
+    ) -> None:  # fmt: skip
         check_positive(type(self).__name__, in_channels=in_channels, out_channels=out_channels)
         with_norm = has_norm(norm)
         super().__init__(
@@ -142,3 +138,19 @@ def resize_to(x: torch.Tensor, size: List[int], mode: str) -> torch.Tensor:
     if list(x.shape[2:]) == size:
         return x
     return F.interpolate(x, size=size, mode=mode, align_corners=False)
+
+
+class SequentialFeatures(nn.Sequential):
+    """Modules applied in sequence, returning the output of every one, first to last: the skips of a U-Net encoder.
+
+    ``forward(x)`` -> ``[m0(x), m1(m0(x)), ...]``. The submodules keep ``nn.Sequential``'s names (``0``, ``1``, ...),
+    i.e. the same ``state_dict`` keys as a ``nn.ModuleList`` of them.
+    """
+
+    def forward(self, x: torch.Tensor) -> List[torch.Tensor]:
+        """``x`` -> the list of every module's output."""
+        features: List[torch.Tensor] = []
+        for module in self:
+            x = module(x)
+            features.append(x)
+        return features

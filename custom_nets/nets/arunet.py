@@ -44,7 +44,14 @@ from monai.networks.layers.factories import Pool
 from monai.networks.layers.utils import get_act_layer
 
 from custom_nets.blocks.attention import AttentionGate
-from custom_nets.blocks.common import DEFAULT_ACT, check_dropout, check_positive, has_norm, norm_layer
+from custom_nets.blocks.common import (
+    DEFAULT_ACT,
+    SequentialFeatures,
+    check_dropout,
+    check_positive,
+    has_norm,
+    norm_layer,
+)
 from custom_nets.blocks.residual import PreActResidualBlock
 from custom_nets.blocks.sampling import Downsample, Upsample
 from custom_nets.nets.utils import SegmentationNetwork, check_channels, stack_heads
@@ -100,17 +107,10 @@ class ARUNetDecoderBlock(nn.Module):
     """
 
     def __init__(
-        self,
-        spatial_dims: int,
-        in_channels: int,
-        skip_channels: int,
-        out_channels: int,
-        inter_channels: int | None = None,
-        norm: str | tuple | None = "batch",
-        act: str | tuple = DEFAULT_ACT,
-        dropout: float = 0.0,
-        separable: bool = False,
-    ) -> None:
+        self, spatial_dims: int, in_channels: int, skip_channels: int, out_channels: int,
+        inter_channels: int | None = None, norm: str | tuple | None = "batch", act: str | tuple = DEFAULT_ACT,
+        dropout: float = 0.0, separable: bool = False,
+    ) -> None:  # fmt: skip
         super().__init__()
         inter = max(1, skip_channels // 2) if inter_channels is None else int(inter_channels)
         self.upsample = Upsample(spatial_dims, in_channels, out_channels)
@@ -181,18 +181,10 @@ class ARUNet(SegmentationNetwork):
     """
 
     def __init__(
-        self,
-        spatial_dims: int = 3,
-        in_channels: int = 4,
-        out_channels: int = 3,
-        channels: Sequence[int] = (16, 32, 64, 128),
-        norm: str | tuple | None = "batch",
-        act: str | tuple = DEFAULT_ACT,
-        dropout: float = 0.0,
-        deep_supervision: bool = False,
-        separable: bool = False,
-        downsample: str = "conv",
-    ) -> None:
+        self, spatial_dims: int = 3, in_channels: int = 4, out_channels: int = 3,
+        channels: Sequence[int] = (16, 32, 64, 128), norm: str | tuple | None = "batch", act: str | tuple = DEFAULT_ACT,
+        dropout: float = 0.0, deep_supervision: bool = False, separable: bool = False, downsample: str = "conv",
+    ) -> None:  # fmt: skip
         super().__init__(spatial_dims, in_channels, out_channels)
         check_dropout("ARUNet", dropout=dropout)
         if downsample not in DOWNSAMPLE_MODES:
@@ -218,7 +210,7 @@ class ARUNet(SegmentationNetwork):
             else:
                 down = Downsample(spatial_dims, channels[i - 1], channels[i], norm=None, act=None)
             encoder.append(nn.Sequential(down, res_block(channels[i], channels[i])))
-        self.encoder = nn.ModuleList(encoder)
+        self.encoder = SequentialFeatures(*encoder)
 
         # deepest first: decoder[j] produces level L - 2 - j
         self.decoder = nn.ModuleList(
@@ -249,12 +241,8 @@ class ARUNet(SegmentationNetwork):
         In training mode with ``deep_supervision`` the result is ``(B, 1 + len(channels) - 2, out_channels, *S)``.
         """
         self.check_input(x)
-        skips: List[torch.Tensor] = []
-        h = x
-        for level in self.encoder:
-            h = level(h)
-            skips.append(h)
-
+        skips = self.encoder(x)
+        h = skips[-1]
         n_skips = len(skips)
         decoded: List[torch.Tensor] = []  # coarsest first; decoded[-1] is level 0
         for j, block in enumerate(self.decoder):

@@ -65,7 +65,7 @@ import torch.nn as nn
 from monai.networks.blocks import Convolution
 from monai.networks.layers.factories import Pool
 
-from custom_nets.blocks.common import DEFAULT_ACT, ConvNormAct, check_positive
+from custom_nets.blocks.common import DEFAULT_ACT, ConvNormAct, SequentialFeatures, check_positive
 from custom_nets.blocks.full_scale import (
     ClassificationGuidedModule,
     FullScaleDecoderStage,
@@ -96,14 +96,9 @@ class UNet3PlusEncoderLevel(nn.Sequential):
     """
 
     def __init__(
-        self,
-        spatial_dims: int,
-        in_channels: int,
-        out_channels: int,
-        pool: bool,
-        norm: str | tuple | None = "batch",
+        self, spatial_dims: int, in_channels: int, out_channels: int, pool: bool, norm: str | tuple | None = "batch",
         act: str | tuple | None = DEFAULT_ACT,
-    ) -> None:
+    ) -> None:  # fmt: skip
         layers: List[nn.Module] = []
         if pool:
             layers.append(Pool[Pool.MAX, spatial_dims](kernel_size=2, stride=2))
@@ -143,20 +138,11 @@ class UNet3Plus(SegmentationNetwork):
     """
 
     def __init__(
-        self,
-        spatial_dims: int = 2,
-        in_channels: int = 1,
-        out_channels: int = 3,
-        channels: Sequence[int] = (16, 32, 64, 128, 256),
-        skip_channels: int | None = None,
-        deep_supervision: bool = True,
-        cgm: bool = False,
-        cgm_dropout: float = 0.5,
-        cgm_mode: str = "hard",
-        cgm_threshold: float = 0.5,
-        norm: str | tuple | None = "batch",
-        act: str | tuple | None = DEFAULT_ACT,
-    ) -> None:
+        self, spatial_dims: int = 2, in_channels: int = 1, out_channels: int = 3,
+        channels: Sequence[int] = (16, 32, 64, 128, 256), skip_channels: int | None = None,
+        deep_supervision: bool = True, cgm: bool = False, cgm_dropout: float = 0.5, cgm_mode: str = "hard",
+        cgm_threshold: float = 0.5, norm: str | tuple | None = "batch", act: str | tuple | None = DEFAULT_ACT,
+    ) -> None:  # fmt: skip
         super().__init__(spatial_dims, in_channels, out_channels)
         cgm = as_flag(cgm, "UNet3Plus cgm")
         deep_supervision = as_flag(deep_supervision, "UNet3Plus deep_supervision")
@@ -170,8 +156,8 @@ class UNet3Plus(SegmentationNetwork):
         n_levels = len(channels)
         stage_channels = n_levels * skip
 
-        self.encoder = nn.ModuleList(
-            [
+        self.encoder = SequentialFeatures(
+            *[
                 UNet3PlusEncoderLevel(
                     spatial_dims, in_channels if i == 0 else channels[i - 1], channels[i], pool=i > 0, norm=norm,
                     act=act,
@@ -212,11 +198,7 @@ class UNet3Plus(SegmentationNetwork):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """``(B, in_channels, *S)`` -> eval: logits ``(B, out_channels, *S)``; training: see the module docstring."""
         self.check_input(x)
-        encoded: List[torch.Tensor] = []
-        h = x
-        for encoder_level in self.encoder:
-            h = encoder_level(h)
-            encoded.append(h)
+        encoded = self.encoder(x)
         n_levels = len(encoded)
         bottleneck = encoded[n_levels - 1]
 
