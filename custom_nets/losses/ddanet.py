@@ -19,6 +19,7 @@ import torch
 import torch.nn as nn
 from torch.nn.modules.loss import _Loss
 
+from custom_nets.blocks.common import check_positive
 from custom_nets.losses.dice_bce import DiceBCELoss
 
 __all__ = ["MaskAndReconstructionLoss"]
@@ -49,8 +50,7 @@ class MaskAndReconstructionLoss(_Loss):
         super().__init__()
         if recon_weight < 0:
             raise ValueError(f"recon_weight must be non-negative, got {recon_weight}.")
-        if mask_channels < 1:
-            raise ValueError(f"mask_channels must be positive, got {mask_channels}.")
+        check_positive("MaskAndReconstructionLoss", mask_channels=mask_channels)
         self.mask_loss = DiceBCELoss() if mask_loss is None else mask_loss
         self.recon_loss = nn.BCEWithLogitsLoss()
         self.recon_weight = float(recon_weight)

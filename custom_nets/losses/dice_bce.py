@@ -17,6 +17,8 @@ import torch.nn.functional as F
 from monai.losses import DiceLoss
 from torch.nn.modules.loss import _Loss
 
+from custom_nets.losses.common import check_same_shape
+
 __all__ = ["DiceBCELoss"]
 
 
@@ -57,10 +59,7 @@ class DiceBCELoss(_Loss):
 
     def forward(self, input: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         """``input`` logits and ``target`` in ``[0, 1]``, both ``(B, C, *S)`` -> scalar."""
-        if input.shape != target.shape:
-            raise ValueError(
-                f"DiceBCELoss needs input and target of one shape, got {tuple(input.shape)} and {tuple(target.shape)}."
-            )
+        check_same_shape("DiceBCELoss", input, target)
         target = target.to(input.dtype)
         pos_weight = None
         if self.pos_weight is not None:

@@ -48,6 +48,7 @@ from torch.nn.modules.loss import _Loss
 
 from custom_nets.blocks.full_scale import gate_logits
 from custom_nets.flags import as_flag
+from custom_nets.losses.common import check_same_shape
 from custom_nets.losses.deep_supervision import StackedDeepSupervisionLoss
 from custom_nets.losses.dice_bce import DiceBCELoss
 
@@ -121,8 +122,7 @@ def ms_ssim(
     Terms are clamped at ``eps`` before the fractional powers (a term <= 0, i.e. anti-correlated images, would give
     an infinite gradient); clamped terms contribute no gradient.
     """
-    if x.shape != y.shape:
-        raise ValueError(f"MS-SSIM needs inputs of the same shape, got {tuple(x.shape)} and {tuple(y.shape)}.")
+    check_same_shape("MS-SSIM", x, y)
     spatial_dims = x.dim() - 2
     if spatial_dims not in (2, 3):
         raise ValueError(f"MS-SSIM supports 2D (B, C, H, W) and 3D (B, C, H, W, D) inputs, got {tuple(x.shape)}.")
@@ -242,10 +242,7 @@ class HybridLoss(_Loss):
         self.iou_weight = float(iou_weight)
 
     def forward(self, input: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        if input.shape != target.shape:
-            raise ValueError(
-                f"HybridLoss needs input and target of one shape, got {tuple(input.shape)} and {tuple(target.shape)}."
-            )
+        check_same_shape("HybridLoss", input, target)
         target = target.to(input.dtype)
         return (
             self.focal_weight * self.focal(input, target)

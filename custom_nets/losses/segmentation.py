@@ -18,6 +18,8 @@ import torch.nn as nn
 import torch.nn.functional as F
 from monai.losses import DiceFocalLoss, DiceLoss, FocalLoss
 
+from custom_nets.losses.common import check_same_shape
+
 __all__ = ["LOSS_NAMES", "WeightedBCEWithLogitsLoss", "WeightedCrossEntropyLoss", "segmentation_loss"]
 
 LOSS_NAMES = ("dice", "focal", "dicefocal", "wce")
@@ -42,11 +44,7 @@ class WeightedBCEWithLogitsLoss(nn.BCEWithLogitsLoss):
         super().__init__(pos_weight=weight)
 
     def forward(self, input: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        if input.shape != target.shape:
-            raise ValueError(
-                f"weighted BCE expects logits and target of the same shape (B, C, *S), got {tuple(input.shape)} and "
-                f"{tuple(target.shape)}."
-            )
+        check_same_shape("weighted BCE", input, target)
         return super().forward(input, target.to(input.dtype))
 
 
