@@ -102,12 +102,19 @@ def parameter_count(bundle: str, overrides: dict[str, Any]) -> int:
     return sum(p.numel() for p in network.parameters())
 
 
+def _interruptible() -> None:
+    """In the child before exec: SIGINT at its default, so Python there raises ``KeyboardInterrupt`` (a background job
+    of a non-interactive shell inherits SIGINT ignored, and the budget's stop would wait for the SIGKILL)."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def run_logged(command: list[str], log: Path, what: str, timeout: float | None = None) -> float:
     """Run ``command`` with its output in ``log``; the wall time. Stopped (SIGINT, then SIGKILL) at ``timeout``."""
     log.parent.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()
     with open(log, "w") as out:
-        proc = subprocess.Popen(command, cwd=REPO, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+        proc = subprocess.Popen(command, cwd=REPO, stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
+                                preexec_fn=_interruptible if os.name == "posix" else None)
         try:
             code = proc.wait(timeout=timeout)
         except subprocess.TimeoutExpired:

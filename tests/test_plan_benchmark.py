@@ -152,3 +152,17 @@ def test_compare_val_interval(ct_data: Path, tmp_path: Path, monkeypatch: pytest
     assert commands[0][commands[0].index("--val_interval") + 1] == "3"
     assert compare.main(args) == 1  # by default a run bounded by minutes validates after every epoch
     assert commands[1][commands[1].index("--val_interval") + 1] == "1"
+
+
+def test_budget_interrupts_a_child_that_inherited_sigint_ignored(tmp_path: Path) -> None:
+    # a background job of a non-interactive shell starts with SIGINT ignored; the budget's SIGINT must still reach
+    # the training run as KeyboardInterrupt (its handlers then stop it cleanly), not wait for the SIGKILL
+    import signal
+
+    child = ("import time\ntry:\n    time.sleep(600)\nexcept KeyboardInterrupt:\n    print('interrupted', flush=True)\n")
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        compare.run_logged([sys.executable, "-c", child], tmp_path / "child.log", "child", timeout=8)
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    assert (tmp_path / "child.log").read_text().strip() == "interrupted"
