@@ -67,9 +67,14 @@ class AttentionGate(nn.Module):
     """
 
     def __init__(
-        self, spatial_dims: int, skip_channels: int, gating_channels: int, inter_channels: int,
-        norm: str | tuple | None = "batch", act: str | tuple = "relu",
-    ) -> None:  # fmt: skip
+        self,
+        spatial_dims: int,
+        skip_channels: int,
+        gating_channels: int,
+        inter_channels: int,
+        norm: str | tuple | None = "batch",
+        act: str | tuple = "relu",
+    ) -> None:
         super().__init__()
         check_spatial_dims(spatial_dims, "AttentionGate")
         check_positive("AttentionGate", skip=skip_channels, gating=gating_channels, inter=inter_channels)

@@ -125,9 +125,15 @@ class ConvAttention(nn.Module):
     """
 
     def __init__(
-        self, spatial_dims: int, channels: int, num_heads: int, kv_stride: int = 2, attn_dropout: float = 0.0,
-        proj_dropout: float = 0.0, bias: bool = True,
-    ) -> None:  # fmt: skip
+        self,
+        spatial_dims: int,
+        channels: int,
+        num_heads: int,
+        kv_stride: int = 2,
+        attn_dropout: float = 0.0,
+        proj_dropout: float = 0.0,
+        bias: bool = True,
+    ) -> None:
         super().__init__()
         if channels <= 0 or num_heads <= 0 or channels % num_heads != 0:
             raise ValueError(f"channels ({channels}) must be a positive multiple of num_heads ({num_heads}).")
@@ -189,9 +195,13 @@ class WideFocus(nn.Module):
     """
 
     def __init__(
-        self, spatial_dims: int, in_channels: int, out_channels: int | None = None,
-        dilations: Sequence[int] = (1, 2, 3), dropout: float = 0.1,
-    ) -> None:  # fmt: skip
+        self,
+        spatial_dims: int,
+        in_channels: int,
+        out_channels: int | None = None,
+        dilations: Sequence[int] = (1, 2, 3),
+        dropout: float = 0.1,
+    ) -> None:
         super().__init__()
         out = in_channels if out_channels is None else int(out_channels)
         check_positive("WideFocus", in_channels=in_channels, out_channels=out)
@@ -234,9 +244,14 @@ class FCTLayer(nn.Module):
     """
 
     def __init__(
-        self, spatial_dims: int, channels: int, num_heads: int, kv_stride: int = 2, attn_dropout: float = 0.0,
+        self,
+        spatial_dims: int,
+        channels: int,
+        num_heads: int,
+        kv_stride: int = 2,
+        attn_dropout: float = 0.0,
         dropout: float = 0.1,
-    ) -> None:  # fmt: skip
+    ) -> None:
         super().__init__()
         self.norm1 = ChannelLayerNorm(channels)
         self.attention = ConvAttention(

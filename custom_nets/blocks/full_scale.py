@@ -70,9 +70,14 @@ class FullScaleSkip(nn.Module):
     """
 
     def __init__(
-        self, spatial_dims: int, in_channels: int, out_channels: int, scale_shift: int,
-        norm: str | tuple | None = "batch", act: str | tuple | None = DEFAULT_ACT,
-    ) -> None:  # fmt: skip
+        self,
+        spatial_dims: int,
+        in_channels: int,
+        out_channels: int,
+        scale_shift: int,
+        norm: str | tuple | None = "batch",
+        act: str | tuple | None = DEFAULT_ACT,
+    ) -> None:
         super().__init__()
         check_spatial_dims(spatial_dims, "FullScaleSkip")
         factor = 2 ** abs(int(scale_shift))
@@ -111,9 +116,14 @@ class FullScaleDecoderStage(nn.Module):
     """
 
     def __init__(
-        self, spatial_dims: int, source_channels: List[int], level: int, skip_channels: int,
-        norm: str | tuple | None = "batch", act: str | tuple | None = DEFAULT_ACT,
-    ) -> None:  # fmt: skip
+        self,
+        spatial_dims: int,
+        source_channels: List[int],
+        level: int,
+        skip_channels: int,
+        norm: str | tuple | None = "batch",
+        act: str | tuple | None = DEFAULT_ACT,
+    ) -> None:
         super().__init__()
         n_sources = len(source_channels)
         if not 0 <= level < n_sources:
@@ -175,10 +185,7 @@ def broadcast_presence(presence_logits: torch.Tensor, seg_logits: torch.Tensor) 
 
 
 def suppress_absent(
-    seg_logits: torch.Tensor,
-    presence_logits: torch.Tensor,
-    threshold: float = 0.5,
-    fill_value: float = SUPPRESSED_LOGIT,
+    seg_logits: torch.Tensor, presence_logits: torch.Tensor, threshold: float = 0.5, fill_value: float = SUPPRESSED_LOGIT
 ) -> torch.Tensor:
     """Hard CGM gating (the paper's inference rule): classes predicted absent get probability 0 everywhere.
 

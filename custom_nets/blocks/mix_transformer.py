@@ -169,9 +169,14 @@ class MiTBlock(nn.Module):
     """
 
     def __init__(
-        self, spatial_dims: int, dim: int, num_heads: int, mlp_ratio: float = 4.0, sr_ratio: int = 1,
+        self,
+        spatial_dims: int,
+        dim: int,
+        num_heads: int,
+        mlp_ratio: float = 4.0,
+        sr_ratio: int = 1,
         drop_path: float = 0.0,
-    ) -> None:  # fmt: skip
+    ) -> None:
         super().__init__()
         self.norm1 = nn.LayerNorm(dim, eps=MIT_NORM_EPS)
         self.attn = EfficientSelfAttention(spatial_dims, dim, num_heads, sr_ratio=sr_ratio)
@@ -207,10 +212,16 @@ class MixTransformer(nn.Module):
     """
 
     def __init__(
-        self, spatial_dims: int, in_channels: int = 3, embed_dims: Sequence[int] = (64, 128, 320, 512),
-        depths: Sequence[int] = (3, 4, 6, 3), num_heads: Sequence[int] = (1, 2, 5, 8),
-        sr_ratios: Sequence[int] = (8, 4, 2, 1), mlp_ratio: float = 4.0, drop_path_rate: float = 0.1,
-    ) -> None:  # fmt: skip
+        self,
+        spatial_dims: int,
+        in_channels: int = 3,
+        embed_dims: Sequence[int] = (64, 128, 320, 512),
+        depths: Sequence[int] = (3, 4, 6, 3),
+        num_heads: Sequence[int] = (1, 2, 5, 8),
+        sr_ratios: Sequence[int] = (8, 4, 2, 1),
+        mlp_ratio: float = 4.0,
+        drop_path_rate: float = 0.1,
+    ) -> None:
         super().__init__()
         check_spatial_dims(spatial_dims, "MixTransformer", (2, 3))
         settings = {"embed_dims": embed_dims, "depths": depths, "num_heads": num_heads, "sr_ratios": sr_ratios}

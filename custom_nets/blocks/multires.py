@@ -76,9 +76,15 @@ class MultiResBlock(nn.Module):
     """
 
     def __init__(
-        self, spatial_dims: int, in_channels: int, base_channels: int, alpha: float = 1.67, kernel_size: int = 3,
-        norm: str | tuple | None = "batch", act: str | tuple = DEFAULT_ACT,
-    ) -> None:  # fmt: skip
+        self,
+        spatial_dims: int,
+        in_channels: int,
+        base_channels: int,
+        alpha: float = 1.67,
+        kernel_size: int = 3,
+        norm: str | tuple | None = "batch",
+        act: str | tuple = DEFAULT_ACT,
+    ) -> None:
         super().__init__()
         check_positive("MultiResBlock", in_channels=in_channels)
         widths = multires_widths(base_channels, alpha)
@@ -112,9 +118,14 @@ class ResPathStep(nn.Module):
     """
 
     def __init__(
-        self, spatial_dims: int, in_channels: int, out_channels: int, kernel_size: int = 3,
-        norm: str | tuple | None = "batch", act: str | tuple = DEFAULT_ACT,
-    ) -> None:  # fmt: skip
+        self,
+        spatial_dims: int,
+        in_channels: int,
+        out_channels: int,
+        kernel_size: int = 3,
+        norm: str | tuple | None = "batch",
+        act: str | tuple = DEFAULT_ACT,
+    ) -> None:
         super().__init__()
         check_positive("ResPathStep", in_channels=in_channels, out_channels=out_channels)
         self.conv = ConvNormAct(spatial_dims, in_channels, out_channels, kernel_size, norm, act)
@@ -143,9 +154,15 @@ class ResPath(nn.Sequential):
     """
 
     def __init__(
-        self, spatial_dims: int, in_channels: int, out_channels: int, length: int, kernel_size: int = 3,
-        norm: str | tuple | None = "batch", act: str | tuple = DEFAULT_ACT,
-    ) -> None:  # fmt: skip
+        self,
+        spatial_dims: int,
+        in_channels: int,
+        out_channels: int,
+        length: int,
+        kernel_size: int = 3,
+        norm: str | tuple | None = "batch",
+        act: str | tuple = DEFAULT_ACT,
+    ) -> None:
         if length < 1:
             raise ValueError(f"ResPath length must be at least 1, got {length}.")
         steps = [

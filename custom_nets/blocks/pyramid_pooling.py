@@ -56,10 +56,15 @@ class PyramidPooling(nn.Module):
     """
 
     def __init__(
-        self, spatial_dims: int, in_channels: int, bins: Sequence[int] = (1, 2, 3, 6),
-        reduction_channels: int | None = None, norm: str | tuple | None = "batch",
-        act: str | tuple | None = DEFAULT_ACT, align_corners: bool = False,
-    ) -> None:  # fmt: skip
+        self,
+        spatial_dims: int,
+        in_channels: int,
+        bins: Sequence[int] = (1, 2, 3, 6),
+        reduction_channels: int | None = None,
+        norm: str | tuple | None = "batch",
+        act: str | tuple | None = DEFAULT_ACT,
+        align_corners: bool = False,
+    ) -> None:
         super().__init__()
         check_spatial_dims(spatial_dims, "PyramidPooling")
         bins = tuple(int(b) for b in bins)

@@ -63,10 +63,16 @@ class PreActResidualBlock(nn.Module):
     """
 
     def __init__(
-        self, spatial_dims: int, in_channels: int, out_channels: int, kernel_size: int = 3,
-        norm: str | tuple | None = "batch", act: str | tuple = DEFAULT_ACT, dropout: float = 0.0,
+        self,
+        spatial_dims: int,
+        in_channels: int,
+        out_channels: int,
+        kernel_size: int = 3,
+        norm: str | tuple | None = "batch",
+        act: str | tuple = DEFAULT_ACT,
+        dropout: float = 0.0,
         separable: bool = False,
-    ) -> None:  # fmt: skip
+    ) -> None:
         super().__init__()
         check_positive("PreActResidualBlock", in_channels=in_channels, out_channels=out_channels)
         check_odd_kernel("PreActResidualBlock", kernel_size)

@@ -72,18 +72,28 @@ class _DilatedBlock:
     expansion = 1
 
     def __init__(
-        self, in_channels: int, planes: int, spatial_dims: int = 3, stride: int = 1, dilation: int = 1,
-        norm: str | tuple = "batch", act: str | tuple = DEFAULT_ACT,
-    ) -> None:  # fmt: skip
+        self,
+        in_channels: int,
+        planes: int,
+        spatial_dims: int = 3,
+        stride: int = 1,
+        dilation: int = 1,
+        norm: str | tuple = "batch",
+        act: str | tuple = DEFAULT_ACT,
+    ) -> None:
         check_positive(type(self).__name__, in_channels=in_channels, planes=planes)
         if stride < 1 or dilation < 1:
             raise ValueError(f"stride and dilation must be >= 1, got stride={stride}, dilation={dilation}.")
         downsample = _projection(spatial_dims, in_channels, planes * self.expansion, stride, norm)
-        # the MONAI block class that follows in the MRO
-        super().__init__(  # type: ignore[call-arg]
-            in_planes=in_channels, planes=planes, spatial_dims=spatial_dims, stride=stride, downsample=downsample,
-            act=act, norm=norm,
-        )  # fmt: skip
+        super().__init__(  # type: ignore[call-arg]  # the MONAI block class that follows in the MRO
+            in_planes=in_channels,
+            planes=planes,
+            spatial_dims=spatial_dims,
+            stride=stride,
+            downsample=downsample,
+            act=act,
+            norm=norm,
+        )
         if dilation != 1:
             conv_type = Conv[Conv.CONV, spatial_dims]
             for name, (conv_in, conv_stride) in self._dilated_convs(in_channels, planes, stride).items():
@@ -202,12 +212,22 @@ class ResNetEncoder(nn.Module):
     """
 
     def __init__(
-        self, spatial_dims: int = 3, in_channels: int = 1, block: str | ResNetBlockType = "basic",
-        layers: Sequence[int] = (2, 2, 2, 2), channels: Sequence[int] = (64, 128, 256, 512),
-        strides: Sequence[int] = (1, 2, 2, 2), dilations: Sequence[int] | None = None, stem_channels: int | None = None,
-        stem_kernel_size: int = 7, stem_stride: int = 2, stem_pool: bool = True, return_stem: bool = False,
-        norm: str | tuple = "batch", act: str | tuple = DEFAULT_ACT,
-    ) -> None:  # fmt: skip
+        self,
+        spatial_dims: int = 3,
+        in_channels: int = 1,
+        block: str | ResNetBlockType = "basic",
+        layers: Sequence[int] = (2, 2, 2, 2),
+        channels: Sequence[int] = (64, 128, 256, 512),
+        strides: Sequence[int] = (1, 2, 2, 2),
+        dilations: Sequence[int] | None = None,
+        stem_channels: int | None = None,
+        stem_kernel_size: int = 7,
+        stem_stride: int = 2,
+        stem_pool: bool = True,
+        return_stem: bool = False,
+        norm: str | tuple = "batch",
+        act: str | tuple = DEFAULT_ACT,
+    ) -> None:
         super().__init__()
         check_spatial_dims(spatial_dims, "ResNetEncoder")
         block_type = get_resnet_block(block)

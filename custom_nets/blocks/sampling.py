@@ -35,9 +35,15 @@ class Downsample(ConvNormAct):
     """
 
     def __init__(
-        self, spatial_dims: int, in_channels: int, out_channels: int, kernel_size: int = 3, stride: int = 2,
-        norm: str | tuple | None = "batch", act: str | tuple | None = DEFAULT_ACT,
-    ) -> None:  # fmt: skip
+        self,
+        spatial_dims: int,
+        in_channels: int,
+        out_channels: int,
+        kernel_size: int = 3,
+        stride: int = 2,
+        norm: str | tuple | None = "batch",
+        act: str | tuple | None = DEFAULT_ACT,
+    ) -> None:
         super().__init__(spatial_dims, in_channels, out_channels, kernel_size, norm, act, strides=stride)
 
 

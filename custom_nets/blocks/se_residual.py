@@ -49,9 +49,15 @@ class SEResidualBlock(nn.Module):
     """
 
     def __init__(
-        self, spatial_dims: int, in_channels: int, out_channels: int, kernel_size: int = 3, se_reduction: int = 16,
-        norm: str | tuple | None = "batch", act: str | tuple = DEFAULT_ACT,
-    ) -> None:  # fmt: skip
+        self,
+        spatial_dims: int,
+        in_channels: int,
+        out_channels: int,
+        kernel_size: int = 3,
+        se_reduction: int = 16,
+        norm: str | tuple | None = "batch",
+        act: str | tuple = DEFAULT_ACT,
+    ) -> None:
         super().__init__()
         check_positive("SEResidualBlock", in_channels=in_channels, out_channels=out_channels)
         check_odd_kernel("SEResidualBlock", kernel_size)

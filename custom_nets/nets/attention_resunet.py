@@ -60,12 +60,27 @@ class AttentionResUNet(ARUNet):
     """
 
     def __init__(
-        self, spatial_dims: int = 2, in_channels: int = 3, out_channels: int = 1,
-        channels: Sequence[int] = (16, 32, 64, 128, 256), norm: str | tuple | None = "batch",
-        act: str | tuple = DEFAULT_ACT, dropout: float = 0.0, deep_supervision: bool = False, separable: bool = False,
+        self,
+        spatial_dims: int = 2,
+        in_channels: int = 3,
+        out_channels: int = 1,
+        channels: Sequence[int] = (16, 32, 64, 128, 256),
+        norm: str | tuple | None = "batch",
+        act: str | tuple = DEFAULT_ACT,
+        dropout: float = 0.0,
+        deep_supervision: bool = False,
+        separable: bool = False,
         downsample: str = "maxpool",
-    ) -> None:  # fmt: skip
+    ) -> None:
         super().__init__(
-            spatial_dims=spatial_dims, in_channels=in_channels, out_channels=out_channels, channels=channels, norm=norm,
-            act=act, dropout=dropout, deep_supervision=deep_supervision, separable=separable, downsample=downsample,
-        )  # fmt: skip
+            spatial_dims=spatial_dims,
+            in_channels=in_channels,
+            out_channels=out_channels,
+            channels=channels,
+            norm=norm,
+            act=act,
+            dropout=dropout,
+            deep_supervision=deep_supervision,
+            separable=separable,
+            downsample=downsample,
+        )

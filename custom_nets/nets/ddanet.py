@@ -50,9 +50,14 @@ class DDANetEncoderBlock(nn.Sequential):
     """
 
     def __init__(
-        self, spatial_dims: int, in_channels: int, out_channels: int, se_reduction: int = 16,
-        norm: str | tuple | None = "batch", act: str | tuple = DEFAULT_ACT,
-    ) -> None:  # fmt: skip
+        self,
+        spatial_dims: int,
+        in_channels: int,
+        out_channels: int,
+        se_reduction: int = 16,
+        norm: str | tuple | None = "batch",
+        act: str | tuple = DEFAULT_ACT,
+    ) -> None:
         super().__init__(
             SEResidualBlock(spatial_dims, in_channels, out_channels, se_reduction=se_reduction, norm=norm, act=act),
             SEResidualBlock(spatial_dims, out_channels, out_channels, se_reduction=se_reduction, norm=norm, act=act),
@@ -67,9 +72,15 @@ class DDANetDecoderBlock(nn.Module):
     """
 
     def __init__(
-        self, spatial_dims: int, in_channels: int, skip_channels: int, out_channels: int, se_reduction: int = 16,
-        norm: str | tuple | None = "batch", act: str | tuple = DEFAULT_ACT,
-    ) -> None:  # fmt: skip
+        self,
+        spatial_dims: int,
+        in_channels: int,
+        skip_channels: int,
+        out_channels: int,
+        se_reduction: int = 16,
+        norm: str | tuple | None = "batch",
+        act: str | tuple = DEFAULT_ACT,
+    ) -> None:
         super().__init__()
         # kernel 4, stride 2, padding 1: exactly doubles every spatial size
         self.up = Conv[Conv.CONVTRANS, spatial_dims](in_channels, out_channels, kernel_size=4, stride=2, padding=1)
@@ -108,9 +119,15 @@ class DualDecoderLevel(nn.Module):
     """
 
     def __init__(
-        self, spatial_dims: int, in_channels: int, skip_channels: int, out_channels: int, se_reduction: int = 16,
-        norm: str | tuple | None = "batch", act: str | tuple = DEFAULT_ACT,
-    ) -> None:  # fmt: skip
+        self,
+        spatial_dims: int,
+        in_channels: int,
+        skip_channels: int,
+        out_channels: int,
+        se_reduction: int = 16,
+        norm: str | tuple | None = "batch",
+        act: str | tuple = DEFAULT_ACT,
+    ) -> None:
         super().__init__()
         self.mask_block = DDANetDecoderBlock(
             spatial_dims, in_channels, skip_channels, out_channels, se_reduction=se_reduction, norm=norm, act=act
@@ -153,10 +170,16 @@ class DDANet(SegmentationNetwork):
     """
 
     def __init__(
-        self, spatial_dims: int = 2, in_channels: int = 3, out_channels: int = 1,
-        channels: Sequence[int] = (32, 64, 128, 256), decoder_channels: Sequence[int] = (128, 64, 32, 16),
-        se_reduction: int = 16, norm: str | tuple | None = "batch", act: str | tuple = DEFAULT_ACT,
-    ) -> None:  # fmt: skip
+        self,
+        spatial_dims: int = 2,
+        in_channels: int = 3,
+        out_channels: int = 1,
+        channels: Sequence[int] = (32, 64, 128, 256),
+        decoder_channels: Sequence[int] = (128, 64, 32, 16),
+        se_reduction: int = 16,
+        norm: str | tuple | None = "batch",
+        act: str | tuple = DEFAULT_ACT,
+    ) -> None:
         super().__init__(spatial_dims, in_channels, out_channels)
         channels = check_channels(channels, min_levels=1, net_name="DDANet")
         decoder_channels = check_channels(decoder_channels, min_levels=1, net_name="DDANet")

@@ -99,9 +99,14 @@ class PooledImageInput(nn.Module):
     """
 
     def __init__(
-        self, spatial_dims: int, in_channels: int, branch_channels: int, factor: int,
-        norm: str | tuple | None = "batch", act: str | tuple = DEFAULT_ACT,
-    ) -> None:  # fmt: skip
+        self,
+        spatial_dims: int,
+        in_channels: int,
+        branch_channels: int,
+        factor: int,
+        norm: str | tuple | None = "batch",
+        act: str | tuple = DEFAULT_ACT,
+    ) -> None:
         super().__init__()
         if factor < 2:
             raise ValueError(f"pooling factor must be at least 2, got {factor}.")
@@ -143,9 +148,14 @@ class DRRMSANEncoderLevel(nn.Module):
     """
 
     def __init__(
-        self, spatial_dims: int, in_channels: int, base_channels: int, image_input: Optional[PooledImageInput] = None,
-        norm: str | tuple | None = "batch", act: str | tuple = DEFAULT_ACT,
-    ) -> None:  # fmt: skip
+        self,
+        spatial_dims: int,
+        in_channels: int,
+        base_channels: int,
+        image_input: Optional[PooledImageInput] = None,
+        norm: str | tuple | None = "batch",
+        act: str | tuple = DEFAULT_ACT,
+    ) -> None:
         super().__init__()
         self.pool = Pool[Pool.MAX, spatial_dims](kernel_size=2, stride=2)
         self.image_input = image_input
@@ -183,9 +193,16 @@ class DRRMSANDecoderLevel(nn.Module):
     """
 
     def __init__(
-        self, spatial_dims: int, in_channels: int, skip_channels: int, base_channels: int, respath_length: int,
-        out_channels: int, norm: str | tuple | None = "batch", act: str | tuple = DEFAULT_ACT,
-    ) -> None:  # fmt: skip
+        self,
+        spatial_dims: int,
+        in_channels: int,
+        skip_channels: int,
+        base_channels: int,
+        respath_length: int,
+        out_channels: int,
+        norm: str | tuple | None = "batch",
+        act: str | tuple = DEFAULT_ACT,
+    ) -> None:
         super().__init__()
         self.respath = ResPath(spatial_dims, skip_channels, base_channels, respath_length, norm=norm, act=act)
         self.up = Conv[Conv.CONVTRANS, spatial_dims](in_channels, base_channels, kernel_size=2, stride=2)
@@ -233,10 +250,16 @@ class DRRMSAN(SegmentationNetwork):
     """
 
     def __init__(
-        self, spatial_dims: int = 2, in_channels: int = 3, out_channels: int = 1, base_width: int = 16,
-        side_weights: Sequence[float] = (0.25, 0.25, 0.25, 0.25), pooled_input_channels: Sequence[int] | None = None,
-        norm: str | tuple | None = "batch", act: str | tuple = DEFAULT_ACT,
-    ) -> None:  # fmt: skip
+        self,
+        spatial_dims: int = 2,
+        in_channels: int = 3,
+        out_channels: int = 1,
+        base_width: int = 16,
+        side_weights: Sequence[float] = (0.25, 0.25, 0.25, 0.25),
+        pooled_input_channels: Sequence[int] | None = None,
+        norm: str | tuple | None = "batch",
+        act: str | tuple = DEFAULT_ACT,
+    ) -> None:
         super().__init__(spatial_dims, in_channels, out_channels)
         if base_width < 4:
             raise ValueError(f"DRRMSAN base_width must be at least 4 (MultiRes widths), got {base_width}.")

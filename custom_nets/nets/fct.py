@@ -84,9 +84,17 @@ class FCTEncoderBlock(nn.Module):
     """
 
     def __init__(
-        self, spatial_dims: int, in_channels: int, out_channels: int, num_heads: int, image_channels: int = 0,
-        input_norm: bool = True, dropout: float = 0.3, layer_dropout: float = 0.1, attn_dropout: float = 0.0,
-    ) -> None:  # fmt: skip
+        self,
+        spatial_dims: int,
+        in_channels: int,
+        out_channels: int,
+        num_heads: int,
+        image_channels: int = 0,
+        input_norm: bool = True,
+        dropout: float = 0.3,
+        layer_dropout: float = 0.1,
+        attn_dropout: float = 0.0,
+    ) -> None:
         super().__init__()
         self.norm: nn.Module = ChannelLayerNorm(in_channels) if input_norm else nn.Identity()
         self.use_pyramid = image_channels > 0
@@ -128,9 +136,16 @@ class FCTDecoderBlock(nn.Module):
     """
 
     def __init__(
-        self, spatial_dims: int, in_channels: int, skip_channels: int, out_channels: int, num_heads: int,
-        dropout: float = 0.3, layer_dropout: float = 0.1, attn_dropout: float = 0.0,
-    ) -> None:  # fmt: skip
+        self,
+        spatial_dims: int,
+        in_channels: int,
+        skip_channels: int,
+        out_channels: int,
+        num_heads: int,
+        dropout: float = 0.3,
+        layer_dropout: float = 0.1,
+        attn_dropout: float = 0.0,
+    ) -> None:
         super().__init__()
         self.norm = ChannelLayerNorm(in_channels)
         self.up = nn.Upsample(scale_factor=2.0, mode=LINEAR_MODE[spatial_dims], align_corners=False)
@@ -206,10 +221,17 @@ class FCT(SegmentationNetwork):
     """
 
     def __init__(
-        self, spatial_dims: int = 2, in_channels: int = 1, out_channels: int = 3,
-        channels: Sequence[int] = (16, 32, 64, 128, 256), num_heads: int | Sequence[int] = 2,
-        deep_supervision: bool = True, dropout: float = 0.3, layer_dropout: float = 0.1, attn_dropout: float = 0.0,
-    ) -> None:  # fmt: skip
+        self,
+        spatial_dims: int = 2,
+        in_channels: int = 1,
+        out_channels: int = 3,
+        channels: Sequence[int] = (16, 32, 64, 128, 256),
+        num_heads: int | Sequence[int] = 2,
+        deep_supervision: bool = True,
+        dropout: float = 0.3,
+        layer_dropout: float = 0.1,
+        attn_dropout: float = 0.0,
+    ) -> None:
         super().__init__(spatial_dims, in_channels, out_channels)
         check_dropout("FCT", dropout=dropout, layer_dropout=layer_dropout, attn_dropout=attn_dropout)
         channels = check_channels(channels, min_levels=3, net_name="FCT")

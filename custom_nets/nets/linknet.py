@@ -54,9 +54,15 @@ _UPSAMPLE_MODES = ("deconv", "nontrainable")
 
 
 def _upsample_conv(
-    spatial_dims: int, in_channels: int, out_channels: int, kernel_size: int, scale: int, mode: str,
-    norm: str | tuple | None, act: str | tuple | None,
-) -> nn.Module:  # fmt: skip
+    spatial_dims: int,
+    in_channels: int,
+    out_channels: int,
+    kernel_size: int,
+    scale: int,
+    mode: str,
+    norm: str | tuple | None,
+    act: str | tuple | None,
+) -> nn.Module:
     """A conv (+ norm + act) that multiplies the spatial size by exactly ``scale`` (``scale == 1``: a 'same' conv).
 
     ``mode="deconv"``: transposed conv with ``padding = (k - 1) // 2`` and ``output_padding = scale - k + 2 * padding``
@@ -99,9 +105,16 @@ class LinkNetDecoderBlock(nn.Module):
     """
 
     def __init__(
-        self, spatial_dims: int, in_channels: int, out_channels: int, stride: int = 2, kernel_size: int = 3,
-        upsample_mode: str = "deconv", norm: str | tuple | None = "batch", act: str | tuple | None = DEFAULT_ACT,
-    ) -> None:  # fmt: skip
+        self,
+        spatial_dims: int,
+        in_channels: int,
+        out_channels: int,
+        stride: int = 2,
+        kernel_size: int = 3,
+        upsample_mode: str = "deconv",
+        norm: str | tuple | None = "batch",
+        act: str | tuple | None = DEFAULT_ACT,
+    ) -> None:
         super().__init__()
         if upsample_mode not in _UPSAMPLE_MODES:
             raise ValueError(f"upsample_mode must be one of {_UPSAMPLE_MODES}, got {upsample_mode!r}.")
@@ -146,11 +159,19 @@ class LinkNet(SegmentationNetwork):
     """
 
     def __init__(
-        self, spatial_dims: int = 3, in_channels: int = 4, out_channels: int = 3,
-        channels: Sequence[int] = (32, 64, 128, 256), layers: Sequence[int] | None = None, block: str = "basic",
-        head_channels: int | None = None, kernel_size: int = 3, upsample_mode: str = "deconv",
-        norm: str | tuple = "batch", act: str | tuple = DEFAULT_ACT,
-    ) -> None:  # fmt: skip
+        self,
+        spatial_dims: int = 3,
+        in_channels: int = 4,
+        out_channels: int = 3,
+        channels: Sequence[int] = (32, 64, 128, 256),
+        layers: Sequence[int] | None = None,
+        block: str = "basic",
+        head_channels: int | None = None,
+        kernel_size: int = 3,
+        upsample_mode: str = "deconv",
+        norm: str | tuple = "batch",
+        act: str | tuple = DEFAULT_ACT,
+    ) -> None:
         super().__init__(spatial_dims, in_channels, out_channels)
         channels = check_channels(channels, 2, "LinkNet")
         n_levels = len(channels)
@@ -164,7 +185,15 @@ class LinkNet(SegmentationNetwork):
 
         strides = (1,) + (2,) * (n_levels - 1)
         self.encoder = ResNetEncoder(
-            spatial_dims, in_channels, block, layers, channels, strides, return_stem=True, norm=norm, act=act
+            spatial_dims=spatial_dims,
+            in_channels=in_channels,
+            block=block,
+            layers=layers,
+            channels=channels,
+            strides=strides,
+            return_stem=True,
+            norm=norm,
+            act=act,
         )
         # the input width of each stage: the stem for stage 0, the previous stage otherwise
         stage_inputs = (self.encoder.stem_channels,) + self.encoder.out_channels[:-1]

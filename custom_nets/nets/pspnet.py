@@ -83,12 +83,21 @@ class PSPNet(SegmentationNetwork):
     """
 
     def __init__(
-        self, spatial_dims: int = 3, in_channels: int = 4, out_channels: int = 3,
-        channels: Sequence[int] = (16, 32, 64, 128), layers: Sequence[int] = (3, 4, 6, 3),
-        bins: Sequence[int] = (1, 2, 3, 6), dropout: float = 0.1, fusion_channels: int | None = None,
-        fusion_kernel_size: int = 3, reduction_channels: int | None = None, block: str = "bottleneck",
-        norm: str | tuple = "batch", act: str | tuple = DEFAULT_ACT,
-    ) -> None:  # fmt: skip
+        self,
+        spatial_dims: int = 3,
+        in_channels: int = 4,
+        out_channels: int = 3,
+        channels: Sequence[int] = (16, 32, 64, 128),
+        layers: Sequence[int] = (3, 4, 6, 3),
+        bins: Sequence[int] = (1, 2, 3, 6),
+        dropout: float = 0.1,
+        fusion_channels: int | None = None,
+        fusion_kernel_size: int = 3,
+        reduction_channels: int | None = None,
+        block: str = "bottleneck",
+        norm: str | tuple = "batch",
+        act: str | tuple = DEFAULT_ACT,
+    ) -> None:
         super().__init__(spatial_dims, in_channels, out_channels)
         channels = check_channels(channels, 2, "PSPNet")
         n_levels = len(channels)
@@ -103,7 +112,15 @@ class PSPNet(SegmentationNetwork):
         strides = (1, 2) + (1,) * (n_levels - 2)
         dilations = (1, 1) + tuple(2 ** (i - 1) for i in range(2, n_levels))
         self.encoder = ResNetEncoder(
-            spatial_dims, in_channels, block, layers, channels, strides, dilations, norm=norm, act=act
+            spatial_dims=spatial_dims,
+            in_channels=in_channels,
+            block=block,
+            layers=layers,
+            channels=channels,
+            strides=strides,
+            dilations=dilations,
+            norm=norm,
+            act=act,
         )
         self.ppm = PyramidPooling(
             spatial_dims,

@@ -130,9 +130,13 @@ class ProgressiveLocalityDecoder(nn.Module):
     """
 
     def __init__(
-        self, spatial_dims: int, in_channels: Sequence[int], out_channels: int, channels: int = 256,
+        self,
+        spatial_dims: int,
+        in_channels: Sequence[int],
+        out_channels: int,
+        channels: int = 256,
         dropout: float = 0.1,
-    ) -> None:  # fmt: skip
+    ) -> None:
         super().__init__()
         self.linear_c4 = LocalEmphasis(spatial_dims, in_channels[3], channels)
         self.linear_c3 = LocalEmphasis(spatial_dims, in_channels[2], channels)
@@ -183,11 +187,20 @@ class SSFormer(SegmentationNetwork):
     """
 
     def __init__(
-        self, spatial_dims: int = 2, in_channels: int = 3, out_channels: int = 1, variant: str = "S",
-        depths: Sequence[int] | None = None, embed_dims: Sequence[int] = (64, 128, 320, 512),
-        num_heads: Sequence[int] = (1, 2, 5, 8), sr_ratios: Sequence[int] = (8, 4, 2, 1), decoder_channels: int = 256,
-        drop_path_rate: float = 0.1, dropout: float = 0.1, pretrained_checkpoint: str | os.PathLike | None = None,
-    ) -> None:  # fmt: skip
+        self,
+        spatial_dims: int = 2,
+        in_channels: int = 3,
+        out_channels: int = 1,
+        variant: str = "S",
+        depths: Sequence[int] | None = None,
+        embed_dims: Sequence[int] = (64, 128, 320, 512),
+        num_heads: Sequence[int] = (1, 2, 5, 8),
+        sr_ratios: Sequence[int] = (8, 4, 2, 1),
+        decoder_channels: int = 256,
+        drop_path_rate: float = 0.1,
+        dropout: float = 0.1,
+        pretrained_checkpoint: str | os.PathLike | None = None,
+    ) -> None:
         super().__init__(spatial_dims, in_channels, out_channels, supported_dims=(2, 3))
         if str(variant).upper() not in SSFORMER_VARIANTS:
             raise ValueError(f"SSFormer variant must be one of {sorted(SSFORMER_VARIANTS)}, got {variant!r}.")

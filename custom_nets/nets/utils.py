@@ -16,7 +16,7 @@ __all__ = ["SegmentationNetwork", "check_channels", "check_input_size", "stack_h
 
 
 def check_input_size(x: torch.Tensor, spatial_dims: int, divisor: int, net_name: str) -> None:
-    """Raise a clear ``ValueError`` unless ``x`` is ``(B, C, *spatial)``, every spatial size divisible by ``divisor``.
+    """Raise a clear ``ValueError`` unless ``x`` is ``(B, C, *spatial)`` with every spatial size divisible by ``divisor``.
 
     Networks call this at the top of ``forward`` so that a bad patch size fails with a message naming the network,
     the offending sizes and the fix, instead of a shape mismatch deep inside a ``torch.cat``.
