@@ -13,6 +13,7 @@ import contextlib
 import csv
 import hashlib
 import os
+import re
 import secrets
 import shutil
 import time
@@ -118,14 +119,35 @@ def atomic_folder(final: Path, is_complete: Callable[[Path], bool] | None = None
             shutil.rmtree(tmp, ignore_errors=True)
 
 
-def remove_stale_partials(folder: Path) -> None:
-    """Delete the temporary files and folders of ``folder`` left by interrupted writes (older than an hour)."""
+_PARTIAL_PID = re.compile(rf"^{re.escape(PARTIAL_PREFIX)}.*-(?P<pid>\d+)-[0-9a-f]{{8}}(\.[^-]*)?$")
+
+
+def _pid_alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # another user's process, or no way to tell: assume it is still writing
+        return True
+    return True
+
+
+def remove_stale_partials(folder: str | os.PathLike) -> None:
+    """Delete the temporary files and folders of ``folder`` left by interrupted writes: those of a process that no
+    longer runs (the writer's PID is in the name), and any older than :data:`STALE_PARTIAL_SECONDS`."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        return
     now = time.time()
     for entry in folder.iterdir():
         if not entry.name.startswith(PARTIAL_PREFIX):
             continue
+        match = _PARTIAL_PID.match(entry.name)
         try:
-            if now - entry.stat().st_mtime <= STALE_PARTIAL_SECONDS:
+            dead = match is not None and not _pid_alive(int(match["pid"]))
+            if not dead and now - entry.stat().st_mtime <= STALE_PARTIAL_SECONDS:
                 continue
             if entry.is_dir():
                 shutil.rmtree(entry)

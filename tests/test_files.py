@@ -147,3 +147,17 @@ def test_file_sha256(tmp_path: Path) -> None:
     path.write_bytes(b"abc")
     assert file_sha256(path) == "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
     assert file_sha256(path, chunk=1) == file_sha256(path)
+
+
+def test_remove_stale_partials_removes_a_killed_writers_file_at_once(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    finished = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    dead = int(finished.stdout)
+    killed = tmp_path / f"{PARTIAL_PREFIX}case-a-{dead}-0123abcd.nii.gz"  # fresh, but its writer is gone
+    running = partial_path(tmp_path, "case-b.nii.gz")  # this process: still writing
+    for path in (killed, running):
+        path.write_text("half")
+    remove_stale_partials(tmp_path)
+    assert not killed.exists() and running.exists()

@@ -34,7 +34,8 @@ from custom_nets.inference import discover_cases, read_case, sanitize_case_name,
 from custom_nets.inference.cli import main
 from custom_nets.inference.discovery import InputSpec
 from custom_nets.inference.errors import CaseError
-from custom_nets.inference.io import TEMP_MARKER, Reader2DOptions, atomic_write, count_labels
+from custom_nets.files import PARTIAL_PREFIX, write_file_atomic
+from custom_nets.inference.io import Reader2DOptions, count_labels
 
 TINY = ["--override", "network_def#channels=[4,8,16,32]", "--override", "roi_size=[32,32,32]", "--no-progress"]
 MONO = ["--override", "roi_size=[32,32,32]", "--no-progress"]
@@ -178,7 +179,7 @@ def read_summary(output: Path) -> dict[str, dict[str, str]]:
 
 
 def hidden_leftovers(folder: Path) -> list[str]:
-    return [p.name for p in folder.rglob("*") if TEMP_MARKER in p.name]
+    return [p.name for p in folder.rglob("*") if p.name.startswith(PARTIAL_PREFIX)]
 
 
 def run(bundle: Path, input_dir: Path, output: Path, *extra: str, overrides=MONO, trust: bool = True) -> int:
@@ -442,7 +443,7 @@ def test_failed_write_leaves_no_partial_file(mono_bundle: Path, tmp_path: Path, 
     real_save = nib.save
 
     def failing_save(img, filename):
-        if "b.segtmp" in str(filename):
+        if ".partial-b-" in str(filename):
             Path(filename).write_bytes(b"\x1f\x8b partial")  # half-written file under the temporary name
             raise OSError(28, "No space left on device")
         real_save(img, filename)
@@ -469,7 +470,7 @@ def test_failed_write_leaves_no_partial_file(mono_bundle: Path, tmp_path: Path, 
 
     target = tmp_path / "direct.csv"
     with pytest.raises(KeyboardInterrupt):
-        atomic_write(target, half_then_interrupt)
+        write_file_atomic(target, half_then_interrupt)
     assert not target.exists() and not hidden_leftovers(tmp_path)
 
 

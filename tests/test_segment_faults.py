@@ -108,7 +108,7 @@ def test_a_full_disk_mid_batch_stops_cleanly_with_a_complete_summary(mono_bundle
     full = []
 
     def save(img, filename):
-        if "b.segtmp" in str(filename):
+        if ".partial-b-" in str(filename):
             Path(filename).write_bytes(b"\x1f\x8b partial")
             full.append(True)  # the disk is full from now on
             raise OSError(errno.ENOSPC, "No space left on device")
@@ -140,7 +140,7 @@ def test_a_case_whose_path_is_too_long_fails_alone(mono_bundle: Path, tmp_path: 
     real_save = nib.save
 
     def save(img, filename):
-        if "b.segtmp" in str(filename):
+        if ".partial-b-" in str(filename):
             raise OSError(errno.ENAMETOOLONG, "File name too long", str(filename))
         real_save(img, filename)
 

@@ -33,6 +33,7 @@ from test_segment import (  # noqa: F401 - fixtures
 )
 
 from custom_nets.data.dataset import Task, demo_task, prepare_task
+from custom_nets.files import PARTIAL_PREFIX
 from custom_nets.inference import outputs
 from custom_nets.inference.io import Geometry
 from custom_nets.transforms.regions import regions_to_label_map
@@ -319,7 +320,7 @@ def test_a_failed_extra_output_fails_the_case_and_leaves_none_of_its_files(mono_
     real = outputs.write_uncertainty
 
     def failing(tmp: Path, uncertainty, geometry) -> None:
-        if tmp.name.startswith(".b_"):
+        if tmp.name.startswith(f"{PARTIAL_PREFIX}b_"):
             tmp.write_bytes(b"\x1f\x8b partial")
             raise OSError(28, "No space left on device")
         real(tmp, uncertainty, geometry)

@@ -6,7 +6,9 @@ The command line is ``scripts/segment.py`` (also ``python -m custom_nets.inferen
 - :mod:`.discovery`: :func:`discover_cases` finds the cases of a folder (NIfTI, NRRD, MetaImage, DICOM series, 2D
   pictures), grouping modality files per case; :func:`sanitize_case_name`.
 - :mod:`.io`: :func:`read_case` (checked reading into a channel-first array + geometry), :func:`to_meta_tensor`,
-  :func:`write_label_map` (atomic, geometry preserved), :func:`atomic_write`, :func:`count_labels`.
+  :func:`write_label_map` (atomic, geometry preserved), :func:`count_labels`.
+- :mod:`.dicom_seg`: :func:`~.dicom_seg.write_dicom_seg`, a label map as a DICOM SEG of its source series.
+- :mod:`.outputs`: probabilities, TTA uncertainty and per-label statistics (``--save-probabilities``, ...).
 - :mod:`.model`: :class:`BundleSegmenter` (bundle folder or zip -> network, checkpoint, transforms; ``predict``).
 - :mod:`.backends`: :func:`~.backends.build_backend`, the network call as eager PyTorch, TorchScript or ONNX Runtime.
 - :mod:`.runner`: :func:`segment_cases` (read-ahead and preprocessing, network, background writing; per-case errors,
@@ -19,7 +21,7 @@ Importing this package does not import torch-heavy modules beyond what ``custom_
 
 from .discovery import Case, InputSpec, Source, discover_cases, sanitize_case_name
 from .errors import CaseError, SetupError
-from .io import Geometry, LoadedCase, atomic_write, count_labels, read_case, to_meta_tensor, write_label_map
+from .io import Geometry, LoadedCase, count_labels, read_case, to_meta_tensor, write_label_map
 
 __all__ = [
     "BundleSegmenter",
@@ -31,7 +33,6 @@ __all__ = [
     "RunOptions",
     "SetupError",
     "Source",
-    "atomic_write",
     "count_labels",
     "discover_cases",
     "main",

@@ -28,7 +28,9 @@ import numpy as np
 
 from .discovery import Case
 from .errors import CaseError
-from .io import Geometry, atomic_write, dicom_headers
+from custom_nets.files import write_file_atomic
+
+from .io import Geometry, dicom_headers
 
 __all__ = ["label_on_sources", "segment_values", "write_dicom_seg"]
 
@@ -178,4 +180,4 @@ def write_dicom_seg(label: np.ndarray, geometry: Geometry, case: Case, path: str
         if len(back.SegmentSequence) != len(segments) or not np.array_equal(pixels, numbered):
             raise CaseError("the written DICOM SEG does not read back as the label map on the source slices")
 
-    atomic_write(path, lambda tmp: seg.save_as(str(tmp)), verify)
+    write_file_atomic(path, lambda tmp: seg.save_as(str(tmp)), verify)

@@ -19,22 +19,22 @@ image (SR, SEG).
 
 Label maps are written with the input's geometry (NIfTI: the input's header and affine; NRRD/MetaImage/DICOM: spacing,
 origin and direction; PNG: width and height), to a temporary name in the output folder, checked by reading the header
-back, then renamed (:func:`atomic_write`), so an interrupted run never leaves a partial file under a final name.
+back, then renamed (:func:`custom_nets.files.write_file_atomic`), so an interrupted run never leaves a partial file under a final name.
 """
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import os
 import shutil
-import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from custom_nets.files import partial_path, write_file_atomic
 
 from .discovery import Case, InputSpec, Source, image_extension
 from .errors import CaseError
@@ -47,17 +47,14 @@ __all__ = [
     "MAX_DIM_3D",
     "MAX_VOXELS",
     "check_size",
-    "atomic_write",
     "check_output_folder",
     "count_labels",
     "dicom_headers",
-    "file_sha256",
     "needs_itk",
     "read_case",
     "read_label_counts",
     "read_source",
     "torch_load_reason",
-    "temporary_path",
     "to_meta_tensor",
     "warm_up_itk",
     "write_label_map",
@@ -74,9 +71,6 @@ MAX_DIM_2D = 50000
 
 MIN_FREE_BYTES = 16 * 2**20
 """Free space an output folder needs at least before a batch starts (and after a failed write, to go on)."""
-
-TEMP_MARKER = ".segtmp-"
-"""Part of the temporary names of files being written (``.<name>.segtmp-<id><ext>``)."""
 
 MISREGISTRATION_TOLERANCE = 0.1
 """Channels of one case whose grids place a corner voxel further apart than this fraction of the smallest voxel side
@@ -685,35 +679,6 @@ def to_meta_tensor(loaded: LoadedCase):
 # ----------------------------------------------------------------------------------------------------------------------
 
 
-def temporary_path(path: str | os.PathLike) -> Path:
-    """A hidden, unique name in the folder of ``path`` with the same extension (formats are chosen by extension)."""
-    path = Path(path)
-    ext = image_extension(path.name, 3) or image_extension(path.name, 2) or path.suffix
-    stem = path.name[: -len(ext)] if ext else path.name
-    return path.with_name(f".{stem}{TEMP_MARKER}{os.getpid()}-{uuid.uuid4().hex[:8]}{ext}")
-
-
-def atomic_write(path: str | os.PathLike, write: Callable[[Path], None],
-                 verify: Callable[[Path], None] | None = None) -> None:
-    """``write`` to a temporary name next to ``path``, ``verify`` it, then rename it to ``path`` (``os.replace``).
-
-    Whatever fails (including ``KeyboardInterrupt``), the temporary file is removed and ``path`` is untouched.
-    """
-    path = Path(path)
-    tmp = temporary_path(path)
-    try:
-        write(tmp)
-        if verify is not None:
-            verify(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            tmp.unlink()
-        except OSError:
-            pass
-        raise
-
-
 def check_output_folder(folder: str | os.PathLike, needed_bytes: int = MIN_FREE_BYTES) -> str | None:
     """``None`` if files can be written to ``folder`` (created if missing), else the problem, on one line.
 
@@ -727,7 +692,7 @@ def check_output_folder(folder: str | os.PathLike, needed_bytes: int = MIN_FREE_
         return f"the output folder {folder} cannot be created ({exc.strerror or exc})"
     if not folder.is_dir():
         return f"the output {folder} exists and is not a folder"
-    probe = temporary_path(folder / "write-test.tmp")
+    probe = partial_path(folder, "write-test.tmp")
     try:
         with open(probe, "xb") as f:
             f.write(b"\0" * 4096)
@@ -750,15 +715,6 @@ def torch_load_reason(exc: BaseException) -> str:
     text = " ".join(str(exc).split())
     reason = text.split("WeightsUnpickler error:")[-1].split(" Check the documentation")[0].strip()
     return f"{type(exc).__name__}: {reason[:100]}"
-
-
-def file_sha256(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
-    """The SHA-256 of a file's bytes (hex): the identity of a checkpoint in model records and ``summary.csv``."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(chunk), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def _label_dtype(label: np.ndarray) -> np.dtype:
@@ -855,7 +811,7 @@ def write_label_map(label: np.ndarray, geometry: Geometry, path: str | os.PathLi
         geometry = Geometry(geometry.spatial_shape, geometry.affine, "itk", spacing=spacing, origin=lps[:3, 3],
                             direction=lps[:3, :3] / spacing)
     writer = {"nifti": _write_nifti, "itk": _write_itk, "png": _write_png}[geometry.writer]
-    atomic_write(path, lambda tmp: writer(label, geometry, tmp), lambda tmp: _verify(tmp, label, geometry))
+    write_file_atomic(path, lambda tmp: writer(label, geometry, tmp), lambda tmp: _verify(tmp, label, geometry))
 
 
 def count_labels(label: np.ndarray) -> dict[int, int]:

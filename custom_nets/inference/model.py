@@ -23,7 +23,6 @@ The sliding window computes on ``device`` but stitches the full-size output on t
 from __future__ import annotations
 
 import itertools
-import json
 import logging
 import os
 import shutil
@@ -39,6 +38,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from custom_nets.bundle import parse_override
 from custom_nets.data.dataset import TASK_FILE
 from custom_nets.ensemble import load_ensemble
 
@@ -143,21 +143,19 @@ def find_bundle(path: str | os.PathLike, workdir: Path | None = None) -> BundleF
 
 
 def parse_overrides(items: Sequence[str] | Mapping[str, Any] | None) -> dict[str, Any]:
-    """``["network_def#channels=[8,16,32,64]", "roi_size=[32,32,32]"]`` -> dict; values are JSON, else strings."""
+    """``["network_def#channels=[8,16,32,64]", "roi_size=[32,32,32]"]`` -> dict; values are JSON, else strings
+    (:func:`custom_nets.bundle.parse_override`)."""
     if not items:
         return {}
     if isinstance(items, Mapping):
         return dict(items)
     out: dict[str, Any] = {}
     for item in items:
-        key, sep, text = str(item).partition("=")
-        key = key.strip().lstrip("-")
-        if not sep or not key:
-            raise SetupError(f"bad override {item!r}: expected KEY=VALUE, e.g. network_def#channels=[8,16,32,64]")
         try:
-            out[key] = json.loads(text)
-        except json.JSONDecodeError:
-            out[key] = text
+            key, value = parse_override(item)
+        except ValueError as error:
+            raise SetupError(str(error)) from None
+        out[key] = value
     return out
 
 

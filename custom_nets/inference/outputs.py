@@ -33,8 +33,9 @@ from typing import Any
 import numpy as np
 import torch
 
+from custom_nets.files import partial_path, write_file_atomic
+
 from .errors import CaseError
-from .io import atomic_write, temporary_path
 
 __all__ = ["CHANNELS_FILE", "PassAgreement", "StagedFiles", "channel_description", "extra_output_paths",
            "label_statistics", "statistics_columns", "write_probabilities", "write_uncertainty"]
@@ -108,7 +109,7 @@ def write_channels_file(path: Path, channels: Sequence[Mapping[str, Any]], thres
     if uncertainty:
         info["uncertainty"] = ("<case>_uncertainty.*: per voxel, the largest over the channels of the standard "
                                "deviation of the channel's probability over the flip-TTA passes (0: all passes agree)")
-    atomic_write(path, lambda tmp: tmp.write_text(json.dumps(info, indent=2), encoding="utf-8"))
+    write_file_atomic(path, lambda tmp: tmp.write_text(json.dumps(info, indent=2), encoding="utf-8"))
 
 
 # ----------------------------------------------------------------------------------------------------------------------
@@ -347,14 +348,14 @@ class _Staged:
 
 
 class StagedFiles:
-    """Files of one case written under temporary names (:func:`~custom_nets.inference.io.temporary_path`) and renamed
+    """Files of one case written under temporary names (:func:`custom_nets.files.partial_path`) and renamed
     together by :meth:`commit`; :meth:`discard` (also on leaving a ``with`` block) removes whatever is not committed."""
 
     def __init__(self) -> None:
         self._staged: list[_Staged] = []
 
     def stage(self, path: Path, write: Callable[[Path], None]) -> None:
-        tmp = temporary_path(path)
+        tmp = partial_path(Path(path).parent, Path(path).name)
         self._staged.append(_Staged(Path(path), tmp))
         write(tmp)
 

@@ -14,7 +14,9 @@ from pathlib import Path
 
 import numpy as np
 
-from .io import Geometry, atomic_write
+from custom_nets.files import write_file_atomic
+
+from .io import Geometry
 
 __all__ = ["PALETTE", "pick_slices", "render_preview", "write_preview"]
 
@@ -166,4 +168,4 @@ def write_preview(path: str | os.PathLike, image: np.ndarray, label: np.ndarray,
 
     picture = render_preview(image, label, geometry, label_names)
     Path(path).parent.mkdir(parents=True, exist_ok=True)
-    atomic_write(path, lambda tmp: Image.fromarray(picture).save(tmp, format="PNG"))
+    write_file_atomic(path, lambda tmp: Image.fromarray(picture).save(tmp, format="PNG"))

@@ -35,16 +35,15 @@ from typing import Any, Callable
 
 import numpy as np
 
+from custom_nets.files import file_sha256, remove_stale_partials, write_file_atomic
+
 from .discovery import OUTPUT_TYPES, SUMMARY_HEADER, Case
 from .errors import CaseError, OutputError
 from .io import (
     MIN_FREE_BYTES,
-    TEMP_MARKER,
     LoadedCase,
-    atomic_write,
     check_output_folder,
     count_labels,
-    file_sha256,
     needs_itk,
     read_case,
     read_label_counts,
@@ -178,7 +177,7 @@ class SummaryWriter:
                 for row in sorted(self.rows, key=lambda r: r.case):
                     writer.writerow(self._cells(row))
 
-        atomic_write(self.path, write)
+        write_file_atomic(self.path, write)
         self._last_write = time.monotonic()
 
     def write_soon(self) -> None:
@@ -203,38 +202,6 @@ def current_rss_mb() -> float | None:
         return pages * os.sysconf("SC_PAGE_SIZE") / 2**20
     except (OSError, ValueError, IndexError, AttributeError):
         return None
-
-
-def _pid_alive(pid: int) -> bool:
-    if pid == os.getpid():
-        return True
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except (PermissionError, OSError):
-        return True
-    return True
-
-
-def _remove_stale_temporaries(folder: Path) -> None:
-    """Remove temporary files left by an interrupted (killed) earlier run; never those of a running one."""
-    if not folder.is_dir():
-        return
-    for path in folder.iterdir():
-        name = path.name
-        if not (name.startswith(".") and TEMP_MARKER in name and path.is_file()):
-            continue
-        try:
-            pid = int(name.split(TEMP_MARKER, 1)[1].split("-", 1)[0])
-        except ValueError:
-            continue
-        if not _pid_alive(pid):
-            try:
-                path.unlink()
-                logger.debug(f"removed {path}, left by an interrupted run")
-            except OSError:
-                pass
 
 
 def _one_line(text: str) -> str:
@@ -513,8 +480,8 @@ def segment_cases(segmenter: Any, cases: Sequence[Case], output_dir: str | os.Pa
     problem = check_output_folder(output_dir, options.free_bytes_needed)
     if problem:
         raise OutputError(problem)
-    _remove_stale_temporaries(output_dir)
-    _remove_stale_temporaries(output_dir / PREVIEW_FOLDER)
+    remove_stale_partials(output_dir)
+    remove_stale_partials(output_dir / PREVIEW_FOLDER)
     summary = SummaryWriter(output_dir / SUMMARY_NAME, segmenter.label_values, segmenter.spec.spatial_dims)
     results: list[CaseResult] = []
     provenance = run_provenance(segmenter, options)
