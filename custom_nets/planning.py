@@ -39,9 +39,9 @@ from typing import Any
 
 import numpy as np
 
-from custom_nets.data.common import write_text_atomic
 from custom_nets.data.dataset import Dataset, Task, is_rgb, ras_spacing, read_array, read_header
 from custom_nets.data.errors import DatasetError
+from custom_nets.files import write_text_atomic
 
 __all__ = [
     "PLANS_FILE",
