@@ -164,7 +164,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--extra", action="append", default=[], metavar="ARGS",
                         help="extra bundle arguments for both runs, e.g. '--num_workers 0'")
     args = parser.parse_args(argv)
-    from custom_nets.data.common import write_text_atomic
+    from custom_nets.files import write_text_atomic
 
     out = args.output_dir.expanduser().resolve()
     budget_args = ["--epochs", str(args.epochs)] if args.epochs else ["--minutes", str(args.minutes)]
