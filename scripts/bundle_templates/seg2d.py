@@ -209,7 +209,10 @@ def train_config(task: dict, bundle: dict) -> dict:
                 + (" + @train#label_transforms" if label_transforms else ""),
             },
             "dataset": common.cached_dataset(common.TRAIN_DATA, "@train#preprocessing"),
-            "dataloader": common.dataloader("@train#dataset", "@batch_size", shuffle=True),
+            # workers that live across epochs (issue #18, benchmark.py --training): re-forking them at every epoch
+            # of a small data set made the trainer wait ~1 s for the first batch of each epoch
+            "dataloader": {**common.dataloader("@train#dataset", "@batch_size", shuffle=True),
+                           "persistent_workers": "$@train#dataloader#num_workers > 0"},
             "inferer": {"_target_": "SimpleInferer"},
             "handlers": common.train_handlers(),
             "trainer": common.trainer(),
