@@ -523,6 +523,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
                    "measure_training)")
     p.add_argument("--iterations", type=int,
                    help="--training: timed iterations per bundle after --warmup ones (default 10, --quick 3)")
+    p.add_argument("--train-override", action="append", default=[], metavar="ID=JSON",
+                   help="--training: a train.json id and its JSON value for every measured bundle, e.g. "
+                   "'train#dataloader#num_workers=0' (repeatable)")
     p.add_argument("--worker", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     if args.repeats is None:
@@ -706,7 +709,9 @@ def render_training(report: dict[str, Any]) -> str:
     lines = [f"machine: {machine['cpu']}, {machine['cpus']} CPUs, load average at start "
              f"{', '.join(fmt(v, '.2f') for v in machine.get('loadavg_start') or [])}; at end "
              f"{', '.join(fmt(v, '.2f') for v in machine.get('loadavg_end') or [])}", ""]
-    head = ["bundle", "iteration s", "pure s", "ratio", "data wait s", "loader CPU s", "dataset", "cache_rate",
+    from custom_nets.benchmarking import overhead_bound
+
+    head = ["bundle", "iteration s", "pure s", "ratio", "data wait s", "loader CPU s", "bound", "dataset", "cache_rate",
             "loader", "workers", "batch", "patch", "batch shape", "per epoch"]
     rows = []
     for row in report["training"]:
@@ -717,7 +722,8 @@ def render_training(report: dict[str, Any]) -> str:
         s = r["settings"]
         batch = str(s["batch_size"]) + (f" x {s['num_samples']} samples" if s.get("num_samples") else "")
         rows.append([row["bundle"], fmt(r["iteration_s"], ".3f"), fmt(r["pure_s"], ".3f"), fmt(r["ratio"], ".2f") + "x",
-                     fmt(r["data_wait_s"], ".3f"), fmt(r["loader_cpu_s"], ".3f"), s["dataset"], fmt(s["cache_rate"], "g"),
+                     fmt(r["data_wait_s"], ".3f"), fmt(r["loader_cpu_s"], ".3f"), fmt(overhead_bound(r), ".2f") + "x",
+                     s["dataset"], fmt(s["cache_rate"], "g"),
                      s["loader"], str(s["num_workers"]), batch, "x".join(map(str, s["patch"] or [])) or "-",
                      "x".join(map(str, s["batch_shape"])), str(s["epoch_length"])])
     widths = [max(len(x[i]) if i < len(x) else 0 for x in [head, *rows]) for i in range(len(head))]
@@ -729,7 +735,11 @@ def render_training(report: dict[str, Any]) -> str:
               f"iterations after {opts['warmup']} warm-up (epoch boundaries included, validation runs excluded); pure s: "
               "median forward + loss + backward + optimizer step of the last batch, already in memory; ratio = "
               "iteration / pure (target <= 1.15x); data wait s: mean time the trainer waited for a batch; loader CPU s: "
-              "one thread's time to produce a batch's items (random transforms on the cache, or the whole load)"]
+              "one thread's time to produce a batch's items (random transforms on the cache, or the whole load); bound "
+              "= 1 + (data wait + loader CPU) / pure: the most the pipeline can cost (an estimate that does not divide "
+              "times taken at different moments of a changing load)"]
+    if opts.get("overrides"):
+        lines.append("overrides: " + ", ".join(f"{k}={json.dumps(v)}" for k, v in opts["overrides"].items()))
     for row in report["training"]:
         validations = row["result"].get("validation_s") or []
         if validations:
@@ -741,10 +751,20 @@ def render_training(report: dict[str, Any]) -> str:
 def training_main(args: argparse.Namespace) -> int:
     """``--training``: :func:`custom_nets.benchmarking.measure_training` per bundle, each in a fresh process."""
     bundles = _chosen(args.bundles, all_bundles(), QUICK_BUNDLES if args.quick else all_bundles(), "bundle")
+    overrides = {}
+    for item in args.train_override:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise SystemExit(f"--train-override {item!r}: expected ID=JSON")
+        try:
+            overrides[key] = json.loads(value)
+        except json.JSONDecodeError:
+            raise SystemExit(f"--train-override {item!r}: the value after '=' is not JSON") from None
     started = time.time()
     report: dict[str, Any] = {
         "machine": machine_info(), "started_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(started)),
-        "options": {"iterations": args.iterations, "warmup": args.warmup, "threads": args.threads}, "training": [],
+        "options": {"iterations": args.iterations, "warmup": args.warmup, "threads": args.threads,
+                    "overrides": overrides}, "training": [],
     }  # fmt: skip
     tmp = None
     if args.workdir:
@@ -757,7 +777,8 @@ def training_main(args: argparse.Namespace) -> int:
         for i, name in enumerate(bundles, 1):
             log(f"[{i}/{len(bundles)}] {name}: training throughput ({args.warmup} + {args.iterations} iterations)")
             result = run_training_worker({"task": "training", "bundle": str(BUNDLES_DIR / name), "workdir": str(workdir),
-                                          "iterations": args.iterations, "warmup": args.warmup, "options": {
+                                          "iterations": args.iterations, "warmup": args.warmup,
+                                          "overrides": overrides, "options": {
                                               "threads": args.threads}}, workdir, args.threads)  # fmt: skip
             if "error" in result:
                 log(f"  {name} failed: {result['error']}")

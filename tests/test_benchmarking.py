@@ -70,6 +70,8 @@ def test_training_measurement_report(training_report) -> None:
     assert result["ratio"] == pytest.approx(result["iteration_s"] / result["pure_s"], rel=1e-12)
     assert all(t > 0 for t in result["iteration_times"] + result["pure_times"])
     assert result["data_wait_s"] >= 0 and result["step_s"] > 0 and result["loader_cpu_s"] > 0
+    assert result["overhead_bound"] == pytest.approx(
+        1 + (result["data_wait_s"] + result["loader_cpu_s"]) / result["pure_s"], rel=1e-12)
     assert result["validation_s"] == []  # three iterations of a 15-iteration epoch: no validation ran
     settings = result["settings"]
     assert settings["dataset"] == "CacheDataset" and settings["cache_rate"] == 1.0
@@ -93,7 +95,8 @@ def test_training_table_renders_every_bundle(training_report) -> None:
               "training": [{"bundle": "unet2d", "result": json.loads(json.dumps(result))},
                            {"bundle": "broken", "result": {"error": "worker exit 1: boom"}}]}
     table = script.render_training(report)
-    assert f"{result['ratio']:.2f}x" in table and "CacheDataset" in table and "4x3x64x64" in table
+    assert f"{result['ratio']:.2f}x" in table and f"{result['overhead_bound']:.2f}x" in table
+    assert "CacheDataset" in table and "4x3x64x64" in table
     assert "broken  ERROR: worker exit 1: boom" in table
 
 
