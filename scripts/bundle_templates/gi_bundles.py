@@ -1,9 +1,9 @@
-"""Registry of the UW-Madison GI tract bundles: UNet 3+ and FCT on one task and pipeline (``gi2d``)."""
+"""Registry of the UW-Madison GI tract bundles: UNet 3+ and FCT on one task (``gi2d.GI``) of the 2D template."""
 
 from __future__ import annotations
 
-from bundle_templates import gi2d
-from bundle_templates.common import CHANGELOG_0_2_0_2D
+from bundle_templates import common, gi2d, seg2d
+from bundle_templates.common import CHANGELOG_0_2_0_2D, BundleEntry
 
 UWMADISON_DATA = (
     "UW-Madison Carbone Cancer Center. UW-Madison GI Tract Image Segmentation, Kaggle competition, 2022. "
@@ -19,16 +19,9 @@ FCT_PAPER = (
 )
 # the per-output segmentation loss, chosen by one value: "hybrid" (focal + MS-SSIM + IoU) or "dice_bce"
 SEG_LOSS = {"_target_": "custom_nets.losses.hybrid_segmentation_loss", "kind": "@loss_kind"}
-GI_COMMON = {
-    "template": gi2d,
-    "task": gi2d.GI,
-    "card_template": "gi_card.md",
-    "version": "0.2.0",
-    "learning_rate": 1e-3,
-    "roi_size": [224, 224],
-}
+GI_COMMON = common.family(seg2d, "gi_card.md", task=gi2d.GI, version="0.2.0", learning_rate=1e-3, roi_size=[224, 224])
 
-BUNDLES: dict[str, dict] = {
+BUNDLES: dict[str, BundleEntry] = {
     "unet3plus": {
         **GI_COMMON,
         "title": "UNet 3+: large bowel, small bowel and stomach segmentation on MRI slices (UW-Madison GI tract)",
@@ -55,6 +48,8 @@ BUNDLES: dict[str, dict] = {
             "deep_supervision": True,
             "cgm": True,
         },
+        # the classification-guided module is switched on once, for the network and its loss (@cgm)
+        "top_level_network_values": ["cgm"],
         "reference_widths": {"channels": [64, 128, 256, 512, 1024], "skip_channels": 64},
         "size_divisor": [16, 16],
         "batch_size": 16,

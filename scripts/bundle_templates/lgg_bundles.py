@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from bundle_templates import seg2d
-from bundle_templates.common import CHANGELOG_0_2_0_2D
+from bundle_templates import common, seg2d
+from bundle_templates.common import CHANGELOG_0_2_0_2D, BundleEntry
 
 LGG_DATA = (
     "Buda M., Saha A., Mazurowski M. A. Association of genomic subtypes of lower-grade gliomas with shape features "
@@ -15,17 +15,12 @@ UNET = (
     "Ronneberger O., Fischer P., Brox T. U-Net: Convolutional Networks for Biomedical Image Segmentation. MICCAI 2015. "
     "arXiv:1505.04597"
 )
-LGG_COMMON = {
-    "template": seg2d,
-    "task": seg2d.LGG,
-    "card_template": "lgg_card.md",
-    "version": "0.2.0",
-    "size_divisor": [16, 16],
-    "learning_rate": 1e-3,
-    "batch_size": 16,
-}
+LGG_COMMON = common.family(seg2d, "lgg_card.md", task=seg2d.LGG, version="0.2.0", size_divisor=[16, 16],
+                           learning_rate=1e-3, batch_size=16, reference_widths={"channels": [64, 128, 256, 512, 1024]})
+# the channels of the demo task (a dataset's own replace them) and the widths of the three networks
+LGG_NETWORK = {"spatial_dims": 2, "in_channels": 3, "out_channels": 1, "channels": [16, 32, 64, 128, 256]}
 
-BUNDLES: dict[str, dict] = {
+BUNDLES: dict[str, BundleEntry] = {
     "attention_resunet2d": {
         **LGG_COMMON,
         "title": "Attention residual U-Net 2D: lower-grade glioma segmentation on MRI slices (LGG)",
@@ -37,14 +32,7 @@ BUNDLES: dict[str, dict] = {
         "wce). Inference writes one mask per image, or one 3D label map per NIfTI volume segmented slice by slice. "
         "No pretrained weights ship.",
         "references": [LGG_DATA, ATTENTION_UNET, "He K. et al. Identity Mappings in Deep Residual Networks. ECCV 2016. arXiv:1603.05027"],
-        "network_def": {
-            "_target_": "custom_nets.nets.AttentionResUNet",
-            "spatial_dims": 2,
-            "in_channels": 3,
-            "out_channels": 1,
-            "channels": [16, 32, 64, 128, 256],
-        },
-        "reference_widths": {"channels": [64, 128, 256, 512, 1024]},
+        "network_def": {"_target_": "custom_nets.nets.AttentionResUNet", **LGG_NETWORK},
         "loss_name": "dicefocal",
     },
     "unet2d": {
@@ -56,17 +44,8 @@ BUNDLES: dict[str, dict] = {
         "description": "MONAI UNet (residual units) on LGG brain MRI slices, one sigmoid tumour channel, Dice loss by "
         "default (loss_name: dice, focal, dicefocal or wce). No pretrained weights ship.",
         "references": [LGG_DATA, UNET],
-        "network_def": {
-            "_target_": "monai.networks.nets.UNet",
-            "spatial_dims": 2,
-            "in_channels": 3,
-            "out_channels": 1,
-            "channels": [16, 32, 64, 128, 256],
-            "strides": [2, 2, 2, 2],
-            "num_res_units": 2,
-            "norm": "batch",
-        },
-        "reference_widths": {"channels": [64, 128, 256, 512, 1024]},
+        "network_def": {"_target_": "monai.networks.nets.UNet", **LGG_NETWORK, "strides": [2, 2, 2, 2],
+                        "num_res_units": 2, "norm": "batch"},
         "loss_name": "dice",
     },
     "attention_unet2d": {
@@ -78,15 +57,7 @@ BUNDLES: dict[str, dict] = {
         "description": "MONAI AttentionUnet on LGG brain MRI slices, one sigmoid tumour channel, Dice loss by default "
         "(loss_name: dice, focal, dicefocal or wce). No pretrained weights ship.",
         "references": [LGG_DATA, ATTENTION_UNET],
-        "network_def": {
-            "_target_": "monai.networks.nets.AttentionUnet",
-            "spatial_dims": 2,
-            "in_channels": 3,
-            "out_channels": 1,
-            "channels": [16, 32, 64, 128, 256],
-            "strides": [2, 2, 2, 2],
-        },
-        "reference_widths": {"channels": [64, 128, 256, 512, 1024]},
+        "network_def": {"_target_": "monai.networks.nets.AttentionUnet", **LGG_NETWORK, "strides": [2, 2, 2, 2]},
         "loss_name": "dice",
     },
 }

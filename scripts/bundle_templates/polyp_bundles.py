@@ -3,8 +3,10 @@ lesions)."""
 
 from __future__ import annotations
 
-from bundle_templates import polyp2d, seg2d
-from bundle_templates.common import CHANGELOG_0_2_0_2D
+from dataclasses import replace
+
+from bundle_templates import common, polyp2d, seg2d
+from bundle_templates.common import CHANGELOG_0_2_0_2D, BundleEntry
 
 KVASIR = "Jha D. et al. Kvasir-SEG: A Segmented Polyp Dataset. MultiMedia Modeling (MMM) 2020. arXiv:1911.07069"
 ISIC_2017 = (
@@ -18,17 +20,12 @@ MULTIRESUNET = (
 )
 ATTENTION_UNET = "Oktay O. et al. Attention U-Net: Learning Where to Look for the Pancreas. MIDL 2018. arXiv:1804.03999"
 
-POLYP_COMMON = {
-    "template": seg2d,
-    "task": polyp2d.POLYP,
-    "card_template": "polyp_card.md",
-    "version": "0.2.0",
-    "size_divisor": [16, 16],
-    "learning_rate": 1e-3,
-    "batch_size": 8,
-}
+POLYP_COMMON = common.family(seg2d, "polyp_card.md", task=polyp2d.POLYP, version="0.2.0", size_divisor=[16, 16],
+                             learning_rate=1e-3, batch_size=8)
+# the channels of the demo task (a dataset's own replace them)
+RGB_TO_ONE = {"spatial_dims": 2, "in_channels": 3, "out_channels": 1}
 
-BUNDLES: dict[str, dict] = {
+BUNDLES: dict[str, BundleEntry] = {
     "drrmsan": {
         **POLYP_COMMON,
         "title": "DRRMSAN 2D: polyp (Kvasir-SEG) and skin-lesion (ISIC 2017) segmentation in RGB images",
@@ -51,9 +48,7 @@ BUNDLES: dict[str, dict] = {
         ],
         "network_def": {
             "_target_": "custom_nets.nets.DRRMSAN",
-            "spatial_dims": 2,
-            "in_channels": 3,
-            "out_channels": 1,
+            **RGB_TO_ONE,
             "base_width": 16,
             "side_weights": [0.25, 0.25, 0.25, 0.25],
         },
@@ -87,9 +82,7 @@ BUNDLES: dict[str, dict] = {
         ],
         "network_def": {
             "_target_": "custom_nets.nets.DDANet",
-            "spatial_dims": 2,
-            "in_channels": 3,
-            "out_channels": 1,
+            **RGB_TO_ONE,
             "channels": [32, 64, 128, 256],
             "decoder_channels": [128, 64, 32, 16],
         },
@@ -118,11 +111,11 @@ SEGFORMER = (
     "Segmentation with Transformers. NeurIPS 2021. arXiv:2105.15203"
 )
 # SSFormer trains at 352 x 352 (the reference's size; every size must be divisible by 32)
-SSFORMER_TASK = {
-    **polyp2d.POLYP,
-    "common_values": {**polyp2d.POLYP["common_values"], "image_size": [352, 352]},
-    "image_classes": polyp2d.POLYP["image_classes"].replace("default 256 x 256", "default 352 x 352"),
-}
+SSFORMER_TASK = replace(
+    polyp2d.POLYP,
+    values={**polyp2d.POLYP.values, "image_size": [352, 352]},
+    image_classes=polyp2d.POLYP.image_classes.replace("default 256 x 256", "default 352 x 352"),
+)
 
 BUNDLES["ssformer"] = {
     **POLYP_COMMON,
@@ -147,9 +140,7 @@ BUNDLES["ssformer"] = {
     "references": [SSFORMER_PAPER, SEGFORMER, KVASIR, ISIC_2017],
     "network_def": {
         "_target_": "custom_nets.nets.SSFormer",
-        "spatial_dims": 2,
-        "in_channels": 3,
-        "out_channels": 1,
+        **RGB_TO_ONE,
         "variant": "S",
         "pretrained_checkpoint": None,
     },
