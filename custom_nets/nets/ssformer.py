@@ -27,7 +27,7 @@ Deliberate differences from the reference code (see ``../shared/REFERENCES.md``,
 
 * no ``linear_fuse`` layer (built and optimised there but never used): with 3 input channels and 1 class the network
   has 29,309,889 parameters (S) and 65,956,289 (L), the reference's counts without it (checked by
-  ``tests/test_ssformer.py``); about 19.9 (S) and 34.5 (L) GMACs at 352 x 352;
+  ``tests/nets/test_ssformer.py``); about 19.9 (S) and 34.5 (L) GMACs at 352 x 352;
 * one interpolation convention, ``align_corners=False`` everywhere (the reference uses ``True`` for its final x4
   upsampling only), and the output always has the input's size (the reference's only for multiples of 32; here any
   other size is refused with a clear error);

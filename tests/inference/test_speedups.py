@@ -15,10 +15,10 @@ from pathlib import Path
 import pytest
 import torch
 import torch.nn as nn
+from conftest import REPO
 
 from custom_nets.inference import speedups
 
-REPO = Path(__file__).resolve().parents[1]
 BUNDLES = sorted(p.parent.parent.name for p in (REPO / "bundles").glob("*/configs/inference.json"))
 ATOL = 1e-5
 
