@@ -787,10 +787,11 @@ def measure_training(bundle: str | os.PathLike, workdir: str | os.PathLike, iter
       boundaries included: loader restarts, checkpoints, logging), validation runs excluded (``validation_s``);
     - ``data_wait_s``: mean seconds the trainer waited for a batch (the loader not keeping up);
     - ``step_s``: mean seconds from a batch's arrival to the end of its iteration (train step and iteration handlers);
-    - ``pure_s``: median seconds of :func:`train_step` on the last batch, already on the device, ``iterations`` runs
+    - ``pure_s``: median seconds of :func:`train_step` on the last full batch, already on the device, ``iterations`` runs
       after one warm-up run (:func:`time_median`; ``torch.utils.benchmark.Timer.timeit`` would add two warm-up runs
       per call, tripling a 30-s step on a loaded machine);
-    - ``ratio``: ``iteration_s / pure_s`` (issue #18's target: at most 1.15 on 2 cores);
+    - ``ratio``: ``iteration_s / pure_s`` per sample (the same when every timed batch is full; an epoch's smaller
+      last batch otherwise counts for its size), issue #18's target: at most 1.15 on 2 cores;
     - ``overhead_bound``: :func:`overhead_bound`, the load-robust upper estimate of the ratio;
     - ``sample_s``: mean seconds of one training dataset item (the random transforms on a cached case, or the whole
       load when nothing is cached) in this process with one thread, as a loader worker computes it; ``samples`` items
@@ -827,13 +828,17 @@ def measure_training(bundle: str | os.PathLike, workdir: str | os.PathLike, iter
     marks: dict[str, list[float]] = {"get_start": [], "get_end": [], "start": [], "end": []}
     validations: list[tuple[float, float]] = []
     held: dict[str, Any] = {}
+    sizes: list[int] = []
 
     def mark(key: str) -> Callable[[Any], None]:
         return lambda engine: marks[key].append(time.perf_counter())
 
     def started_iteration(engine: Any) -> None:
         marks["start"].append(time.perf_counter())
-        held["batch"] = engine.state.batch  # the collated batch (MONAI decollates engine.state.batch later)
+        batch = engine.state.batch  # the collated batch (MONAI decollates engine.state.batch later)
+        sizes.append(len(batch["image"] if isinstance(batch, dict) else batch[0]))
+        if sizes[-1] >= held.get("size", 0):  # a full batch, not an epoch's smaller last one
+            held.update(batch=batch, size=sizes[-1])
 
     def completed_iteration(engine: Any) -> None:
         marks["end"].append(time.perf_counter())
@@ -871,7 +876,7 @@ def measure_training(bundle: str | os.PathLike, workdir: str | os.PathLike, iter
     prepared = trainer.prepare_batch(batch, device, trainer.non_blocking, **trainer.to_kwargs)
     step = train_step(trainer, *prepared)
     threads = torch.get_num_threads()
-    log(f"{bundle.name}: pure train step on the last batch ({'x'.join(map(str, prepared[0].shape))}), "
+    log(f"{bundle.name}: pure train step on the last full batch ({'x'.join(map(str, prepared[0].shape))}), "
         f"{total - warmup} runs")
     pure_s, pure_times = time_median(step, total - warmup, 1, device)
     trainer.optimizer.zero_grad(set_to_none=True)
@@ -889,7 +894,9 @@ def measure_training(bundle: str | os.PathLike, workdir: str | os.PathLike, iter
         "iteration_s": iteration_s,
         "iteration_median_s": statistics.median(iteration_times),
         "pure_s": pure_s,
-        "ratio": iteration_s / pure_s,
+        # per sample: an epoch's smaller last batch among the timed iterations is compared with a full-batch step
+        "ratio": (sum(iteration_times) / sum(sizes[warmup:total])) / (pure_s / held["size"]),
+        "samples_per_iteration": sizes[warmup:total],
         "data_wait_s": statistics.fmean(waits) if waits else None,
         "step_s": statistics.fmean(steps) if steps else None,
         "sample_s": sample_s,
