@@ -16,6 +16,7 @@ from pathlib import Path
 import nibabel as nib
 import numpy as np
 import pytest
+import scipy.ndimage
 import torch
 from conftest import copy_bundle, labelled_cases, run_bundle
 
@@ -86,6 +87,19 @@ def test_train_infer_evaluate_export(name: str, tmp_path: Path, elsewhere: Path)
     regions = ("tumor_core", "whole_tumor", "enhancing_tumor")
     assert set(rows[0]) == {"case"} | {f"{m}_{r}" for m in ("dice", "hd95") for r in regions}
     assert all(0.0 <= float(r["dice_whole_tumor"]) <= 1.0 for r in rows)
+    # ... and nnU-Net's post-processing choice beside the weights, which inference then applies
+    choice = json.loads((bundle / "models" / "postprocessing.json").read_text())
+    assert set(choice["dice"]) == {"tumor core", "whole tumor", "enhancing tumor"} and choice["cases"] == len(cases)
+    assert all(0 <= c < 3 for c in choice["channels"])
+    choice["channels"] = [1]  # forced: whole tumour reduced to its largest component in every case
+    (bundle / "models" / "postprocessing.json").write_text(json.dumps(choice))
+    kept = tmp_path / "largest"
+    run_bundle(["run", "--config_file", str(configs / "inference.json"), "--dataset_dir", str(demo), "--output_dir",
+                str(kept), *fast], cwd=elsewhere)
+    for case in cases[:2]:
+        tumour = np.asarray(nib.load(kept / f"{case}_seg.nii.gz").dataobj) > 0
+        assert scipy.ndimage.label(tumour, np.ones((3, 3, 3)))[1] <= 1
+        assert tumour.sum() <= (np.asarray(nib.load(output / f"{case}_seg.nii.gz").dataobj) > 0).sum()
 
     # the network matches the metadata, and TorchScript export reproduces the eager network
     run_bundle(

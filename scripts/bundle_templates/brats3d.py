@@ -246,6 +246,7 @@ def evaluate_config(network_def: dict, roi_size: list[int]) -> dict:
                 "metric_names": ["dice", "hd95"],
                 "region_names": "$[custom_nets.bundle.label_slug(n) for n in @task.label_names]",
             },
+            common.postprocessing_chooser(),
         ],
         "evaluator": common.isolated_evaluator({"mean_dice": "@metrics#mean_dice"},
                                                {"dice": "@metrics#dice", "hd95": "@metrics#hd95"}),

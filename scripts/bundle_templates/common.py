@@ -366,12 +366,30 @@ def invert_to_input(transform: str = "@preprocessing") -> dict:
             "nearest_interp": False, "to_tensor": True}
 
 
+POSTPROCESSING_CHOICE = "$os.path.join(@ckpt_dir, 'postprocessing.json')"
+"""Where evaluation writes nnU-Net's post-processing choice and inference reads it (beside the weights)."""
+
+
+def keep_largest_components(threshold: float | str = 0.5) -> dict:
+    """The largest connected component of the output channels that evaluation chose (``models/postprocessing.json``;
+    nothing without the file): :class:`custom_nets.postprocessing.KeepLargestComponentsd`."""
+    return {"_target_": "custom_nets.postprocessing.KeepLargestComponentsd", "keys": "pred",
+            "choice_file": POSTPROCESSING_CHOICE, "threshold": threshold}
+
+
+def postprocessing_chooser() -> dict:
+    """The evaluation handler that makes that choice per output channel (where it raises the mean Dice)."""
+    return {"_target_": "custom_nets.postprocessing.PostprocessingChooser", "output_path": POSTPROCESSING_CHOICE,
+            "channel_names": "$list(@task.label_names)"}
+
+
 def sigmoid_postprocessing(invert: bool, final_output_ndim: int | None = None, label_map: bool = False,
                            threshold: float | str = 0.5, preprocessing: str = "@preprocessing") -> list[dict]:
     """Sigmoid, optionally undo ``preprocessing`` (``Invertd``: back to the input's geometry), threshold.
 
     ``final_output_ndim`` first keeps only the final output of a stacked deep-supervision prediction. With
-    ``label_map``, the thresholded channels become one label map of the task's label values (what inference writes).
+    ``label_map`` (inference), the post-processing choice of evaluation is applied to the probabilities
+    (:func:`keep_largest_components`) and the thresholded channels become one label map of the task's label values.
     """
     steps: list[dict] = []
     if final_output_ndim is not None:
@@ -379,6 +397,8 @@ def sigmoid_postprocessing(invert: bool, final_output_ndim: int | None = None, l
             {"_target_": "custom_nets.transforms.SelectFinalOutputd", "keys": "pred", "reference_ndim": final_output_ndim}
         )
     steps.append({"_target_": "Activationsd", "keys": "pred", "sigmoid": True})
+    if label_map:
+        steps.append(keep_largest_components(threshold))
     if invert:
         steps.append(invert_to_input(preprocessing))
     if label_map:

@@ -397,7 +397,7 @@ def evaluate_config(task: Task2D, bundle: dict, *, values: dict | None = None, d
         _load_image_transforms(task, keys, bundle["size_divisor"][0], ["image"] if original_size else None,
                                centre_slice=centre_slice, label_regions=label_regions),
         _postprocessing(task, invert=original_size),
-        [writer],
+        [writer] if metrics_writer else [writer, common.postprocessing_chooser()],
     )
 
 
