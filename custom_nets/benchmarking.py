@@ -244,14 +244,6 @@ def build_network(spec: dict[str, Any]) -> Any:
     return cls(**kwargs)
 
 
-def _rss_mb() -> float | None:
-    try:
-        with open("/proc/self/statm") as f:
-            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
-    except (OSError, ValueError, IndexError, AttributeError):
-        return None
-
-
 def _peak_rss_mb() -> float:
     import resource
 
