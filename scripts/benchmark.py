@@ -59,6 +59,7 @@ from typing import Any, Callable, Sequence
 
 REPO = Path(__file__).resolve().parents[1]
 SEGMENT = REPO / "scripts" / "segment.py"
+from custom_nets.inference.runner import current_rss_mb  # noqa: E402
 from custom_nets.benchmarking import (  # noqa: E402 - the measuring core lives in the package (issue #20)
     BUNDLES_DIR,
     OP_CATEGORIES,
@@ -66,7 +67,6 @@ from custom_nets.benchmarking import (  # noqa: E402 - the measuring core lives 
     SW_BATCH_2D,
     _first,
     _peak_rss_mb,
-    _rss_mb,
     _sync,
     all_bundles,
     build_network,
@@ -147,7 +147,7 @@ def measure_network(task: dict[str, Any]) -> dict[str, Any]:
 
     spec, opts = task["spec"], task["options"]
     device = torch.device(opts["device"])
-    rss_start = _rss_mb()
+    rss_start = current_rss_mb()
     net = build_network(spec).to(device).eval()
     params = sum(p.numel() for p in net.parameters())
     gen = torch.Generator().manual_seed(0)
@@ -175,7 +175,7 @@ def measure_network(task: dict[str, Any]) -> dict[str, Any]:
         result.update(conv3d_reference=ref, latency_s=latency, latency_times=times,
                       gflops_per_s=flops / latency / 1e9, ratio_to_conv3d=statistics.median(ratios),
                       ratios_to_conv3d=ratios)
-        result["rss_after_build_mb"] = _rss_mb()
+        result["rss_after_build_mb"] = current_rss_mb()
 
         if not opts.get("no_sw"):
             if spec["spatial_dims"] == 3:
