@@ -215,7 +215,7 @@ def end_distributed_run() -> None:
     reducer still holds the group, so the group is destroyed only when the interpreter tears down its objects at exit.
     There a backend thread can still reach for the GIL and the worker aborts ("terminate called without an active
     exception", SIGABRT) after a successful run, which fails the whole ``torchrun`` job (seen rarely in the
-    2-process CPU test, ``tests/test_multi_gpu.py``, under load). So the worker does what a normal exit does first
+    2-process CPU test, ``tests/bundles/test_multi_gpu.py``, under load). So the worker does what a normal exit does first
     (join the non-daemon threads, run the ``atexit`` handlers, e.g. logging's final flush), flushes stdout and
     stderr, and exits with status 0 before the teardown. Anywhere else (a Python session, a test, a notebook) this
     only destroys the process group and returns.

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from conftest import REPO
 from ignite.engine import Events
 from ignite.metrics import Metric
 from monai.engines import SupervisedEvaluator, SupervisedTrainer
@@ -241,7 +242,7 @@ def test_the_template_handlers_keep_the_best_model_across_a_resume(tmp_path: Pat
 
     from monai.bundle import ConfigParser
 
-    sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "scripts"))
+    sys.path.insert(0, str(REPO / "scripts"))
     from bundle_templates import common
 
     def config(epochs: int, scores: dict[int, float]) -> ConfigParser:

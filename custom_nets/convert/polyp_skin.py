@@ -28,7 +28,7 @@ in the demo -- in two sub-folders of ``dataset_dir`` that are found automaticall
 Image files are ``.jpg``, ``.jpeg`` or ``.png`` (any letter case). ISIC images must be named ``ISIC_<id>`` with no
 further underscore, so the challenge's ``ISIC_<id>_superpixels.png`` files are ignored.
 
-Loading with MONAI (verified in ``tests/test_polyp_skin_data.py``)
+Loading with MONAI (verified in ``tests/data/test_polyp_skin_data.py``)
 --------------------------------------------------------------------
 MONAI's ``PILReader`` swaps the first two axes by default (``reverse_indexing=True``), giving ``(C, W, H)`` arrays;
 ``reverse_indexing=False`` keeps numpy/PIL order, so the tensors are ``(C, H, W)`` and a ``spatial_size`` of

@@ -21,7 +21,7 @@ Public API:
 
 Recommended MONAI transform chain
 ---------------------------------
-MONAI reads the slices as they are; nothing custom is needed (verified in ``tests/test_lgg.py``)::
+MONAI reads the slices as they are; nothing custom is needed (verified in ``tests/data/test_lgg.py``)::
 
     LoadImaged(keys=["image", "label"], reader="PILReader", image_only=True)
     EnsureChannelFirstd(keys=["image", "label"])            # image (3, W, H), label (1, W, H)

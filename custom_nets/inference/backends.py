@@ -6,7 +6,7 @@ same for every backend.
 
 - ``eager``: the bundle's ``network_def`` module with the CPU inference speed-ups of
   :func:`custom_nets.inference.speedups.apply` (oneDNN convolutions, channels-last 2D networks, padded attention
-  heads; same outputs up to float rounding, checked by ``tests/test_net_speed.py``).
+  heads; same outputs up to float rounding, checked by ``tests/nets/test_net_speed.py``).
 - ``torchscript``: ``torch.jit.script`` of the network (``torch.jit.trace`` on an example window when it cannot be
   scripted), then ``torch.jit.freeze`` and, on the CPU, ``torch.jit.optimize_for_inference``.
 - ``onnxruntime``: ``torch.onnx.export`` (TorchScript-based exporter, ``dynamo=False``, opset 17, dynamic batch and

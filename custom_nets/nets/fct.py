@@ -38,7 +38,7 @@ Deliberate differences from the reference code and a popular PyTorch port:
 * up-sampling is bi/trilinear (the reference uses nearest-neighbour ``nn.Upsample``).
 
 Parameter counts (2D, ``deep_supervision=True``, ``in_channels=1``, ``out_channels=3``; checked by
-``tests/test_unet3plus_fct.py``): reference widths ``(32, 64, 128, 256, 512)``: 26,935,721 (26,561,123 without the
+``tests/nets/test_unet3plus_fct.py``): reference widths ``(32, 64, 128, 256, 512)``: 26,935,721 (26,561,123 without the
 two extra heads); bundle default ``(16, 32, 64, 128, 256)``: 6,755,545 (``in_channels=3``: 6,757,849). Memory is
 dominated by the attention of the outermost blocks (see :mod:`custom_nets.blocks.conv_attention`).
 """

@@ -46,7 +46,7 @@ that non-differentiable argmax during training. Here the gating acts on probabil
 presence BCE (optionally soft gating in the loss), and nothing non-differentiable is in the training graph.
 
 Parameter counts (2D, batch norm, ``deep_supervision=True``, ``cgm=False``; checked by
-``tests/test_unet3plus_fct.py``):
+``tests/nets/test_unet3plus_fct.py``):
 
 * reference widths ``channels=(64, 128, 256, 512, 1024)``, ``skip_channels=64``, ``out_channels=1``: 26,983,109 with
   ``in_channels=3`` and 26,981,957 with ``in_channels=1`` (paper: 27.0M, i.e. within 0.1 %); without the
