@@ -242,7 +242,8 @@ def _normalization(fp: Mapping[str, Any]) -> list[dict[str, Any]]:
 
 
 def _round_up(x: float, divisor: int = PATCH_DIVISOR) -> int:
-    return int(max(divisor, math.ceil(x / divisor) * divisor))
+    # rounded first: a median of 96 computed through an oblique affine comes out as 96.00000000000001
+    return int(max(divisor, math.ceil(round(x / divisor, 6)) * divisor))
 
 
 def patch_and_batch(spacing: Sequence[float], median_shape: Sequence[float], budget_bytes: float,
@@ -453,15 +454,18 @@ def _configuration(plan: Mapping[str, Any], dims: int) -> Mapping[str, Any] | No
     return config
 
 
-def planned_patch_size(plan: Mapping[str, Any] | None, default: Sequence[int]) -> list[int]:
+def planned_patch_size(plan: Mapping[str, Any] | None, default: Sequence[int],
+                       divisor: int | Sequence[int] = 1) -> list[int]:
     """The plan's patch size for a network of ``len(default)`` dimensions, at most ``default`` per axis (the bundle's
-    window, the largest its network was sized for); ``default`` without a plan. 2D patches are square (the plan's
-    largest side): the 2D bundles train square patches, which their random 90-degree rotations keep in shape."""
+    window, the largest its network was sized for) and rounded up to the network's size ``divisor`` (a plan rounds
+    to :data:`PATCH_DIVISOR`, which LinkNet's 32 does not divide); ``default`` without a plan. 2D patches are square
+    (the plan's largest side): the 2D bundles train square patches, which their random rotations keep in shape."""
     config = _configuration(plan, len(default)) if plan else None
     if config is None:
         return list(default)
     patch = [max(config["patch_size"])] * 2 if len(default) == 2 else config["patch_size"]
-    return [int(min(p, d)) for p, d in zip(patch, default)]
+    divisors = [int(divisor)] * len(default) if isinstance(divisor, (int, float)) else [int(d) for d in divisor]
+    return [int(min(_round_up(p, k), d)) for p, d, k in zip(patch, default, divisors)]
 
 
 def planned_batch_size(plan: Mapping[str, Any] | None, default: int, spatial_dims: int) -> int:

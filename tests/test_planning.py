@@ -147,6 +147,11 @@ def test_training_plan_given_file_and_trained_plan(tmp_path: Path) -> None:
     flat = {"spatial_dims": 2, "patch_size": [32, 48], "batch_size": 2, "configurations": {}}
     assert planned_patch_size(flat, [128, 128]) == [48, 48]  # 2D: square, the largest side
     assert planned_patch_size(flat, [40, 40]) == [40, 40]
+    # rounded up to the network's own size divisor (LinkNet: 32), still at most the bundle's window
+    thin = {"spatial_dims": 3, "patch_size": [64, 64, 16], "batch_size": 2, "configurations": {}}
+    assert planned_patch_size(thin, [64, 64, 64], [32, 32, 32]) == [64, 64, 32]
+    assert planned_patch_size(thin, [64, 64, 64], 8) == [64, 64, 16]
+    assert planned_patch_size(thin, [64, 64, 24], 32) == [64, 64, 24]
     assert planned_batch_size(plan, 1, 3) == 1 and planned_batch_size(None, 7, 3) == 7
 
 
@@ -237,3 +242,10 @@ def test_bundle_configs_read_the_plan(name: str, dims: int, default_roi: list, t
     # --plan none: the bundle's own settings, and no plan left for inference
     off = parsed("train.json", plan="none", ckpt_dir=str(tmp_path / "m2"))
     assert off.get_parsed_content("roi_size") == default_roi and not (tmp_path / "m2" / "plans.json").exists()
+
+
+def test_round_up_ignores_floating_point_noise() -> None:
+    from custom_nets.planning import _round_up
+
+    assert _round_up(96.00000000000001) == 96  # a median shape through an oblique affine
+    assert _round_up(96.5) == 112 and _round_up(3) == 16 and _round_up(40, 8) == 40

@@ -95,7 +95,8 @@ AUGMENTATION = common.Augmentation(rotate_degrees=15.0, flip_axes=(0, 1, 2), bia
 FOREGROUND_CROP_FRACTION = 0.67
 
 
-def train_config(network_def: dict, roi_size: list[int], learning_rate: float, batch_size: int) -> dict:
+def train_config(network_def: dict, roi_size: list[int], learning_rate: float, batch_size: int,
+                 size_divisor: list[int]) -> dict:
     """``configs/train.json``: training with validation every ``val_interval`` epochs, best and last checkpoints."""
     keys = ["image", "label"]
     patches = [
@@ -118,7 +119,7 @@ def train_config(network_def: dict, roi_size: list[int], learning_rate: float, b
         "batch_size": common.planned_batch(batch_size, 3),
         "num_samples": 2,
         "foreground_crop_fraction": FOREGROUND_CROP_FRACTION,
-        "roi_size": common.planned_patch(roi_size),
+        "roi_size": common.planned_patch(roi_size, size_divisor),
         "sw_batch_size": 2,
         "num_workers": 2,
         "cache_rate": 1.0,
@@ -290,7 +291,7 @@ def bundle_configs(bundle: dict, versions: dict[str, str]) -> dict[str, dict]:
     net, roi = bundle["network_def"], bundle["roi_size"]
     return {
         "metadata.json": metadata(bundle, versions),
-        "train.json": train_config(net, roi, bundle["learning_rate"], bundle["batch_size"]),
+        "train.json": train_config(net, roi, bundle["learning_rate"], bundle["batch_size"], bundle["size_divisor"]),
         "inference.json": inference_config(net, roi),
         "evaluate.json": evaluate_config(net, roi),
         "multi_gpu_train.json": common.multi_gpu_train_config(),

@@ -305,8 +305,8 @@ NORMALIZATION = "$custom_nets.transforms.intensity_normalization(@task, plan=@pl
 PIXDIM = "$custom_nets.planning.planned_pixdim(@plans, @task)"
 
 
-def planned_patch(default: list[int]) -> str:
-    return f"$custom_nets.planning.planned_patch_size(@plans, {list(default)})"
+def planned_patch(default: list[int], divisor: list[int]) -> str:
+    return f"$custom_nets.planning.planned_patch_size(@plans, {list(default)}, {list(divisor)})"
 
 
 def planned_batch(default: int, spatial_dims: int) -> str:

@@ -243,7 +243,7 @@ def train_config(task: Task2D, bundle: dict) -> dict:
         "val_interval": 2,
         "learning_rate": bundle["learning_rate"],
         "batch_size": common.planned_batch(bundle["batch_size"], 2),
-        **({"roi_size": common.planned_patch(roi_size)} if roi_size else {}),
+        **({"roi_size": common.planned_patch(roi_size, bundle["size_divisor"])} if roi_size else {}),
         **common.SPLIT_VALUES,
         "resume": True,
         "cache_rate": task.cache_rate,
