@@ -43,6 +43,7 @@ figure as JSON (``--json``, default ``benchmark.json`` in the working directory)
 from __future__ import annotations
 
 import argparse
+import contextlib
 import csv
 import json
 import math
@@ -55,10 +56,11 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Iterator, Sequence
 
 REPO = Path(__file__).resolve().parents[1]
 SEGMENT = REPO / "scripts" / "segment.py"
+from custom_nets.bundle import parse_override  # noqa: E402
 from custom_nets.inference.runner import current_rss_mb  # noqa: E402
 from custom_nets.benchmarking import (  # noqa: E402 - the measuring core lives in the package (issue #20)
     BUNDLES_DIR,
@@ -579,6 +581,20 @@ def select(args: argparse.Namespace) -> list[dict[str, Any]]:
     return sorted(specs, key=lambda s: (-s["spatial_dims"], s["kind"] != "bundle", s["name"]))
 
 
+@contextlib.contextmanager
+def _workdir(given: Path | None, prefix: str) -> Iterator[Path]:
+    """``--workdir`` (created if missing, kept), else a temporary folder removed at the end, whatever happens."""
+    if given:
+        given.mkdir(parents=True, exist_ok=True)
+        yield given
+        return
+    tmp = tempfile.mkdtemp(prefix=prefix)
+    try:
+        yield Path(tmp)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
 def run_batch(args: argparse.Namespace, options: dict[str, Any], workdir: Path) -> dict[str, Any]:
     bundle = str(BUNDLES_DIR / args.batch_bundle)
     # --roi-3d (and --quick) apply to the batch rows too, through the bundle's roi_size
@@ -628,39 +644,30 @@ def brats_case_main(args: argparse.Namespace) -> int:
 
     from custom_nets.benchmarking import run_brats_case
 
-    tmp = None
-    if args.workdir:
-        workdir = args.workdir
-    else:
-        tmp = tempfile.mkdtemp(prefix="brats-case-")
-        workdir = Path(tmp)
-    started = time.time()
-    report: dict[str, Any] = {"machine": machine_info(), "started_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ",
-                                                                                    time.gmtime(started))}
-    if args.levers:
-        from custom_nets.benchmarking import measure_levers
+    with _workdir(args.workdir, "brats-case-") as workdir:
+        started = time.time()
+        report: dict[str, Any] = {"machine": machine_info(), "started_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ",
+                                                                                        time.gmtime(started))}
+        if args.levers:
+            from custom_nets.benchmarking import measure_levers
 
-        if args.checkpoint is None:
-            raise SystemExit("--levers needs --checkpoint (e.g. the model.pt a --brats-case --workdir run trained)")
-        rows = measure_levers(BUNDLES_DIR / args.case_bundle, args.checkpoint, workdir=workdir)
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps({"machine": machine_info(), "levers": rows}, indent=1))
-        reference_s = rows[0]["seconds"]
-        print(f"{'lever':46s} {'backend':11s} {'windows':>7s} {'s':>7s} {'speed-up':>8s} {'agreement %':>11s} "
-              f"{'WT Dice':>7s}")
-        for row in rows:
-            print(f"{row['lever']:46s} {row['backend']:11s} {row['windows']:7d} {row['seconds']:7.1f} "
-                  f"{reference_s / row['seconds']:7.2f}x {100 * row['agreement']:11.2f} {row['wt_dice']:7.4f}")
-        return 0
-    try:
+            if args.checkpoint is None:
+                raise SystemExit("--levers needs --checkpoint (e.g. the model.pt a --brats-case --workdir run trained)")
+            rows = measure_levers(BUNDLES_DIR / args.case_bundle, args.checkpoint, workdir=workdir)
+            args.json.parent.mkdir(parents=True, exist_ok=True)
+            args.json.write_text(json.dumps({"machine": machine_info(), "levers": rows}, indent=1))
+            reference_s = rows[0]["seconds"]
+            print(f"{'lever':46s} {'backend':11s} {'windows':>7s} {'s':>7s} {'speed-up':>8s} {'agreement %':>11s} "
+                  f"{'WT Dice':>7s}")
+            for row in rows:
+                print(f"{row['lever']:46s} {row['backend']:11s} {row['windows']:7d} {row['seconds']:7.1f} "
+                      f"{reference_s / row['seconds']:7.2f}x {100 * row['agreement']:11.2f} {row['wt_dice']:7.4f}")
+            return 0
         report["brats_case"] = run_brats_case(
             BUNDLES_DIR / args.case_bundle, workdir, checkpoint=args.checkpoint, train_seconds=args.train_seconds,
             shape=[int(v) for v in args.case_shape.split(",")], threads=args.threads,
             default_args=shlex.split(args.default_args),
             variants=[(v.split("=", 1)[0], shlex.split(v.split("=", 1)[1] if "=" in v else "")) for v in args.variant])
-    finally:
-        if tmp:
-            shutil.rmtree(tmp, ignore_errors=True)
     _finish_report(report, started, args.json)
     case = report["brats_case"]
     load = report["machine"].get("loadavg_start")
@@ -753,27 +760,18 @@ def training_main(args: argparse.Namespace) -> int:
     bundles = _chosen(args.bundles, all_bundles(), QUICK_BUNDLES if args.quick else all_bundles(), "bundle")
     overrides = {}
     for item in args.train_override:
-        key, sep, value = item.partition("=")
-        if not sep or not key:
-            raise SystemExit(f"--train-override {item!r}: expected ID=JSON")
         try:
-            overrides[key] = json.loads(value)
-        except json.JSONDecodeError:
-            raise SystemExit(f"--train-override {item!r}: the value after '=' is not JSON") from None
+            key, value = parse_override(item)
+        except ValueError as error:
+            raise SystemExit(f"--train-override: {error}") from None
+        overrides[key] = value
     started = time.time()
     report: dict[str, Any] = {
         "machine": machine_info(), "started_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(started)),
         "options": {"iterations": args.iterations, "warmup": args.warmup, "threads": args.threads,
                     "overrides": overrides}, "training": [],
     }  # fmt: skip
-    tmp = None
-    if args.workdir:
-        workdir = args.workdir
-        workdir.mkdir(parents=True, exist_ok=True)
-    else:
-        tmp = tempfile.mkdtemp(prefix="benchmark-training-")
-        workdir = Path(tmp)
-    try:
+    with _workdir(args.workdir, "benchmark-training-") as workdir:
         for i, name in enumerate(bundles, 1):
             log(f"[{i}/{len(bundles)}] {name}: training throughput ({args.warmup} + {args.iterations} iterations)")
             result = run_training_worker({"task": "training", "bundle": str(BUNDLES_DIR / name), "workdir": str(workdir),
@@ -783,9 +781,6 @@ def training_main(args: argparse.Namespace) -> int:
             if "error" in result:
                 log(f"  {name} failed: {result['error']}")
             report["training"].append({"bundle": name, "result": result})
-    finally:
-        if tmp:
-            shutil.rmtree(tmp, ignore_errors=True)
     _finish_report(report, started, args.json)
     print(render_training(report))
     log(f"done in {report['seconds']:.0f} s; raw figures in {args.json}")
@@ -810,16 +805,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                "sw_repeats": args.sw_repeats, "overlap": args.overlap, "volume_3d": args.volume_3d,
                "images_2d": args.images_2d, "threads": args.threads, "profile_runs": 3 if args.quick else 5,
                "profile_top": args.profile_top}  # fmt: skip
-    tmp = None
-    if args.workdir:
-        workdir = args.workdir
-        workdir.mkdir(parents=True, exist_ok=True)
-    else:
-        tmp = tempfile.mkdtemp(prefix="benchmark-")
-        workdir = Path(tmp)
     report: dict[str, Any] = {"machine": machine_info(), "options": {k: v for k, v in options.items()},
                               "started_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(started))}  # fmt: skip
-    try:
+    with _workdir(args.workdir, "benchmark-") as workdir:
         log("reference throughput (matmul, Conv3d, Conv2d)")
         refs = run_worker({"task": "references", "options": options}, workdir, args.threads)
         if "error" in refs:
@@ -866,9 +854,6 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         if args.batch_bundle != "none" and args.batch_cases > 0:
             report["batch"] = run_batch(args, options, workdir)
-    finally:
-        if tmp:
-            shutil.rmtree(tmp, ignore_errors=True)
     _finish_report(report, started, args.json)
     print(render(report))
     log(f"done in {report['seconds']:.0f} s; raw figures in {args.json}")
