@@ -230,12 +230,16 @@ def evaluate_config(network_def: dict, roi_size: list[int]) -> dict:
                 "reduction": "none",
                 "output_transform": "$from_engine(['pred', 'label'])",
             },
-            "hd95": {
-                "_target_": "HausdorffDistance",
-                "include_background": True,
-                "percentile": 95,
-                "reduction": "none",
+            "hd95": {  # MONAI's HausdorffDistance handler with the metric in mm (the predictions' affines)
+                "_target_": "IgniteMetricHandler",
+                "metric_fn": {
+                    "_target_": "custom_nets.metrics.PhysicalHausdorffDistance",
+                    "include_background": True,
+                    "percentile": 95,
+                    "reduction": "none",
+                },
                 "output_transform": "$from_engine(['pred', 'label'])",
+                "save_details": True,
             },
         },
         "handlers": [
