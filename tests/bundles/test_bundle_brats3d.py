@@ -19,12 +19,13 @@ import pytest
 import scipy.ndimage
 import torch
 from conftest import copy_bundle, labelled_cases, run_bundle
+from tiny_networks import tiny_args
 
 # Tiny settings so that a bundle trains, infers and evaluates in about a minute on 2 CPU cores.
 FAST = {
-    "arunet3d": ["--network_def#channels", "[8,16,32,64]", "--roi_size", "[32,32,32]"],
-    "linknet3d": ["--network_def#channels", "[8,16,32,64]", "--roi_size", "[64,64,64]"],
-    "pspnet3d": ["--network_def#channels", "[8,8,16,16]", "--network_def#layers", "[1,1,1,1]", "--roi_size", "[48,48,48]"],
+    "arunet3d": [*tiny_args("arunet3d"), "--roi_size", "[32,32,32]"],
+    "linknet3d": [*tiny_args("linknet3d"), "--roi_size", "[64,64,64]"],
+    "pspnet3d": [*tiny_args("pspnet3d"), "--roi_size", "[48,48,48]"],
 }
 COMMON_FAST = ["--num_workers", "0", "--sw_batch_size", "4"]
 

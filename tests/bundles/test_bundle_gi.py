@@ -28,6 +28,7 @@ import numpy as np
 import pytest
 import torch
 from conftest import BUNDLES, copy_bundle, labelled_cases, run_bundle
+from tiny_networks import tiny_args
 from PIL import Image
 
 from custom_nets.convert.uwmadison import rle_decode
@@ -39,10 +40,7 @@ from custom_nets.inferers import NeighbourSliceInferer
 from custom_nets.metrics_gi import case_day_metrics, competition_score, volume_diagonal
 from custom_nets.transforms import MultiLabelToLabelMapd
 
-NETS = {
-    "unet3plus": ["--network_def#channels", "[8,16,32,64,128]", "--network_def#skip_channels", "8"],
-    "fct": ["--network_def#channels", "[8,16,32,64,128]"],
-}
+NETS = {name: tiny_args(name) for name in ("unet3plus", "fct")}
 COMMON_FAST = ["--num_workers", "0"]
 TRAIN_FAST = ["--roi_size", "[64,64]", "--batch_size", "8"]
 

@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 import torch
 from conftest import BUNDLES, copy_bundle, run_bundle
+from tiny_networks import tiny_args
 from monai.bundle import ConfigParser
 from PIL import Image
 
@@ -18,7 +19,7 @@ from custom_nets.data import lgg
 from custom_nets.data.dataset import read_dataset
 
 LGG_BUNDLES = ["attention_resunet2d", "unet2d", "attention_unet2d"]
-TINY = ["--network_def#channels", "[4,8,16,32,64]"]
+TINY = tiny_args("unet2d")  # the same widths for the three LGG bundles
 FAST = [*TINY, "--num_workers", "0", "--batch_size", "8"]
 
 

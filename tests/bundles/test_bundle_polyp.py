@@ -21,6 +21,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 from conftest import BUNDLES, copy_bundle, labelled_cases, run_bundle
+from tiny_networks import tiny_args
 from monai.bundle import ConfigParser
 from PIL import Image
 
@@ -30,12 +31,7 @@ from custom_nets.data.errors import DatasetError
 from custom_nets.losses import DiceBCELoss, MaskAndReconstructionLoss, StackedDeepSupervisionLoss
 
 POLYP_BUNDLES = ["ddanet", "drrmsan", "ssformer"]
-TINY = {
-    "drrmsan": ["--network_def#base_width", "4"],
-    "ddanet": ["--network_def#channels", "[4,8,16,32]", "--network_def#decoder_channels", "[16,8,4,4]"],
-    "ssformer": ["--network_def#depths", "[1,1,1,1]", "--network_def#embed_dims", "[8,16,32,64]",
-                 "--network_def#num_heads", "[1,1,2,2]", "--network_def#decoder_channels", "16"],
-}
+TINY = {name: tiny_args(name) for name in POLYP_BUNDLES}
 SIZE = ["--image_size", "[64,64]"]
 FAST = ["--num_workers", "0"]
 # training mode: DRRMSAN stacks [weighted sum, 4 side outputs]; DDANet concatenates [mask, grayscale reconstruction]

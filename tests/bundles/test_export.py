@@ -15,24 +15,11 @@ from pathlib import Path
 import pytest
 import torch
 from conftest import REPO, bundle_names
+from tiny_networks import TINY
 
 from custom_nets import export as export_onnx
 
-# Tiny network widths per bundle (the same as the bundle tests use) and, where needed, the example input size.
-TINY: dict[str, dict] = {
-    "arunet3d": {"network_def#channels": [8, 16, 32, 64]},
-    "linknet3d": {"network_def#channels": [8, 16, 32, 64]},
-    "pspnet3d": {"network_def#channels": [8, 8, 16, 16], "network_def#layers": [1, 1, 1, 1]},
-    "attention_resunet2d": {"network_def#channels": [4, 8, 16, 32, 64]},
-    "unet2d": {"network_def#channels": [4, 8, 16, 32, 64]},
-    "attention_unet2d": {"network_def#channels": [4, 8, 16, 32, 64]},
-    "drrmsan": {"network_def#base_width": 4},
-    "ddanet": {"network_def#channels": [4, 8, 16, 32], "network_def#decoder_channels": [16, 8, 4, 4]},
-    "unet3plus": {"network_def#channels": [8, 16, 32, 64, 128], "network_def#skip_channels": 8},
-    "fct": {"network_def#channels": [8, 16, 32, 64, 128]},
-    "ssformer": {"network_def#depths": [1, 1, 1, 1], "network_def#embed_dims": [8, 16, 32, 64],
-                 "network_def#num_heads": [1, 1, 2, 2], "network_def#decoder_channels": 16},
-}
+# Where needed, the example input size (the tiny widths per bundle are tiny_networks.TINY).
 # PSPNet's pyramid pooling (adaptive average pooling to 1, 2, 3 and 6 bins) exports to ONNX only for a fixed input
 # size whose feature map (1/8 of the input) is divisible by every bin: 48 -> 6.
 SPATIAL_SIZE = {"pspnet3d": [48, 48, 48]}

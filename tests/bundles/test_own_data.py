@@ -21,28 +21,25 @@ import numpy as np
 import pytest
 from conftest import REPO, bundle_names, copy_bundle, run_bundle
 from PIL import Image
+from tiny_networks import tiny_args
 
 from custom_nets.data.synthetic import make_synthetic_dataset
 
-# network widths and patch sizes that make one epoch take seconds (no dataset-specific value among them)
-SMALL = {
-    "arunet3d": ["--network_def#channels", "[8,16,32,64]", "--roi_size", "[16,16,16]"],
-    "linknet3d": ["--network_def#channels", "[8,16,32,64]", "--roi_size", "[32,32,32]"],
-    "pspnet3d": ["--network_def#channels", "[8,8,16,16]", "--network_def#layers", "[1,1,1,1]", "--roi_size",
-                 "[16,16,16]"],
-    "unet2d": ["--network_def#channels", "[4,8,16,32,64]", "--roi_size", "[32,32]"],
-    "attention_unet2d": ["--network_def#channels", "[4,8,16,32,64]", "--roi_size", "[32,32]"],
-    "attention_resunet2d": ["--network_def#channels", "[4,8,16,32,64]", "--roi_size", "[32,32]"],
-    "drrmsan": ["--network_def#base_width", "4", "--image_size", "[64,64]"],
-    "ddanet": ["--network_def#channels", "[4,8,16,32]", "--network_def#decoder_channels", "[16,8,4,4]",
-               "--image_size", "[64,64]"],
-    "ssformer": ["--network_def#depths", "[1,1,1,1]", "--network_def#embed_dims", "[8,16,32,64]",
-                 "--network_def#num_heads", "[1,1,1,1]", "--network_def#decoder_channels", "16",
-                 "--image_size", "[64,64]"],
-    "unet3plus": ["--network_def#channels", "[8,16,32,64,128]", "--network_def#skip_channels", "8", "--roi_size",
-                  "[64,64]"],
-    "fct": ["--network_def#channels", "[8,16,32,64,128]", "--roi_size", "[64,64]"],
+# patch sizes that, with the tiny widths, make one epoch take seconds (no dataset-specific value among them)
+PATCH = {
+    "arunet3d": ["--roi_size", "[16,16,16]"],
+    "linknet3d": ["--roi_size", "[32,32,32]"],
+    "pspnet3d": ["--roi_size", "[16,16,16]"],
+    "unet2d": ["--roi_size", "[32,32]"],
+    "attention_unet2d": ["--roi_size", "[32,32]"],
+    "attention_resunet2d": ["--roi_size", "[32,32]"],
+    "drrmsan": ["--image_size", "[64,64]"],
+    "ddanet": ["--image_size", "[64,64]"],
+    "ssformer": ["--image_size", "[64,64]"],
+    "unet3plus": ["--roi_size", "[64,64]"],
+    "fct": ["--roi_size", "[64,64]"],
 }
+SMALL = {name: tiny_args(name) + patch for name, patch in PATCH.items()}
 COMMON = ["--num_workers", "0"]
 
 
