@@ -33,7 +33,8 @@ import logging
 import os
 import re
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -45,6 +46,7 @@ from .errors import DatasetError
 
 __all__ = [
     "DATASET_JSON",
+    "Declaration",
     "DemoDataset",
     "SPLITS_JSON",
     "TASK_FILE",
@@ -94,8 +96,10 @@ def strip_ending(name: str) -> str:
 
 
 @dataclass(frozen=True)
-class Task:
-    """Channels in, sigmoid channels out, and how the outputs become a label map.
+class Declaration:
+    """What a ``dataset.json`` declares: channels in, labels (or regions) out, and the value each output writes.
+
+    The fields :class:`Task` (which adds the images' geometry) and :class:`Dataset` (which adds the cases) share.
 
     Attributes:
         name: the dataset's name.
@@ -103,9 +107,6 @@ class Task:
         label_names: one name per output channel (a foreground label or a region).
         regions: per output channel, the label values it covers (``((1,), (2,))`` for plain labels).
         output_values: per output channel, the value it writes in the label map.
-        spatial_dims: 2 or 3, the dimensionality of the images.
-        spacing: the target voxel spacing in RAS axis order (the median of the training images), or ``None`` for
-            images without physical spacing (PNG).
     """
 
     name: str
@@ -113,8 +114,6 @@ class Task:
     label_names: tuple[str, ...]
     regions: tuple[tuple[int, ...], ...]
     output_values: tuple[int, ...]
-    spatial_dims: int
-    spacing: tuple[float, ...] | None = None
 
     @property
     def in_channels(self) -> int:
@@ -139,6 +138,21 @@ class Task:
     def label_values(self) -> dict[str, str]:
         """``{"<value>": "<name>"}`` of the label map inference writes (metadata's ``channel_def`` convention)."""
         return {str(v): n for v, n in sorted(zip(self.output_values, self.label_names))}
+
+
+@dataclass(frozen=True)
+class Task(Declaration):
+    """Channels in, sigmoid channels out, and how the outputs become a label map: a :class:`Declaration` and the
+    geometry of its images.
+
+    Attributes:
+        spatial_dims: 2 or 3, the dimensionality of the images.
+        spacing: the target voxel spacing in RAS axis order (the median of the training images), or ``None`` for
+            images without physical spacing (PNG).
+    """
+
+    spatial_dims: int
+    spacing: tuple[float, ...] | None = None
 
     @property
     def pixdim(self) -> list[float]:
@@ -260,34 +274,27 @@ def is_rgb(channel_names: Sequence[str]) -> bool:
 # ----------------------------------------------------------------------------------------------------------------------
 
 
-@dataclass
-class Dataset:
-    """A read dataset: its task and its cases (``{"case", "image", "label", "group"}`` dicts, absolute paths; the
-    group is the patient where ``dataset.json``'s ``training`` list names one, else the case).
+@dataclass(frozen=True)
+class Dataset(Declaration):
+    """A read dataset: its :class:`Declaration` and its cases (``{"case", "image", "label", "group"}`` dicts, absolute
+    paths; the group is the patient where ``dataset.json``'s ``training`` list names one, else the case).
 
     ``image`` is one path (a 4D NIfTI, an RGB PNG, a single channel) or a list of per-channel paths, as MONAI's
     ``LoadImaged`` takes them.
     """
 
     root: Path
-    name: str
-    channel_names: tuple[str, ...]
-    label_names: tuple[str, ...]
-    regions: tuple[tuple[int, ...], ...]
-    output_values: tuple[int, ...]
     file_ending: str
     training: list[dict[str, Any]]
     test: list[dict[str, Any]] = field(default_factory=list)
     splits: list[dict[str, list[str]]] | None = None
-    _task: Task | None = None
 
-    @property
+    @cached_property
     def task(self) -> Task:
-        if self._task is None:
-            dims, spacing = _dims_and_spacing(self.training or self.test)
-            self._task = Task(self.name, self.channel_names, self.label_names, self.regions, self.output_values,
-                              dims, spacing)
-        return self._task
+        """The declaration with the dimensionality and median spacing of the cases (their headers, read once)."""
+        dims, spacing = _dims_and_spacing(self.training or self.test)
+        declared = {f.name: getattr(self, f.name) for f in fields(Declaration)}
+        return Task(**declared, spatial_dims=dims, spacing=spacing)
 
     def declared_values(self) -> set[int]:
         return {0} | {v for r in self.regions for v in r}
@@ -453,8 +460,8 @@ def parse_dataset(meta: Mapping[str, Any], root: Path, where: str) -> Dataset:
         except ValueError as err:
             problems.append(f"{splits_path} cannot be used ({err})")
     raise_problems(root, problems)
-    return Dataset(root, str(meta.get("name") or root.name), channels, tuple(names), tuple(regions), output_values,
-                   ending, training, test, splits)
+    return Dataset(str(meta.get("name") or root.name), channels, tuple(names), tuple(regions), output_values,
+                   root=root, file_ending=ending, training=training, test=test, splits=splits)
 
 
 def _case_name(path: str) -> str:
