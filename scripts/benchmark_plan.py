@@ -155,11 +155,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--bundle", required=True, help="the bundle (a folder of bundles/)")
     parser.add_argument("--dataset_dir", required=True, help="dataset folder")
-    parser.add_argument("--folds", type=int, default=2, help="cross-validation folds (default 2)")
-    budget = parser.add_mutually_exclusive_group(required=True)
-    budget.add_argument("--epochs", type=int, help="epochs per fold")
-    budget.add_argument("--minutes", type=float, help="minutes of training per fold")
-    parser.add_argument("--val_interval", type=int, default=None, help="validate every N epochs (see compare.py)")
+    compare.add_budget_options(parser, folds=2)
     parser.add_argument("--output_dir", required=True, type=Path, help="OUT: OUT/planned, OUT/defaults, the table")
     parser.add_argument("--extra", action="append", default=[], metavar="ARGS",
                         help="extra bundle arguments for both runs, e.g. '--num_workers 0'")
@@ -167,16 +163,13 @@ def main(argv: list[str] | None = None) -> int:
     from custom_nets.files import write_text_atomic
 
     out = args.output_dir.expanduser().resolve()
-    budget_args = ["--epochs", str(args.epochs)] if args.epochs else ["--minutes", str(args.minutes)]
-    if args.val_interval:
-        budget_args += ["--val_interval", str(args.val_interval)]
     common_extra = " ".join(args.extra)
     runs: dict[str, Path] = {}
     settings: dict[str, list[dict[str, str]]] = {}
     for folder, title, run_extra in RUNS:
         extra = f"*={common_extra} {run_extra}".strip()
-        code = compare.main(["--bundles", args.bundle, "--dataset_dir", args.dataset_dir, "--folds", str(args.folds),
-                             *budget_args, "--output_dir", str(out / folder), "--extra", extra])
+        code = compare.main(["--bundles", args.bundle, "--dataset_dir", args.dataset_dir,
+                             *compare.budget_arguments(args), "--output_dir", str(out / folder), "--extra", extra])
         if code:
             return code
         overrides = compare._pairs(compare.bundle_args([extra], args.bundle))

@@ -262,19 +262,34 @@ def write_plot(rows: list[dict[str, Any]], path: Path) -> None:
     os.replace(tmp, path)
 
 
+def add_budget_options(parser: argparse.ArgumentParser, folds: int) -> None:
+    """The options of a cross-validated comparison's budget: ``--folds`` (default ``folds``), ``--epochs`` or
+    ``--minutes`` per fold (one of them required) and ``--val_interval``; :func:`budget_arguments` passes them on."""
+    parser.add_argument("--folds", type=int, default=folds, help=f"cross-validation folds (default {folds})")
+    budget = parser.add_mutually_exclusive_group(required=True)
+    budget.add_argument("--epochs", type=int, help="epochs per fold")
+    budget.add_argument("--minutes", type=float, help="minutes of training per fold")
+    parser.add_argument("--val_interval", type=int, default=None,
+                        help="validate every N epochs (default: after the last epoch with --epochs, after every epoch "
+                             "with --minutes, whose evaluation takes the best validated model)")
+
+
+def budget_arguments(args: argparse.Namespace) -> list[str]:
+    """The options of :func:`add_budget_options` in ``args``, as this script's command line takes them."""
+    out = ["--folds", str(args.folds)]
+    out += ["--epochs", str(args.epochs)] if args.epochs is not None else ["--minutes", str(args.minutes)]
+    if args.val_interval is not None:
+        out += ["--val_interval", str(args.val_interval)]
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--bundles", required=True, help="comma-separated bundle names (folders of bundles/)")
     parser.add_argument("--dataset_dir", required=True, help="dataset folder, or 'demo' with --demo TASK")
     parser.add_argument("--demo", default=None, help="the demo task generated for --dataset_dir demo (e.g. lgg)")
-    parser.add_argument("--folds", type=int, default=5, help="cross-validation folds (default 5)")
-    budget = parser.add_mutually_exclusive_group(required=True)
-    budget.add_argument("--epochs", type=int, help="epochs per fold")
-    budget.add_argument("--minutes", type=float, help="minutes of training per fold")
+    add_budget_options(parser, folds=5)
     parser.add_argument("--output_dir", required=True, type=Path, help="where each fold's run and the results go")
-    parser.add_argument("--val_interval", type=int, default=None,
-                        help="validate every N epochs (default: after the last epoch with --epochs, after every epoch "
-                             "with --minutes, whose evaluation takes the best validated model)")
     parser.add_argument("--extra", action="append", default=[], metavar="BUNDLE=ARGS",
                         help="extra bundle arguments for one bundle ('*=' for all), e.g. '*=--num_workers 0'")
     args = parser.parse_args(argv)

@@ -154,6 +154,26 @@ def test_compare_val_interval(ct_data: Path, tmp_path: Path, monkeypatch: pytest
     assert commands[1][commands[1].index("--val_interval") + 1] == "1"
 
 
+@pytest.mark.parametrize("budget", [["--epochs", "4"], ["--minutes", "2.5", "--val_interval", "3"]])
+def test_benchmark_plan_passes_its_budget_to_compare(budget: list[str], tmp_path: Path,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    """benchmark_plan.py takes compare.py's budget options (one helper) and hands them on unchanged."""
+    calls = []
+
+    def fake_main(argv):  # record the comparison's command line instead of running it
+        calls.append(argv)
+        return 3
+
+    monkeypatch.setattr(compare, "main", fake_main)
+    argv = ["--bundle", BUNDLE, "--dataset_dir", "data", "--folds", "3", *budget, "--output_dir", str(tmp_path)]
+    assert benchmark_plan.main(argv) == 3
+    (passed,) = calls
+    assert passed[passed.index("--folds"):passed.index("--output_dir")] == ["--folds", "3", *budget]
+    with pytest.raises(SystemExit):  # the budget stays required and one of the two
+        benchmark_plan.main(["--bundle", BUNDLE, "--dataset_dir", "d", "--epochs", "1", "--minutes", "1",
+                             "--output_dir", str(tmp_path)])
+
+
 def test_budget_interrupts_a_child_that_inherited_sigint_ignored(tmp_path: Path) -> None:
     # a background job of a non-interactive shell starts with SIGINT ignored; the budget's SIGINT must still reach
     # the training run as KeyboardInterrupt (its handlers then stop it cleanly), not wait for the SIGKILL
