@@ -53,7 +53,7 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 class CaseProgressLogger:
-    """Log ``[i/n] <case> (s) ETA hh:mm:ss`` after every batch of an evaluator, so long inference shows progress.
+    """Log ``[i/n] <case> (s) ETA h:mm:ss`` after every batch of an evaluator, so long inference shows progress.
 
     ``n`` is the epoch length, or the data's ``__length_hint__`` when the engine has none (an
     :class:`~custom_nets.isolation.IsolatedLoader`, which skips failed cases); ``?`` when neither is known.
@@ -81,11 +81,7 @@ class CaseProgressLogger:
         done = engine.state.iteration - self._first_iteration
         total = engine.state.epoch_length or operator.length_hint(engine.state.dataloader, 0)
         names = ", ".join(self.batch_transform(engine.state.batch))
-        if total:
-            remaining = (now - self._start) / max(done, 1) * max(total - done, 0)
-            eta = f" ETA {time.strftime('%H:%M:%S', time.gmtime(remaining))}"
-        else:
-            eta = ""
+        eta = f" ETA {_eta(now - self._start, done, total - done)}" if total else ""
         logger.info(f"[{done}/{total or '?'}] {names} ({now - self._last:.1f} s){eta}")
         self._last = now
 
@@ -448,15 +444,20 @@ class TrainingProgressLogger:
     def _log(self, engine: Engine) -> None:
         now = time.perf_counter()
         epoch, total = int(engine.state.epoch), int(engine.state.max_epochs or 0)
-        per_epoch = (now - self._start) / max(epoch - self._first_epoch, 1)
-        eta = _clock(per_epoch * max(total - epoch, 0))
+        eta = _eta(now - self._start, epoch - self._first_epoch, total - epoch)
         logger.info(f"epoch {epoch}/{total} done in {now - self._epoch_start:.1f} s (elapsed "
                     f"{_clock(now - self._start)}, ETA {eta})")
 
 
 def _clock(seconds: float) -> str:
+    """``h:mm:ss`` (hours not wrapped at a day)."""
     seconds = int(round(seconds))
     return f"{seconds // 3600}:{seconds % 3600 // 60:02d}:{seconds % 60:02d}"
+
+
+def _eta(elapsed: float, done: int, left: int) -> str:
+    """The time ``left`` units take at this run's mean pace (``elapsed`` seconds for ``done`` units), as ``h:mm:ss``."""
+    return _clock(elapsed / max(done, 1) * max(left, 0))
 
 
 class RegionMetricsWriter:

@@ -7,6 +7,7 @@ import gzip
 import json
 import logging
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -64,6 +65,7 @@ def test_bad_cases_fail_alone_and_the_run_ends_non_zero(tmp_path, caplog, worker
     assert "empty.nii.gz" in failed[0] and "text.nii.gz" in failed[1]
     progress = [r.getMessage() for r in caplog.records if r.getMessage().startswith("[")]
     assert [line.split("]")[0] for line in progress] == ["[1/5", "[2/5", "[3/5"] and "good3" in progress[-1]
+    assert all(re.search(r" ETA 0:00:\d\d$", line) for line in progress), progress  # the trainer's h:mm:ss
 
 
 def test_a_run_without_failures_completes(tmp_path) -> None:

@@ -236,6 +236,15 @@ def test_training_progress_logs_an_eta(tmp_path: Path, caplog) -> None:
     assert lines[1].endswith("ETA 0:00:00)")
 
 
+def test_eta_is_the_mean_pace_times_what_is_left() -> None:
+    from custom_nets.handlers import _eta
+
+    assert _eta(10.0, 2, 3) == "0:00:15"
+    assert _eta(7.0, 0, 1) == "0:00:07"  # nothing done yet: the time so far stands for one unit
+    assert _eta(5.0, 5, 0) == _eta(5.0, 5, -2) == "0:00:00"
+    assert _eta(20 * 3600.0, 1, 2) == "40:00:00"  # hours beyond a day are not wrapped
+
+
 def test_the_template_handlers_keep_the_best_model_across_a_resume(tmp_path: Path) -> None:
     """The bundle templates' own handler dicts (scripts/bundle_templates/common.py), parsed by MONAI's ConfigParser."""
     import sys
