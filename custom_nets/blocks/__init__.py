@@ -3,7 +3,7 @@
 from .attention import AttentionGate
 from .common import DEFAULT_ACT, LINEAR_MODE, ConvNormAct
 from .pyramid_pooling import PyramidPooling
-from .residual import PreActResidualBlock
+from .residual import PreActResidualBlock, ProjectionResidualBlock
 from .resnet import ResNetBasicBlock, ResNetBottleneckBlock, ResNetEncoder, get_resnet_block
 from .sampling import Downsample, Upsample
 
@@ -14,6 +14,7 @@ __all__ = [
     "Downsample",
     "LINEAR_MODE",
     "PreActResidualBlock",
+    "ProjectionResidualBlock",
     "PyramidPooling",
     "ResNetBasicBlock",
     "ResNetBottleneckBlock",

@@ -16,9 +16,9 @@ ResPath (:class:`ResPath`): ``length`` residual steps on an encoder skip before 
 block width to ``U``, the following steps keep ``U``. MultiResUNet uses lengths 4, 3, 2, 1 from the shallowest skip to
 the deepest, so that the skips crossing the largest semantic gap get the most processing.
 
-Both blocks are generic over ``spatial_dims`` (1, 2 or 3; 3x3 means 3x3x3 in 3D). The shipped project residual block
-(:class:`~custom_nets.blocks.residual.PreActResidualBlock`) is pre-activation with a two-conv body, which matches
-neither layout, so it is not reused here.
+Both blocks are generic over ``spatial_dims`` (1, 2 or 3; 3x3 means 3x3x3 in 3D). Both are post-activation residual
+blocks with a 1x1-conv + norm projection shortcut followed by a norm, so they are
+:class:`~custom_nets.blocks.residual.ProjectionResidualBlock` s that build only their body and that last norm.
 
 Shapes: ``MultiResBlock``: ``(B, in_channels, *S)`` -> ``(B, out_channels, *S)`` with
 ``out_channels = sum(multires_widths(U, alpha))``; ``ResPath``: ``(B, in_channels, *S)`` -> ``(B, out_channels, *S)``.
@@ -28,9 +28,9 @@ from __future__ import annotations
 
 import torch
 import torch.nn as nn
-from monai.networks.layers.utils import get_act_layer
 
-from custom_nets.blocks.common import DEFAULT_ACT, ConvNormAct, check_positive, norm_layer
+from custom_nets.blocks.common import DEFAULT_ACT, ConvNormAct, norm_layer
+from custom_nets.blocks.residual import ProjectionResidualBlock
 
 __all__ = ["MultiResBlock", "ResPath", "ResPathStep", "multires_widths"]
 
@@ -53,18 +53,19 @@ def multires_widths(base_channels: int, alpha: float = 1.67) -> tuple[int, int, 
     return widths
 
 
-class MultiResBlock(nn.Module):
+class MultiResBlock(ProjectionResidualBlock):
     """MultiRes block (Ibtehaz & Rahman 2020): three chained 3x3 convs, concatenated, plus a 1x1 shortcut.
 
     ``y = norm_out(act(norm_cat(cat(a, b, c)) + shortcut(x)))`` with ``a = conv_1(x)``, ``b = conv_2(a)``,
-    ``c = conv_3(b)`` (each conv + norm + act) and ``shortcut`` a 1x1 conv + norm to the concatenation width.
+    ``c = conv_3(b)`` (each conv + norm + act) and ``shortcut`` a 1x1 conv + norm to the concatenation width (a
+    :class:`~custom_nets.blocks.residual.ProjectionResidualBlock`).
 
     Args:
         spatial_dims: 1, 2 or 3.
         in_channels: input channels.
         base_channels: the U-Net width ``U`` this block replaces; the widths follow :func:`multires_widths`.
         alpha: width multiplier (1.67 in the paper, matching the parameter count of a U-Net of width ``U``).
-        kernel_size: kernel of the three chained convs.
+        kernel_size: kernel of the three chained convs (odd).
         norm: MONAI norm name/tuple, or ``None``.
         act: MONAI activation name/tuple.
 
@@ -85,57 +86,47 @@ class MultiResBlock(nn.Module):
         norm: str | tuple | None = "batch",
         act: str | tuple = DEFAULT_ACT,
     ) -> None:
-        super().__init__()
-        check_positive("MultiResBlock", in_channels=in_channels)
         widths = multires_widths(base_channels, alpha)
-        out_channels = sum(widths)
-        self.conv1 = ConvNormAct(spatial_dims, in_channels, widths[0], kernel_size, norm, act)
-        self.conv2 = ConvNormAct(spatial_dims, widths[0], widths[1], kernel_size, norm, act)
-        self.conv3 = ConvNormAct(spatial_dims, widths[1], widths[2], kernel_size, norm, act)
-        self.shortcut = ConvNormAct(spatial_dims, in_channels, out_channels, 1, norm, None)
-        self.norm_cat = norm_layer(norm, spatial_dims, out_channels)
-        self.act = get_act_layer(name=act)
-        self.norm_out = norm_layer(norm, spatial_dims, out_channels)
-        self.spatial_dims = spatial_dims
-        self.in_channels = in_channels
+        super().__init__(spatial_dims, in_channels, sum(widths), kernel_size, norm, act, widths=widths)
+        self.norm_out = norm_layer(norm, spatial_dims, self.out_channels)
         self.base_channels = base_channels
         self.widths = widths
-        self.out_channels = out_channels
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """``(B, in_channels, *S)`` -> ``(B, out_channels, *S)``."""
+    def build_body(self, norm: str | tuple | None, act: str | tuple, widths: tuple[int, int, int]) -> None:
+        """The chained convs ``conv1``, ``conv2``, ``conv3`` of ``widths`` and the norm of their concatenation."""
+        self.conv1 = ConvNormAct(self.spatial_dims, self.in_channels, widths[0], self.kernel_size, norm, act)
+        self.conv2 = ConvNormAct(self.spatial_dims, widths[0], widths[1], self.kernel_size, norm, act)
+        self.conv3 = ConvNormAct(self.spatial_dims, widths[1], widths[2], self.kernel_size, norm, act)
+        self.norm_cat = norm_layer(norm, self.spatial_dims, self.out_channels)
+
+    def body(self, x: torch.Tensor) -> torch.Tensor:
+        """``(B, in_channels, *S)`` -> the normalised concatenation ``(B, out_channels, *S)``."""
         a = self.conv1(x)
         b = self.conv2(a)
         c = self.conv3(b)
-        y = self.norm_cat(torch.cat([a, b, c], dim=1)) + self.shortcut(x)
-        return self.norm_out(self.act(y))
+        return self.norm_cat(torch.cat([a, b, c], dim=1))
+
+    def finish(self, y: torch.Tensor) -> torch.Tensor:
+        return self.norm_out(y)
 
 
-class ResPathStep(nn.Module):
-    """One residual step of a ResPath: ``norm(act(conv3x3_norm_act(x) + conv1x1_norm(x)))``.
+class ResPathStep(ProjectionResidualBlock):
+    """One residual step of a ResPath: ``norm(act(conv3x3_norm_act(x) + conv1x1_norm(x)))``, a
+    :class:`~custom_nets.blocks.residual.ProjectionResidualBlock` (same arguments) whose body is one conv + norm + act.
 
     Shapes: ``(B, in_channels, *S)`` -> ``(B, out_channels, *S)``.
     """
 
-    def __init__(
-        self,
-        spatial_dims: int,
-        in_channels: int,
-        out_channels: int,
-        kernel_size: int = 3,
-        norm: str | tuple | None = "batch",
-        act: str | tuple = DEFAULT_ACT,
-    ) -> None:
-        super().__init__()
-        check_positive("ResPathStep", in_channels=in_channels, out_channels=out_channels)
-        self.conv = ConvNormAct(spatial_dims, in_channels, out_channels, kernel_size, norm, act)
-        self.shortcut = ConvNormAct(spatial_dims, in_channels, out_channels, 1, norm, None)
-        self.act = get_act_layer(name=act)
-        self.norm = norm_layer(norm, spatial_dims, out_channels)
+    def build_body(self, norm: str | tuple | None, act: str | tuple) -> None:
+        """``conv`` (conv + norm + act) and the last ``norm``."""
+        self.conv = ConvNormAct(self.spatial_dims, self.in_channels, self.out_channels, self.kernel_size, norm, act)
+        self.norm = norm_layer(norm, self.spatial_dims, self.out_channels)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """``(B, in_channels, *S)`` -> ``(B, out_channels, *S)``."""
-        return self.norm(self.act(self.conv(x) + self.shortcut(x)))
+    def body(self, x: torch.Tensor) -> torch.Tensor:
+        return self.conv(x)
+
+    def finish(self, y: torch.Tensor) -> torch.Tensor:
+        return self.norm(y)
 
 
 class ResPath(nn.Sequential):

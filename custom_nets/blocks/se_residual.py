@@ -24,17 +24,19 @@ Shapes: ``(B, in_channels, *S)`` -> ``(B, out_channels, *S)`` for any ``spatial_
 from __future__ import annotations
 
 import torch
-import torch.nn as nn
 from monai.networks.blocks import ChannelSELayer
-from monai.networks.layers.utils import get_act_layer
 
-from custom_nets.blocks.common import DEFAULT_ACT, ConvNormAct, check_odd_kernel, check_positive
+from custom_nets.blocks.common import DEFAULT_ACT, ConvNormAct
+from custom_nets.blocks.residual import ProjectionResidualBlock
 
 __all__ = ["SEResidualBlock"]
 
 
-class SEResidualBlock(nn.Module):
+class SEResidualBlock(ProjectionResidualBlock):
     """DDANet residual block: ``act(conv-norm-act-conv-norm(x) + SE(norm(conv1x1(x))))``.
+
+    A :class:`~custom_nets.blocks.residual.ProjectionResidualBlock` whose body is two convs and whose shortcut ends in
+    a squeeze-excitation.
 
     Args:
         spatial_dims: 1, 2 or 3.
@@ -58,19 +60,20 @@ class SEResidualBlock(nn.Module):
         norm: str | tuple | None = "batch",
         act: str | tuple = DEFAULT_ACT,
     ) -> None:
-        super().__init__()
-        check_positive("SEResidualBlock", in_channels=in_channels, out_channels=out_channels)
-        check_odd_kernel("SEResidualBlock", kernel_size)
         if se_reduction < 1:
             raise ValueError(f"SEResidualBlock se_reduction must be positive, got {se_reduction}.")
-        self.conv1 = ConvNormAct(spatial_dims, in_channels, out_channels, kernel_size, norm, act)
-        self.conv2 = ConvNormAct(spatial_dims, out_channels, out_channels, kernel_size, norm, None)
-        self.shortcut = ConvNormAct(spatial_dims, in_channels, out_channels, 1, norm, None)
+        super().__init__(spatial_dims, in_channels, out_channels, kernel_size, norm, act)
         self.se = ChannelSELayer(spatial_dims, out_channels, r=min(se_reduction, out_channels))
-        self.act = get_act_layer(name=act)
-        self.in_channels = in_channels
-        self.out_channels = out_channels
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def build_body(self, norm: str | tuple | None, act: str | tuple) -> None:
+        """``conv1`` (conv + norm + act) and ``conv2`` (conv + norm)."""
+        self.conv1 = ConvNormAct(self.spatial_dims, self.in_channels, self.out_channels, self.kernel_size, norm, act)
+        self.conv2 = ConvNormAct(self.spatial_dims, self.out_channels, self.out_channels, self.kernel_size, norm, None)
+
+    def body(self, x: torch.Tensor) -> torch.Tensor:
         """``(B, in_channels, *S)`` -> ``(B, out_channels, *S)``."""
-        return self.act(self.conv2(self.conv1(x)) + self.se(self.shortcut(x)))
+        return self.conv2(self.conv1(x))
+
+    def project(self, x: torch.Tensor) -> torch.Tensor:
+        """The squeeze-excited projection: ``(B, in_channels, *S)`` -> ``(B, out_channels, *S)``."""
+        return self.se(self.shortcut(x))
