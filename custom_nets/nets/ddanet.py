@@ -129,12 +129,15 @@ class DualDecoderLevel(nn.Module):
         act: str | tuple = DEFAULT_ACT,
     ) -> None:
         super().__init__()
-        self.mask_block = DDANetDecoderBlock(
-            spatial_dims, in_channels, skip_channels, out_channels, se_reduction=se_reduction, norm=norm, act=act
-        )
-        self.recon_block = DDANetDecoderBlock(
-            spatial_dims, in_channels, skip_channels, out_channels, se_reduction=se_reduction, norm=norm, act=act
-        )
+
+        def decoder_block() -> DDANetDecoderBlock:
+            # the two decoders have the same layout (and separate weights)
+            return DDANetDecoderBlock(
+                spatial_dims, in_channels, skip_channels, out_channels, se_reduction=se_reduction, norm=norm, act=act
+            )
+
+        self.mask_block = decoder_block()
+        self.recon_block = decoder_block()
         self.attention = ReconstructionAttention(spatial_dims, out_channels)
 
     def forward(self, m: torch.Tensor, r: torch.Tensor, skip: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
