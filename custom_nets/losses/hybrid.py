@@ -46,6 +46,7 @@ from monai.losses import DiceLoss, FocalLoss
 from monai.metrics.regression import compute_ssim_and_cs
 from torch.nn.modules.loss import _Loss
 
+from custom_nets.blocks.common import check_odd_kernel
 from custom_nets.blocks.full_scale import gate_logits
 from custom_nets.flags import as_flag
 from custom_nets.losses.common import check_same_shape
@@ -177,8 +178,7 @@ class MultiScaleSSIMLoss(_Loss):
         super().__init__()
         if reduction not in _REDUCTIONS:
             raise ValueError(f"reduction must be one of {_REDUCTIONS}, got {reduction!r}.")
-        if kernel_size < 1 or kernel_size % 2 == 0:
-            raise ValueError(f"kernel_size must be a positive odd number, got {kernel_size}.")
+        check_odd_kernel("MultiScaleSSIMLoss", kernel_size)
         self.sigmoid = sigmoid
         self.weights = tuple(float(v) for v in weights)
         self.kernel_size = int(kernel_size)

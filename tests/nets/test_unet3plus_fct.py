@@ -200,6 +200,9 @@ def test_ms_ssim_identical_is_one_and_loss_grows_with_noise() -> None:
     volume = (torch.rand(1, 2, 24, 24, 12) > 0.5).float()  # 3D and a depth smaller than the window
     assert float(loss(volume, volume)) == pytest.approx(0.0, abs=1e-6)
     assert float(loss((volume + 0.3 * torch.randn_like(volume)).clamp(0, 1), volume)) > 0.05
+    for even in (0, 4):
+        with pytest.raises(ValueError, match="MultiScaleSSIMLoss kernel_size must be a positive odd number"):
+            MultiScaleSSIMLoss(kernel_size=even)
 
 
 def test_ms_ssim_gradients_are_finite_for_anticorrelated_maps() -> None:
