@@ -20,6 +20,26 @@ LGG_COMMON = common.family(seg2d, "lgg_card.md", task=seg2d.LGG, version="0.2.0"
 # the channels of the demo task (a dataset's own replace them) and the widths of the three networks
 LGG_NETWORK = {"spatial_dims": 2, "in_channels": 3, "out_channels": 1, "channels": [16, 32, 64, 128, 256]}
 
+
+def _monai_baseline(title: str, monai_class: str, role: str, reference: str, detail: str = "",
+                    **network: object) -> BundleEntry:
+    """A MONAI network as a baseline of the LGG comparison: the reference model's data, budget, pipeline and widths,
+    Dice loss; ``network`` holds its own ``network_def`` arguments."""
+    return {
+        **LGG_COMMON,
+        "title": f"{title} 2D baseline: lower-grade glioma segmentation on MRI slices (LGG)",
+        "summary": f"MONAI's {title} as {role} of the LGG comparison, trained with the same data, budget and "
+        "pipeline as the attention residual U-Net.",
+        "changelog": {"0.2.0": CHANGELOG_0_2_0_2D, "0.1.0": f"first version: MONAI {monai_class}, Dice loss"},
+        "description": f"MONAI {monai_class}{detail} on LGG brain MRI slices, one sigmoid tumour channel, Dice loss by "
+        "default (loss_name: dice, focal, dicefocal or wce). No pretrained weights ship.",
+        "references": [LGG_DATA, reference],
+        "network_def": {"_target_": f"monai.networks.nets.{monai_class}", **LGG_NETWORK, "strides": [2, 2, 2, 2],
+                        **network},
+        "loss_name": "dice",
+    }
+
+
 BUNDLES: dict[str, BundleEntry] = {
     "attention_resunet2d": {
         **LGG_COMMON,
@@ -35,29 +55,7 @@ BUNDLES: dict[str, BundleEntry] = {
         "network_def": {"_target_": "custom_nets.nets.AttentionResUNet", **LGG_NETWORK},
         "loss_name": "dicefocal",
     },
-    "unet2d": {
-        **LGG_COMMON,
-        "title": "U-Net 2D baseline: lower-grade glioma segmentation on MRI slices (LGG)",
-        "summary": "MONAI's U-Net as the baseline of the LGG comparison, trained with the same data, budget and "
-        "pipeline as the attention residual U-Net.",
-        "changelog": {"0.2.0": CHANGELOG_0_2_0_2D, "0.1.0": "first version: MONAI UNet, Dice loss"},
-        "description": "MONAI UNet (residual units) on LGG brain MRI slices, one sigmoid tumour channel, Dice loss by "
-        "default (loss_name: dice, focal, dicefocal or wce). No pretrained weights ship.",
-        "references": [LGG_DATA, UNET],
-        "network_def": {"_target_": "monai.networks.nets.UNet", **LGG_NETWORK, "strides": [2, 2, 2, 2],
-                        "num_res_units": 2, "norm": "batch"},
-        "loss_name": "dice",
-    },
-    "attention_unet2d": {
-        **LGG_COMMON,
-        "title": "Attention U-Net 2D baseline: lower-grade glioma segmentation on MRI slices (LGG)",
-        "summary": "MONAI's Attention U-Net as the second baseline of the LGG comparison, trained with the same data, "
-        "budget and pipeline as the attention residual U-Net.",
-        "changelog": {"0.2.0": CHANGELOG_0_2_0_2D, "0.1.0": "first version: MONAI AttentionUnet, Dice loss"},
-        "description": "MONAI AttentionUnet on LGG brain MRI slices, one sigmoid tumour channel, Dice loss by default "
-        "(loss_name: dice, focal, dicefocal or wce). No pretrained weights ship.",
-        "references": [LGG_DATA, ATTENTION_UNET],
-        "network_def": {"_target_": "monai.networks.nets.AttentionUnet", **LGG_NETWORK, "strides": [2, 2, 2, 2]},
-        "loss_name": "dice",
-    },
+    "unet2d": _monai_baseline("U-Net", "UNet", "the baseline", UNET, detail=" (residual units)",
+                              num_res_units=2, norm="batch"),
+    "attention_unet2d": _monai_baseline("Attention U-Net", "AttentionUnet", "the second baseline", ATTENTION_UNET),
 }
