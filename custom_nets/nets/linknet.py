@@ -45,8 +45,7 @@ import torch
 import torch.nn as nn
 
 from custom_nets.blocks.common import DEFAULT_ACT, LINEAR_MODE, ConvNormAct, check_positive
-from custom_nets.blocks.resnet import ResNetEncoder
-from custom_nets.nets.utils import SegmentationNetwork, check_channels
+from custom_nets.nets.utils import ResNetEncoderNetwork
 
 __all__ = ["LinkNet", "LinkNetDecoderBlock"]
 
@@ -132,7 +131,7 @@ class LinkNetDecoderBlock(nn.Module):
         return self.expand(self.up(self.reduce(x)))
 
 
-class LinkNet(SegmentationNetwork):
+class LinkNet(ResNetEncoderNetwork):
     """LinkNet (Chaurasia & Culurciello 2017, arXiv 1707.03718) for 2D or 3D segmentation; see the module docstring.
 
     ``(B, in_channels, *S)`` -> logits ``(B, out_channels, *S)``; each size in ``S`` must be divisible by
@@ -172,29 +171,25 @@ class LinkNet(SegmentationNetwork):
         norm: str | tuple = "batch",
         act: str | tuple = DEFAULT_ACT,
     ) -> None:
-        super().__init__(spatial_dims, in_channels, out_channels)
-        channels = check_channels(channels, 2, "LinkNet")
-        n_levels = len(channels)
-        layers = (2,) * n_levels if layers is None else tuple(int(n) for n in layers)
-        if len(layers) != n_levels:
-            raise ValueError(f"LinkNet needs one entry of `layers` per level, got {list(layers)} for {n_levels}.")
-        if upsample_mode not in _UPSAMPLE_MODES:
-            raise ValueError(f"upsample_mode must be one of {_UPSAMPLE_MODES}, got {upsample_mode!r}.")
-        head_channels = max(channels[0] // 2, 1) if head_channels is None else int(head_channels)
-        check_positive("LinkNet", head_channels=head_channels)
-
-        strides = (1,) + (2,) * (n_levels - 1)
-        self.encoder = ResNetEncoder(
-            spatial_dims=spatial_dims,
-            in_channels=in_channels,
-            block=block,
-            layers=layers,
-            channels=channels,
-            strides=strides,
+        # stage 0 keeps the stem's stride, every later stage halves the size
+        strides = (1,) + (2,) * (len(channels) - 1)
+        super().__init__(
+            spatial_dims,
+            in_channels,
+            out_channels,
+            channels,
+            layers,
+            block,
+            strides,
             return_stem=True,
             norm=norm,
             act=act,
         )
+        if upsample_mode not in _UPSAMPLE_MODES:
+            raise ValueError(f"upsample_mode must be one of {_UPSAMPLE_MODES}, got {upsample_mode!r}.")
+        head_channels = max(self.channels[0] // 2, 1) if head_channels is None else int(head_channels)
+        check_positive("LinkNet", head_channels=head_channels)
+        n_levels = len(self.channels)
         # the input width of each stage: the stem for stage 0, the previous stage otherwise
         stage_inputs = (self.encoder.stem_channels,) + self.encoder.out_channels[:-1]
         self.decoders = nn.ModuleList(
@@ -222,8 +217,6 @@ class LinkNet(SegmentationNetwork):
                 None, None,
             ),
         )  # fmt: skip
-        self.channels = channels
-        self.size_divisor = self.encoder.output_strides[-1]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """``(B, in_channels, *S)`` -> ``(B, out_channels, *S)`` logits."""

@@ -49,13 +49,12 @@ from monai.networks.layers.factories import Conv
 
 from custom_nets.blocks.common import DEFAULT_ACT, ConvNormAct, check_dropout, check_positive, resize_to
 from custom_nets.blocks.pyramid_pooling import PyramidPooling
-from custom_nets.blocks.resnet import ResNetEncoder
-from custom_nets.nets.utils import SegmentationNetwork, check_channels
+from custom_nets.nets.utils import ResNetEncoderNetwork
 
 __all__ = ["PSPNet"]
 
 
-class PSPNet(SegmentationNetwork):
+class PSPNet(ResNetEncoderNetwork):
     """PSPNet (Zhao et al. 2017, arXiv 1612.01105) for 2D or 3D segmentation; see the module docstring.
 
     ``(B, in_channels, *S)`` -> logits ``(B, out_channels, *S)``; each size in ``S`` must be divisible by 8.
@@ -98,30 +97,16 @@ class PSPNet(SegmentationNetwork):
         norm: str | tuple = "batch",
         act: str | tuple = DEFAULT_ACT,
     ) -> None:
-        super().__init__(spatial_dims, in_channels, out_channels)
-        channels = check_channels(channels, 2, "PSPNet")
-        n_levels = len(channels)
-        layers = tuple(int(n) for n in layers)
-        if len(layers) != n_levels:
-            raise ValueError(f"PSPNet needs one entry of `layers` per level, got {list(layers)} for {n_levels}.")
-        check_dropout("PSPNet", dropout=dropout)
-        fusion_channels = max(channels[-1] // 2, 1) if fusion_channels is None else int(fusion_channels)
-        check_positive("PSPNet", fusion_channels=fusion_channels)
-
         # dilated ResNet: output stride 8 after stage 1, later stages keep it and double the dilation instead
+        n_levels = len(channels)
         strides = (1, 2) + (1,) * (n_levels - 2)
         dilations = (1, 1) + tuple(2 ** (i - 1) for i in range(2, n_levels))
-        self.encoder = ResNetEncoder(
-            spatial_dims=spatial_dims,
-            in_channels=in_channels,
-            block=block,
-            layers=layers,
-            channels=channels,
-            strides=strides,
-            dilations=dilations,
-            norm=norm,
-            act=act,
+        super().__init__(
+            spatial_dims, in_channels, out_channels, channels, layers, block, strides, dilations, norm=norm, act=act
         )
+        check_dropout("PSPNet", dropout=dropout)
+        fusion_channels = max(self.channels[-1] // 2, 1) if fusion_channels is None else int(fusion_channels)
+        check_positive("PSPNet", fusion_channels=fusion_channels)
         self.ppm = PyramidPooling(
             spatial_dims,
             self.encoder.out_channels[-1],
@@ -135,8 +120,6 @@ class PSPNet(SegmentationNetwork):
         )
         self.dropout = nn.Dropout(dropout)
         self.classifier = Conv[Conv.CONV, spatial_dims](fusion_channels, out_channels, kernel_size=1, bias=True)
-        self.channels = channels
-        self.size_divisor = self.encoder.output_strides[-1]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """``(B, in_channels, *S)`` -> ``(B, out_channels, *S)`` logits."""

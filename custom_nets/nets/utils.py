@@ -1,6 +1,7 @@
 """What the networks of :mod:`custom_nets.nets` share: the common part of the network contract
-(:class:`SegmentationNetwork`), the input and width checks, and the deep-supervision output (the blocks' shared pieces
-are in :mod:`custom_nets.blocks.common`)."""
+(:class:`SegmentationNetwork`), the networks built on a ResNet encoder (:class:`ResNetEncoderNetwork`), the input
+and width checks, and the deep-supervision output (the blocks' shared pieces are in
+:mod:`custom_nets.blocks.common`)."""
 
 from __future__ import annotations
 
@@ -10,9 +11,10 @@ from typing import List
 import torch
 import torch.nn as nn
 
-from custom_nets.blocks.common import LINEAR_MODE, check_positive, check_spatial_dims, resize_to
+from custom_nets.blocks.common import DEFAULT_ACT, LINEAR_MODE, check_positive, check_spatial_dims, resize_to
+from custom_nets.blocks.resnet import ResNetBlockType, ResNetEncoder
 
-__all__ = ["SegmentationNetwork", "check_channels", "check_input_size", "stack_heads"]
+__all__ = ["ResNetEncoderNetwork", "SegmentationNetwork", "check_channels", "check_input_size", "stack_heads"]
 
 
 def check_input_size(x: torch.Tensor, spatial_dims: int, divisor: int, net_name: str) -> None:
@@ -91,3 +93,63 @@ class SegmentationNetwork(nn.Module):
     def check_input(self, x: torch.Tensor) -> None:
         """Raise a one-line ``ValueError`` unless ``x`` is ``(B, C, *S)`` with every size divisible by the divisor."""
         check_input_size(x, self.spatial_dims, self.size_divisor, self.network_name)
+
+
+class ResNetEncoderNetwork(SegmentationNetwork):
+    """A :class:`SegmentationNetwork` whose encoder is a :class:`~custom_nets.blocks.resnet.ResNetEncoder` (LinkNet,
+    PSPNet): what such a network does with its encoder arguments, once.
+
+    The constructor checks the stage widths (at least two stages) and the blocks per stage (one entry per stage;
+    ``None`` means two, as in ResNet-18), builds :attr:`encoder` with the given per-stage strides and dilations, and
+    sets :attr:`channels` and :attr:`size_divisor` (the output stride of the last stage). The subclass builds its
+    decoder or head on ``self.encoder.out_channels`` and starts ``forward`` with :meth:`check_input`.
+
+    Args:
+        spatial_dims: 1, 2 or 3.
+        in_channels: input channels.
+        out_channels: output channels.
+        channels: widths (``planes``) of the encoder stages.
+        layers: residual blocks per stage, or ``None`` for two per stage.
+        block: ``"basic"`` or ``"bottleneck"`` (or one of the two classes).
+        strides: stride of each stage's first block (one per stage).
+        dilations: dilation of each stage's blocks; default 1 everywhere.
+        return_stem: the encoder also returns the stem output (first in its list).
+        norm: MONAI norm name/tuple.
+        act: MONAI activation name/tuple.
+    """
+
+    def __init__(
+        self,
+        spatial_dims: int,
+        in_channels: int,
+        out_channels: int,
+        channels: Sequence[int],
+        layers: Sequence[int] | None,
+        block: str | ResNetBlockType,
+        strides: Sequence[int],
+        dilations: Sequence[int] | None = None,
+        return_stem: bool = False,
+        norm: str | tuple = "batch",
+        act: str | tuple = DEFAULT_ACT,
+    ) -> None:
+        super().__init__(spatial_dims, in_channels, out_channels)
+        name = self.network_name
+        channels = check_channels(channels, 2, name)
+        n_levels = len(channels)
+        layers = (2,) * n_levels if layers is None else tuple(int(n) for n in layers)
+        if len(layers) != n_levels:
+            raise ValueError(f"{name} needs one entry of `layers` per level, got {list(layers)} for {n_levels}.")
+        self.encoder = ResNetEncoder(
+            spatial_dims=spatial_dims,
+            in_channels=in_channels,
+            block=block,
+            layers=layers,
+            channels=channels,
+            strides=strides,
+            dilations=dilations,
+            return_stem=return_stem,
+            norm=norm,
+            act=act,
+        )
+        self.channels = channels
+        self.size_divisor = self.encoder.output_strides[-1]
