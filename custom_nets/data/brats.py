@@ -15,11 +15,8 @@ Public API: :func:`generate_brats_demo` writes deterministic synthetic cases in 
 
 from __future__ import annotations
 
-import logging
 import math
 import os
-import shutil
-import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -27,8 +24,7 @@ from typing import Any
 import nibabel as nib
 import numpy as np
 
-from .common import check_int, demo_marker, is_nonempty_file, prepare_demo_dir
-from ..files import atomic_folder
+from .common import check_int, demo_marker, generate_case_folders, is_nonempty_file
 
 __all__ = [
     "MODALITIES",
@@ -36,7 +32,6 @@ __all__ = [
     "generate_brats_demo",
 ]
 
-logger = logging.getLogger(__name__)
 
 MODALITIES = ("flair", "t1", "t1ce", "t2")
 """Image channels, in the order of the ``"image"`` list of every datalist entry."""
@@ -387,17 +382,12 @@ Delete this folder to regenerate it.
 """
 
 
-def _write_demo_case(out_dir: Path, case: str, seed: int, index: int, shape: tuple[int, int, int]) -> None:
-    """Generate one case into a hidden temporary folder of ``out_dir``, then rename it into place.
-
-    If the case appears meanwhile (another process generating the same folder), the identical copy just made is
-    dropped.
-    """
+def _write_demo_case(folder: Path, case: str, seed: int, index: int, shape: tuple[int, int, int]) -> None:
+    """Generate case ``index`` into ``folder``, its files named after ``case``."""
     images, seg = _demo_case(seed, index, shape)
     affine = _demo_affine(shape)
-    with atomic_folder(out_dir / case, is_complete=_case_is_complete) as tmp:
-        for name, array in zip(_demo_file_names(case), [*images, seg]):
-            _save_nifti(array, affine, tmp / name)
+    for name, array in zip(_demo_file_names(case), [*images, seg]):
+        _save_nifti(array, affine, folder / name)
 
 
 def _check_demo_arguments(num_cases: int, shape: Sequence[int], seed: int) -> tuple[int, int, int]:
@@ -408,26 +398,6 @@ def _check_demo_arguments(num_cases: int, shape: Sequence[int], seed: int) -> tu
         raise ValueError(f"shape must be three sizes of at least {_MIN_SIZE} voxels, got {shape!r}")
     check_int("seed", seed, 0)
     return shape  # type: ignore[return-value]
-
-
-def _prepare_demo_dir(out_dir: Path, parameters: dict[str, Any], overwrite: bool) -> bool:
-    """Make ``out_dir`` ready for generation; returns True if it already holds the complete requested dataset.
-
-    Without ``overwrite``, demo data made with other parameters, or demo-named case folders without a marker, are an
-    error (nothing is deleted). With ``overwrite``, the previous demo cases and marker are removed; other content of
-    the folder is never touched. The marker is checked even with ``overwrite``.
-    """
-    cases = [_demo_case_name(i) for i in range(parameters["num_cases"])]
-    return prepare_demo_dir(
-        out_dir, parameters, overwrite,
-        generator=_GENERATOR,
-        marker=_demo_marker(parameters),
-        readme=_README_TEXT,
-        existing=lambda: sorted(p for p in out_dir.iterdir() if p.is_dir() and p.name.startswith(DEMO_CASE_PREFIX)),
-        is_complete=lambda: all(_case_is_complete(out_dir / case) for case in cases),
-        check_marker_on_overwrite=True,
-        overwrite_hint="overwrite=True (--overwrite)",
-    )  # fmt: skip
 
 
 def generate_brats_demo(
@@ -471,19 +441,19 @@ def generate_brats_demo(
             ``DEMO_*`` folders without a marker.
     """
     shape = _check_demo_arguments(num_cases, shape, seed)
-    out_dir = Path(out_dir).expanduser()
     parameters = _demo_parameters(int(num_cases), shape, int(seed))
-    if _prepare_demo_dir(out_dir, parameters, overwrite):
-        logger.debug("reusing the demo data in %s", out_dir)
-        return out_dir
-
-    start = time.perf_counter()
-    for index in range(int(num_cases)):
-        case = _demo_case_name(index)
-        if not overwrite and _case_is_complete(out_dir / case):
-            continue
-        if (out_dir / case).exists():
-            shutil.rmtree(out_dir / case)
-        _write_demo_case(out_dir, case, int(seed), index, shape)
-    logger.info("generated %d synthetic BraTS demo cases in %s (%.1f s)", num_cases, out_dir, time.perf_counter() - start)
-    return out_dir
+    return generate_case_folders(
+        Path(out_dir).expanduser(),
+        parameters,
+        overwrite,
+        names=[_demo_case_name(i) for i in range(int(num_cases))],
+        prefix=DEMO_CASE_PREFIX,
+        is_complete=_case_is_complete,
+        write=lambda folder, index, case: _write_demo_case(folder, case, int(seed), index, shape),
+        items="BraTS demo cases",
+        generator=_GENERATOR,
+        marker=_demo_marker(parameters),
+        readme=_README_TEXT,
+        check_marker_on_overwrite=True,
+        overwrite_hint="overwrite=True (--overwrite)",
+    )

@@ -7,7 +7,8 @@ Nothing here knows a layout; each caller passes in what differs (file names, mes
   :func:`check_nonempty_file`, :func:`is_nonempty_file`, :func:`raise_problems`.
 - Atomic writes live in :mod:`custom_nets.files` (one place for the whole package).
 - Demo-data bookkeeping: :func:`demo_marker`, :func:`read_demo_marker`, :func:`prepare_demo_dir` (the
-  ``dataset.json`` marker, reuse or refusal when the parameters differ, overwrite of only the generated items).
+  ``dataset.json`` marker, reuse or refusal when the parameters differ, overwrite of only the generated items), and
+  :func:`generate_case_folders` for the demos made of one folder per case.
 - Splits and the demo: :func:`split_groups` (seeded, grouped, fraction or k-fold), :func:`is_demo`.
 """
 
@@ -27,7 +28,7 @@ from typing import Any, TypeVar
 
 import numpy as np
 
-from ..files import remove_stale_partials, write_text_atomic
+from ..files import atomic_folder, remove_stale_partials, write_text_atomic
 from .errors import DatasetError
 
 logger = logging.getLogger(__name__)
@@ -40,6 +41,7 @@ __all__ = [
     "check_int",
     "check_nonempty_file",
     "demo_marker",
+    "generate_case_folders",
     "is_demo",
     "is_hidden",
     "is_nonempty_file",
@@ -357,6 +359,58 @@ def prepare_demo_dir(
         write_text_atomic(marker_path, json.dumps(marker, indent=2) + "\n")
         write_text_atomic(out_dir / DEMO_README, readme)
     return False
+
+
+def generate_case_folders(
+    out_dir: Path,
+    parameters: Mapping[str, Any],
+    overwrite: bool,
+    *,
+    names: Sequence[str],
+    prefix: str,
+    is_complete: Callable[[Path], bool],
+    write: Callable[[Path, int, str], None],
+    items: str,
+    **prepare: Any,
+) -> Path:
+    """Generate (or reuse) demo data made of one folder per case (BraTS cases, LGG patients) in ``out_dir``.
+
+    First :func:`prepare_demo_dir`, whose existing items are the folders named ``prefix...`` and whose data set is
+    complete when ``is_complete`` holds for the folder of every one of ``names``; then each case folder that is missing
+    or incomplete (every one, with ``overwrite``) is made anew: ``write(folder, index, name)`` fills a hidden temporary
+    folder, renamed into place (:func:`~custom_nets.files.atomic_folder`), so an interrupted run leaves no half-written
+    case and a rerun completes what is missing.
+
+    Args:
+        names: the case folders, in generation order (``write`` gets each one's index).
+        items: the cases, for the log (``"BraTS demo cases"``).
+        prepare: the other keyword arguments of :func:`prepare_demo_dir` (``generator``, ``marker``, ``readme`` ...).
+
+    Returns:
+        ``out_dir``.
+    """
+    reuse = prepare_demo_dir(
+        out_dir,
+        parameters,
+        overwrite,
+        existing=lambda: sorted(p for p in out_dir.iterdir() if p.is_dir() and p.name.startswith(prefix)),
+        is_complete=lambda: all(is_complete(out_dir / name) for name in names),
+        **prepare,
+    )
+    if reuse:
+        logger.debug("reusing the %s in %s", items, out_dir)
+        return out_dir
+    start = time.perf_counter()
+    for index, name in enumerate(names):
+        folder = out_dir / name
+        if not overwrite and is_complete(folder):
+            continue
+        if folder.exists():
+            shutil.rmtree(folder)
+        with atomic_folder(folder, is_complete=is_complete) as tmp:  # another process may write the same case
+            write(tmp, index, name)
+    logger.info("generated %d synthetic %s in %s (%.1f s)", len(names), items, out_dir, time.perf_counter() - start)
+    return out_dir
 
 
 # ----------------------------------------------------------------------------------------------------------------------

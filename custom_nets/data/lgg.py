@@ -48,11 +48,8 @@ not expose) writes transposed masks.
 
 from __future__ import annotations
 
-import logging
 import math
 import os
-import shutil
-import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -60,8 +57,7 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from .common import check_int, demo_marker, is_nonempty_file, prepare_demo_dir
-from ..files import atomic_folder
+from .common import check_int, demo_marker, generate_case_folders, is_nonempty_file
 from .errors import DatasetError
 
 __all__ = [
@@ -71,7 +67,6 @@ __all__ = [
     "positive_class_weight",
 ]
 
-logger = logging.getLogger(__name__)
 
 CHANNELS = ("pre-contrast", "flair", "post-contrast")
 """The three MR sequences stored as the R, G, B channels of every LGG slice, in that order."""
@@ -291,38 +286,11 @@ Delete this folder to regenerate it.
 """
 
 
-def _prepare_demo_dir(out_dir: Path, parameters: dict[str, Any], overwrite: bool) -> bool:
-    """Make ``out_dir`` ready for generation; returns True if it already holds the complete requested dataset.
-
-    Without ``overwrite``, demo data made with other parameters, or demo-named patient folders without a marker, are
-    an error (nothing is deleted). With ``overwrite``, previous demo patients and the marker are removed; other
-    content of the folder is never touched.
-    """
-    names = [_demo_patient_name(i) for i in range(parameters["num_patients"])]
-    return prepare_demo_dir(
-        out_dir, parameters, overwrite,
-        generator=_GENERATOR,
-        marker=_demo_marker(parameters),
-        readme=_README_TEXT,
-        existing=lambda: sorted(p for p in out_dir.iterdir() if p.is_dir() and p.name.startswith(DEMO_PATIENT_PREFIX)),
-        is_complete=lambda: all(
-            _patient_is_complete(out_dir / name, parameters["slices_per_patient"]) for name in names
-        ),
-        what="LGG demo data",
-        check_generator=True,
-    )  # fmt: skip
-
-
-def _write_demo_patient(out_dir: Path, patient: str, slices: Sequence[tuple[np.ndarray, np.ndarray]]) -> None:
-    """Write one patient into a hidden temporary folder of ``out_dir``, then rename it into place.
-
-    If the patient appears meanwhile (another process generating the same folder), the identical copy just made is
-    dropped.
-    """
-    with atomic_folder(out_dir / patient, is_complete=lambda folder: _patient_is_complete(folder, len(slices))) as tmp:
-        for n, (image, mask) in enumerate(slices, start=1):
-            _write_tiff(image, tmp / _image_name(patient, n))
-            _write_tiff(mask, tmp / _mask_name(patient, n))
+def _write_demo_patient(folder: Path, patient: str, slices: Sequence[tuple[np.ndarray, np.ndarray]]) -> None:
+    """Write one patient's slices into ``folder``, the files named after ``patient``."""
+    for n, (image, mask) in enumerate(slices, start=1):
+        _write_tiff(image, folder / _image_name(patient, n))
+        _write_tiff(mask, folder / _mask_name(patient, n))
 
 
 def generate_lgg_demo(
@@ -368,24 +336,24 @@ def generate_lgg_demo(
     slices_per_patient = check_int("slices_per_patient", slices_per_patient, _MIN_SLICES)
     size = check_int("size", size, _MIN_SIZE)
     seed = check_int("seed", seed, 0)
-    out_dir = Path(out_dir).expanduser()
     parameters = _demo_parameters(num_patients, slices_per_patient, size, seed)
-    if _prepare_demo_dir(out_dir, parameters, overwrite):
-        logger.debug("reusing the LGG demo data in %s", out_dir)
-        return out_dir
-
-    start = time.perf_counter()
-    for index in range(num_patients):
-        patient = _demo_patient_name(index)
-        if not overwrite and _patient_is_complete(out_dir / patient, slices_per_patient):
-            continue
-        if (out_dir / patient).exists():
-            shutil.rmtree(out_dir / patient)
-        _write_demo_patient(out_dir, patient, _demo_patient(seed, index, slices_per_patient, size))
-    logger.info(
-        "generated %d synthetic LGG demo patients in %s (%.1f s)", num_patients, out_dir, time.perf_counter() - start
+    return generate_case_folders(
+        Path(out_dir).expanduser(),
+        parameters,
+        overwrite,
+        names=[_demo_patient_name(i) for i in range(num_patients)],
+        prefix=DEMO_PATIENT_PREFIX,
+        is_complete=lambda folder: _patient_is_complete(folder, slices_per_patient),
+        write=lambda folder, index, patient: _write_demo_patient(
+            folder, patient, _demo_patient(seed, index, slices_per_patient, size)
+        ),
+        items="LGG demo patients",
+        generator=_GENERATOR,
+        marker=_demo_marker(parameters),
+        readme=_README_TEXT,
+        what="LGG demo data",
+        check_generator=True,
     )
-    return out_dir
 
 
 
