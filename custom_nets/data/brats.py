@@ -24,7 +24,7 @@ from typing import Any
 import nibabel as nib
 import numpy as np
 
-from .common import check_int, demo_marker, generate_case_folders, is_nonempty_file
+from .common import check_int, demo_description, demo_marker, generate_case_folders, is_nonempty_file
 
 __all__ = [
     "MODALITIES",
@@ -359,8 +359,7 @@ def _demo_marker(parameters: dict[str, Any]) -> dict[str, Any]:
     """Contents of ``dataset.json``: what the folder is, how it was made, and what the files hold."""
     return demo_marker(
         "custom_nets synthetic BraTS demo",
-        "SYNTHETIC demo data made by custom_nets.data.brats.generate_brats_demo: not real MRI, not patient data. It "
-        "exercises BraTS pipelines; it says nothing about a model's accuracy on real scans.",
+        demo_description(_GENERATOR, "MRI"),
         parameters,
         generator=_GENERATOR,
         spacing_mm=[1.0, 1.0, 1.0],

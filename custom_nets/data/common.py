@@ -6,9 +6,9 @@ Nothing here knows a layout; each caller passes in what differs (file names, mes
 - Arguments and files: :func:`check_int`, :func:`is_hidden`, :func:`visible_subfolders`, :func:`check_folder`,
   :func:`check_nonempty_file`, :func:`is_nonempty_file`, :func:`raise_problems`.
 - Atomic writes live in :mod:`custom_nets.files` (one place for the whole package).
-- Demo-data bookkeeping: :func:`demo_marker`, :func:`read_demo_marker`, :func:`prepare_demo_dir` (the
-  ``dataset.json`` marker, reuse or refusal when the parameters differ, overwrite of only the generated items), and
-  :func:`generate_case_folders` for the demos made of one folder per case.
+- Demo-data bookkeeping: :func:`demo_description`, :func:`demo_marker`, :func:`read_demo_marker`,
+  :func:`prepare_demo_dir` (the ``dataset.json`` marker, reuse or refusal when the parameters differ, overwrite of
+  only the generated items), and :func:`generate_case_folders` for the demos made of one folder per case.
 - Splits and the demo: :func:`split_groups` (seeded, grouped, fraction or k-fold), :func:`is_demo`.
 """
 
@@ -40,6 +40,7 @@ __all__ = [
     "check_folder",
     "check_int",
     "check_nonempty_file",
+    "demo_description",
     "demo_marker",
     "generate_case_folders",
     "is_demo",
@@ -184,6 +185,15 @@ def raise_problems(where: Path, problems: Sequence[str], what: str = "dataset fo
 # ----------------------------------------------------------------------------------------------------------------------
 # Demo-data bookkeeping
 # ----------------------------------------------------------------------------------------------------------------------
+
+
+def demo_description(made_by: str, not_real: str = "images") -> str:
+    """The warning every demo's ``dataset.json`` carries: what made it, that it is neither real ``not_real`` nor
+    patient data, and that scores on it say nothing about real data."""
+    return (
+        f"SYNTHETIC demo data made by {made_by}: not real {not_real}, not patient data. It exercises the pipelines; "
+        "it says nothing about a model's accuracy on real data."
+    )
 
 
 def demo_marker(

@@ -31,6 +31,7 @@ from typing import Any
 from ..convert.core import Layout, dataset_json, write_dataset
 from ..convert.layouts import get_layout
 from .brats import generate_brats_demo
+from .common import demo_description
 from ..files import partial_path
 from .errors import DatasetError
 from .lgg import generate_lgg_demo
@@ -90,10 +91,7 @@ def _parameters(task: str, size_params: Mapping[str, Any]) -> dict[str, Any]:
 
 def _dataset_json(task: str, parameters: Mapping[str, Any]) -> dict[str, Any]:
     layout = _layout(task)
-    description = (
-        f"SYNTHETIC demo data made by custom_nets.data.demo.make_demo({task!r}): not real images, not patient data; "
-        f"it exercises the pipelines and says nothing about accuracy on real data. {layout.description}"
-    )
+    description = f"{demo_description(f'custom_nets.data.demo.make_demo({task!r})')} {layout.description}"
     name = f"custom_nets synthetic {_TITLES[task]} demo"
     return dataset_json(layout, name, description, _NUM_TRAINING[task](parameters))
 

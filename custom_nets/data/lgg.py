@@ -57,7 +57,7 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from .common import check_int, demo_marker, generate_case_folders, is_nonempty_file
+from .common import check_int, demo_description, demo_marker, generate_case_folders, is_nonempty_file
 from .errors import DatasetError
 
 __all__ = [
@@ -264,8 +264,7 @@ def _demo_marker(parameters: dict[str, Any]) -> dict[str, Any]:
     """Contents of ``dataset.json``: what the folder is, how it was made, and what the files hold."""
     return demo_marker(
         "custom_nets synthetic LGG slice demo",
-        "SYNTHETIC demo data made by custom_nets.data.lgg.generate_lgg_demo: not real MRI, not patient data. It "
-        "exercises LGG (kaggle_3m layout) pipelines; it says nothing about a model's accuracy on real scans.",
+        demo_description(_GENERATOR, "MRI"),
         parameters,
         generator=_GENERATOR,
         channels=list(CHANNELS),

@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from .common import check_int, demo_marker, is_hidden, is_nonempty_file, prepare_demo_dir
+from .common import check_int, demo_description, demo_marker, is_hidden, is_nonempty_file, prepare_demo_dir
 from ..files import write_file_atomic
 
 __all__ = ["generate_isic_demo", "generate_kvasir_demo"]
@@ -223,8 +223,7 @@ def _generate_demo(spec: _DemoSpec, out_dir: str | os.PathLike, num_images: int,
     files = [spec.files(root, index) for index in range(num_images)]
     marker = demo_marker(
         f"custom_nets synthetic {spec.name} demo",
-        "SYNTHETIC demo data made by custom_nets.data.polyp_skin: not real images, not patient data. It exercises the "
-        "pipelines; it says nothing about a model's accuracy on real images.",
+        demo_description(spec.generator),
         parameters,
         cases=[spec.case_name(i) for i in range(num_images)],
     )

@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from .common import check_int, demo_marker, prepare_demo_dir
+from .common import check_int, demo_description, demo_marker, prepare_demo_dir
 from ..files import atomic_folder, remove_stale_partials, write_text_atomic
 
 __all__ = ["CLASSES", "CSV_COLUMNS", "generate_uwmadison_demo", "masks_to_rle_rows", "rle_encode"]
@@ -314,8 +314,7 @@ def generate_uwmadison_demo(
 
     marker = demo_marker(
         "custom_nets synthetic UW-Madison GI tract demo",
-        "SYNTHETIC demo data, not real MRI and not patient data; it exercises the pipeline and says nothing about "
-        "accuracy on real scans.",
+        demo_description(_DEMO_GENERATOR, "MRI"),
         parameters,
         generator=_DEMO_GENERATOR,
         classes=list(CLASSES),
