@@ -156,20 +156,16 @@ def test_missing_dataset_json_field(volumes: Path, tmp_path: Path, field: str, n
     assert needle in str(err.value) and "dataset.json" in str(err.value) and "\n" not in str(err.value)
 
 
-def test_case_without_a_channel(volumes: Path, tmp_path: Path) -> None:
+@pytest.mark.parametrize("missing,needles", [
+    ("imagesTr/case_001_0001.nii.gz", ("case case_001", "case_001_0001.nii.gz")),  # a case without a channel
+    ("labelsTr/case_002.nii.gz", ("case case_002 has no label file", "labelsTr/case_002.nii.gz")),  # nor a label
+])
+def test_case_without_a_file(volumes: Path, tmp_path: Path, missing: str, needles: tuple[str, ...]) -> None:
     root = _copy(volumes, tmp_path)
-    (root / "imagesTr" / "case_001_0001.nii.gz").unlink()
+    (root / missing).unlink()
     with pytest.raises(DatasetError) as err:
         read_dataset(root)
-    assert "case case_001" in str(err.value) and "case_001_0001.nii.gz" in str(err.value)
-
-
-def test_case_without_a_label(volumes: Path, tmp_path: Path) -> None:
-    root = _copy(volumes, tmp_path)
-    (root / "labelsTr" / "case_002.nii.gz").unlink()
-    with pytest.raises(DatasetError) as err:
-        read_dataset(root)
-    assert "case case_002 has no label file" in str(err.value) and "labelsTr/case_002.nii.gz" in str(err.value)
+    assert all(needle in str(err.value) for needle in needles), str(err.value)
 
 
 def test_undeclared_label_value(volumes: Path, tmp_path: Path) -> None:
