@@ -9,7 +9,7 @@ patient and study, so PACS and viewers (3D Slicer's DICOM module with Quantitati
 it was made from.
 
 Frames: the label map lies on the grid ITK read from the series (``(x, y, z)`` = columns, rows, slices, with the LPS
-spacing, origin and direction of :class:`~custom_nets.inference.io.Geometry`). Each source instance's pixel ``(row,
+affine of :class:`~custom_nets.inference.io.Geometry`). Each source instance's pixel ``(row,
 column)`` is located in that grid through its own ``ImagePositionPatient``, ``ImageOrientationPatient`` and
 ``PixelSpacing``, so frame ``i`` is the label map on source instance ``i`` whatever the axis order, slice order or
 direction; a source slice off the grid is an error, never a shifted mask.
@@ -38,28 +38,19 @@ _GRID_TOLERANCE = 0.01
 """How far (in voxels) a source pixel may lie from a voxel centre of the label map's grid."""
 
 
-def _lps_affine(geometry: Geometry) -> np.ndarray:
-    if geometry.spacing is None or geometry.origin is None or geometry.direction is None:
-        raise CaseError("a DICOM SEG is written for DICOM series inputs only (the label map has no DICOM geometry)")
-    affine = np.eye(4)
-    affine[:3, :3] = np.asarray(geometry.direction, dtype=np.float64) @ np.diag(geometry.spacing)
-    affine[:3, 3] = geometry.origin
-    return affine
-
-
 def label_on_sources(label: np.ndarray, geometry: Geometry, headers: Sequence[Any]) -> np.ndarray:
     """The label map on the pixels of each source instance: ``(instances, rows, columns)``.
 
     Args:
         label: ``(x, y, z)`` label map on ``geometry`` (the grid ITK read from the series).
-        geometry: with the LPS ``spacing``, ``origin`` and ``direction`` of that grid.
+        geometry: that grid (:attr:`~custom_nets.inference.io.Geometry.lps_affine`).
         headers: pydicom datasets of single-frame source instances (``ImagePositionPatient``,
             ``ImageOrientationPatient``, ``PixelSpacing``, ``Rows``, ``Columns``).
 
     Raises:
         CaseError: a source slice that does not lie on the label map's grid.
     """
-    to_index = np.linalg.inv(_lps_affine(geometry))
+    to_index = np.linalg.inv(geometry.lps_affine)
     frames = []
     for ds in headers:
         rows, columns = int(ds.Rows), int(ds.Columns)

@@ -1,25 +1,28 @@
-"""Reading input images and writing label maps for batch inference.
+"""Reading input images and writing label maps for batch inference, with MONAI's readers and writers.
 
-Reading gives a channel-first float32 array in the layout MONAI's readers give a bundle's ``LoadImaged`` (so the
-bundle's other preprocessing transforms see what they saw in training) plus the input's geometry:
+Reading calls the reader a bundle's ``LoadImaged`` uses for the file type and gives a channel-first float32 array in
+the layout that reader gives (so the bundle's other preprocessing transforms see what they saw in training) plus the
+input's geometry:
 
-- NIfTI (nibabel): nibabel's array order and affine, like MONAI's ``NibabelReader``. 4D files hold the channels in the
-  fourth dimension (a fifth dimension counts when the fourth has size 1).
-- NRRD, MetaImage (``.mha``/``.mhd``) (ITK): ``(x, y, z)`` order and the LPS geometry converted to a RAS affine, like
-  MONAI's ``ITKReader``. Vector pixels, or a fourth dimension, are channels.
-- DICOM series: MONAI's ``ITKReader`` itself (GDCM sorts the slices by position), after header checks with pydicom
+- NIfTI: MONAI's ``NibabelReader``: nibabel's array order and affine. 4D files hold the channels in the fourth
+  dimension (a fifth dimension counts when the fourth has size 1).
+- NRRD, MetaImage (``.mha``/``.mhd``): MONAI's ``ITKReader``: ``(x, y, z)`` order and the LPS geometry converted to a
+  RAS affine. Vector pixels, or a fourth dimension, are channels.
+- DICOM series: MONAI's ``ITKReader`` (GDCM sorts the slices by position), after header checks with pydicom
   (:func:`dicom_headers`); ``(x, y, z)`` is (columns, rows, slices).
-- PNG, JPEG, TIFF, BMP (pillow): ``(C, W, H)`` like MONAI's ``PILReader`` with its default ``reverse_indexing=True``,
-  or ``(C, H, W)`` when the bundle's reader says ``reverse_indexing=False``; the reader's ``converter`` is applied.
+- PNG, JPEG, TIFF, BMP: MONAI's ``PILReader``: ``(C, W, H)`` with its default ``reverse_indexing=True``, or
+  ``(C, H, W)`` when the bundle's reader says ``reverse_indexing=False``; the reader's ``converter`` is applied.
 
-Every problem becomes a :class:`~custom_nets.inference.errors.CaseError` naming the file: empty or truncated files,
-files that are not images, headers promising absurd sizes (checked before any pixel is allocated), wrong numbers of
-dimensions or channels, NaN or infinite values, DICOM series with missing or inconsistent slices, or that are no
-image (SR, SEG).
+Hand-written are only the checks MONAI's readers do not make, each a :class:`~custom_nets.inference.errors.CaseError`
+naming the file: empty or truncated files, files that are not images, headers promising absurd sizes (checked on the
+header before any pixel is allocated), wrong numbers of dimensions or channels, unsupported voxel types, NaN or
+infinite values, DICOM series with missing or inconsistent slices, or that are no image (SR, SEG).
 
-Label maps are written with the input's geometry (NIfTI: the input's header and affine; NRRD/MetaImage/DICOM: spacing,
-origin and direction; PNG: width and height), to a temporary name in the output folder, checked by reading the header
-back, then renamed (:func:`custom_nets.files.write_file_atomic`), so an interrupted run never leaves a partial file under a final name.
+Label maps are written with MONAI's writers on the input's grid (``.nii.gz``: ``NibabelWriter`` with the input's
+affine, as the bundles' ``SaveImaged`` writes; ``.nrrd``/``.mha``: ``ITKWriter``, the same geometry as LPS spacing,
+origin and direction; 2D: ``PILWriter``, the input's width and height, label values unscaled) to a temporary name in
+the output folder, read back with MONAI's reader and compared, then renamed
+(:func:`custom_nets.files.write_file_atomic`), so an interrupted run never leaves a partial file under a final name.
 """
 
 from __future__ import annotations
@@ -36,7 +39,7 @@ import numpy as np
 
 from custom_nets.files import partial_path, write_file_atomic
 
-from .discovery import Case, InputSpec, Source, image_extension
+from .discovery import Case, InputSpec, Source
 from .errors import CaseError
 
 __all__ = [
@@ -86,22 +89,16 @@ class Geometry:
 
     Attributes:
         spatial_shape: spatial shape of the array handed to the bundle.
-        affine: voxel-to-world (RAS, mm) affine of that array, ``(4, 4)``, as MONAI's readers give it.
-        writer: ``"nifti"`` (nibabel), ``"itk"`` (ITK) or ``"png"`` (pillow).
-        nifti_header, nifti_affine: NIfTI inputs: the input's header and affine.
-        spacing, origin, direction: ITK inputs: the LPS geometry (``direction`` columns are the axis directions).
+        affine: voxel-to-world (RAS, mm) affine of that array, ``(4, 4)``, as MONAI's readers give it (the identity
+            for 2D pictures).
+        writer: the input's kind: ``"nifti"``, ``"itk"`` (NRRD, MetaImage, DICOM) or ``"png"`` (2D pictures, written
+            with MONAI's ``PILWriter``; 3D label maps get the writer of their extension).
         transposed: 2D inputs: the array is ``(W, H)``, the transpose of the picture.
     """
 
     spatial_shape: tuple[int, ...]
     affine: np.ndarray
     writer: str
-    nifti_header: Any = field(default=None, repr=False)
-    nifti_affine: np.ndarray | None = field(default=None, repr=False)
-    nifti_class: Any = field(default=None, repr=False)
-    spacing: np.ndarray | None = None
-    origin: np.ndarray | None = None
-    direction: np.ndarray | None = None
     transposed: bool = False
 
     @property
@@ -114,6 +111,11 @@ class Geometry:
         if self.spatial_dims != 3:
             return 1.0
         return float(abs(np.linalg.det(self.affine[:3, :3])))
+
+    @property
+    def lps_affine(self) -> np.ndarray:
+        """The voxel-to-world affine in DICOM's and ITK's LPS convention (3D)."""
+        return _LPS_TO_RAS @ self.affine
 
 
 @dataclass
@@ -185,24 +187,25 @@ def _wrong_dims(path: Path, ndim: int, spatial_dims: int) -> CaseError:
 
 def _read_nifti(path: Path) -> tuple[np.ndarray, Geometry]:
     import nibabel as nib
+    from monai.data import NibabelReader
 
     size = _check_file(path)
+    reader = NibabelReader(squeeze_non_spatial_dims=True)  # (x, y, z, 1, C) -> (x, y, z, C)
     try:
-        img = nib.load(str(path))
+        img = reader.read(str(path))  # the header; nibabel maps the voxels lazily
     except Exception as exc:  # noqa: BLE001 - nibabel raises many types for non-NIfTI content
         raise CaseError(f"not a readable NIfTI image ({type(exc).__name__}: {exc})", path) from None
+    # checked on the header because NibabelReader allocates whatever it is given, and reads any format nibabel knows
     if not isinstance(img, (nib.Nifti1Image, nib.Nifti2Image)):
         raise CaseError(f"not a NIfTI image (read as {type(img).__name__})", path)
     shape = tuple(int(d) for d in img.shape)
     if len(shape) == 3:
-        spatial, channels, layout = shape, 1, "3d"
-    elif len(shape) == 4:
-        spatial, channels, layout = shape[:3], shape[3], "4d"
-    elif len(shape) == 5 and shape[3] == 1:
-        spatial, channels, layout = shape[:3], shape[4], "5d"
+        channels = 1
+    elif len(shape) == 4 or (len(shape) == 5 and shape[3] == 1):
+        channels = shape[-1]
     else:
         raise _wrong_dims(path, len(shape), 3)
-    check_size(spatial, channels, path, MAX_DIM_3D)
+    check_size(shape[:3], channels, path, MAX_DIM_3D)
     dtype = img.get_data_dtype()
     if dtype.fields is not None or not (np.issubdtype(dtype, np.integer) or np.issubdtype(dtype, np.floating)):
         raise CaseError(f"unsupported voxel type {dtype} (RGB or complex NIfTI); expected integer or float voxels", path)
@@ -211,28 +214,15 @@ def _read_nifti(path: Path) -> tuple[np.ndarray, Geometry]:
         if size < expected:
             raise CaseError(f"truncated file: {size} bytes, the header promises {expected}", path)
     try:
-        data = np.asarray(img.dataobj, dtype=np.float32)  # applies scl_slope/scl_inter
+        data, meta = reader.get_data(img)  # applies scl_slope/scl_inter
     except Exception as exc:  # noqa: BLE001 - EOFError, zlib.error, OSError, ValueError ...
         raise CaseError(f"cannot read the image data, the file is truncated or corrupt ({type(exc).__name__}: {exc})",
                         path) from None
-    if layout == "3d":
-        data = data[None]
-    elif layout == "4d":
-        data = np.moveaxis(data, 3, 0)
-    else:
-        data = np.moveaxis(data[:, :, :, 0], 3, 0)
-    affine = np.asarray(img.affine, dtype=np.float64)
+    data = data[None] if data.ndim == 3 else np.moveaxis(data, 3, 0)
+    affine = np.asarray(meta["affine"], dtype=np.float64)
     if not np.isfinite(affine).all() or abs(np.linalg.det(affine[:3, :3])) < 1e-12:
         raise CaseError(f"invalid affine in the header (singular or not finite): {affine.tolist()}", path)
-    geometry = Geometry(
-        spatial_shape=tuple(spatial),
-        affine=affine,
-        writer="nifti",
-        nifti_header=img.header.copy(),
-        nifti_affine=affine.copy(),
-        nifti_class=type(img),
-    )
-    return data, geometry
+    return np.asarray(data, dtype=np.float32), Geometry(shape[:3], affine, "nifti")
 
 
 # ----------------------------------------------------------------------------------------------------------------------
@@ -241,8 +231,9 @@ def _read_nifti(path: Path) -> tuple[np.ndarray, Geometry]:
 
 
 _ITK_NAMES = ("ImageIOFactory", "CommonEnums", "Image", "VectorImage", "ImageFileReader", "ImageFileWriter",
-              "ImageSeriesReader", "GDCMImageIO", "GDCMSeriesFileNames", "F", "UC", "array_view_from_image",
-              "image_from_array", "matrix_from_array", "array_from_matrix")
+              "ImageSeriesReader", "GDCMImageIO", "GDCMSeriesFileNames", "F", "UC", "imread", "imwrite", "size",
+              "array_view_from_image", "GetImageFromArray", "GetMatrixFromArray", "array_from_matrix")
+"""The ITK names MONAI's ``ITKReader``/``ITKWriter`` and this module use."""
 
 
 def warm_up_itk() -> None:
@@ -271,7 +262,8 @@ def _itk_error(exc: Exception) -> str:
 
 
 def _itk_header(path: Path) -> tuple[int, list[int], int]:
-    """``(ndim, sizes in ITK order, components)`` from the header only."""
+    """``(ndim, sizes in ITK order, components)`` from the header only (MONAI's ``ITKReader`` reads the pixels
+    before any size is known)."""
     import itk
 
     _check_file(path)
@@ -291,37 +283,9 @@ def _itk_header(path: Path) -> tuple[int, list[int], int]:
     return ndim, sizes, int(io.GetNumberOfComponents())
 
 
-def _itk_geometry(image: Any, spatial_shape: Sequence[int]) -> Geometry:
-    """Geometry of the first three dimensions of an ITK image."""
-    import itk
-
-    spacing = np.asarray(image.GetSpacing(), dtype=np.float64)[:3]
-    origin = np.asarray(image.GetOrigin(), dtype=np.float64)[:3]
-    direction = np.asarray(itk.array_from_matrix(image.GetDirection()), dtype=np.float64)[:3, :3]
-    lps = np.eye(4)
-    lps[:3, :3] = direction @ np.diag(spacing)
-    lps[:3, 3] = origin
-    return Geometry(
-        spatial_shape=tuple(int(s) for s in spatial_shape),
-        affine=_LPS_TO_RAS @ lps,
-        writer="itk",
-        spacing=spacing,
-        origin=origin,
-        direction=direction,
-    )
-
-
-def _itk_to_channel_first(array: np.ndarray, ndim: int, components: int) -> np.ndarray:
-    """ITK numpy order (``[c,] z, y, x[, comp]``) -> ``(C, x, y, z)`` float32."""
-    if components > 1:  # (z, y, x, comp)
-        return np.ascontiguousarray(np.transpose(array, (3, 2, 1, 0)), dtype=np.float32)
-    if ndim == 4:  # (t, z, y, x): t is the channel
-        return np.ascontiguousarray(np.transpose(array, (0, 3, 2, 1)), dtype=np.float32)
-    return np.ascontiguousarray(array.T, dtype=np.float32)[None]
-
-
 def _read_itk(path: Path) -> tuple[np.ndarray, Geometry]:
     import itk
+    from monai.data import ITKReader
 
     ndim, sizes, components = _itk_header(path)
     if ndim == 3:
@@ -331,16 +295,15 @@ def _read_itk(path: Path) -> tuple[np.ndarray, Geometry]:
     else:
         raise _wrong_dims(path, ndim + (1 if components > 1 else 0), 3)
     check_size(spatial, channels, path, MAX_DIM_3D)
+    reader = ITKReader(pixel_type=itk.F) if components == 1 else ITKReader()  # vector pixels in their own type
     try:
-        image = itk.imread(str(path), itk.F) if components == 1 else itk.imread(str(path))
-        array = itk.array_view_from_image(image)
-        data = _itk_to_channel_first(array, ndim, components)
+        data, meta = reader.get_data(reader.read(str(path)))  # (x, y, z[, channels])
     except Exception as exc:  # noqa: BLE001
         raise CaseError(f"cannot read the image data, the file is truncated or corrupt ({_itk_error(exc)})",
                         path) from None
-    geometry = _itk_geometry(image, spatial)
-    del array, image
-    return data, geometry
+    data = data[None] if data.ndim == 3 else np.moveaxis(data, 3, 0)
+    geometry = Geometry(tuple(spatial), np.asarray(meta["affine"], dtype=np.float64), "itk")
+    return np.ascontiguousarray(data, dtype=np.float32), geometry
 
 
 # ----------------------------------------------------------------------------------------------------------------------
@@ -471,7 +434,7 @@ def _read_dicom(source: Source) -> tuple[np.ndarray, Geometry]:
     reader = ITKReader(series_name=_itk_series_name(source), pixel_type=itk.F)
     try:
         image = reader.read(str(source.path))
-        data, _ = reader.get_data(image)  # (x, y, z): columns, rows, slices
+        data, meta = reader.get_data(image)  # (x, y, z): columns, rows, slices
     except Exception as exc:  # noqa: BLE001
         raise CaseError(f"cannot read the DICOM series ({_itk_error(exc)})", source.path) from None
     if data.ndim != 3 or data.shape[2] != len(headers):
@@ -483,7 +446,7 @@ def _read_dicom(source: Source) -> tuple[np.ndarray, Geometry]:
     if deviation > max(SLICE_GAP_TOLERANCE * step, 1e-3):
         raise CaseError(f"non-uniform slice spacing: slice positions up to {deviation:.3f} mm off a uniform grid of "
                         f"{step:.3f} mm (missing slice?)", source.path)
-    geometry = _itk_geometry(image, data.shape)
+    geometry = Geometry(tuple(data.shape), np.asarray(meta["affine"], dtype=np.float64), "itk")
     return np.ascontiguousarray(data, dtype=np.float32)[None], geometry
 
 
@@ -493,7 +456,8 @@ def _read_dicom(source: Source) -> tuple[np.ndarray, Geometry]:
 
 
 def _default_pil_conversion(image: Any, num_channels: int) -> Any:
-    """Without a bundle converter: palettes become RGB(A); an alpha channel is dropped when it is one too many."""
+    """Without a bundle converter: palettes become RGB(A); an alpha channel is dropped when it is one too many (our
+    policy for pictures saved with a spare band; MONAI's ``PILReader`` converts nothing by itself)."""
     if image.mode in ("P", "PA"):
         image = image.convert("RGBA" if "transparency" in image.info or image.mode == "PA" else "RGB")
     if image.mode == "RGBA" and num_channels != 4:
@@ -506,11 +470,14 @@ def _default_pil_conversion(image: Any, num_channels: int) -> Any:
 
 
 def _read_2d(path: Path, num_channels: int, options: Reader2DOptions) -> tuple[np.ndarray, Geometry]:
+    from monai.data import PILReader
     from PIL import Image, UnidentifiedImageError
 
     _check_file(path)
+    # the converter is applied here, after the header checks: PILReader.read would apply it (and decode) at once
+    reader = PILReader(reverse_indexing=options.transpose)
     try:
-        image = Image.open(path)
+        image = reader.read(str(path))  # the header; pillow decodes on load()
     except UnidentifiedImageError:
         raise CaseError("not an image pillow can read", path) from None
     except Image.DecompressionBombError as exc:
@@ -518,9 +485,7 @@ def _read_2d(path: Path, num_channels: int, options: Reader2DOptions) -> tuple[n
     except Exception as exc:  # noqa: BLE001
         raise CaseError(f"cannot open the image ({type(exc).__name__}: {exc})", path) from None
     with image:
-        width, height = image.size
-        bands = len(image.getbands())
-        check_size((width, height), bands, path, MAX_DIM_2D)
+        check_size(image.size, len(image.getbands()), path, MAX_DIM_2D)
         frames = int(getattr(image, "n_frames", 1) or 1)
         if frames > 1:
             raise CaseError(f"wrong number of dimensions: {frames} frames/pages (a 3D image), the bundle needs 2D "
@@ -528,22 +493,15 @@ def _read_2d(path: Path, num_channels: int, options: Reader2DOptions) -> tuple[n
         try:
             image.load()
             converted = options.converter(image) if options.converter else _default_pil_conversion(image, num_channels)
-            array = np.asarray(converted)
+            data, _ = reader.get_data(converted)  # (W, H[, C]), or (H, W[, C]) without reverse_indexing
         except Exception as exc:  # noqa: BLE001 - OSError for truncated files, ValueError for odd modes
             raise CaseError(f"cannot read the image data, the file is truncated or corrupt ({type(exc).__name__}: "
                             f"{exc})", path) from None
-    if array.ndim == 2:
-        array = array[None]
-    elif array.ndim == 3:
-        array = np.moveaxis(array, 2, 0)
-    else:
-        raise _wrong_dims(path, array.ndim, 2)
-    data = np.ascontiguousarray(array, dtype=np.float32)
-    if options.transpose:
-        data = np.ascontiguousarray(data.transpose(0, 2, 1))
-    geometry = Geometry(spatial_shape=tuple(data.shape[1:]), affine=np.eye(4), writer="png",
-                        transposed=options.transpose)
-    return data, geometry
+    if data.ndim not in (2, 3):
+        raise _wrong_dims(path, data.ndim, 2)
+    data = data[None] if data.ndim == 2 else np.moveaxis(data, 2, 0)
+    geometry = Geometry(tuple(data.shape[1:]), np.eye(4), "png", transposed=options.transpose)
+    return np.ascontiguousarray(data, dtype=np.float32), geometry
 
 
 # ----------------------------------------------------------------------------------------------------------------------
@@ -723,95 +681,75 @@ def _label_dtype(label: np.ndarray) -> np.dtype:
     return np.dtype(np.uint8) if not label.size or label.max() <= 255 else np.dtype(np.uint16)
 
 
-def _write_nifti(label: np.ndarray, geometry: Geometry, tmp: Path) -> None:
+def save_nifti(array: np.ndarray, affine: np.ndarray, path: str | os.PathLike) -> None:
+    """``array`` (``(x, y, z)``, or channels last) as NIfTI with ``affine`` in sform and qform, as MONAI's
+    ``NibabelWriter`` writes it (its ``create_backend_obj``: the writer's ``set_metadata`` takes a channel-less 3D
+    array for 2D in MONAI 1.6 and fails on affines whose first 2x2 block is singular, e.g. sagittal DICOM)."""
     import nibabel as nib
+    from monai.data import NibabelWriter
 
-    header = geometry.nifti_header.copy()
-    header.set_data_dtype(label.dtype)
-    klass = geometry.nifti_class or nib.Nifti1Image
-    image = klass(label, geometry.nifti_affine, header=header)
-    image.header.set_slope_inter(1.0, 0.0)
-    image.header["cal_min"] = 0
-    image.header["cal_max"] = float(label.max()) if label.size else 0.0
-    image.header.set_intent("none")
-    nib.save(image, str(tmp))
+    image = NibabelWriter.create_backend_obj(array, affine=affine, dtype=array.dtype)
+    image.set_sform(affine, code=1)
+    image.set_qform(affine, code=1)
+    nib.save(image, str(path))
 
 
-def _write_itk(label: np.ndarray, geometry: Geometry, tmp: Path) -> None:
+def _write(label: np.ndarray, geometry: Geometry, tmp: Path) -> None:
+    """``label`` (spatial shape of ``geometry``) to ``tmp`` with the MONAI writer of its format, on the input's grid
+    (each writer's ``create_backend_obj``, see :func:`save_nifti`)."""
     import itk
+    from monai.data import ITKWriter, PILWriter
 
-    image = itk.image_from_array(np.ascontiguousarray(label.T))
-    image.SetSpacing([float(s) for s in geometry.spacing])
-    image.SetOrigin([float(o) for o in geometry.origin])
-    image.SetDirection(itk.matrix_from_array(np.ascontiguousarray(geometry.direction)))
-    itk.imwrite(image, str(tmp), compression=True)
+    if geometry.writer == "png":  # label values as they are, not scaled to 0..255
+        picture = PILWriter.create_backend_obj(label, scale=None, reverse_indexing=geometry.transposed)
+        picture.save(tmp, format="PNG")
+    elif str(tmp).lower().endswith((".nii.gz", ".nii")):
+        save_nifti(label, geometry.affine, tmp)
+    else:  # NRRD, MetaImage: the RAS affine back to LPS spacing, origin and direction
+        image = ITKWriter.create_backend_obj(label, channel_dim=None, affine=geometry.affine, dtype=label.dtype)
+        itk.imwrite(image, str(tmp), compression=True)
 
 
-def _write_png(label: np.ndarray, geometry: Geometry, tmp: Path) -> None:
-    from PIL import Image
+def _read_label_map(path: str | os.PathLike, transposed: bool = True) -> tuple[np.ndarray, np.ndarray | None]:
+    """``(array, affine or None for 2D)`` of a label map, read with the MONAI reader of its format."""
+    from monai.data import ITKReader, NibabelReader, PILReader
 
-    picture = label.T if geometry.transposed else label
-    picture = np.ascontiguousarray(picture)
-    image = Image.fromarray(picture) if picture.dtype == np.uint8 else Image.fromarray(picture.astype(np.uint16))
-    image.save(tmp, format="PNG")
+    name = str(path).lower()
+    if name.endswith(".png"):
+        reader = PILReader(reverse_indexing=transposed)
+    elif name.endswith((".nii.gz", ".nii")):
+        reader = NibabelReader()
+    elif name.endswith((".nrrd", ".mha")):
+        reader = ITKReader()
+    else:  # a DICOM SEG holds segment numbers, not label values
+        raise ValueError(f"{path}: not a label map written by write_label_map")
+    array, meta = reader.get_data(reader.read(str(path)))
+    return np.asarray(array), meta.get("affine")
 
 
 def _verify(tmp: Path, label: np.ndarray, geometry: Geometry) -> None:
-    """Read the written header back and compare shape and geometry with the input's."""
-    if geometry.writer == "nifti":
-        import nibabel as nib
-
-        back = nib.load(str(tmp))
-        same = tuple(back.shape) == label.shape and np.allclose(back.affine, geometry.nifti_affine, atol=_GEOMETRY_ATOL)
-        found = f"shape {tuple(back.shape)}, affine {np.round(back.affine, 4).tolist()}"
-    elif geometry.writer == "itk":
-        import itk
-
-        io = itk.ImageIOFactory.CreateImageIO(str(tmp), itk.CommonEnums.IOFileMode_ReadMode)
-        io.SetFileName(str(tmp))
-        io.ReadImageInformation()
-        n = int(io.GetNumberOfDimensions())
-        shape = tuple(int(io.GetDimensions(i)) for i in range(n))
-        spacing = np.asarray([io.GetSpacing(i) for i in range(n)])
-        origin = np.asarray([io.GetOrigin(i) for i in range(n)])
-        direction = np.asarray([io.GetDirection(i) for i in range(n)]).T
-        same = (
-            shape == label.shape
-            and np.allclose(spacing, geometry.spacing, rtol=1e-5, atol=1e-5)
-            and np.allclose(origin, geometry.origin, rtol=1e-5, atol=_GEOMETRY_ATOL)
-            and np.allclose(direction, geometry.direction, atol=1e-4)
-        )
-        found = f"shape {shape}, spacing {spacing.tolist()}, origin {origin.tolist()}"
-    else:
-        from PIL import Image
-
-        with Image.open(tmp) as image:
-            size = image.size
-        expected = label.shape if geometry.transposed else label.shape[::-1]
-        same = tuple(size) == tuple(expected)
-        found = f"size {size}"
-    if not same:
-        raise CaseError(f"the written label map does not have the input's geometry ({found})")
+    """Read the written label map back and compare its values and grid with what was to be written."""
+    try:
+        back, affine = _read_label_map(tmp, geometry.transposed)
+    except Exception as exc:  # noqa: BLE001 - whatever the reader finds wrong in the file
+        raise CaseError(f"the written label map does not read back ({type(exc).__name__}: {exc})") from None
+    same_grid = geometry.writer == "png" or np.allclose(affine, geometry.affine, atol=_GEOMETRY_ATOL)
+    if back.shape != label.shape or not same_grid or not np.array_equal(back, label):
+        found = f"shape {back.shape}" + ("" if affine is None else f", affine {np.round(affine, 4).tolist()}")
+        raise CaseError(f"the written label map does not read back with the input's geometry and values ({found})")
 
 
 def write_label_map(label: np.ndarray, geometry: Geometry, path: str | os.PathLike) -> None:
     """Write an integer label map (spatial shape of ``geometry``) atomically with the input's geometry.
 
-    The format follows the extension of ``path`` for 3D geometries (``.nii.gz``, ``.nrrd``, ``.mha``; nibabel for
-    NIfTI written from NIfTI inputs, ITK otherwise) and PNG for 2D inputs. Values are stored as uint8 (uint16 when
-    above 255).
+    The format follows the extension of ``path`` for 3D geometries (``.nii.gz``, ``.nrrd``, ``.mha``) and is PNG for
+    2D inputs. Values are stored as uint8 (uint16 when above 255).
     """
     label = np.asarray(label)
     if tuple(label.shape) != tuple(geometry.spatial_shape):
         raise CaseError(f"the label map has shape {tuple(label.shape)}, the input {tuple(geometry.spatial_shape)}")
     label = label.astype(_label_dtype(label), copy=False)
-    if geometry.writer == "nifti" and not str(path).lower().endswith((".nii.gz", ".nii")):  # --output-type nrrd
-        lps = _LPS_TO_RAS @ geometry.affine
-        spacing = np.linalg.norm(lps[:3, :3], axis=0)
-        geometry = Geometry(geometry.spatial_shape, geometry.affine, "itk", spacing=spacing, origin=lps[:3, 3],
-                            direction=lps[:3, :3] / spacing)
-    writer = {"nifti": _write_nifti, "itk": _write_itk, "png": _write_png}[geometry.writer]
-    write_file_atomic(path, lambda tmp: writer(label, geometry, tmp), lambda tmp: _verify(tmp, label, geometry))
+    write_file_atomic(path, lambda tmp: _write(label, geometry, tmp), lambda tmp: _verify(tmp, label, geometry))
 
 
 def count_labels(label: np.ndarray) -> dict[int, int]:
@@ -828,22 +766,6 @@ def count_labels(label: np.ndarray) -> dict[int, int]:
 
 def read_label_counts(path: str | os.PathLike) -> tuple[dict[int, int], float]:
     """``(counts per nonzero value, voxel volume in mm^3)`` of a label map written earlier (1.0 for PNG pixels)."""
-    path = Path(path)
-    ext = image_extension(path.name, 3) or image_extension(path.name, 2)
-    if ext in (".nii.gz", ".nii"):
-        import nibabel as nib
-
-        image = nib.load(str(path))
-        label = np.asarray(image.dataobj)
-        return count_labels(label), float(abs(np.linalg.det(image.affine[:3, :3])))
-    if ext in (".nrrd", ".mha", ".mhd", ".nhdr"):
-        import itk
-
-        image = itk.imread(str(path))
-        label = itk.array_view_from_image(image)
-        counts = count_labels(label)
-        return counts, float(np.prod(np.asarray(image.GetSpacing(), dtype=np.float64)))
-    from PIL import Image
-
-    with Image.open(path) as image:
-        return count_labels(np.asarray(image)), 1.0
+    label, affine = _read_label_map(path)
+    volume = 1.0 if affine is None else float(abs(np.linalg.det(affine[:3, :3])))
+    return count_labels(label), volume

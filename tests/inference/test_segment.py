@@ -344,6 +344,34 @@ def test_sanitize_case_name() -> None:
 # ----------------------------------------------------------------------------------------------------------------------
 
 
+def test_label_maps_round_trip_on_any_grid(tmp_path: Path) -> None:
+    """Label maps through MONAI's writers and back through its readers (``read_label_counts``): values, grid and a
+    size-1 axis kept, for a grid whose first two axes share a world axis (a sagittal DICOM series) too."""
+    from custom_nets.inference.io import Geometry, read_label_counts
+
+    sagittal = np.array([[0.0, 0.0, 2.5, 30.0], [-0.7, 0.0, 0.0, -12.0], [0.0, -0.9, 0.0, 40.0], [0.0, 0.0, 0.0, 1.0]])
+    rng = np.random.default_rng(0)
+    for shape in ((6, 5, 4), (6, 5, 1)):
+        for affine in (OBLIQUE_AFFINE, sagittal):
+            label = rng.integers(0, 4, shape).astype(np.uint8)
+            geometry = Geometry(spatial_shape=shape, affine=affine, writer="itk")
+            for ext in (".nii.gz", ".nrrd", ".mha"):
+                path = tmp_path / f"label{len(shape)}{shape[-1]}{ext}"
+                write_label_map(label, geometry, path)
+                counts, voxel = read_label_counts(path)
+                assert counts == count_labels(label), (shape, ext)
+                assert voxel == pytest.approx(abs(np.linalg.det(affine[:3, :3])), rel=1e-5), (shape, ext)
+                if ext == ".nii.gz":
+                    written = nib.load(path)
+                    assert written.shape == shape and np.allclose(written.affine, affine, atol=1e-5)
+                    np.testing.assert_array_equal(np.asarray(written.dataobj), label)
+    wide = np.zeros((6, 5, 4), np.uint16)
+    wide[1, 2, 3] = 1000  # above 255: written as uint16, not clipped
+    write_label_map(wide, Geometry((6, 5, 4), OBLIQUE_AFFINE, "nifti"), tmp_path / "wide.nii.gz")
+    assert nib.load(tmp_path / "wide.nii.gz").get_data_dtype() == np.uint16
+    assert read_label_counts(tmp_path / "wide.nii.gz")[0] == {1000: 1}
+
+
 def test_bad_inputs_fail_alone(mono_bundle: Path, tmp_path: Path) -> None:
     image, mask = blob()
     inputs = tmp_path / "in"
