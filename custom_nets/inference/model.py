@@ -38,7 +38,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from custom_nets.bundle import parse_override
+from custom_nets.bundle import default_device, parse_override
 from custom_nets.data.dataset import TASK_FILE
 from custom_nets.ensemble import load_ensemble
 
@@ -46,6 +46,7 @@ from .backends import first_output
 from .discovery import InputSpec
 from .errors import CaseError, SetupError
 from .io import Reader2DOptions, torch_load_reason
+from .outputs import PassAgreement, plain_tensor
 
 __all__ = ["BundleSegmenter", "CheckpointMismatch", "extract_bundle", "find_bundle", "parse_overrides",
            "load_state_dict", "resolve_device"]
@@ -162,7 +163,7 @@ def parse_overrides(items: Sequence[str] | Mapping[str, Any] | None) -> dict[str
 def resolve_device(name: str | torch.device | None) -> torch.device:
     """``"auto"`` (or None): CUDA when present, else CPU; anything else as torch understands it, checked to exist."""
     if name is None or str(name) == "auto":
-        return torch.device("cuda:0" if torch.cuda.is_available() else "cpu")
+        return default_device()
     try:
         device = torch.device(name)
     except (RuntimeError, TypeError) as exc:
@@ -351,14 +352,6 @@ def _check_same_task(checkpoints: Sequence[Path]) -> None:
         other = next(c for c in others if tasks[c] != tasks[first])
         raise SetupError(f"the checkpoints to ensemble are models of different tasks: {first.parent / TASK_FILE} and "
                          f"{other.parent / TASK_FILE} differ (channels, labels or spacing)")
-
-
-def _first_output(output: Any) -> torch.Tensor:
-    """The segmentation output of a network that returns several (tuple, list or dict): the first one."""
-    try:
-        return first_output(output)
-    except TypeError as error:
-        raise CaseError(str(error)) from None
 
 
 def _flip_sets(spatial_dims: int) -> list[tuple[int, ...]]:
@@ -665,8 +658,6 @@ class BundleSegmenter:
 
         ``timings``: ``network`` (seconds in the network calls) and ``post`` (the rest) are set.
         """
-        from .outputs import PassAgreement
-
         start = time.perf_counter()
         self.backend.reset()
         prepared = data["image"]
@@ -679,7 +670,7 @@ class BundleSegmenter:
                 x = torch.flip(batch, dims) if dims else batch
                 x = x.to(self._input_device)
                 with torch.autocast(device_type="cuda", dtype=torch.float16) if self.amp else nullcontext():
-                    output = _first_output(self.inferer(x, self.backend))
+                    output = first_output(self.inferer(x, self.backend))
                 del x
                 output = torch.as_tensor(output).detach().to("cpu", torch.float32)
                 if dims:
@@ -697,7 +688,7 @@ class BundleSegmenter:
             if len(flips) > 1:
                 mean /= len(flips)
         if probabilities_out is not None:
-            probabilities_out.append(_plain(mean).clone())
+            probabilities_out.append(plain_tensor(mean).clone())
         data["pred"] = mean
         if probabilities is not None:
             data["_probabilities"] = probabilities
@@ -737,12 +728,12 @@ class BundleSegmenter:
             data = self.inversion(data)
             if data["pred"].shape[0] > channels:
                 inverted = data["pred"]
-                uncertainty = _plain(inverted[channels:])[0].numpy().astype(np.float32)
+                uncertainty = plain_tensor(inverted[channels:])[0].numpy().astype(np.float32)
                 data["pred"] = inverted[:channels]
                 del inverted
             if keep is not None:
                 stored = torch.clamp(data["pred"], 0.0, 1.0).to(keep)
-                probabilities = _plain(stored).numpy().copy()
+                probabilities = plain_tensor(stored).numpy().copy()
                 data["pred"] = stored.to(torch.float32)
                 del stored
             data = self.after_inversion(data)
@@ -784,16 +775,10 @@ class BundleSegmenter:
 _warned_multichannel = False
 
 
-def _plain(tensor: Any) -> torch.Tensor:
-    """A plain CPU tensor (MetaTensor metadata dropped)."""
-    tensor = tensor.as_tensor() if hasattr(tensor, "as_tensor") else torch.as_tensor(tensor)
-    return tensor.detach().cpu()
-
-
 def _label_map(pred: Any) -> np.ndarray:
     """Postprocessing output ``(1, *spatial)`` (or ``(C, *spatial)`` binary channels) -> integer label map."""
     global _warned_multichannel
-    array = _plain(pred)
+    array = plain_tensor(pred)
     if array.dtype.is_floating_point:
         rounded = torch.round(array)
         if not torch.equal(rounded, array):

@@ -36,9 +36,10 @@ import torch
 from custom_nets.files import partial_path, write_file_atomic
 
 from .errors import CaseError
+from .io import save_nifti
 
 __all__ = ["CHANNELS_FILE", "PassAgreement", "StagedFiles", "channel_description", "extra_output_paths",
-           "label_statistics", "statistics_columns", "write_probabilities", "write_uncertainty"]
+           "label_statistics", "plain_tensor", "statistics_columns", "write_probabilities", "write_uncertainty"]
 
 CHANNELS_FILE = "probabilities.json"
 """Run-level sidecar written with ``--save-probabilities``: what each probability channel is."""
@@ -117,7 +118,8 @@ def write_channels_file(path: Path, channels: Sequence[Mapping[str, Any]], thres
 # ----------------------------------------------------------------------------------------------------------------------
 
 
-def _plain(tensor: Any) -> torch.Tensor:
+def plain_tensor(tensor: Any) -> torch.Tensor:
+    """A plain CPU tensor (MetaTensor metadata dropped)."""
     tensor = tensor.as_tensor() if hasattr(tensor, "as_tensor") else torch.as_tensor(tensor)
     return tensor.detach().cpu()
 
@@ -144,7 +146,7 @@ class PassAgreement:
 
     def add(self, probabilities: Any) -> None:
         """One pass's ``(C, *spatial)`` probabilities (not kept; the caller may change them afterwards)."""
-        p = _plain(probabilities).float()
+        p = plain_tensor(probabilities).float()
         self.count += 1
         if self._mean is None:
             self._mean, self._m2 = p.clone(), torch.zeros_like(p)
@@ -172,7 +174,7 @@ class PassAgreement:
         uncertainty = self.uncertainty() if uncertainty is None else uncertainty
         union = np.bitwise_or.reduce(np.stack(self._masks), axis=(0, 1))
         inside = np.unpackbits(union, count=self._size).astype(bool)
-        values = _plain(uncertainty).reshape(-1).numpy()
+        values = plain_tensor(uncertainty).reshape(-1).numpy()
         mean = float(values[inside].mean()) if inside.any() else 0.0
         sizes = [np.bitwise_count(m).sum(axis=1) for m in self._masks]
         dice = []
@@ -282,28 +284,14 @@ def statistics_columns(stats: Mapping[str, Any]) -> dict[str, str]:
 # ----------------------------------------------------------------------------------------------------------------------
 
 
-def _write_nifti(array: np.ndarray, geometry: Any, channel_dim: int | None, tmp: Path) -> None:
-    """A float NIfTI on the input's grid with MONAI's writer (channels last, the input's RAS affine)."""
-    from monai.data import NibabelWriter
-
-    writer = NibabelWriter(output_dtype=np.float32)
-    # a channel axis stays (x, y, z, C) even for C = 1; a map without one is written (x, y, z)
-    writer.set_data_array(array, channel_dim=channel_dim, squeeze_end_dims=channel_dim is None)
-    affine = np.asarray(geometry.affine, dtype=np.float64)
-    writer.set_metadata({"affine": affine, "original_affine": affine}, resample=False)
-    writer.write(str(tmp))
-
-
-def _verify_nifti(tmp: Path, shape: tuple[int, ...], affine: np.ndarray) -> None:
+def _write_nifti(tmp: Path, array: np.ndarray, geometry: Any) -> None:
+    """A float32 NIfTI (``(x, y, z)`` or channels last) on the input's grid, its shape and affine read back."""
     import nibabel as nib
 
-    def strip(dims: tuple[int, ...]) -> tuple[int, ...]:  # MONAI's writer drops trailing singleton dimensions
-        while len(dims) > 1 and dims[-1] == 1:
-            dims = dims[:-1]
-        return dims
-
+    array, affine = np.asarray(array, dtype=np.float32), np.asarray(geometry.affine, dtype=np.float64)
+    save_nifti(array, affine, tmp)
     back = nib.load(str(tmp))
-    if strip(tuple(back.shape)) != strip(shape) or not np.allclose(back.affine, affine, atol=1e-3):
+    if tuple(back.shape) != array.shape or not np.allclose(back.affine, affine, atol=1e-3):
         raise CaseError(f"the written {tmp.suffix} file does not have the input's grid (shape {tuple(back.shape)})")
 
 
@@ -316,9 +304,7 @@ def write_probabilities(tmp: Path, probabilities: np.ndarray, geometry: Any, fmt
                         channels: Sequence[Mapping[str, Any]]) -> None:
     """``(C, *spatial)`` probabilities on the input's grid: NIfTI float32 ``(x, y, z, C)`` or npz float16."""
     if fmt == "nifti":
-        _write_nifti(np.asarray(probabilities, dtype=np.float32), geometry, 0, tmp)
-        shape = (*geometry.spatial_shape, probabilities.shape[0])
-        _verify_nifti(tmp, shape, np.asarray(geometry.affine, dtype=np.float64))
+        _write_nifti(tmp, np.moveaxis(np.asarray(probabilities), 0, -1), geometry)  # (x, y, z, C)
     else:
         _save_npz(tmp, probabilities=np.asarray(probabilities, dtype=np.float16),
                   affine=np.asarray(geometry.affine, dtype=np.float64),
@@ -330,8 +316,7 @@ def write_probabilities(tmp: Path, probabilities: np.ndarray, geometry: Any, fmt
 def write_uncertainty(tmp: Path, uncertainty: np.ndarray, geometry: Any) -> None:
     """``(*spatial)`` uncertainty map on the input's grid: NIfTI float32 (3D) or npz ``uncertainty`` float32 (2D)."""
     if len(geometry.spatial_shape) == 3:
-        _write_nifti(np.asarray(uncertainty, dtype=np.float32), geometry, None, tmp)
-        _verify_nifti(tmp, tuple(geometry.spatial_shape), np.asarray(geometry.affine, dtype=np.float64))
+        _write_nifti(tmp, uncertainty, geometry)
     else:
         _save_npz(tmp, uncertainty=np.asarray(uncertainty, dtype=np.float32),
                   affine=np.asarray(geometry.affine, dtype=np.float64))

@@ -130,6 +130,22 @@ def test_probabilities_of_an_itk_input_keep_its_geometry(mono_bundle: Path, tmp_
     np.testing.assert_array_equal(p[2] > 0.5, mask)
 
 
+def test_nifti_outputs_keep_a_grid_whose_first_axes_share_a_world_axis(tmp_path: Path) -> None:
+    """Columns along -y and rows along -z (a sagittal DICOM series): the affine's first 2x2 block is singular, which
+    MONAI 1.6's writers' ``set_metadata`` cannot take for a volume without a channel axis (it reads it as 2D)."""
+    affine = np.array([[0.0, 0.0, 2.5, 30.0], [-0.7, 0.0, 0.0, -12.0], [0.0, -0.9, 0.0, 40.0], [0.0, 0.0, 0.0, 1.0]])
+    geometry = Geometry(spatial_shape=(5, 4, 3), affine=affine, writer="itk")
+    rng = np.random.default_rng(0)
+    uncertainty = rng.random((5, 4, 3)).astype(np.float32)
+    outputs.write_uncertainty(tmp_path / "u.nii.gz", uncertainty, geometry)
+    probabilities = rng.random((2, 5, 4, 3)).astype(np.float32)
+    outputs.write_probabilities(tmp_path / "p.nii.gz", probabilities, geometry, "nifti", [])
+    for name, expected in (("u.nii.gz", uncertainty), ("p.nii.gz", np.moveaxis(probabilities, 0, -1))):
+        written = nib.load(tmp_path / name)
+        assert written.shape == expected.shape and np.allclose(written.affine, affine, atol=1e-5), name
+        np.testing.assert_array_equal(np.asarray(written.dataobj), expected)
+
+
 def test_bad_probability_format_is_a_usage_error(mono_bundle: Path, tmp_path: Path) -> None:
     with pytest.raises(SystemExit) as exit_info:
         run(mono_bundle, tmp_path, tmp_path / "out", "--save-probabilities", "png")
