@@ -131,6 +131,12 @@ class OnnxRuntimeBackend(Backend):
 # ----------------------------------------------------------------------------------------------------------------------
 
 
+def _first_line(exc: BaseException) -> str:
+    """``Type: first line of the message`` (300 characters at most) of an exporter's or runtime's exception."""
+    lines = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {lines[0][:300] if lines else ''}"
+
+
 def _relative_difference(expected: torch.Tensor, actual: torch.Tensor) -> float:
     """Max abs difference / (RTOL x the largest magnitude of the expected output), worst output channel; <= 1 is ok."""
     if tuple(expected.shape) != tuple(actual.shape):
@@ -150,7 +156,7 @@ def _check(backend: Backend, reference: torch.nn.Module, inputs: Sequence[torch.
             try:
                 actual = first_output(backend.run(x))
             except Exception as exc:  # noqa: BLE001 - ONNX Runtime and TorchScript raise their own types
-                return f"input {list(x.shape)}: {type(exc).__name__}: {str(exc).strip().splitlines()[0][:300]}"
+                return f"input {list(x.shape)}: {_first_line(exc)}"
         ratio = _relative_difference(expected, actual)
         if not ratio <= 1.0:
             diff = float((expected - actual).abs().max()) if expected.shape == actual.shape else float("inf")
@@ -185,7 +191,7 @@ def _torchscript(network: torch.nn.Module, example: torch.Tensor, device: torch.
         try:
             scripted = torch.jit.script(module)
         except Exception as exc:  # noqa: BLE001 - not scriptable: trace on the example window
-            logger.debug(f"torch.jit.script failed ({type(exc).__name__}: {str(exc).splitlines()[0][:200]}); tracing")
+            logger.debug(f"torch.jit.script failed ({_first_line(exc)}); tracing")
             how = "trace"
             with torch.no_grad():
                 scripted = torch.jit.trace(module, example, check_trace=False)
@@ -251,8 +257,7 @@ def build_backend(name: str, network: torch.nn.Module, example_shape: Sequence[i
         try:
             backend: Backend = TorchScriptBackend(_torchscript(network, inputs[0], device))
         except Exception as exc:  # noqa: BLE001
-            raise SetupError(f"cannot compile the network with TorchScript: {type(exc).__name__}: "
-                             f"{str(exc).strip().splitlines()[0][:300]}") from None
+            raise SetupError(f"cannot compile the network with TorchScript: {_first_line(exc)}") from None
     else:
         if device.type != "cpu":
             raise SetupError(f"--backend onnxruntime runs on the CPU only (CPUExecutionProvider); use --device cpu "
@@ -276,7 +281,7 @@ def build_backend(name: str, network: torch.nn.Module, example_shape: Sequence[i
                 onnx_export(module, inputs[0], path, dynamic_spatial)
                 candidate = OnnxRuntimeBackend(_onnx_session(path, torch.get_num_threads()), path, dynamic_spatial)
             except Exception as exc:  # noqa: BLE001
-                problem = f"{type(exc).__name__}: {str(exc).strip().splitlines()[0][:300]}"
+                problem = _first_line(exc)
                 continue
             problem = _check(candidate, network, inputs if dynamic_spatial or not any_spatial_size else inputs[:1])
             if not problem:

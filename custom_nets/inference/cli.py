@@ -213,15 +213,13 @@ def _run(args: argparse.Namespace) -> int:
 
     problem = _check_folders(args.input, args.output) or _check_trust(args.bundle, args.trust)
     if problem:
-        logger.error(f"error: {problem}")
-        return EXIT_USAGE
+        return _usage_error(problem)
     # the output folder is checked before the model is built: a label map is far smaller than its input file
     needed = max(MIN_FREE_BYTES, _largest_input_bytes(args.input) // 4)
-    created = not args.output.exists()
+    created = None if args.output.exists() else args.output  # removed again if the run stops before writing
     problem = check_output_folder(args.output, needed)
     if problem:
-        logger.error(f"error: {problem}")
-        return EXIT_USAGE
+        return _usage_error(problem)
 
     from custom_nets.bundle import quiet_library_warnings
 
@@ -244,23 +242,17 @@ def _run(args: argparse.Namespace) -> int:
             backend=args.backend,
         )
     except SetupError as exc:
-        logger.error(f"error: {exc}")
-        _remove_if_empty(args.output, created)
-        return EXIT_USAGE
+        return _usage_error(exc, created)
     with segmenter:
         spec = segmenter.spec
         try:
             cases = discover_cases(args.input, spec, exclude=[args.output])
             set_output_type(cases, args.output_type)
         except SetupError as exc:
-            logger.error(f"error: {exc}")
-            _remove_if_empty(args.output, created)
-            return EXIT_USAGE
+            return _usage_error(exc, created)
         if not cases:
             kinds = "NIfTI, NRRD, MetaImage or DICOM" if spec.spatial_dims == 3 else "PNG, JPEG, TIFF or BMP"
-            logger.error(f"error: no {kinds} images found in {args.input}")
-            _remove_if_empty(args.output, created)
-            return EXIT_USAGE
+            return _usage_error(f"no {kinds} images found in {args.input}", created)
         channels = ", ".join(spec.channel_name(i) for i in range(spec.num_channels))
         logger.info(f"{len(cases)} case(s) in {args.input}; bundle {segmenter.files.root.name} "
                     f"({spec.spatial_dims}D, {spec.num_channels} channel(s): {channels}) on {segmenter.device}, "
@@ -271,9 +263,7 @@ def _run(args: argparse.Namespace) -> int:
         try:
             probabilities = probability_format(args.save_probabilities, spec.spatial_dims)
         except ValueError as exc:
-            logger.error(f"error: {exc}")
-            _remove_if_empty(args.output, created)
-            return EXIT_USAGE
+            return _usage_error(exc, created)
         settings = {"backend": args.backend, "amp": segmenter.amp, "overrides": list(args.override) or None}
         options = RunOptions(overwrite=args.overwrite, workers=args.workers, tta=args.tta or args.uncertainty,
                              preview=args.preview, verbose=args.verbose, progress=not args.no_progress,
@@ -282,18 +272,20 @@ def _run(args: argparse.Namespace) -> int:
         try:
             results = segment_cases(segmenter, cases, args.output, options)
         except OutputError as exc:
-            logger.error(f"error: {exc}")
-            return EXIT_USAGE
+            return _usage_error(exc)
     counts = {status: sum(r.status == status for r in results) for status in ("ok", "failed", "skipped")}
     logger.info(f"{counts['ok']} ok, {counts['failed']} failed, {counts['skipped']} skipped in "
                 f"{time.perf_counter() - start:.1f} s; label maps and summary.csv in {args.output}")
     return EXIT_FAILED if counts["failed"] else EXIT_OK
 
 
-def _remove_if_empty(folder: Path, created: bool) -> None:
-    """Remove the output folder this run created (for the check) when nothing was written to it."""
-    if created:
+def _usage_error(problem: object, created_output: Path | None = None) -> int:
+    """Log ``error: <problem>``, remove the output folder this run created (for the check) if nothing was written to
+    it, and return :data:`EXIT_USAGE`."""
+    logger.error(f"error: {problem}")
+    if created_output is not None:
         try:
-            folder.rmdir()
+            created_output.rmdir()
         except OSError:
             pass
+    return EXIT_USAGE

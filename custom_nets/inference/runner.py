@@ -35,7 +35,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-from custom_nets.files import file_sha256, remove_stale_partials, write_file_atomic
+from custom_nets.files import file_sha256, remove_stale_partials, write_csv_atomic
 
 from .discovery import OUTPUT_TYPES, SUMMARY_HEADER, Case
 from .errors import CaseError, OutputError
@@ -169,15 +169,9 @@ class SummaryWriter:
         return {k: v for k, v in row.items() if k and k not in own and not _VOLUME_COLUMN.match(k) and v is not None}
 
     def write(self) -> None:
-        def write(tmp: Path) -> None:
-            with open(tmp, "w", newline="", encoding="utf-8") as f:
-                writer = csv.writer(f)
-                writer.writerow([*SUMMARY_HEADER.split(","), *(self.column(v) for v in self.values),
-                                 *(f"{k}_s" for k in TIMING_KEYS), "note", *PROVENANCE_KEYS, *self.extra_columns])
-                for row in sorted(self.rows, key=lambda r: r.case):
-                    writer.writerow(self._cells(row))
-
-        write_file_atomic(self.path, write)
+        header = [*SUMMARY_HEADER.split(","), *(self.column(v) for v in self.values), *(f"{k}_s" for k in TIMING_KEYS),
+                  "note", *PROVENANCE_KEYS, *self.extra_columns]
+        write_csv_atomic(self.path, [header, *(self._cells(row) for row in sorted(self.rows, key=lambda r: r.case))])
         self._last_write = time.monotonic()
 
     def write_soon(self) -> None:
