@@ -12,7 +12,8 @@ uses MiT-B2 and MiT-B4 as its encoder.
   materialised when PyTorch has a fused kernel for the device).
 * :class:`MixFFN`: ``Linear(C, rC)``, depthwise 3x3(x3) conv on the token grid (the positional information of MiT:
   there is no positional embedding), GELU, ``Linear(rC, C)``.
-* :class:`MiTBlock`: ``x = x + DropPath(Attn(LN(x)))``; ``x = x + DropPath(MixFFN(LN(x)))``.
+* :class:`MiTBlock`: ``x = x + DropPath(Attn(LN(x)))``; ``x = x + DropPath(MixFFN(LN(x)))``; :class:`MiTStageBlocks`
+  applies a stage's blocks in turn.
 * :class:`MixTransformer`: four stages (patch embedding, blocks, LayerNorm) giving feature maps at strides 4, 8, 16, 32.
 
 Module and parameter names are those of SegFormer's ``mix_transformer.py`` (``patch_embed1.proj``, ``block1.0.attn.q``,
@@ -38,7 +39,15 @@ from monai.networks.layers import Conv, DropPath
 
 from custom_nets.blocks.common import check_dropout, check_positive, check_spatial_dims
 
-__all__ = ["EfficientSelfAttention", "MiTBlock", "MixFFN", "MixTransformer", "OverlapPatchEmbed", "tokens_to_map"]
+__all__ = [
+    "EfficientSelfAttention",
+    "MiTBlock",
+    "MiTStageBlocks",
+    "MixFFN",
+    "MixTransformer",
+    "OverlapPatchEmbed",
+    "tokens_to_map",
+]
 
 #: LayerNorm epsilon of MiT's blocks and stage norms (its patch-embedding and reduction norms use PyTorch's 1e-5)
 MIT_NORM_EPS = 1.0e-6
@@ -189,6 +198,19 @@ class MiTBlock(nn.Module):
         return x + self.drop_path(self.mlp(self.norm2(x), spatial))
 
 
+class MiTStageBlocks(nn.Sequential):
+    """The :class:`MiTBlock` s of one stage, applied in turn on the stage's token grid: ``x (B, N, C)`` on grid
+    ``spatial`` -> ``(B, N, C)``.
+
+    The blocks are named ``0``, ``1``, ... (``nn.Sequential``), as in MiT's ``block1.0``, ``block1.1`` ...
+    """
+
+    def forward(self, x: torch.Tensor, spatial: List[int]) -> torch.Tensor:
+        for block in self:
+            x = block(x, spatial)
+        return x
+
+
 class MixTransformer(nn.Module):
     """Mix Transformer encoder (SegFormer's MiT) with four stages, for 2D or 3D inputs.
 
@@ -240,9 +262,9 @@ class MixTransformer(nn.Module):
         def embed(i: int) -> OverlapPatchEmbed:
             return OverlapPatchEmbed(spatial_dims, inputs[i], dims[i], 7 if i == 0 else 3, 4 if i == 0 else 2)
 
-        def blocks(i: int) -> nn.ModuleList:
-            return nn.ModuleList(
-                [
+        def blocks(i: int) -> MiTStageBlocks:
+            return MiTStageBlocks(
+                *[
                     MiTBlock(
                         spatial_dims, dims[i], int(num_heads[i]), mlp_ratio, int(sr_ratios[i]), rates[starts[i] + j]
                     )
@@ -260,23 +282,16 @@ class MixTransformer(nn.Module):
 
     def forward(self, x: torch.Tensor) -> List[torch.Tensor]:
         """``(B, in_channels, *S)`` -> ``[c1, c2, c3, c4]`` at strides 4, 8, 16, 32."""
+        # stage by stage: patch embedding of the previous feature map, the stage's blocks, its norm, back to a map
         features: List[torch.Tensor] = []
         tokens, spatial = self.patch_embed1(x)
-        for block in self.block1:
-            tokens = block(tokens, spatial)
-        features.append(tokens_to_map(self.norm1(tokens), spatial))
+        features.append(tokens_to_map(self.norm1(self.block1(tokens, spatial)), spatial))
         tokens, spatial = self.patch_embed2(features[-1])
-        for block in self.block2:
-            tokens = block(tokens, spatial)
-        features.append(tokens_to_map(self.norm2(tokens), spatial))
+        features.append(tokens_to_map(self.norm2(self.block2(tokens, spatial)), spatial))
         tokens, spatial = self.patch_embed3(features[-1])
-        for block in self.block3:
-            tokens = block(tokens, spatial)
-        features.append(tokens_to_map(self.norm3(tokens), spatial))
+        features.append(tokens_to_map(self.norm3(self.block3(tokens, spatial)), spatial))
         tokens, spatial = self.patch_embed4(features[-1])
-        for block in self.block4:
-            tokens = block(tokens, spatial)
-        features.append(tokens_to_map(self.norm4(tokens), spatial))
+        features.append(tokens_to_map(self.norm4(self.block4(tokens, spatial)), spatial))
         return features
 
 
