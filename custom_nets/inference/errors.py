@@ -12,7 +12,12 @@ from __future__ import annotations
 
 import os
 
-__all__ = ["CaseError", "OutputError", "SetupError"]
+__all__ = ["CaseError", "OutputError", "SetupError", "one_line"]
+
+
+def one_line(text: object) -> str:
+    """``text`` on one line, whatever the underlying library said (runs of whitespace and newlines become a space)."""
+    return " ".join(str(text).split())
 
 
 class CaseError(Exception):
@@ -25,7 +30,7 @@ class CaseError(Exception):
 
     def __init__(self, message: str, path: str | os.PathLike | None = None) -> None:
         self.path = None if path is None else os.fspath(path)
-        text = " ".join(str(message).split())  # one line, whatever the underlying library said
+        text = one_line(message)
         super().__init__(f"{self.path}: {text}" if self.path else text)
 
 

@@ -40,7 +40,7 @@ import numpy as np
 from custom_nets.files import partial_path, write_file_atomic
 
 from .discovery import Case, InputSpec, Source
-from .errors import CaseError
+from .errors import CaseError, one_line
 
 __all__ = [
     "Geometry",
@@ -670,8 +670,7 @@ def check_output_folder(folder: str | os.PathLike, needed_bytes: int = MIN_FREE_
 
 def torch_load_reason(exc: BaseException) -> str:
     """The useful part of a ``torch.load(weights_only=True)`` error, on one short line (PyTorch's message is a page)."""
-    text = " ".join(str(exc).split())
-    reason = text.split("WeightsUnpickler error:")[-1].split(" Check the documentation")[0].strip()
+    reason = one_line(exc).split("WeightsUnpickler error:")[-1].split(" Check the documentation")[0].strip()
     return f"{type(exc).__name__}: {reason[:100]}"
 
 

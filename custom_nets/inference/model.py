@@ -44,7 +44,7 @@ from custom_nets.ensemble import load_ensemble
 
 from .backends import first_output
 from .discovery import InputSpec
-from .errors import CaseError, SetupError
+from .errors import CaseError, SetupError, one_line
 from .io import Reader2DOptions, torch_load_reason
 from .outputs import PassAgreement, plain_tensor
 
@@ -187,7 +187,7 @@ def _listing(items: Sequence[str], limit: int = 8) -> str:
 
 def _unreadable_checkpoint(checkpoint: Path, exc: BaseException) -> str:
     """One line for a file ``torch.load(weights_only=True)`` cannot read (garbage, truncated, or pickled objects)."""
-    text = " ".join(str(exc).split())
+    text = one_line(exc)
     if "Unsupported global" in text:
         return (f"{checkpoint} holds Python objects besides tensors, which are not loaded for safety (weights_only); "
                 "save the network's state_dict() instead")

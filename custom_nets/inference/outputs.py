@@ -33,7 +33,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from custom_nets.files import partial_path, write_file_atomic
+from custom_nets.files import partial_path, write_text_atomic
 
 from .errors import CaseError
 from .io import save_nifti
@@ -44,7 +44,6 @@ __all__ = ["CHANNELS_FILE", "PassAgreement", "StagedFiles", "channel_description
 CHANNELS_FILE = "probabilities.json"
 """Run-level sidecar written with ``--save-probabilities``: what each probability channel is."""
 PROBABILITY_FORMATS = ("nifti", "npz")
-SCORE_COLUMNS = ("tta_uncertainty", "tta_agreement")  # summary.csv columns of --uncertainty
 
 
 # ----------------------------------------------------------------------------------------------------------------------
@@ -110,7 +109,7 @@ def write_channels_file(path: Path, channels: Sequence[Mapping[str, Any]], thres
     if uncertainty:
         info["uncertainty"] = ("<case>_uncertainty.*: per voxel, the largest over the channels of the standard "
                                "deviation of the channel's probability over the flip-TTA passes (0: all passes agree)")
-    write_file_atomic(path, lambda tmp: tmp.write_text(json.dumps(info, indent=2), encoding="utf-8"))
+    write_text_atomic(path, json.dumps(info, indent=2))
 
 
 # ----------------------------------------------------------------------------------------------------------------------

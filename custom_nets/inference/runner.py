@@ -38,7 +38,7 @@ import numpy as np
 from custom_nets.files import file_sha256, remove_stale_partials, write_csv_atomic
 
 from .discovery import OUTPUT_TYPES, SUMMARY_HEADER, Case
-from .errors import CaseError, OutputError
+from .errors import CaseError, OutputError, one_line
 from .io import (
     MIN_FREE_BYTES,
     LoadedCase,
@@ -198,20 +198,16 @@ def current_rss_mb() -> float | None:
         return None
 
 
-def _one_line(text: str) -> str:
-    return " ".join(str(text).split())
-
-
 def _error_text(case: Case, exc: BaseException) -> str:
     """A one-line message naming the input file(s) and the problem."""
     if isinstance(exc, CaseError) and exc.path:
-        return _one_line(str(exc))
+        return one_line(exc)
     if not isinstance(exc, CaseError):  # a bundle transform's own error, not MONAI's "applying transform <...>"
         from custom_nets.isolation import innermost_error
 
         exc = innermost_error(exc)
     message = str(exc) if isinstance(exc, CaseError) else f"{type(exc).__name__}: {exc}"
-    return _one_line(f"{case.describe()}: {message}")
+    return one_line(f"{case.describe()}: {message}")
 
 
 def _read(case: Case, segmenter: Any, preview: bool = False, allow_resample: bool = False,
@@ -526,7 +522,7 @@ def segment_cases(segmenter: Any, cases: Sequence[Case], output_dir: str | os.Pa
                                 channel_description(getattr(segmenter, "task", None), segmenter.label_values),
                                 float(getattr(segmenter, "threshold", 0.5)), options.probabilities, options.uncertainty)
         except OSError as exc:
-            raise OutputError(f"{output_dir / CHANNELS_FILE} cannot be written ({_one_line(str(exc))})") from None
+            raise OutputError(f"{output_dir / CHANNELS_FILE} cannot be written ({one_line(exc)})") from None
 
     if needs_itk([s for case in todo for s in case.sources]):
         warm_up_itk()
@@ -550,7 +546,7 @@ def segment_cases(segmenter: Any, cases: Sequence[Case], output_dir: str | os.Pa
         try:
             summary.write_soon()
         except OSError as exc:
-            logger.error(f"{summary.path} not written: {_one_line(str(exc))}")
+            logger.error(f"{summary.path} not written: {one_line(exc)}")
             output_failed()
         counts[result.status] = counts.get(result.status, 0) + 1
         if result.status == "failed":
@@ -604,7 +600,7 @@ def segment_cases(segmenter: Any, cases: Sequence[Case], output_dir: str | os.Pa
             try:
                 summary.write()
             except OSError as exc:
-                stop.append(f"{summary.path} cannot be written ({_one_line(str(exc))})")
+                stop.append(f"{summary.path} cannot be written ({one_line(exc)})")
     if done:
         _log_totals(done, time.perf_counter() - wall)
     if stop:
