@@ -4,8 +4,8 @@ Reading calls the reader a bundle's ``LoadImaged`` uses for the file type and gi
 the layout that reader gives (so the bundle's other preprocessing transforms see what they saw in training) plus the
 input's geometry:
 
-- NIfTI: MONAI's ``NibabelReader``: nibabel's array order and affine. 4D files hold the channels in the fourth
-  dimension (a fifth dimension counts when the fourth has size 1).
+- NIfTI: MONAI's ``NibabelReader`` (nibabel, with MONAI's header correction): nibabel's array order and affine. 4D
+  files hold the channels in the fourth dimension (a fifth dimension counts when the fourth has size 1).
 - NRRD, MetaImage (``.mha``/``.mhd``): MONAI's ``ITKReader``: ``(x, y, z)`` order and the LPS geometry converted to a
   RAS affine. Vector pixels, or a fourth dimension, are channels.
 - DICOM series: MONAI's ``ITKReader`` (GDCM sorts the slices by position), after header checks with pydicom
@@ -190,12 +190,11 @@ def _read_nifti(path: Path) -> tuple[np.ndarray, Geometry]:
     from monai.data import NibabelReader
 
     size = _check_file(path)
-    reader = NibabelReader(squeeze_non_spatial_dims=True)  # (x, y, z, 1, C) -> (x, y, z, C)
     try:
-        img = reader.read(str(path))  # the header; nibabel maps the voxels lazily
+        img = NibabelReader().read(str(path))  # the header (corrected as LoadImaged does); voxels mapped lazily
     except Exception as exc:  # noqa: BLE001 - nibabel raises many types for non-NIfTI content
         raise CaseError(f"not a readable NIfTI image ({type(exc).__name__}: {exc})", path) from None
-    # checked on the header because NibabelReader allocates whatever it is given, and reads any format nibabel knows
+    # checked on the header, before any voxel is read: MONAI's reader takes any file nibabel opens, of any size
     if not isinstance(img, (nib.Nifti1Image, nib.Nifti2Image)):
         raise CaseError(f"not a NIfTI image (read as {type(img).__name__})", path)
     shape = tuple(int(d) for d in img.shape)
@@ -214,15 +213,16 @@ def _read_nifti(path: Path) -> tuple[np.ndarray, Geometry]:
         if size < expected:
             raise CaseError(f"truncated file: {size} bytes, the header promises {expected}", path)
     try:
-        data, meta = reader.get_data(img)  # applies scl_slope/scl_inter
+        # scaled in float32 by nibabel: NibabelReader.get_data scales to float64 (twice the memory of a large CT)
+        data = np.asarray(img.dataobj, dtype=np.float32).reshape(*shape[:3], channels)
     except Exception as exc:  # noqa: BLE001 - EOFError, zlib.error, OSError, ValueError ...
         raise CaseError(f"cannot read the image data, the file is truncated or corrupt ({type(exc).__name__}: {exc})",
                         path) from None
-    data = data[None] if data.ndim == 3 else np.moveaxis(data, 3, 0)
-    affine = np.asarray(meta["affine"], dtype=np.float64)
+    data = np.moveaxis(data, 3, 0)
+    affine = np.asarray(img.affine, dtype=np.float64)  # the affine NibabelReader gives
     if not np.isfinite(affine).all() or abs(np.linalg.det(affine[:3, :3])) < 1e-12:
         raise CaseError(f"invalid affine in the header (singular or not finite): {affine.tolist()}", path)
-    return np.asarray(data, dtype=np.float32), Geometry(shape[:3], affine, "nifti")
+    return data, Geometry(shape[:3], affine, "nifti")
 
 
 # ----------------------------------------------------------------------------------------------------------------------
