@@ -11,6 +11,7 @@ import logging
 import math
 import os
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -143,30 +144,19 @@ def _save_atomic(image: Image.Image, path: Path, **save_kwargs: Any) -> None:
     write_file_atomic(path, lambda tmp: image.save(tmp, **save_kwargs))
 
 
+@dataclass(frozen=True)
 class _DemoSpec:
     """What distinguishes the two demo layouts: folders, file names, the case generator and how masks are saved."""
 
-    def __init__(
-        self,
-        name: str,
-        image_dir: str,
-        mask_dir: str,
-        case_name: Callable[[int], str],
-        mask_name: Callable[[str], str],
-        make_case: Callable[[int, int], tuple[np.ndarray, np.ndarray]],
-        mask_save: dict[str, Any],
-        readme: str,
-        generator: str,
-    ) -> None:
-        self.name = name
-        self.image_dir = image_dir
-        self.mask_dir = mask_dir
-        self.case_name = case_name
-        self.mask_name = mask_name
-        self.make_case = make_case
-        self.mask_save = mask_save
-        self.readme = readme
-        self.generator = generator  # dotted name of the public generator, for messages
+    name: str
+    image_dir: str
+    mask_dir: str
+    case_name: Callable[[int], str]
+    mask_name: Callable[[str], str]
+    make_case: Callable[[int, int], tuple[np.ndarray, np.ndarray]]
+    mask_save: dict[str, Any]
+    readme: str
+    generator: str  # dotted name of the public generator, for messages
 
     def files(self, out_dir: Path, index: int) -> tuple[Path, Path]:
         case = self.case_name(index)
