@@ -1,6 +1,7 @@
-"""Tests of DRRMSAN and DDANet, their blocks, the DDANet loss and the grayscale-target transform. What every network
-promises (shapes, training outputs, gradients, size checks, TorchScript, ONNX, parameter counts) is checked by
-``tests/test_network_contract.py``; here what is particular to these two."""
+"""Tests of DRRMSAN and DDANet, DRRMSAN's own blocks, the DDANet loss and the grayscale-target transform. What every
+network promises (shapes, training outputs, gradients, size checks, TorchScript, ONNX, parameter counts) is checked by
+``tests/nets/test_network_contract.py``; here what is particular to these two. The shared blocks they are built of:
+``tests/blocks/test_multires.py`` and ``tests/blocks/test_se_residual.py``."""
 
 from __future__ import annotations
 
@@ -8,10 +9,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 from monai.data import MetaTensor
-from monai.networks.blocks import ChannelSELayer
 
-from custom_nets.blocks.multires import MultiResBlock, ResPath, multires_widths
-from custom_nets.blocks.se_residual import SEResidualBlock
 from custom_nets.losses.ddanet import MaskAndReconstructionLoss
 from custom_nets.losses.deep_supervision import StackedDeepSupervisionLoss
 from custom_nets.losses.dice_bce import DiceBCELoss
@@ -29,40 +27,8 @@ def _size(spatial_dims: int) -> tuple[int, ...]:
 
 
 # ----------------------------------------------------------------------------------------------------------------------
-# blocks
+# DRRMSAN's own blocks (custom_nets.nets.drrmsan)
 # ----------------------------------------------------------------------------------------------------------------------
-
-
-def test_multires_widths_follow_the_167_rule() -> None:
-    totals = [sum(multires_widths(u)) for u in (32, 64, 128, 256, 512)]
-    assert totals == [51, 105, 212, 426, 853]
-    assert multires_widths(32) == (8, 17, 26)
-    with pytest.raises(ValueError, match="at least 1"):
-        multires_widths(2)
-
-
-@pytest.mark.parametrize("spatial_dims", [2, 3])
-def test_multires_block_and_respath(spatial_dims: int) -> None:
-    block = MultiResBlock(spatial_dims, 3, 8)
-    x = torch.randn(2, 3, *(6,) * spatial_dims)
-    y = block(x)
-    assert block.out_channels == sum(multires_widths(8)) and y.shape == (2, block.out_channels, *(6,) * spatial_dims)
-    path = ResPath(spatial_dims, block.out_channels, 8, length=3)
-    assert len(path) == 3 and path(y).shape == (2, 8, *(6,) * spatial_dims)
-    with pytest.raises(ValueError):
-        ResPath(spatial_dims, 4, 4, length=0)
-
-
-@pytest.mark.parametrize("spatial_dims", [2, 3])
-def test_se_residual_block(spatial_dims: int) -> None:
-    block = SEResidualBlock(spatial_dims, 5, 8)  # r=16 clipped to the width
-    assert isinstance(block.se, ChannelSELayer)
-    x = torch.randn(2, 5, *(6,) * spatial_dims)
-    y = block(x)
-    assert y.shape == (2, 8, *(6,) * spatial_dims)
-    assert bool((y >= 0).all())  # ends with a ReLU
-    wide = SEResidualBlock(2, 32, 32)
-    assert wide.se.fc[0].out_features == 2  # r = 16 at DDANet widths
 
 
 def test_min_pool_is_per_sample_with_the_right_stride() -> None:
