@@ -1,5 +1,6 @@
-"""Tests of the residual block bases in :mod:`custom_nets.blocks.residual`: what :class:`ProjectionResidualBlock` gives
-a subclass that only builds its body, and that the package's post-activation blocks are built on it."""
+"""Tests of the residual blocks in :mod:`custom_nets.blocks.residual`: what :class:`ProjectionResidualBlock` gives
+a subclass that only builds its body, that the package's post-activation blocks are built on it, and the pre-activation
+:class:`PreActResidualBlock` (AR-UNet's)."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ import torch.nn as nn
 
 from custom_nets.blocks.common import ConvNormAct
 from custom_nets.blocks.multires import MultiResBlock, ResPathStep
-from custom_nets.blocks.residual import ProjectionResidualBlock
+from custom_nets.blocks.residual import PreActResidualBlock, ProjectionResidualBlock
 from custom_nets.blocks.se_residual import SEResidualBlock
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -92,3 +93,22 @@ def test_post_activation_blocks_share_the_base_and_keep_their_parameter_names(bl
     assert {k.split(".")[0] for k in block.state_dict()} == keys
     x = torch.randn(2, 3, 6, 6)
     assert block(x).shape == (2, block.out_channels, 6, 6)
+
+
+@pytest.mark.parametrize("separable", [False, True])
+def test_preact_residual_block(separable: bool) -> None:
+    block = PreActResidualBlock(3, 4, 8, separable=separable)
+    x = torch.randn(2, 4, 6, 6, 6)
+    assert block(x).shape == (2, 8, 6, 6, 6)
+    assert not isinstance(block.shortcut, torch.nn.Identity)  # projection shortcut for in != out
+    same = PreActResidualBlock(2, 8, 8, separable=separable, norm=None)
+    assert isinstance(same.shortcut, torch.nn.Identity)
+    y = torch.randn(1, 8, 5, 7)
+    y_copy = y.clone()
+    assert same(y).shape == (1, 8, 5, 7)
+    torch.testing.assert_close(y, y_copy)  # no in-place activation on the input, even without a norm
+    if separable:
+        depthwise = [m for m in block.modules() if isinstance(m, torch.nn.Conv3d) and m.groups > 1]
+        assert {m.groups for m in depthwise} == {4, 8}
+        dense = PreActResidualBlock(3, 4, 8, separable=False)
+        assert sum(p.numel() for p in block.parameters()) < sum(p.numel() for p in dense.parameters())

@@ -1,16 +1,15 @@
-"""Tests of the AR-UNet (attention residual U-Net), its options and its blocks. What every network promises (shapes
-with deep supervision, gradients, size checks, TorchScript, ONNX, parameter counts) is checked once for all by
-``tests/test_network_contract.py`` (ARUNet with deep supervision; AttentionResUNet for the max-pool variant)."""
+"""Tests of the AR-UNet (attention residual U-Net) and its options. What every network promises (shapes with deep
+supervision, gradients, size checks, TorchScript, ONNX, parameter counts) is checked once for all by
+``tests/nets/test_network_contract.py`` (ARUNet with deep supervision; AttentionResUNet for the max-pool variant). Its
+blocks: ``tests/blocks/test_attention.py``, ``test_residual.py`` and ``test_sampling.py``."""
 
 from __future__ import annotations
 
 import pytest
 import torch
-import torch.nn.functional as F
 
-from custom_nets.blocks.attention import AttentionGate
 from custom_nets.blocks.residual import PreActResidualBlock
-from custom_nets.blocks.sampling import Downsample, Upsample
+from custom_nets.blocks.sampling import Downsample
 from custom_nets.nets.arunet import ARUNet
 from network_registry import n_params
 
@@ -65,67 +64,6 @@ def test_bad_constructor_arguments() -> None:
         ARUNet(4, 1, 2)
     with pytest.raises(ValueError):
         ARUNet(3, 1, 2, dropout=1.0)
-
-
-@pytest.mark.parametrize("spatial_dims", [2, 3])
-def test_attention_gate_coefficients(spatial_dims: int) -> None:
-    torch.manual_seed(0)
-    gate = AttentionGate(spatial_dims, skip_channels=6, gating_channels=10, inter_channels=3)
-    skip = torch.randn(2, 6, *(8,) * spatial_dims)
-    gating = torch.randn(2, 10, *(4,) * spatial_dims)  # half resolution
-    alpha = gate.coefficients(skip, gating)
-    assert alpha.shape == (2, 1, *(8,) * spatial_dims)
-    assert bool((alpha > 0).all()) and bool((alpha < 1).all())
-    out = gate(skip, gating)
-    assert out.shape == skip.shape
-    torch.testing.assert_close(out, skip * alpha)
-    # gating at the skip's own resolution and at an arbitrary coarser one also work
-    assert gate(skip, torch.randn(2, 10, *(8,) * spatial_dims)).shape == skip.shape
-    assert gate(skip, torch.randn(2, 10, *(3,) * spatial_dims)).shape == skip.shape
-
-
-def test_attention_gate_own_norms_and_widths() -> None:
-    gate = AttentionGate(3, skip_channels=12, gating_channels=20, inter_channels=5, norm=("group", {"num_groups": 5}))
-    assert gate.w_x.conv.in_channels == 12 and gate.w_x.conv.out_channels == 5
-    assert gate.w_g.conv.in_channels == 20 and gate.w_g.conv.out_channels == 5
-    assert gate.psi.conv.in_channels == 5 and gate.psi.conv.out_channels == 1
-    norms = [m for m in gate.modules() if isinstance(m, torch.nn.GroupNorm)]
-    assert len(norms) == 3 and len({id(m) for m in norms}) == 3  # one norm per projection, none shared
-    alpha = gate.coefficients(torch.randn(1, 12, 4, 4, 4), torch.randn(1, 20, 2, 2, 2))
-    assert alpha.shape == (1, 1, 4, 4, 4)
-
-
-@pytest.mark.parametrize("separable", [False, True])
-def test_preact_residual_block(separable: bool) -> None:
-    block = PreActResidualBlock(3, 4, 8, separable=separable)
-    x = torch.randn(2, 4, 6, 6, 6)
-    assert block(x).shape == (2, 8, 6, 6, 6)
-    assert not isinstance(block.shortcut, torch.nn.Identity)  # projection shortcut for in != out
-    same = PreActResidualBlock(2, 8, 8, separable=separable, norm=None)
-    assert isinstance(same.shortcut, torch.nn.Identity)
-    y = torch.randn(1, 8, 5, 7)
-    y_copy = y.clone()
-    assert same(y).shape == (1, 8, 5, 7)
-    torch.testing.assert_close(y, y_copy)  # no in-place activation on the input, even without a norm
-    if separable:
-        depthwise = [m for m in block.modules() if isinstance(m, torch.nn.Conv3d) and m.groups > 1]
-        assert {m.groups for m in depthwise} == {4, 8}
-        dense = PreActResidualBlock(3, 4, 8, separable=False)
-        assert sum(p.numel() for p in block.parameters()) < sum(p.numel() for p in dense.parameters())
-
-
-def test_sampling_blocks() -> None:
-    down = Downsample(3, 4, 8)
-    assert down(torch.randn(1, 4, 8, 6, 10)).shape == (1, 8, 4, 3, 5)
-    up = Upsample(2, 8, 4)
-    x = torch.randn(1, 8, 5, 7)
-    y = up(x)
-    assert y.shape == (1, 4, 10, 14)
-    # equal to "bilinear x2 interpolation (align_corners=False), then the 1x1 conv"
-    conv = up.preconv
-    expected = conv(F.interpolate(x, scale_factor=2, mode="bilinear", align_corners=False))
-    torch.testing.assert_close(y, expected, atol=1e-5, rtol=1e-5)
-    assert Upsample(3, 4, 4)(torch.randn(1, 4, 2, 2, 2)).shape == (1, 4, 4, 4, 4)
 
 
 # ----------------------------------------------------------------------------------------------------------------------
