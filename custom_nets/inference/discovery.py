@@ -331,8 +331,7 @@ def _walk(input_dir: Path, spatial_dims: int, exclude: Sequence[Path]) -> list[_
                 if is_label_name(strip_extension(name)):
                     logger.debug(f"ignoring {path}: looks like a ground-truth label file")
                     continue
-                kind = "2d" if spatial_dims == 2 else ("nifti" if ext in NIFTI_EXTENSIONS else "itk")
-                items.append(_Item(Source(path, kind), folder))
+                items.append(_Item(_file_source(path, spatial_dims), folder))
             elif spatial_dims == 3 and _looks_like_dicom(path):
                 dicom_files.append(path)
         if dicom_files:
@@ -340,6 +339,12 @@ def _walk(input_dir: Path, spatial_dims: int, exclude: Sequence[Path]) -> list[_
             for source in series:
                 items.append(_Item(source, folder.parent if folder != input_dir else folder))
     return items
+
+
+def _file_source(path: Path, spatial_dims: int) -> Source:
+    """An image file as a :class:`Source` of the reader its extension needs."""
+    kind = "2d" if spatial_dims == 2 else "nifti" if image_extension(path.name, 3) in NIFTI_EXTENSIONS else "itk"
+    return Source(path, kind)
 
 
 def _suffix_table(spec: InputSpec) -> list[tuple[str, int]]:
@@ -496,11 +501,7 @@ def _dataset_cases(folder: Path, spec: InputSpec) -> list[tuple[str, Path, Case]
     raw = []
     for entry in dataset.test or dataset.training:
         files = [entry["image"]] if isinstance(entry["image"], str) else list(entry["image"])
-        sources = []
-        for f in files:
-            ext = image_extension(Path(f).name, spec.spatial_dims)
-            kind = "2d" if spec.spatial_dims == 2 else "nifti" if ext in NIFTI_EXTENSIONS else "itk"
-            sources.append(Source(Path(f), kind))
+        sources = [_file_source(Path(f), spec.spatial_dims) for f in files]
         case = Case("", tuple(sources), output_extension(sources[0]), folder=Path(files[0]).parent)
         if len(files) > 1 and len(files) != spec.num_channels:
             case.error = f"{folder}: case {entry['case']}: {len(files)} channel files, the model takes {spec.num_channels}"
