@@ -372,6 +372,22 @@ def test_label_maps_round_trip_on_any_grid(tmp_path: Path) -> None:
     assert read_label_counts(tmp_path / "wide.nii.gz")[0] == {1000: 1}
 
 
+def test_scaled_nifti_is_read_as_its_float32_values(tmp_path: Path) -> None:
+    """A CT stored as int16 with scl_slope/scl_inter reads as the scaled values, float32, on the file's grid (and a
+    single 4D channel as one channel)."""
+    stored = np.arange(np.prod(SHAPE), dtype=np.int16).reshape(SHAPE) % 500
+    image = nib.Nifti1Image(stored, OBLIQUE_AFFINE)
+    image.header.set_slope_inter(2.0, -1024.0)
+    nib.save(image, tmp_path / "ct.nii.gz")
+    nib.save(nib.Nifti1Image(stored[..., None].astype(np.float32), OBLIQUE_AFFINE), tmp_path / "one.nii.gz")
+    cases = {c.name: c for c in discover_cases(tmp_path, InputSpec(3, 1))}
+    loaded = read_case(cases["ct"], InputSpec(3, 1))
+    assert loaded.image.dtype == np.float32 and loaded.image.shape == (1, *SHAPE)
+    np.testing.assert_array_equal(loaded.image[0], stored.astype(np.float32) * 2 - 1024)
+    np.testing.assert_allclose(loaded.geometry.affine, OBLIQUE_AFFINE, atol=1e-6)
+    np.testing.assert_array_equal(read_case(cases["one"], InputSpec(3, 1)).image[0], stored)
+
+
 def test_bad_inputs_fail_alone(mono_bundle: Path, tmp_path: Path) -> None:
     image, mask = blob()
     inputs = tmp_path / "in"
