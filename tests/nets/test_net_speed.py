@@ -293,56 +293,9 @@ def test_onednn_convolutions_script_and_trace() -> None:
     assert "mkldnn_convolution" not in str(traced.inlined_graph)
 
 
-# --- narrow attention heads padded for the CPU kernel (custom_nets.blocks.conv_attention) -------------------------
+# --- narrow attention heads padded in a whole FCT (padded_attention itself: tests/blocks/test_conv_attention.py) ---
 
-import torch.nn.functional as F  # noqa: E402
-from unittest import mock  # noqa: E402
-
-from custom_nets.blocks import conv_attention  # noqa: E402
-from custom_nets.blocks.conv_attention import ConvAttention, padded_attention  # noqa: E402
-
-
-def _attention_inputs(head_dim: int, requires_grad: bool = False) -> tuple:
-    gen = torch.Generator().manual_seed(head_dim)
-    shapes = ((2, 3, 96, head_dim), (2, 3, 24, head_dim), (2, 3, 24, head_dim))
-    return tuple(torch.randn(*s, generator=gen).requires_grad_(requires_grad) for s in shapes)
-
-
-@pytest.mark.parametrize("head_dim", [1, 4, 8, 12, 16, 24])
-def test_padded_attention_equals_sdpa(head_dim: int) -> None:
-    """Zero-padding narrow heads changes neither the outputs nor the gradients (the scale stays 1/sqrt(d))."""
-    q, k, v = _attention_inputs(head_dim, requires_grad=True)
-    out = padded_attention(q, k, v)
-    assert out.shape == (2, 3, 96, head_dim)
-    expected = F.scaled_dot_product_attention(q, k, v)
-    torch.testing.assert_close(out, expected, atol=1e-6, rtol=1e-5)
-    grads = torch.autograd.grad(out.square().sum(), (q, k, v))
-    expected_grads = torch.autograd.grad(expected.square().sum(), (q, k, v))
-    for g, e in zip(grads, expected_grads):
-        torch.testing.assert_close(g, e, atol=1e-5, rtol=1e-5)
-
-
-def test_padded_attention_pads_only_narrow_cpu_heads() -> None:
-    """The kernel sees 16-wide heads for narrow heads on CPU, the true width otherwise and while tracing."""
-    seen: list = []
-    real = F.scaled_dot_product_attention
-
-    def spy(q, k, v, **kwargs):  # noqa: ANN001, ANN202
-        seen.append(q.shape[-1])
-        return real(q, k, v, **kwargs)
-
-    with mock.patch.object(conv_attention.F, "scaled_dot_product_attention", spy):
-        padded_attention(*_attention_inputs(8))
-        padded_attention(*_attention_inputs(32))
-        padded_attention(*_attention_inputs(8), min_head_dim=0)
-    assert seen == [16, 32, 8]
-    layer = speedups.apply(ConvAttention(2, 16, num_heads=2)).eval()
-    assert layer.min_head_dim == conv_attention.MIN_CPU_HEAD_DIM
-    x = torch.randn(1, 16, 16, 16)
-    with torch.no_grad():
-        traced = torch.jit.trace(layer, x)
-        torch.testing.assert_close(traced(x), layer(x), atol=1e-6, rtol=1e-5)
-    assert "aten::pad" not in str(traced.inlined_graph) and "constant_pad_nd" not in str(traced.inlined_graph)
+from custom_nets.blocks.conv_attention import ConvAttention  # noqa: E402
 
 
 def test_fct_narrow_heads_equal_unpadded_path() -> None:

@@ -1,7 +1,8 @@
 """Tests of UNet 3+ (full-scale skips, CGM), FCT (convolutional attention, Wide-Focus) and the hybrid / CGM /
-deep-supervision losses: the options' shapes, the CGM's gradients and gating, the blocks, loss behaviour. What every
-network promises (2D/3D shapes with deep supervision, gradients, size checks, TorchScript, ONNX, parameter counts) is
-checked by ``tests/test_network_contract.py``."""
+deep-supervision losses: the options' shapes, the CGM's gradients and gating, loss behaviour. What every network
+promises (2D/3D shapes with deep supervision, gradients, size checks, TorchScript, ONNX, parameter counts) is checked by
+``tests/nets/test_network_contract.py``; their blocks and gating functions by ``tests/blocks/test_full_scale.py`` and
+``tests/blocks/test_conv_attention.py``."""
 
 from __future__ import annotations
 
@@ -9,8 +10,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from custom_nets.blocks.conv_attention import ChannelLayerNorm, ConvAttention, FCTLayer, WideFocus
-from custom_nets.blocks.full_scale import SUPPRESSED_LOGIT, FullScaleSkip, gate_logits, suppress_absent
+from custom_nets.blocks.full_scale import FullScaleSkip
 from custom_nets.losses.deep_supervision import StackedDeepSupervisionLoss
 from custom_nets.losses.dice_bce import DiceBCELoss
 from custom_nets.losses.hybrid import (
@@ -24,7 +24,6 @@ from custom_nets.losses.hybrid import (
 )
 from custom_nets.nets.fct import FCT
 from custom_nets.nets.unet3plus import UNet3Plus
-from network_registry import n_params
 
 U3_SMALL = (4, 8, 16, 32)  # four levels: sizes divisible by 8
 FCT_SMALL = (4, 8, 16, 32)  # four blocks: sizes divisible by 16
@@ -108,17 +107,6 @@ def test_cgm_suppression_gives_zero_probability_not_one_half() -> None:
     torch.testing.assert_close(prob_soft[:, 1], torch.full_like(prob_soft[:, 1], expected))
 
 
-def test_gating_functions() -> None:
-    seg = torch.tensor([[[-30.0, 0.0, 3.0, 40.0]], [[-30.0, 0.0, 3.0, 40.0]]]).reshape(2, 1, 4)
-    presence = torch.tensor([[-2.0], [50.0]])
-    gated = gate_logits(seg, presence)
-    expected = torch.sigmoid(seg) * torch.sigmoid(presence)[:, :, None]
-    assert torch.isfinite(gated).all()
-    torch.testing.assert_close(torch.sigmoid(gated), expected, atol=1e-6, rtol=1e-4)
-    hard = suppress_absent(seg, presence)
-    assert torch.equal(hard[0], torch.full_like(hard[0], SUPPRESSED_LOGIT)) and torch.equal(hard[1], seg[1])
-
-
 def test_unet3plus_cgm_torchscript() -> None:
     torch.manual_seed(0)
     net = UNet3Plus(2, 1, 2, channels=U3_SMALL, cgm=True)
@@ -157,21 +145,6 @@ def test_fct_shapes_without_deep_supervision(spatial_dims: int, size: tuple, dee
 def test_fct_heads_must_divide_widths() -> None:
     with pytest.raises(ValueError, match="heads"):
         FCT(2, 1, 2, channels=(6, 12, 24), num_heads=4)
-
-
-def test_fct_blocks() -> None:
-    torch.manual_seed(0)
-    norm = ChannelLayerNorm(4)
-    x = torch.randn(2, 4, 5, 7)
-    expected = (x - x.mean(1, keepdim=True)) / torch.sqrt(x.var(1, unbiased=False, keepdim=True) + 1e-5)
-    torch.testing.assert_close(norm(x), expected, atol=1e-5, rtol=1e-4)
-    assert norm(torch.randn(1, 4, 3, 3, 3)).shape == (1, 4, 3, 3, 3)  # any size, any spatial_dims
-    assert n_params(norm) == 8  # one weight and bias per channel, not per position
-    attention = ConvAttention(3, 8, num_heads=2)
-    assert attention.conv_k(torch.randn(1, 8, 6, 6, 6)).shape == (1, 8, 3, 3, 3)  # strided keys/values
-    assert attention(torch.randn(1, 8, 6, 6, 6)).shape == (1, 8, 6, 6, 6)
-    assert [b.dilation for b in WideFocus(2, 4).branches[0].modules() if isinstance(b, torch.nn.Conv2d)] == [(1, 1)]
-    assert FCTLayer(2, 8, 2)(torch.randn(1, 8, 6, 10)).shape == (1, 8, 6, 10)
 
 
 def test_fct_weighted_deep_supervision_loss() -> None:
