@@ -91,3 +91,14 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(previous)
+
+
+def assert_script_matches_eager(net: torch.nn.Module, x: torch.Tensor) -> None:
+    """``torch.jit.script(net)`` gives the eager module's eval-mode output on ``x`` (same shape, close values)."""
+    net.eval()
+    scripted = torch.jit.script(net)
+    with torch.no_grad():
+        expected = net(x)
+        actual = scripted(x)
+    assert actual.shape == expected.shape
+    torch.testing.assert_close(actual, expected)
