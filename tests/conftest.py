@@ -14,6 +14,8 @@ import torch
 
 REPO = Path(__file__).resolve().parent.parent
 BUNDLES = REPO / "bundles"
+# absolute tolerance of a sped-up computation (oneDNN convolutions, channels-last) against the plain one
+SPEEDUP_ATOL = 1e-5
 
 
 def bundle_names() -> list[str]:

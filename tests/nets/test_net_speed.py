@@ -15,6 +15,7 @@ import copy
 import pytest
 import torch
 import torch.nn as nn
+from conftest import SPEEDUP_ATOL
 
 from custom_nets.nets import DDANet, DRRMSAN, UNet3Plus
 from custom_nets.nets.arunet import ARUNet
@@ -22,7 +23,6 @@ from custom_nets.inference import speedups
 from custom_nets.inference.speedups import to_channels_last
 from custom_nets.nets.attention_resunet import AttentionResUNet
 
-ATOL = 1e-5
 
 
 def _builders() -> dict:
@@ -82,7 +82,7 @@ def test_eval_output_equals_reference(name: str) -> None:
         expected = ref(x)
     assert out.shape == expected.shape
     assert out.is_contiguous()
-    torch.testing.assert_close(out, expected, atol=ATOL, rtol=1e-5)
+    torch.testing.assert_close(out, expected, atol=SPEEDUP_ATOL, rtol=1e-5)
     # the input itself is left untouched
     assert x.is_contiguous()
 
@@ -97,7 +97,7 @@ def test_training_outputs_and_gradients_equal_reference(name: str) -> None:
     out = net(x)
     torch.manual_seed(2)
     expected = ref(x)
-    torch.testing.assert_close(out, expected, atol=ATOL, rtol=1e-5)
+    torch.testing.assert_close(out, expected, atol=SPEEDUP_ATOL, rtol=1e-5)
     out.float().pow(2).mean().backward()
     expected.float().pow(2).mean().backward()
     ref_params = dict(ref.named_parameters())
@@ -105,11 +105,11 @@ def test_training_outputs_and_gradients_equal_reference(name: str) -> None:
         if p.grad is None:
             assert ref_params[key].grad is None, key
             continue
-        torch.testing.assert_close(p.grad, ref_params[key].grad, atol=ATOL, rtol=1e-4, msg=key)
+        torch.testing.assert_close(p.grad, ref_params[key].grad, atol=SPEEDUP_ATOL, rtol=1e-4, msg=key)
     # batch-norm running statistics were updated identically
     ref_buffers = dict(ref.named_buffers())
     for key, b in net.named_buffers():
-        torch.testing.assert_close(b, ref_buffers[key], atol=ATOL, rtol=1e-5, msg=key)
+        torch.testing.assert_close(b, ref_buffers[key], atol=SPEEDUP_ATOL, rtol=1e-5, msg=key)
 
 
 @pytest.mark.parametrize("name", ["attention_resunet", "unet3plus"])
@@ -128,7 +128,7 @@ def test_checkpoint_round_trip(name: str) -> None:
     ref.eval()
     x = _input(fresh)
     with torch.inference_mode():
-        torch.testing.assert_close(fresh(x), ref(x), atol=ATOL, rtol=1e-5)
+        torch.testing.assert_close(fresh(x), ref(x), atol=SPEEDUP_ATOL, rtol=1e-5)
 
 
 @pytest.mark.parametrize("name", ["arunet2d", "drrmsan"])
@@ -138,7 +138,7 @@ def test_torchscript_matches_eager(name: str) -> None:
     scripted = torch.jit.script(net)
     x = _input(net)
     with torch.inference_mode():
-        torch.testing.assert_close(scripted(x), _reference(net).eval()(x), atol=ATOL, rtol=1e-5)
+        torch.testing.assert_close(scripted(x), _reference(net).eval()(x), atol=SPEEDUP_ATOL, rtol=1e-5)
 
 
 def test_to_channels_last_only_changes_layout() -> None:
@@ -200,9 +200,9 @@ def test_3d_networks_keep_the_default_layout() -> None:
     assert all(p.is_contiguous() for p in net.parameters())
 
 
-# --- oneDNN convolutions (custom_nets.blocks.onednn) -------------------------------------------------------------
+# --- oneDNN convolutions in whole networks (the kernel choice itself: tests/blocks/test_onednn.py) ---------------
 
-from custom_nets.blocks.onednn import OneDNNConv2d, OneDNNConv3d, use_onednn_convolutions  # noqa: E402
+from custom_nets.blocks.onednn import OneDNNConv2d, OneDNNConv3d  # noqa: E402
 from custom_nets.nets import FCT  # noqa: E402
 from custom_nets.nets.linknet import LinkNet  # noqa: E402
 from custom_nets.nets.pspnet import PSPNet  # noqa: E402
@@ -254,32 +254,9 @@ def test_onednn_convolutions_equal_reference(name: str) -> None:
     with torch.inference_mode():
         out = net(x)
         expected = ref(x)
-    torch.testing.assert_close(out, expected, atol=ATOL, rtol=1e-5)
+    torch.testing.assert_close(out, expected, atol=SPEEDUP_ATOL, rtol=1e-5)
     with torch.no_grad():
-        torch.testing.assert_close(net(x), expected, atol=ATOL, rtol=1e-5)
-
-
-def test_onednn_conv_kernel_choice_and_gradients() -> None:
-    """The oneDNN kernel runs only without autograd; with gradients the ordinary conv (and its backward) runs."""
-    torch.manual_seed(0)
-    conv = use_onednn_convolutions(nn.Sequential(nn.Conv3d(4, 16, 3, padding=1)))[0]
-    assert type(conv) is OneDNNConv3d
-    plain = use_onednn_convolutions(copy.deepcopy(nn.Sequential(conv)), enabled=False)[0]
-    assert type(plain) is nn.Conv3d
-    x = torch.randn(1, 4, 16, 16, 16)  # below PyTorch's oneDNN size threshold: the native kernel by default
-    from torch.profiler import ProfilerActivity, profile
-
-    with torch.inference_mode(), profile(activities=[ProfilerActivity.CPU]) as prof:
-        fast = conv(x)
-    assert any(e.key == "aten::mkldnn_convolution" for e in prof.key_averages())
-    with torch.inference_mode():
-        torch.testing.assert_close(fast, plain(x), atol=ATOL, rtol=1e-5)
-    xg = x.clone().requires_grad_(True)
-    conv(xg).sum().backward()
-    xr = x.clone().requires_grad_(True)
-    plain(xr).sum().backward()
-    assert torch.equal(xg.grad, xr.grad)
-    assert torch.equal(conv.weight.grad, plain.weight.grad)
+        torch.testing.assert_close(net(x), expected, atol=SPEEDUP_ATOL, rtol=1e-5)
 
 
 def test_onednn_convolutions_script_and_trace() -> None:
@@ -288,7 +265,7 @@ def test_onednn_convolutions_script_and_trace() -> None:
     x = torch.randn(1, 4, 32, 32, 32)
     with torch.no_grad():
         expected = _plain_reference(net).eval()(x)
-        torch.testing.assert_close(torch.jit.script(net)(x), expected, atol=ATOL, rtol=1e-5)
+        torch.testing.assert_close(torch.jit.script(net)(x), expected, atol=SPEEDUP_ATOL, rtol=1e-5)
         traced = torch.jit.trace(net, x)
     assert "mkldnn_convolution" not in str(traced.inlined_graph)
 
