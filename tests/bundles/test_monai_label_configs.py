@@ -1,4 +1,5 @@
-"""What MONAI Label does to a bundle's configs, without the server (the server itself: tests/test_monai_label.py).
+"""What MONAI Label does to a bundle's configs, without the server (the server itself:
+tests/bundles/test_monai_label.py).
 
 MONAI Label (0.8.5) trains a bundle by running ``train.json``'s root id (3D Slicer sends ``run_id ""``) with
 ``train#dataset#data`` / ``validate#dataset#data`` set to its own datalists; inference reads the study it is given.

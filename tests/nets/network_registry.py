@@ -1,5 +1,5 @@
-"""The networks of ``custom_nets.nets`` as the contract tests (``tests/test_network_contract.py``) see them: one entry
-each, and the contract's whole set of checks runs on it.
+"""The networks of ``custom_nets.nets`` as the contract tests (``tests/nets/test_network_contract.py``) see them: one
+entry each, and the contract's whole set of checks runs on it.
 
 Adding a network (``docs/design.md``, "Adding a network") adds one :class:`NetworkSpec` line to :data:`NETWORKS`.
 The small widths keep every check to a fraction of a second on a 2-core CPU; the reference widths are only built on

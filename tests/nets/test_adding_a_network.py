@@ -1,6 +1,6 @@
 """Adding a network as ``docs/design.md`` describes it: a toy network registered with one ``NetworkSpec`` line passes
-the whole contract of ``tests/test_network_contract.py``; toys broken in one way each fail it, so the contract cannot
-silently pass anything."""
+the whole contract of ``tests/nets/test_network_contract.py``; toys broken in one way each fail it, so the contract
+cannot silently pass anything."""
 
 from __future__ import annotations
 

@@ -1,5 +1,5 @@
-"""The network contract: every network of ``custom_nets.nets``, registered once in ``tests/network_registry.py``, passes
-the same checks (in the spirit of segmentation_models_pytorch's ``tests/models/base.py``):
+"""The network contract: every network of ``custom_nets.nets``, registered once in
+``tests/nets/network_registry.py``, passes the same checks (in the spirit of segmentation_models_pytorch's ``tests/models/base.py``):
 
 * plain module: the constructor's ``spatial_dims`` / ``in_channels`` / ``out_channels`` kept as attributes, no hooks,
   a ``state_dict`` of contiguous tensors with the same keys and values in train and eval modes;
@@ -17,7 +17,8 @@ the same checks (in the spirit of segmentation_models_pytorch's ``tests/models/b
   also cites the paper.
 
 Each ``check_*`` function takes a :class:`~network_registry.NetworkSpec` and raises ``AssertionError`` on a breach;
-:func:`run_contract` runs them all (``tests/test_adding_a_network.py`` runs it on toy networks, broken ones included).
+:func:`run_contract` runs them all (``tests/nets/test_adding_a_network.py`` runs it on toy networks, broken ones
+included).
 """
 
 from __future__ import annotations
@@ -253,7 +254,7 @@ def test_every_network_is_registered() -> None:
 
     registered = {spec.cls.__name__ for spec in NETWORKS.values()}
     missing = sorted(set(custom_nets.nets.__all__) - registered)
-    assert not missing, f"add a NetworkSpec line for {missing} to tests/network_registry.py"
+    assert not missing, f"add a NetworkSpec line for {missing} to tests/nets/network_registry.py"
 
 
 @pytest.mark.parametrize("name", _cases(with_dims=False))
