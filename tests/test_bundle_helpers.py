@@ -1,19 +1,13 @@
-"""custom_nets.bundle, transforms, losses and handlers used by the configs."""
+"""custom_nets.bundle, custom_nets.locate and custom_nets.data.naming, used by the configs. The transforms and losses
+the configs use: tests/transforms and tests/losses."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
-import pytest
-import torch
-from monai.losses import DiceLoss
-from monai.transforms import ConvertToMultiChannelBasedOnBratsClasses
-
 from custom_nets.bundle import bundle_root, config_file_from_argv
 from custom_nets.locate import root_of_config
 from custom_nets.data.naming import case_name_from_path, case_output_name
-from custom_nets.losses import StackedDeepSupervisionLoss
-from custom_nets.transforms import MonaiLabelOutputd, RegionsToBratsLabels, SelectFinalOutputd
 
 
 def test_config_file_from_argv_forms(tmp_path):
@@ -46,85 +40,6 @@ def test_bundle_root_from_config_workflow(tmp_path, monkeypatch):
 def test_bundle_root_falls_back_to_default(monkeypatch, tmp_path):
     monkeypatch.setattr("sys.argv", ["python"])
     assert Path(bundle_root(default=tmp_path)) == tmp_path.resolve()
-
-
-@pytest.mark.parametrize("et_label", [4, 3])
-def test_regions_to_brats_labels_inverts_monai_conversion(et_label):
-    labels = torch.zeros(1, 6, 6, 6, dtype=torch.uint8)
-    labels[0, 1:5, 1:5, 1:5] = 2
-    labels[0, 2:4, 2:4, 2:4] = 1
-    labels[0, 3, 3, 3] = et_label
-    regions = ConvertToMultiChannelBasedOnBratsClasses(et_label=et_label)(labels).float()
-    back = RegionsToBratsLabels(et_label=et_label)(regions)
-    assert back.shape == labels.shape and back.dtype == torch.uint8
-    assert torch.equal(back, labels)
-
-
-def test_regions_to_brats_labels_enforces_nesting():
-    regions = torch.zeros(3, 4, 4)
-    regions[2, 0, 0] = 1  # ET outside WT/TC: not a tumour voxel
-    regions[1, 1, 1] = regions[2, 1, 1] = 1  # ET inside WT but outside TC
-    out = RegionsToBratsLabels()(regions)
-    assert out[0, 0, 0] == 0 and out[0, 1, 1] == 2
-    with pytest.raises(ValueError, match="3 region channels"):
-        RegionsToBratsLabels()(torch.zeros(2, 4, 4))
-
-
-def test_stacked_deep_supervision_loss():
-    target = (torch.rand(2, 3, 8, 8) > 0.5).float()
-    single = torch.randn(2, 3, 8, 8, requires_grad=True)
-    base = DiceLoss(sigmoid=True)
-    loss = StackedDeepSupervisionLoss(base, weights=[1.0, 0.5])
-    assert torch.allclose(loss(single, target), base(single, target))
-    stacked = torch.randn(2, 2, 3, 8, 8, requires_grad=True)
-    expected = base(stacked[:, 0], target) + 0.5 * base(stacked[:, 1], target)
-    value = loss(stacked, target)
-    assert torch.allclose(value, expected)
-    value.backward()
-    assert stacked.grad[:, 1].abs().sum() > 0, "every head receives gradient"
-    with pytest.raises(ValueError, match="fits neither"):
-        loss(torch.randn(2, 3, 8), target)
-
-
-def test_select_final_output():
-    data = {"pred": torch.randn(4, 3, 8, 8)}
-    assert SelectFinalOutputd("pred", reference_ndim=3)(data)["pred"].shape == (3, 8, 8)
-    data = {"pred": torch.randn(3, 8, 8)}
-    assert SelectFinalOutputd("pred", reference_ndim=3)(data)["pred"].shape == (3, 8, 8)
-
-
-def test_monai_label_output_only_acts_on_monai_label_requests():
-    """Identity without MONAI Label's ``image_path`` key (bundle runs, custom_nets.inference), so it can end any
-    inference postprocessing after SaveImaged."""
-    pred = torch.zeros(1, 6, 4)
-    data = {"image": torch.zeros(3, 6, 4), "pred": pred}
-    out = MonaiLabelOutputd("pred")(data)
-    assert out["pred"] is pred and "result_extension" not in out
-
-
-def test_monai_label_output_label_map():
-    pred = torch.zeros(1, 6, 4)
-    pred[0, 1, 2] = 1.0
-    out = MonaiLabelOutputd("pred")({"pred": pred, "image_path": "/tmp/x.tif"})
-    assert out["pred"].shape == (6, 4) and out["pred"].dtype == torch.uint8 and out["pred"][1, 2] == 1
-    assert "result_extension" not in out  # TIFF holds a label map: MONAI Label keeps the input's type
-    # (y, x) images (reverse_indexing=False) come out as MONAI Label's (x, y); JPEG inputs get a PNG result
-    out = MonaiLabelOutputd("pred", reverse_indexing=False)({"pred": pred, "image_path": "/tmp/x.JPG"})
-    assert out["pred"].shape == (4, 6) and out["pred"][2, 1] == 1 and out["result_extension"] == ".png"
-    # a request's own result_extension wins
-    out = MonaiLabelOutputd("pred")({"pred": pred, "image_path": "x.jpg", "result_extension": ".nii.gz"})
-    assert out["result_extension"] == ".nii.gz"
-    with pytest.raises(ValueError, match="one-channel"):
-        MonaiLabelOutputd("pred")({"pred": torch.zeros(2, 6, 4), "image_path": "x.png"})
-
-
-def test_monai_label_output_multi_label_later_channel_wins():
-    pred = torch.zeros(3, 2, 2)
-    pred[0, 0, :] = 1  # large bowel
-    pred[2, 0, 1] = 1  # stomach over large bowel
-    pred[1, 1, 1] = 1  # small bowel
-    out = MonaiLabelOutputd("pred", multi_label=True)({"pred": pred, "image_path": "x.png"})
-    assert out["pred"].tolist() == [[1, 3], [0, 2]] and out["pred"].dtype == torch.uint8
 
 
 def test_case_names():

@@ -1,21 +1,19 @@
-"""Tests of DRRMSAN and DDANet, DRRMSAN's own blocks, the DDANet loss and the grayscale-target transform. What every
-network promises (shapes, training outputs, gradients, size checks, TorchScript, ONNX, parameter counts) is checked by
-``tests/nets/test_network_contract.py``; here what is particular to these two. The shared blocks they are built of:
-``tests/blocks/test_multires.py`` and ``tests/blocks/test_se_residual.py``."""
+"""Tests of DRRMSAN and DDANet and DRRMSAN's own blocks. What every network promises (shapes, training outputs,
+gradients, size checks, TorchScript, ONNX, parameter counts) is checked by ``tests/nets/test_network_contract.py``; here
+what is particular to these two. The shared blocks they are built of: ``tests/blocks/test_multires.py`` and
+``tests/blocks/test_se_residual.py``; the DDANet loss: ``tests/losses/test_ddanet.py``; its grayscale target:
+``tests/transforms/test_grayscale.py``."""
 
 from __future__ import annotations
 
 import pytest
 import torch
-import torch.nn.functional as F
-from monai.data import MetaTensor
 
 from custom_nets.losses.ddanet import MaskAndReconstructionLoss
 from custom_nets.losses.deep_supervision import StackedDeepSupervisionLoss
-from custom_nets.losses.dice_bce import DiceBCELoss
 from custom_nets.nets.ddanet import DDANet
 from custom_nets.nets.drrmsan import DRRMSAN, MinPool, PooledImageInput
-from custom_nets.transforms.grayscale import AppendGrayscaled, RGBToGrayscale
+from custom_nets.transforms.grayscale import RGBToGrayscale
 
 SMALL_DDA = {"channels": (4, 8, 16, 32), "decoder_channels": (16, 8, 4, 4)}
 
@@ -145,65 +143,3 @@ def test_ddanet_arguments() -> None:
     assert net.channels == (32, 64, 128, 256) and net.decoder_channels == (128, 64, 32, 16)
     two_levels = DDANet(2, 3, 1, channels=(4, 8), decoder_channels=(8, 4))
     assert two_levels.size_divisor == 4 and two_levels.eval()(torch.randn(1, 3, 8, 12)).shape == (1, 1, 8, 12)
-
-
-# ----------------------------------------------------------------------------------------------------------------------
-# loss and grayscale target
-# ----------------------------------------------------------------------------------------------------------------------
-
-
-def test_mask_and_reconstruction_loss_splits_channels() -> None:
-    torch.manual_seed(0)
-    pred = torch.randn(2, 2, 8, 8)
-    mask = (torch.rand(2, 1, 8, 8) > 0.5).float()
-    gray = torch.rand(2, 1, 8, 8)
-    target = torch.cat([mask, gray], dim=1)
-    loss = MaskAndReconstructionLoss(recon_weight=0.5)
-    mask_part = DiceBCELoss()(pred[:, :1], mask)
-    recon_part = F.binary_cross_entropy_with_logits(pred[:, 1:], gray)
-    torch.testing.assert_close(loss(pred, target), mask_part + 0.5 * recon_part)
-    # mask-only predictions (DDANet in eval mode) against either target layout: mask loss only
-    torch.testing.assert_close(loss(pred[:, :1], target), mask_part)
-    torch.testing.assert_close(loss(pred[:, :1], mask), mask_part)
-    with pytest.raises(ValueError, match="AppendGrayscaled"):
-        loss(pred, mask)
-    with pytest.raises(ValueError, match="mask_channels=1"):
-        loss(torch.randn(2, 3, 8, 8), target)
-    # two mask channels
-    two = MaskAndReconstructionLoss(mask_loss=torch.nn.BCEWithLogitsLoss(), mask_channels=2)
-    pred3 = torch.randn(2, 3, 8, 8)
-    target3 = torch.cat([mask, 1 - mask, gray], dim=1)
-    expected = F.binary_cross_entropy_with_logits(pred3[:, :2], target3[:, :2]) + F.binary_cross_entropy_with_logits(
-        pred3[:, 2:], gray
-    )
-    torch.testing.assert_close(two(pred3, target3), expected)
-    # the default mask loss is Dice + BCE: check against the formula
-    p = torch.sigmoid(pred[:, :1])
-    dice = 1 - (2 * (p * mask).sum((2, 3)) + 1e-5) / (p.sum((2, 3)) + mask.sum((2, 3)) + 1e-5)
-    torch.testing.assert_close(mask_part, dice.mean() + F.binary_cross_entropy_with_logits(pred[:, :1], mask))
-
-
-def test_append_grayscaled_values() -> None:
-    image = torch.zeros(3, 2, 3)
-    image[0, 0, 0] = 1.0  # pure red
-    image[1, 0, 1] = 1.0  # pure green
-    image[2, 0, 2] = 1.0  # pure blue
-    image[:, 1, :] = 0.5  # mid gray
-    label = MetaTensor(torch.tensor([[[0, 1, 1], [0, 0, 1]]], dtype=torch.uint8), meta={"filename_or_obj": "m.png"})
-    out = AppendGrayscaled(keys="label")({"image": image, "label": label})
-    assert out["label"].shape == (2, 2, 3) and out["label"].dtype == torch.float32
-    torch.testing.assert_close(torch.as_tensor(out["label"][0]), torch.as_tensor(label[0]).float())
-    expected_gray = torch.tensor([[0.299, 0.587, 0.114], [0.5, 0.5, 0.5]])
-    torch.testing.assert_close(torch.as_tensor(out["label"][1]), expected_gray)
-    assert isinstance(out["label"], MetaTensor) and out["label"].meta["filename_or_obj"] == "m.png"
-    assert out["image"] is image
-    one_channel = AppendGrayscaled(keys="label")({"image": image[:1], "label": label.float()})
-    torch.testing.assert_close(torch.as_tensor(one_channel["label"][1]), image[0])
-    with pytest.raises(ValueError, match="spatial shape"):
-        AppendGrayscaled(keys="label")({"image": image, "label": torch.zeros(1, 4, 4)})
-    # a dataset's own channels (not RGB): the intensity image is their mean
-    two = torch.stack([image[0], image[2]])
-    two_channels = AppendGrayscaled(keys="label")({"image": two, "label": label.float()})
-    torch.testing.assert_close(torch.as_tensor(two_channels["label"][1]), two.mean(0))
-    with pytest.raises(ValueError, match="channel-first"):
-        AppendGrayscaled(keys="label")({"image": torch.zeros(3), "label": label})
