@@ -1,6 +1,7 @@
 """Plans from the data (custom_nets.planning, scripts/plan.py): nnU-Net's rules on generated datasets whose spacing,
-intensities and dimensionality are known, the cache, planned normalisation, and a one-case dataset that plans and
-trains with the planned patch and batch size."""
+intensities and dimensionality are known, the cache, the bundles reading the plan, and a one-case dataset that plans
+and trains with the planned patch and batch size. The planned normalisation transform:
+tests/transforms/test_normalization.py."""
 
 from __future__ import annotations
 
@@ -13,7 +14,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 from conftest import REPO, copy_bundle, run_bundle
 
 from custom_nets.data import DatasetError, read_dataset
@@ -32,7 +32,6 @@ from custom_nets.planning import (
     trained_plan,
     training_plan,
 )
-from custom_nets.transforms import intensity_normalization
 
 PLAN_KEYS = ("spatial_dims", "target_spacing", "normalization", "patch_size", "batch_size", "labels", "channels")
 
@@ -153,34 +152,6 @@ def test_training_plan_given_file_and_trained_plan(tmp_path: Path) -> None:
     assert planned_patch_size(thin, [64, 64, 64], 8) == [64, 64, 16]
     assert planned_patch_size(thin, [64, 64, 24], 32) == [64, 64, 24]
     assert planned_batch_size(plan, 1, 3) == 1 and planned_batch_size(None, 7, 3) == 7
-
-
-def test_planned_normalization_per_channel() -> None:
-    plan = {"normalization": [{"scheme": "ct", "clip": [-100.0, 300.0], "mean": 100.0, "std": 50.0},
-                              {"scheme": "zscore_nonzero"}, {"scheme": "zscore"}]}
-    image = torch.zeros(3, 8, 8, 8)
-    image[0] = -1000.0
-    image[0, 2:6, 2:6, 2:6] = 200.0
-    image[1, 2:6, 2:6, 2:6] = torch.arange(64, dtype=torch.float32).reshape(4, 4, 4) + 10
-    image[2] = torch.rand(8, 8, 8) * 7 + 3
-    out = intensity_normalization(None, plan=plan)({"image": image})["image"]
-    assert out.shape == image.shape
-    assert out[0].min().item() == pytest.approx((-100 - 100) / 50) and out[0].max().item() == pytest.approx(2.0)
-    inside = out[1, 2:6, 2:6, 2:6]
-    assert inside.mean().item() == pytest.approx(0.0, abs=1e-5) and (out[1] == 0).sum().item() == 8**3 - 64
-    assert out[2].mean().item() == pytest.approx(0.0, abs=1e-5) and out[2].std(unbiased=False).item() == pytest.approx(
-        1.0, abs=1e-4)
-    with pytest.raises(ValueError, match="channels"):
-        intensity_normalization(None, plan=plan)({"image": image[:2]})
-
-
-def test_no_plan_keeps_the_task_rules() -> None:
-    from monai.transforms import NormalizeIntensityd
-
-    from custom_nets.data.dataset import Task
-
-    task = Task("t", ("MR",), ("a",), ((1,),), (1,), 3, (1.0, 1.0, 1.0))
-    assert isinstance(intensity_normalization(task), NormalizeIntensityd)
 
 
 def test_plan_cli(tmp_path: Path) -> None:

@@ -38,7 +38,6 @@ from custom_nets.data.uwmadison_bundle import case_day_volumes, slice_datalist, 
 from custom_nets.handlers_gi import CaseDayMetricsWriter, RLESubmissionWriter
 from custom_nets.inferers import NeighbourSliceInferer
 from custom_nets.metrics_gi import case_day_metrics, competition_score, volume_diagonal
-from custom_nets.transforms import MultiLabelToLabelMapd
 
 NETS = {name: tiny_args(name) for name in ("unet3plus", "fct")}
 COMMON_FAST = ["--num_workers", "0"]
@@ -346,16 +345,6 @@ def test_rle_writer_encodes_monai_width_height_arrays(tmp_path: Path) -> None:
 # ----------------------------------------------------------------------------------------------------------------------
 # Building blocks of the configs
 # ----------------------------------------------------------------------------------------------------------------------
-
-
-def test_multilabel_to_label_map_later_class_wins() -> None:
-    pred = torch.zeros(3, 4, 4)
-    pred[0, :2] = 1
-    pred[1, 1:3] = 1
-    pred[2, :, :1] = 1
-    label = MultiLabelToLabelMapd(keys="pred")({"pred": pred})["pred"]
-    assert label.shape == (1, 4, 4) and label.dtype == torch.uint8
-    assert label[0, 0, 1] == 1 and label[0, 1, 1] == 2 and label[0, 1, 0] == 3 and label[0, 3, 3] == 0
 
 
 def test_neighbour_slice_inferer() -> None:

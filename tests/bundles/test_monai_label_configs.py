@@ -2,23 +2,21 @@
 tests/bundles/test_monai_label.py).
 
 MONAI Label (0.8.5) trains a bundle by running ``train.json``'s root id (3D Slicer sends ``run_id ""``) with
-``train#dataset#data`` / ``validate#dataset#data`` set to its own datalists; inference reads the study it is given.
+``train#dataset#data`` / ``validate#dataset#data`` set to its own datalists; inference reads the study it is given
+(the check of that study, TaskInputd: tests/transforms/test_inputs.py).
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 
-import numpy as np
 import pytest
 import torch
 from conftest import bundle_names, copy_bundle
 from monai.bundle import ConfigParser
-from monai.data import MetaTensor
 
 from custom_nets.data import DatasetError, Task, open_dataset, trained_task
 from custom_nets.data.dataset import TASK_FILE, DemoDataset, demo_task
-from custom_nets.transforms import TaskInputd
 
 MONAI_LABEL_DATA = [{"image": "/nowhere/study.nii.gz", "label": "/nowhere/labels/final/study.nii.gz"}]
 
@@ -77,34 +75,3 @@ def test_demo_dataset_is_generated_when_its_cases_are_used(tmp_path: Path) -> No
     assert (tmp_path / "demo" / "dataset.json").is_file() and len(train) + len(val) == len(data.training) == 16
     assert data.task == task  # the generated demo's task is the one announced before
     assert open_dataset("demo", demo="kvasir", demo_dir=tmp_path / "demo").root == data.root
-
-
-def _image(shape: tuple[int, ...], name: str = "study.nii.gz") -> MetaTensor:
-    return MetaTensor(torch.zeros(shape), meta={"filename_or_obj": name, "spatial_shape": np.array(shape[1:])})
-
-
-def test_task_input_drops_the_slice_axis_of_a_2d_study_saved_as_volume() -> None:
-    check = TaskInputd(["image", "label"], demo_task("uwmadison"))
-    out = check({"image": _image((3, 40, 30), "slice.png"), "label": _image((1, 40, 30, 1), "slice.nii.gz")})
-    assert out["image"].shape == (3, 40, 30) and out["label"].shape == (1, 40, 30)
-    assert out["label"].affine.shape == (4, 4) and list(out["label"].meta["spatial_shape"]) == [40, 30]
-
-
-@pytest.mark.parametrize(
-    "demo, shape, message",
-    [
-        ("brats", (1, 8, 8, 8), r"study.nii.gz: 1 channel, but the model takes 4 \(FLAIR, T1, T1ce, T2\) in one image"),
-        ("brats", (4, 8, 8), r"study.nii.gz: a 2D image of size \(8, 8\), but the model takes 3D images"),
-        ("kvasir", (1, 8, 8), r"study.nii.gz: 1 channel, but the model takes 3 \(R, G, B\) in one image"),
-        ("uwmadison", (3, 8, 8, 4), r"study.nii.gz: a 3D image of size \(8, 8, 4\), but the model takes 2D images"),
-    ],
-)
-def test_task_input_names_what_the_model_takes(demo: str, shape: tuple[int, ...], message: str) -> None:
-    with pytest.raises(ValueError, match=message):
-        TaskInputd("image", demo_task(demo))({"image": _image(shape)})
-
-
-def test_task_input_refuses_a_label_with_channels() -> None:
-    with pytest.raises(ValueError, match="a label with 3 channels, but the model takes one label map"):
-        TaskInputd(["image", "label"], demo_task("lgg"))({"image": _image((3, 8, 8)), "label": _image((3, 8, 8))})
-    assert np.array_equal(TaskInputd("label", demo_task("lgg"))({"label": _image((1, 8, 8))})["label"], np.zeros((1, 8, 8)))

@@ -12,14 +12,11 @@ from pathlib import Path
 import nibabel as nib
 import numpy as np
 import pytest
-import torch
-from monai.transforms import ConvertToMultiChannelBasedOnBratsClasses
 from PIL import Image
 
 from custom_nets.data import DatasetError, Task, check_task, inference_datalist, prepare_task, read_dataset, trained_task
 from custom_nets.data.dataset import TASK_FILE, check_dataset, ras_spacing
 from custom_nets.data.synthetic import make_synthetic_dataset, oblique_affine
-from custom_nets.transforms.regions import label_to_regions, regions_to_label_map
 
 
 @pytest.fixture(scope="module")
@@ -100,30 +97,6 @@ def test_rgb_png_is_one_file_of_three_channels(tmp_path: Path) -> None:
     assert dataset.task.channel_names == ("R", "G", "B") and dataset.task.spatial_dims == 2
     assert dataset.task.spacing is None and dataset.task.pixdim == [0.0, 0.0]
     assert dataset.training[0]["image"] == str(root / "imagesTr" / "case_000_0000.png")
-
-
-def test_regions_decode_nested_outermost_first_like_nnunet() -> None:
-    """BraTS 2023 numbering as a region definition: TC [1, 3], WT [1, 2, 3], ET 3 give back the label map."""
-    labels = torch.zeros(1, 6, 6, 6, dtype=torch.uint8)
-    labels[0, 1:5, 1:5, 1:5] = 2  # oedema
-    labels[0, 2:4, 2:4, 2:4] = 1  # necrosis
-    labels[0, 3, 3, 3] = 3  # enhancing
-    regions, values = [[1, 3], [1, 2, 3], [3]], [1, 2, 3]
-    targets = label_to_regions(labels, regions)
-    # the same targets as MONAI's BraTS conversion (TC, WT, ET) with the old enhancing value 4
-    old = torch.where(labels == 3, torch.tensor(4, dtype=torch.uint8), labels)
-    np.testing.assert_array_equal(targets.numpy(), ConvertToMultiChannelBasedOnBratsClasses()(old).float().numpy())
-    np.testing.assert_array_equal(regions_to_label_map(targets, regions, values).numpy(), labels.numpy())
-    # an inconsistent prediction (ET outside TC) never writes outside its parent region
-    bad = targets.clone()
-    bad[2, 0, 0, 0] = 1
-    assert regions_to_label_map(bad, regions, values)[0, 0, 0, 0] == 0
-
-
-def test_plain_labels_decode_by_the_most_probable_channel_above_threshold() -> None:
-    prob = torch.tensor([[[0.9, 0.6, 0.2]], [[0.7, 0.8, 0.1]]])  # (2 channels, 1, 3)
-    out = regions_to_label_map(prob, [[1], [5]], [1, 5])
-    assert out.tolist() == [[[1, 5, 0]]]
 
 
 def test_v2_region_labels_and_derived_output_values(tmp_path: Path) -> None:
