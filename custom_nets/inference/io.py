@@ -680,33 +680,18 @@ def _label_dtype(label: np.ndarray) -> np.dtype:
     return np.dtype(np.uint8) if not label.size or label.max() <= 255 else np.dtype(np.uint16)
 
 
-def save_nifti(array: np.ndarray, affine: np.ndarray, path: str | os.PathLike) -> None:
-    """``array`` (``(x, y, z)``, or channels last) as NIfTI with ``affine`` in sform and qform, as MONAI's
-    ``NibabelWriter`` writes it (its ``create_backend_obj``: the writer's ``set_metadata`` takes a channel-less 3D
-    array for 2D in MONAI 1.6 and fails on affines whose first 2x2 block is singular, e.g. sagittal DICOM)."""
-    import nibabel as nib
-    from monai.data import NibabelWriter
-
-    image = NibabelWriter.create_backend_obj(array, affine=affine, dtype=array.dtype)
-    image.set_sform(affine, code=1)
-    image.set_qform(affine, code=1)
-    nib.save(image, str(path))
-
-
 def _write(label: np.ndarray, geometry: Geometry, tmp: Path) -> None:
-    """``label`` (spatial shape of ``geometry``) to ``tmp`` with the MONAI writer of its format, on the input's grid
-    (each writer's ``create_backend_obj``, see :func:`save_nifti`)."""
-    import itk
-    from monai.data import ITKWriter, PILWriter
+    """``label`` (spatial shape of ``geometry``) to ``tmp`` with the MONAI writer of its format, on the input's grid:
+    2D pictures with ``PILWriter``, volumes with :func:`custom_nets.writers.write_image` (NIfTI or ITK by extension)."""
+    from monai.data import PILWriter
+
+    from custom_nets.writers import write_image
 
     if geometry.writer == "png":  # label values as they are, not scaled to 0..255
         picture = PILWriter.create_backend_obj(label, scale=None, reverse_indexing=geometry.transposed)
         picture.save(tmp, format="PNG")
-    elif str(tmp).lower().endswith((".nii.gz", ".nii")):
-        save_nifti(label, geometry.affine, tmp)
-    else:  # NRRD, MetaImage: the RAS affine back to LPS spacing, origin and direction
-        image = ITKWriter.create_backend_obj(label, channel_dim=None, affine=geometry.affine, dtype=label.dtype)
-        itk.imwrite(image, str(tmp), compression=True)
+    else:
+        write_image(label, geometry.affine, tmp)
 
 
 def _read_label_map(path: str | os.PathLike, transposed: bool = True) -> tuple[np.ndarray, np.ndarray | None]:

@@ -36,7 +36,6 @@ import torch
 from custom_nets.files import partial_path, write_text_atomic
 
 from .errors import CaseError
-from .io import save_nifti
 
 __all__ = ["CHANNELS_FILE", "PassAgreement", "StagedFiles", "channel_description", "extra_output_paths",
            "label_statistics", "plain_tensor", "statistics_columns", "write_probabilities", "write_uncertainty"]
@@ -287,8 +286,10 @@ def _write_nifti(tmp: Path, array: np.ndarray, geometry: Any) -> None:
     """A float32 NIfTI (``(x, y, z)`` or channels last) on the input's grid, its shape and affine read back."""
     import nibabel as nib
 
+    from custom_nets.writers import write_image
+
     array, affine = np.asarray(array, dtype=np.float32), np.asarray(geometry.affine, dtype=np.float64)
-    save_nifti(array, affine, tmp)
+    write_image(array, affine, tmp)
     back = nib.load(str(tmp))
     if tuple(back.shape) != array.shape or not np.allclose(back.affine, affine, atol=1e-3):
         raise CaseError(f"the written {tmp.suffix} file does not have the input's grid (shape {tuple(back.shape)})")

@@ -208,6 +208,8 @@ def inference_config(network_def: dict, roi_size: list[int]) -> dict:
             "output_name_formatter": "$custom_nets.data.naming.case_output_name",
             "separate_folder": False,
             "resample": False,
+            # MONAI's NibabelWriter fails on sagittal grids with resample=False (custom_nets/writers.py says why)
+            "writer": "custom_nets.writers.GridNibabelWriter",
             "print_log": False,
         },
     ]
