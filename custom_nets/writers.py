@@ -20,9 +20,9 @@ from collections.abc import Mapping
 import numpy as np
 from monai.data import ITKWriter, NibabelWriter
 
-__all__ = ["GridNibabelWriter", "GridITKWriter", "writer_for", "write_image"]
+from custom_nets.file_types import NIFTI_ENDINGS
 
-NIFTI_EXTENSIONS = (".nii.gz", ".nii")
+__all__ = ["GridNibabelWriter", "GridITKWriter", "writer_for", "write_image"]
 
 
 class _KeepsGrid:
@@ -49,7 +49,7 @@ class GridITKWriter(_KeepsGrid, ITKWriter):
 def writer_for(output_ext: str) -> type:
     """The writer class for ``SaveImage(writer=...)`` of files ending in ``output_ext``: NIfTI through nibabel,
     anything else through ITK."""
-    return GridNibabelWriter if str(output_ext).lower().endswith(NIFTI_EXTENSIONS) else GridITKWriter
+    return GridNibabelWriter if str(output_ext).lower().endswith(NIFTI_ENDINGS) else GridITKWriter
 
 
 def write_image(array: np.ndarray, affine: np.ndarray, path: str | os.PathLike) -> None:

@@ -22,6 +22,7 @@ import numpy as np
 from ..data.brats import MODALITIES
 from ..data.common import check_folder, check_nonempty_file, is_hidden, read_subfolders, visible_subfolders
 from ..data.errors import DatasetError
+from ..file_types import NIFTI_ENDINGS
 from .core import Entry, Layout, link_or_copy
 
 __all__ = ["LAYOUT", "find_brats_cases"]
@@ -34,7 +35,6 @@ _LOOKED_AT = 5  # case folders looked at by detect()
 
 # BraTS 2023 file-name codes of the four modalities and the segmentation.
 _BRATS2023_CODES = {"flair": "t2f", "t1": "t1n", "t1ce": "t1c", "t2": "t2w", "seg": "seg"}
-_NIFTI_EXTENSIONS = (".nii.gz", ".nii")
 
 # ----------------------------------------------------------------------------------------------------------------------
 # Reading BraTS-layout folders (discovery)
@@ -42,13 +42,13 @@ _NIFTI_EXTENSIONS = (".nii.gz", ".nii")
 
 
 def _is_nifti(name: str) -> bool:
-    return name.lower().endswith(_NIFTI_EXTENSIONS)
+    return name.lower().endswith(NIFTI_ENDINGS)
 
 
 def _candidate_names(case: str, modality: str) -> list[str]:
     """Exact file names accepted for ``modality`` (or ``"seg"``) of ``case``, in order of preference."""
     code = _BRATS2023_CODES[modality]
-    return [f"{case}{sep}{tag}{ext}" for sep, tag in (("_", modality), ("-", code)) for ext in _NIFTI_EXTENSIONS]
+    return [f"{case}{sep}{tag}{ext}" for sep, tag in (("_", modality), ("-", code)) for ext in NIFTI_ENDINGS]
 
 
 def _match_file(case: str, modality: str, files: Sequence[str]) -> tuple[list[str], list[str]]:

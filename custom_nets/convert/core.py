@@ -32,8 +32,9 @@ from monai.utils import optional_import
 from PIL import Image
 
 from ..data.common import is_hidden, raise_problems, split_groups
-from ..data.dataset import DATASET_JSON, SPLITS_JSON, file_ending, read_dataset
+from ..data.dataset import DATASET_JSON, SPLITS_JSON, read_dataset
 from ..data.errors import DatasetError
+from ..file_types import file_ending
 from ..files import partial_path, remove_stale_partials, write_text_atomic
 
 tqdm, has_tqdm = optional_import("tqdm", name="tqdm")  # requirements.txt has it; the package runs without

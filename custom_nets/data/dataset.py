@@ -40,8 +40,9 @@ from typing import Any
 
 import numpy as np
 
-from .common import is_demo, is_hidden, raise_problems, split_groups
+from ..file_types import FILE_ENDINGS, PICTURE_ENDINGS, file_ending, is_label_name, strip_ending
 from ..files import write_text_atomic
+from .common import is_demo, is_hidden, raise_problems, split_groups
 from .errors import DatasetError
 
 __all__ = [
@@ -68,26 +69,10 @@ SPLITS_JSON = "splits_final.json"
 # written beside the checkpoints by training: what inference, export and MONAI Label need to use the model
 TASK_FILE = "task.json"
 
-FILE_ENDINGS = (".nii.gz", ".nii", ".nrrd", ".nhdr", ".mha", ".mhd", ".png", ".bmp", ".tif", ".tiff", ".jpg", ".jpeg")
-IMAGE_2D_ENDINGS = (".png", ".bmp", ".tif", ".tiff", ".jpg", ".jpeg")
 _CHANNEL_SUFFIX = re.compile(r"^(?P<case>.+)_(?P<channel>\d{4})$")
 _RGB_NAMES = ("r", "g", "b")
 # geometry tolerance between a case's channels and its label: spacing / origin / direction
 _GEOMETRY_ATOL = 1e-3
-
-
-def file_ending(name: str) -> str | None:
-    """The known image ending of a file name (``.nii.gz``, ``.png`` ...), lower case, or ``None``."""
-    lower = name.lower()
-    for ending in FILE_ENDINGS:
-        if lower.endswith(ending):
-            return ending
-    return None
-
-
-def strip_ending(name: str) -> str:
-    ending = file_ending(name)
-    return name[: -len(ending)] if ending else name
 
 
 # ----------------------------------------------------------------------------------------------------------------------
@@ -498,7 +483,7 @@ def read_header(path: str) -> Header:
                                    "with one slice (H x W x 1)", path)
             channels = int(np.prod(shape[3:])) if len(shape) > 3 else 1
             return Header(shape[:3], channels, np.asarray(img.affine, dtype=float))
-        if ending in IMAGE_2D_ENDINGS:
+        if ending in PICTURE_ENDINGS:
             from PIL import Image
 
             with Image.open(path) as im:
@@ -625,7 +610,7 @@ def read_array(path: str) -> np.ndarray:
         import nibabel as nib
 
         return np.asanyarray(nib.load(path).dataobj)
-    if ending in IMAGE_2D_ENDINGS:
+    if ending in PICTURE_ENDINGS:
         from PIL import Image
 
         with Image.open(path) as im:
@@ -788,12 +773,11 @@ def _plain_folder_cases(folder: Path, task: Task, recursive: bool = False) -> li
     and masks stored beside their images (``*_mask``, ``*_seg`` ...) are not inputs; two cases of the same name are
     refused (their outputs would overwrite each other). Batch inference applies it per folder, as its discovery walks
     the tree with rules of its own (case folders, earlier outputs)."""
-    from .images import MASK_SUFFIXES
 
     files = sorted(
         p for p in (folder.rglob("*") if recursive else folder.iterdir())
         if p.is_file() and file_ending(p.name) and not any(is_hidden(part) for part in p.relative_to(folder).parts)
-        and not strip_ending(p.name).lower().endswith(MASK_SUFFIXES)
+        and not is_label_name(strip_ending(p.name))
     )  # fmt: skip
     grouped: dict[str, dict[int, str]] = {}
     for p in files:

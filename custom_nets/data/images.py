@@ -6,14 +6,11 @@ import os
 from pathlib import Path
 from typing import Any
 
+from ..file_types import NIFTI_ENDINGS, is_label_name
 from .errors import DatasetError
 from .naming import case_name_from_path
 
-__all__ = ["VOLUME_EXTENSIONS", "find_volumes"]
-
-VOLUME_EXTENSIONS = (".nii", ".nii.gz")
-# file-name endings of masks and labels stored beside their images; never taken as input images
-MASK_SUFFIXES = ("_mask", "_seg", "_segmentation", "_label")
+__all__ = ["find_volumes"]
 
 
 def _find(folder: str | os.PathLike, extensions: tuple[str, ...], what: str) -> list[dict[str, Any]]:
@@ -26,7 +23,7 @@ def _find(folder: str | os.PathLike, extensions: tuple[str, ...], what: str) -> 
         if not path.is_file() or name.startswith(".") or not name.endswith(extensions):
             continue
         stem = case_name_from_path(path)
-        if stem.lower().endswith(MASK_SUFFIXES):
+        if is_label_name(stem):
             continue
         if path.stat().st_size == 0:
             raise DatasetError(f"{path}: empty file (0 bytes)", path=path)
@@ -38,4 +35,4 @@ def _find(folder: str | os.PathLike, extensions: tuple[str, ...], what: str) -> 
 
 def find_volumes(folder: str | os.PathLike) -> list[dict[str, Any]]:
     """Every NIfTI volume under ``folder`` (recursively), label maps excluded."""
-    return _find(folder, VOLUME_EXTENSIONS, "NIfTI volumes")
+    return _find(folder, NIFTI_ENDINGS, "NIfTI volumes")

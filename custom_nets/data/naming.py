@@ -8,6 +8,8 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from ..file_types import strip_ending
+
 __all__ = ["case_name_from_path", "case_names_from_batch", "case_output_name"]
 
 # the first channel file of an nnU-Net case, <case>_0000 (what LoadImaged names a stacked image after)
@@ -17,11 +19,7 @@ _MODALITY_SUFFIXES = ("_flair", "_t1ce", "_t1", "_t2", "-t2f", "-t1n", "-t1c", "
 
 def case_name_from_path(path: str | os.PathLike) -> str:
     """Case name from an image path: the file name without extension and without a trailing modality suffix."""
-    name = Path(str(path)).name
-    for ext in (".nii.gz", ".nii", ".nrrd", ".mha", ".mhd", ".png", ".jpg", ".jpeg", ".tif", ".tiff"):
-        if name.lower().endswith(ext):
-            name = name[: -len(ext)]
-            break
+    name = strip_ending(Path(str(path)).name)
     for suffix in _MODALITY_SUFFIXES:
         if name.lower().endswith(suffix):
             return name[: -len(suffix)]

@@ -26,10 +26,11 @@ import numpy as np
 from PIL import Image
 
 from ..convert.uwmadison import find_uwmadison_slices, neighbour_slices
-from .common import is_demo
+from ..file_types import is_label_name
 from ..files import write_file_atomic
+from .common import is_demo
 from .errors import DatasetError
-from .images import MASK_SUFFIXES, find_volumes
+from .images import find_volumes
 from .uwmadison import generate_uwmadison_demo
 
 __all__ = ["case_day_volumes", "slice_datalist", "slice_id_from_path", "slice_root", "volume_datalist"]
@@ -118,7 +119,7 @@ def slice_datalist(
         relative = path.relative_to(root).parts
         if any(part.startswith(".") for part in relative) or not path.is_file():
             continue
-        if path.suffix.lower() != ".png" or path.stem.lower().endswith(MASK_SUFFIXES):
+        if path.suffix.lower() != ".png" or is_label_name(path.stem):
             continue
         if path.stat().st_size == 0:
             raise DatasetError(f"{path}: empty file (0 bytes); expected a 16-bit PNG slice", path)

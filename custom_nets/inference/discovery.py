@@ -40,6 +40,15 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from custom_nets.file_types import (
+    NIFTI_ENDINGS,
+    PICTURE_ENDINGS,
+    VOLUME_ENDINGS,
+    ends_with_token,
+    file_ending,
+    is_label_name,
+)
+
 from .errors import SetupError
 
 __all__ = [
@@ -58,12 +67,6 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-NIFTI_EXTENSIONS = (".nii.gz", ".nii")
-ITK_EXTENSIONS = (".nrrd", ".nhdr", ".mha", ".mhd")
-EXTENSIONS_3D = NIFTI_EXTENSIONS + ITK_EXTENSIONS
-EXTENSIONS_2D = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp")
-LABEL_SUFFIXES = ("seg", "label", "labels", "mask", "gt", "segmentation")
-_SEPARATORS = "_-"
 _IGNORED_FOLDERS = ("__MACOSX",)
 _DICOM_PREAMBLE_OFFSET = 128
 _MAX_NAME_BYTES = 150
@@ -158,17 +161,14 @@ class Case:
 
 
 def image_extension(name: str, spatial_dims: int = 3) -> str | None:
-    """The recognised image extension of ``name`` (lower case, e.g. ``".nii.gz"``), or ``None``."""
-    lower = name.lower()
-    for ext in EXTENSIONS_3D if spatial_dims == 3 else EXTENSIONS_2D:
-        if lower.endswith(ext) and len(lower) > len(ext):
-            return ext
-    return None
+    """The recognised image extension of ``name`` (lower case, e.g. ``".nii.gz"``) for a 3D or 2D bundle, or
+    ``None``."""
+    return file_ending(name, VOLUME_ENDINGS if spatial_dims == 3 else PICTURE_ENDINGS)
 
 
 def strip_extension(name: str) -> str:
     """``case_flair.nii.gz`` -> ``case_flair``; names without a known image extension lose their last suffix only."""
-    ext = image_extension(name, 3) or image_extension(name, 2)
+    ext = file_ending(name)
     if ext:
         return name[: -len(ext)]
     return name.rsplit(".", 1)[0] if "." in name.lstrip(".") else name
@@ -207,21 +207,6 @@ def set_output_type(cases: Iterable[Case], output_type: str | None) -> None:
             case.output_ext = OUTPUT_TYPES[output_type]
             continue
         case.error = case.error or problem  # the runner names the input
-
-
-def _ends_with_token(stem: str, token: str) -> str | None:
-    """If ``stem`` is ``token`` or ends with ``_token``/``-token`` (any case), the part before it (maybe ``""``)."""
-    lower, token = stem.lower(), token.lower()
-    if lower == token:
-        return ""
-    if lower.endswith(token) and len(lower) > len(token) and lower[-len(token) - 1] in _SEPARATORS:
-        return stem[: -len(token) - 1]
-    return None
-
-
-def is_label_name(stem: str) -> bool:
-    """Whether a file name (without extension) looks like a ground-truth label file (``x_seg``, ``x_mask``, ...)."""
-    return any(_ends_with_token(stem, s) is not None for s in LABEL_SUFFIXES)
 
 
 _UNSAFE_CHARACTERS = re.compile(r'[\x00-\x1f\x7f/\\<>:"|?*]')
@@ -343,7 +328,7 @@ def _walk(input_dir: Path, spatial_dims: int, exclude: Sequence[Path]) -> list[_
 
 def _file_source(path: Path, spatial_dims: int) -> Source:
     """An image file as a :class:`Source` of the reader its extension needs."""
-    kind = "2d" if spatial_dims == 2 else "nifti" if image_extension(path.name, 3) in NIFTI_EXTENSIONS else "itk"
+    kind = "2d" if spatial_dims == 2 else "nifti" if image_extension(path.name, 3) in NIFTI_ENDINGS else "itk"
     return Source(path, kind)
 
 
@@ -355,7 +340,7 @@ def _suffix_table(spec: InputSpec) -> list[tuple[str, int]]:
 
 def _match_channel(name: str, table: Sequence[tuple[str, int]]) -> tuple[str, int] | None:
     for suffix, channel in table:
-        before = _ends_with_token(name, suffix)
+        before = ends_with_token(name, suffix)
         if before is not None:
             return before, channel
     return None
