@@ -489,21 +489,13 @@ def read_header(path: str) -> Header:
             with Image.open(path) as im:
                 bands = len(im.getbands())
                 return Header((im.size[0], im.size[1]), bands, None)
-        import itk
+        from monai.data import ITKReader  # NRRD, MetaImage: the RAS affine LoadImaged gives training
 
-        img = itk.imread(path)
-        shape = tuple(int(s) for s in reversed(img.shape[: img.GetImageDimension()]))
-        comps = img.GetNumberOfComponentsPerPixel()
-        spacing = np.asarray(img.GetSpacing(), dtype=float)
-        direction = np.asarray(img.GetDirection(), dtype=float)
-        affine = np.eye(len(shape) + 1)
-        affine[:-1, :-1] = direction @ np.diag(spacing)
-        affine[:-1, -1] = np.asarray(img.GetOrigin(), dtype=float)
-        # ITK is LPS; the NIfTI/MONAI convention is RAS
-        flip = np.diag([-1.0, -1.0] + [1.0] * (len(shape) - 1))
-        if len(shape) == 3:
-            affine = flip @ affine
-        return Header(shape, comps, affine)
+        reader = ITKReader()
+        data, meta = reader.get_data(reader.read(path))
+        shape = tuple(int(s) for s in meta["spatial_shape"])
+        channels = int(data.shape[-1]) if data.ndim > len(shape) else 1
+        return Header(shape, channels, np.asarray(meta["affine"], dtype=float))
     except DatasetError:
         raise
     except Exception as err:  # noqa: BLE001 - any reader failure is one line about this file

@@ -308,3 +308,28 @@ def test_plain_folders_include_sub_folders_but_not_masks_or_duplicates(volumes: 
     shutil.copy(source, folder / "deep.nii.gz")
     with pytest.raises(DatasetError, match="are both case 'deep'"):
         inference_datalist(folder, task, "brats")
+
+
+@pytest.mark.parametrize("vector", [False, True], ids=["scalar", "3 components"])
+def test_nrrd_header_has_the_geometry_loadimaged_gives(tmp_path: Path, vector: bool) -> None:
+    """The integrity check and the task's spacing read an NRRD's grid as training's LoadImaged does (RAS affine,
+    ``(x, y, z)`` shape, vector components as channels)."""
+    import itk
+    from monai.transforms import LoadImage
+
+    from custom_nets.data.dataset import read_header
+
+    rng = np.random.default_rng(0)
+    array = rng.random((7, 6, 5, 3) if vector else (7, 6, 5)).astype(np.float32)  # ITK's numpy order: z, y, x
+    image = itk.image_from_array(array, is_vector=vector)
+    image.SetSpacing([0.8, 0.9, 2.5])
+    image.SetOrigin([10.0, -5.0, 3.0])
+    image.SetDirection(itk.matrix_from_array(np.array([[0.0, 0.0, 1.0], [1.0, 0.0, 0.0], [0.0, 1.0, 0.0]])))
+    path = tmp_path / "case.nrrd"
+    itk.imwrite(image, str(path))
+    header = read_header(str(path))
+    loaded = LoadImage(image_only=True, ensure_channel_first=True)(str(path))
+    assert header.shape == tuple(loaded.shape[1:]) == (5, 6, 7)
+    assert header.channels == loaded.shape[0] == (3 if vector else 1)
+    np.testing.assert_allclose(header.affine, loaded.affine.numpy(), atol=1e-6)
+    assert ras_spacing(header.affine) == (2.5, 0.8, 0.9)
