@@ -52,13 +52,16 @@ def bundle_parser(bundle: Path, overrides: dict[str, Any] | None = None, checkpo
 
 
 def load_network(bundle: Path, overrides: dict[str, Any] | None = None, checkpoint: Path | None = None) -> torch.nn.Module:
-    """The eval-mode ``network_def`` of ``bundle/configs/inference.json``, on the CPU."""
+    """The eval-mode ``network_def`` of ``bundle/configs/inference.json``, on the CPU, with ``checkpoint``'s weights.
+
+    Raises:
+        custom_nets.inference.errors.SetupError: the checkpoint is unreadable or does not fit the network (one line).
+    """
+    from custom_nets.inference.model import load_state_dict
+
     network = bundle_parser(bundle, overrides, checkpoint).get_parsed_content("network_def")
-    if checkpoint is not None:
-        state = torch.load(checkpoint, map_location="cpu", weights_only=True)
-        if isinstance(state, dict) and isinstance(state.get("model"), dict):
-            state = state["model"]
-        network.load_state_dict(state)
+    if checkpoint is not None:  # batch inference's loader: DDP prefixes, one-line errors naming the file
+        load_state_dict(network, checkpoint)
     return network.cpu().eval()
 
 

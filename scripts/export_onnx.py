@@ -5,7 +5,8 @@
     python scripts/export_onnx.py --bundle bundles/arunet3d -o arunet3d.onnx --checkpoint bundles/arunet3d/models/model.pt
     python scripts/export_onnx.py --bundle bundles/ddanet -o ddanet.onnx --override "network_def#channels=[4,8,16,32]"
 
-What is exported and how it is checked: :mod:`custom_nets.export`. Exit status 1 when the check fails.
+What is exported and how it is checked: :mod:`custom_nets.export`. Exit status 1 when the check fails, 2 for bad
+arguments or a checkpoint that does not fit the bundle's network (one line, nothing written).
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from pathlib import Path
 
 from custom_nets.bundle import parse_override
 from custom_nets.export import export_and_check
+from custom_nets.inference.errors import SetupError
 
 
 def _override(text: str):
@@ -38,7 +40,11 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"{args.bundle} is not a bundle folder (no configs/inference.json)")
     if args.checkpoint is not None and not args.checkpoint.is_file():
         parser.error(f"checkpoint {args.checkpoint} does not exist")
-    report = export_and_check(args.bundle, args.output, dict(args.override), args.checkpoint, args.spatial_size)
+    try:
+        report = export_and_check(args.bundle, args.output, dict(args.override), args.checkpoint, args.spatial_size)
+    except SetupError as error:  # an unreadable or mismatched checkpoint: one line, nothing written
+        print(f"error: {error}", file=sys.stderr)
+        return 2
     axes = "batch and spatial axes" if report["dynamic_spatial"] else "batch axis only"
     print(f"wrote {args.output} (dynamic {axes}); parity {'OK' if report['ok'] else 'FAILED'}")
     return 0 if report["ok"] else 1

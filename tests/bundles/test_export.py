@@ -96,6 +96,29 @@ def test_command_line(tmp_path: Path) -> None:
     assert output.is_file()
 
 
+def test_a_checkpoint_of_another_network_is_one_line_and_writes_nothing(tmp_path: Path, capsys) -> None:
+    """A wrong checkpoint: exit 2, one line naming the file (PyTorch's missing-keys page before); a checkpoint saved
+    from a DDP-wrapped network (``module.`` prefixes) loads as the plain one."""
+    spec = importlib.util.spec_from_file_location("export_onnx_script", REPO / "scripts" / "export_onnx.py")
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    bundle, wrong = REPO / "bundles" / "unet2d", tmp_path / "other.pt"
+    torch.save({"model": {"encoder.weight": torch.zeros(3)}}, wrong)
+    output = tmp_path / "unet2d.onnx"
+    assert script.main(["--bundle", str(bundle), "-o", str(output), "--checkpoint", str(wrong)]) == 2
+    error = capsys.readouterr().err.strip()
+    assert len(error.splitlines()) == 1 and str(wrong) in error and "UNet" in error, error
+    assert not output.exists()
+
+    torch.manual_seed(0)
+    plain = export_onnx.load_network(bundle, TINY["unet2d"])
+    ddp = tmp_path / "ddp.pt"
+    torch.save({f"module.{k}": v for k, v in plain.state_dict().items()}, ddp)
+    loaded = export_onnx.load_network(bundle, TINY["unet2d"], ddp)
+    for key, value in plain.state_dict().items():
+        assert torch.equal(loaded.state_dict()[key], value), key
+
+
 def test_own_data_model_exports_with_its_task_channels(tmp_path: Path) -> None:
     """A model trained on own data (``task.json`` beside ``model.pt``: 2 channels, 2 labels, unlike unet2d's RGB
     default) exports with no channel override: the example input and the ONNX graph take the task's channels."""
