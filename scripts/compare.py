@@ -38,6 +38,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from custom_nets.files import write_csv_atomic, write_file_atomic, write_text_atomic
+
 REPO = Path(__file__).resolve().parent.parent
 TRAIN_DONE = "train_done.json"
 RESULT = "result.json"
@@ -191,9 +193,7 @@ def run_fold(bundle: str, fold: int, args: argparse.Namespace, dataset: str) -> 
                f"evaluating {bundle} fold {fold}")
     row = {"bundle": bundle, "fold": fold, "parameters": parameter_count(bundle, overrides),
            "train_seconds": seconds, **mean_metrics(root / "eval" / "metrics.csv")}
-    tmp = result_path.with_name(f".{RESULT}.tmp")
-    tmp.write_text(json.dumps(row, indent=1))
-    os.replace(tmp, result_path)
+    write_text_atomic(result_path, json.dumps(row, indent=1))
     return row
 
 
@@ -214,12 +214,7 @@ def write_tables(rows: list[dict[str, Any]], out: Path) -> None:
     """``comparison.csv`` (one row per bundle and fold) and ``comparison.md`` (mean ± std per bundle)."""
     metrics = sorted({k for r in rows for k in r if k not in ("bundle", "fold", "parameters", "train_seconds")})
     fields = ["bundle", "fold", "parameters", "train_seconds", *metrics]
-    tmp = out / ".comparison.csv.tmp"
-    with open(tmp, "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=fields, restval="")
-        writer.writeheader()
-        writer.writerows(rows)
-    os.replace(tmp, out / "comparison.csv")
+    write_csv_atomic(out / "comparison.csv", [fields, *([r.get(k, "") for k in fields] for r in rows)])
     bundles = list(dict.fromkeys(r["bundle"] for r in rows))
     lines = ["| bundle | folds | parameters | training time (s) | mean Dice | " + " | ".join(metrics) + " |",
              "|" + "---|" * (5 + len(metrics))]
@@ -231,7 +226,7 @@ def write_tables(rows: list[dict[str, Any]], out: Path) -> None:
             mean, std = _spread(values)
             cells.append(f"{mean:.3f} ± {std:.3f}" if abs(mean) < 100 else f"{mean:.0f} ± {std:.0f}")
         lines.append("| " + " | ".join(cells) + " |")
-    (out / "comparison.md").write_text("\n".join(lines) + "\n\nMean ± standard deviation over the folds.\n")
+    write_text_atomic(out / "comparison.md", "\n".join(lines) + "\n\nMean ± standard deviation over the folds.\n")
 
 
 def write_plot(rows: list[dict[str, Any]], path: Path) -> None:
@@ -256,10 +251,8 @@ def write_plot(rows: list[dict[str, Any]], path: Path) -> None:
     scatter.set_ylim(0, 1)
     scatter.legend()
     fig.tight_layout()
-    tmp = path.with_name(f".{path.name}.tmp.png")
-    fig.savefig(tmp, dpi=100)
+    write_file_atomic(path, lambda tmp: fig.savefig(tmp, dpi=100))
     plt.close(fig)
-    os.replace(tmp, path)
 
 
 def add_budget_options(parser: argparse.ArgumentParser, folds: int) -> None:

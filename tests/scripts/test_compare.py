@@ -74,3 +74,28 @@ def test_compare_refuses_bad_arguments(tmp_path: Path) -> None:
                               "--dataset_dir", "x", "--epochs", "1", "--output_dir", str(tmp_path / "o")],
                              capture_output=True, text=True)
     assert unknown.returncode == 2 and "nonet" in unknown.stderr
+
+
+def test_tables_and_plot_are_written_whole(tmp_path: Path) -> None:
+    """comparison.csv (a row per bundle and fold, empty cells for metrics a bundle lacks), comparison.md (mean ± std)
+    and comparison.png, each written atomically: no temporary file stays behind."""
+    sys.path.insert(0, str(REPO / "scripts"))
+    try:
+        import compare
+    finally:
+        sys.path.remove(str(REPO / "scripts"))
+    rows = [
+        {"bundle": "a", "fold": 0, "parameters": 1000, "train_seconds": 60.0, "dice_x": 0.5, "dice_y": 0.7},
+        {"bundle": "a", "fold": 1, "parameters": 1000, "train_seconds": 62.0, "dice_x": 0.7, "dice_y": 0.9},
+        {"bundle": "b", "fold": 0, "parameters": 2000, "train_seconds": 90.0, "dice_x": 0.6},
+    ]
+    compare.write_tables(rows, tmp_path)
+    compare.write_plot(rows, tmp_path / "comparison.png")
+    with open(tmp_path / "comparison.csv", newline="") as f:
+        table = list(csv.DictReader(f))
+    assert [(r["bundle"], r["fold"], r["dice_x"], r["dice_y"]) for r in table] == [
+        ("a", "0", "0.5", "0.7"), ("a", "1", "0.7", "0.9"), ("b", "0", "0.6", "")]
+    markdown = (tmp_path / "comparison.md").read_text()
+    assert "| a | 2 | 1,000 |" in markdown and "0.600 ± 0.141" in markdown
+    assert Image.open(tmp_path / "comparison.png").size[0] > 0
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["comparison.csv", "comparison.md", "comparison.png"]
