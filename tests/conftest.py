@@ -51,6 +51,20 @@ def labelled_cases(dataset: Path) -> list[str]:
     return sorted(p.name[: -len(ending)] for p in (dataset / "labelsTr").iterdir() if p.name.endswith(ending))
 
 
+def parse_config(config: Path, **overrides):
+    """MONAI's ``ConfigParser`` of a bundle config with its metadata, ``bundle_root`` the bundle's own folder (its
+    ``models/task.json``, not the working directory's), then ``overrides`` (ids and values)."""
+    from monai.bundle import ConfigParser
+
+    parser = ConfigParser()
+    parser.read_config(str(config))
+    parser.read_meta(str(config.parent / "metadata.json"))
+    parser["bundle_root"] = str(config.parent.parent)
+    for key, value in overrides.items():
+        parser[key] = value
+    return parser
+
+
 def save_random_weights(bundle: Path, overrides: dict | None = None, weight_scale: float = 1.0) -> Path:
     """Save ``bundle/models/model.pt``: the bundle's ``network_def`` (``overrides`` applied) with seeded random weights.
 

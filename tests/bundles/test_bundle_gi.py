@@ -28,8 +28,8 @@ import numpy as np
 import pytest
 import torch
 from conftest import BUNDLES, copy_bundle, labelled_cases, run_bundle
-from tiny_networks import tiny_args
 from PIL import Image
+from tiny_networks import tiny_args
 
 from custom_nets.convert.uwmadison import rle_decode
 from custom_nets.data.dataset import read_dataset

@@ -10,10 +10,9 @@ import nibabel as nib
 import numpy as np
 import pytest
 import torch
-from conftest import BUNDLES, copy_bundle, run_bundle
-from tiny_networks import tiny_args
-from monai.bundle import ConfigParser
+from conftest import BUNDLES, copy_bundle, parse_config, run_bundle
 from PIL import Image
+from tiny_networks import tiny_args
 
 from custom_nets.data import lgg
 from custom_nets.data.dataset import read_dataset
@@ -22,16 +21,6 @@ LGG_BUNDLES = ["attention_resunet2d", "unet2d", "attention_unet2d"]
 TINY = tiny_args("unet2d")  # the same widths for the three LGG bundles
 FAST = [*TINY, "--num_workers", "0", "--batch_size", "8"]
 
-
-
-def parse(config: Path, **overrides) -> ConfigParser:
-    parser = ConfigParser()
-    parser.read_config(str(config))
-    parser.read_meta(str(config.parent / "metadata.json"))
-    parser["bundle_root"] = str(config.parent.parent)  # its models/task.json, not the working directory's
-    for key, value in overrides.items():
-        parser[key] = value
-    return parser
 
 
 @pytest.mark.parametrize("name", LGG_BUNDLES)
@@ -90,7 +79,7 @@ def test_train_infer_evaluate_export(name: str, tmp_path: Path) -> None:
          "--meta_file", str(configs / "metadata.json"), "--config_file", str(configs / "inference.json"), *TINY],
         cwd=cwd,
     )  # fmt: skip
-    net = parse(configs / "inference.json", **{"network_def#channels": [4, 8, 16, 32, 64]}).get_parsed_content("network_def")
+    net = parse_config(configs / "inference.json", **{"network_def#channels": [4, 8, 16, 32, 64]}).get_parsed_content("network_def")
     net.load_state_dict(torch.load(bundle / "models" / "model.pt", weights_only=True))
     net.eval()
     x = torch.rand(2, 3, 64, 96)
@@ -100,7 +89,7 @@ def test_train_infer_evaluate_export(name: str, tmp_path: Path) -> None:
 
 def test_split_is_by_patient_and_wce_weight_comes_from_training_masks(tmp_path: Path) -> None:
     bundle = copy_bundle("attention_resunet2d", tmp_path)
-    parser = parse(bundle / "configs" / "train.json", bundle_root=str(bundle), loss_name="wce")
+    parser = parse_config(bundle / "configs" / "train.json", bundle_root=str(bundle), loss_name="wce")
     train, val = parser.get_parsed_content("train_datalist"), parser.get_parsed_content("val_datalist")
     assert train and val
     # cases are slices <patient>_<n>; splits_final.json keeps a patient's slices on one side
@@ -109,7 +98,7 @@ def test_split_is_by_patient_and_wce_weight_comes_from_training_masks(tmp_path: 
     assert weight == pytest.approx(lgg.positive_class_weight(train)) and weight > 1
     loss = parser.get_parsed_content("loss")
     assert isinstance(loss.loss, torch.nn.BCEWithLogitsLoss) and loss.loss.pos_weight.item() == pytest.approx(weight)
-    parser = parse(bundle / "configs" / "train.json", bundle_root=str(bundle))
+    parser = parse_config(bundle / "configs" / "train.json", bundle_root=str(bundle))
     assert parser.get_parsed_content("positive_class_weight") is None
 
 
@@ -131,7 +120,7 @@ def test_demo_groups_are_patients(tmp_path: Path) -> None:
 @pytest.mark.parametrize("loss_name", ["dice", "focal", "dicefocal", "wce"])
 def test_every_loss_choice_builds(loss_name: str, tmp_path: Path) -> None:
     bundle = copy_bundle("unet2d", tmp_path)
-    parser = parse(bundle / "configs" / "train.json", bundle_root=str(bundle), loss_name=loss_name)
+    parser = parse_config(bundle / "configs" / "train.json", bundle_root=str(bundle), loss_name=loss_name)
     loss = parser.get_parsed_content("loss")
     pred, target = torch.randn(2, 1, 16, 16), (torch.rand(2, 1, 16, 16) > 0.8).float()
     assert torch.isfinite(loss(pred, target))

@@ -20,10 +20,10 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-from conftest import BUNDLES, copy_bundle, labelled_cases, run_bundle
-from tiny_networks import tiny_args
-from monai.bundle import ConfigParser
+from conftest import BUNDLES, copy_bundle, labelled_cases, parse_config, run_bundle
 from PIL import Image
+from tiny_networks import TINY as TINY_NETWORK
+from tiny_networks import tiny_args
 
 from custom_nets.data import polyp_skin
 from custom_nets.data.dataset import inference_datalist, trained_task
@@ -47,20 +47,6 @@ def _one_thread_per_subprocess(monkeypatch: pytest.MonkeyPatch) -> None:
     """2 shared CPU cores: every bundle subprocess runs single-threaded."""
     monkeypatch.setenv("OMP_NUM_THREADS", "1")
 
-
-
-def overrides_dict(args: list[str]) -> dict:
-    return {key.lstrip("-"): json.loads(value) for key, value in zip(args[::2], args[1::2])}
-
-
-def parse(config: Path, **overrides) -> ConfigParser:
-    parser = ConfigParser()
-    parser.read_config(str(config))
-    parser.read_meta(str(config.parent / "metadata.json"))
-    parser["bundle_root"] = str(config.parent.parent)  # its models/task.json, not the working directory's
-    for key, value in overrides.items():
-        parser[key] = value
-    return parser
 
 
 def read_csv(path: Path) -> list[dict[str, str]]:
@@ -154,7 +140,7 @@ def test_train_infer_evaluate_export(name: str, tmp_path: Path) -> None:
          "--meta_file", str(configs / "metadata.json"), "--config_file", str(configs / "inference.json"), *TINY[name]],
         cwd=cwd,
     )  # fmt: skip
-    eager = parse(configs / "inference.json", **overrides_dict(TINY[name])).get_parsed_content("network_def")
+    eager = parse_config(configs / "inference.json", **TINY_NETWORK[name]).get_parsed_content("network_def")
     eager.load_state_dict(torch.load(bundle / "models" / "model.pt", map_location="cpu", weights_only=True))
     scripted = torch.jit.load(str(exported), map_location="cpu")
     x = torch.rand(2, 3, 64, 96)  # non-square
@@ -324,7 +310,7 @@ def test_ssformer_learns_the_demo_task(tmp_path: Path) -> None:
 
 def test_ddanet_grayscale_target_in_training_only(tmp_path: Path) -> None:
     bundle = copy_bundle("ddanet", tmp_path)
-    parser = parse(bundle / "configs" / "train.json", bundle_root=str(bundle), image_size=[64, 64])
+    parser = parse_config(bundle / "configs" / "train.json", bundle_root=str(bundle), image_size=[64, 64])
     item = parser.get_parsed_content("train_datalist")[0]
     train = parser.get_parsed_content("train#preprocessing")(dict(item))
     assert train["image"].shape == (3, 64, 64) and train["label"].shape == (2, 64, 64)
@@ -342,7 +328,7 @@ def test_ddanet_grayscale_target_in_training_only(tmp_path: Path) -> None:
 
 def test_drrmsan_loss_is_bce_on_all_outputs_with_configurable_weights(tmp_path: Path) -> None:
     bundle = copy_bundle("drrmsan", tmp_path)
-    parser = parse(bundle / "configs" / "train.json", bundle_root=str(bundle))
+    parser = parse_config(bundle / "configs" / "train.json", bundle_root=str(bundle))
     loss = parser.get_parsed_content("loss")
     assert isinstance(loss, StackedDeepSupervisionLoss) and isinstance(loss.loss, torch.nn.BCEWithLogitsLoss)
     torch.manual_seed(0)
@@ -359,8 +345,8 @@ def test_ssformer_loss_optimizer_and_pretrained_option(tmp_path: Path) -> None:
     """BCE + Dice on logits, AdamW lr 1e-4 / weight decay 0.01, and ``network_def#pretrained_checkpoint`` loading a
     user's MiT checkpoint strictly (a wrong one stops the build naming the file)."""
     bundle = copy_bundle("ssformer", tmp_path)
-    tiny = overrides_dict(TINY["ssformer"])
-    parser = parse(bundle / "configs" / "train.json", bundle_root=str(bundle), device="cpu", **tiny)
+    tiny = TINY_NETWORK["ssformer"]
+    parser = parse_config(bundle / "configs" / "train.json", bundle_root=str(bundle), device="cpu", **tiny)
     assert isinstance(parser.get_parsed_content("loss"), DiceBCELoss)
     optimizer = parser.get_parsed_content("optimizer")
     assert isinstance(optimizer, torch.optim.AdamW)
