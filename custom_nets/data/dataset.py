@@ -40,7 +40,7 @@ from typing import Any
 
 import numpy as np
 
-from ..file_types import FILE_ENDINGS, PICTURE_ENDINGS, file_ending, is_label_name, strip_ending
+from ..file_types import FILE_ENDINGS, NIFTI_ENDINGS, PICTURE_ENDINGS, file_ending, is_label_name, strip_ending
 from ..files import write_text_atomic
 from .common import is_demo, is_hidden, raise_problems, split_groups
 from .errors import DatasetError
@@ -473,7 +473,7 @@ def read_header(path: str) -> Header:
     """Shape, channels and affine of an image file; ``DatasetError`` naming the file when it cannot be read."""
     ending = file_ending(path) or ""
     try:
-        if ending in (".nii", ".nii.gz"):
+        if ending in NIFTI_ENDINGS:
             import nibabel as nib
 
             img = nib.load(path)
@@ -598,7 +598,7 @@ def check_dataset(dataset: Dataset, spatial_dims: int | None = None, check_value
 def read_array(path: str) -> np.ndarray:
     """The voxels of an image file (NIfTI with nibabel, 2D images with PIL, other formats with ITK)."""
     ending = file_ending(path) or ""
-    if ending in (".nii", ".nii.gz"):
+    if ending in NIFTI_ENDINGS:
         import nibabel as nib
 
         return np.asanyarray(nib.load(path).dataobj)

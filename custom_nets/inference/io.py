@@ -37,6 +37,7 @@ from typing import Any
 
 import numpy as np
 
+from custom_nets.file_types import NIFTI_ENDINGS
 from custom_nets.files import partial_path, write_file_atomic
 
 from .discovery import Case, InputSpec, Source
@@ -701,7 +702,7 @@ def _read_label_map(path: str | os.PathLike, transposed: bool = True) -> tuple[n
     name = str(path).lower()
     if name.endswith(".png"):
         reader = PILReader(reverse_indexing=transposed)
-    elif name.endswith((".nii.gz", ".nii")):
+    elif name.endswith(NIFTI_ENDINGS):
         reader = NibabelReader()
     elif name.endswith((".nrrd", ".mha")):
         reader = ITKReader()
